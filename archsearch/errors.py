@@ -1,0 +1,27 @@
+"""Errors that archsearch reports to the user as one clear message."""
+
+
+class ArchsearchError(Exception):
+    """Base class: the command line prints the message, without a traceback."""
+
+
+class SpaceError(ArchsearchError, ValueError):
+    """A space file or one of its declarations is invalid."""
+
+
+class InfeasibleArchitecture(ArchsearchError, ValueError):
+    """A concrete architecture cannot be built or breaks a constraint.
+
+    Args:
+        field: the dimension or constraint at fault, e.g. `"stages"`.
+        value: its offending value.
+        reason: what was expected instead.
+    """
+
+    def __init__(self, field, value, reason):
+        self.field, self.value, self.reason = field, value, reason
+        super().__init__(f"{field}={value!r}: {reason}")
+
+
+class DataError(ArchsearchError, ValueError):
+    """Data cannot be found, read or matched to the space."""
