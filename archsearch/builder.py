@@ -1,0 +1,119 @@
+"""Builds and compiles the Keras model of a planned `Architecture`.
+
+Backend-agnostic: `keras.layers` and `keras.ops` only, so the same model runs
+under TensorFlow, JAX and PyTorch.
+"""
+
+import keras
+
+from archsearch.architecture import Architecture
+
+
+def _preprocess(layer, shape_in):
+    """Scales uint8 to [0, 1], then resizes the smaller side to R and center-crops R x R."""
+    resolution = layer.config["resolution"]
+    stack = [keras.layers.Rescaling(1 / 255, name=f"{layer.name}_scale")]
+    if tuple(shape_in[:2]) != (resolution, resolution):
+        stack.append(keras.layers.Resizing(resolution, resolution, crop_to_aspect_ratio=True, name=f"{layer.name}_resize"))
+    return keras.Sequential(stack, name=layer.name)
+
+
+def _augment(layer, shape_in):
+    """Random translation (pad-and-crop's equivalent) and horizontal flip, active in training only."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomTranslation(
+                layer.config["translate"], layer.config["translate"], fill_mode="constant", interpolation="nearest"
+            ),
+            keras.layers.RandomFlip("horizontal"),
+        ],
+        name=layer.name,
+    )
+
+
+_INIT = "he_normal"  # He (MSRA) initialization, for ReLU networks
+
+_LAYERS = {
+    "preprocess": _preprocess,
+    "augment": _augment,
+    "conv": lambda l, _: keras.layers.Conv2D(
+        l.config["filters"], l.config["kernel"], strides=l.config["stride"], padding="same",
+        use_bias=l.config["bias"], kernel_initializer=_INIT, name=l.name,
+    ),
+    "batch_norm": lambda l, _: keras.layers.BatchNormalization(name=l.name),
+    "relu": lambda l, _: keras.layers.ReLU(name=l.name),
+    "max_pool": lambda l, _: keras.layers.MaxPooling2D(2, strides=2, padding="same", name=l.name),
+    "add": lambda l, _: keras.layers.Add(name=l.name),
+    "global_avg_pool": lambda l, _: keras.layers.GlobalAveragePooling2D(name=l.name),
+    "flatten": lambda l, _: keras.layers.Flatten(name=l.name),
+    "dropout": lambda l, _: keras.layers.Dropout(l.config["rate"], name=l.name),
+    "dense": lambda l, _: keras.layers.Dense(
+        l.config["units"], activation=l.config["activation"], kernel_initializer=_INIT if l.config["activation"] == "relu" else "glorot_uniform",
+        # The probabilities stay float32 under a mixed-precision policy.
+        dtype="float32" if l.name == "predictions" else None, name=l.name,
+    ),
+}
+
+
+def build_model(architecture: Architecture):
+    """Builds the Keras model of a planned architecture.
+
+    The model takes raw uint8 images of the data's native shape and returns
+    class probabilities; preprocessing (and augmentation, in training) is
+    inside it.
+
+    Args:
+        architecture: from `archsearch.architecture.plan()`.
+
+    Returns:
+        A functional `keras.Model`, not compiled.
+
+    Example:
+
+    >>> from archsearch.architecture import plan
+    >>> model = build_model(plan({"width": 16}, (32, 32, 3), 10))
+    >>> model.output_shape
+    (None, 10)
+    """
+    tensors = {}
+    for layer in architecture.layers:
+        if layer.kind == "input":
+            tensors[layer.name] = keras.Input(shape=layer.shape, dtype="uint8", name=layer.name)
+            continue
+        inputs = [tensors[name] for name in layer.inputs]
+        keras_layer = _LAYERS[layer.kind](layer, architecture.layers[0].shape)
+        tensors[layer.name] = keras_layer(inputs if layer.kind == "add" else inputs[0])
+    name = f"{architecture.point['family']}_{architecture.point['stages']}x{architecture.point['blocks_per_stage']}"
+    return keras.Model(tensors["image"], tensors["predictions"], name=name)
+
+
+def make_optimizer(point, steps):
+    """Returns the optimizer of a point, with its learning-rate schedule over `steps` updates."""
+    learning_rate = point["learning_rate"]
+    if point["schedule"] == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps))
+    decay = point["weight_decay"] or None
+    if point["optimizer"] == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=decay)
+    if point["optimizer"] == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=point["weight_decay"])
+    return keras.optimizers.Adam(learning_rate, weight_decay=decay)
+
+
+def compile_model(model, point, steps):
+    """Compiles `model` for training on integer labels.
+
+    Args:
+        model: from `build_model()`.
+        point: the architecture's point (its training knobs are used).
+        steps: total optimizer updates of the training to come (for the schedule).
+
+    Returns:
+        The same model, compiled with accuracy as its metric.
+    """
+    model.compile(
+        optimizer=make_optimizer(point, steps),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model

@@ -1,0 +1,412 @@
+"""The declarative search space: what a file under `search_spaces/` holds.
+
+A space file builds one `Space` from declarations only. Each dimension of the
+recipe or of training is either a fixed value or a declaration (`choice`,
+`int_range`, `uniform`, `log_uniform`); declarations map one-to-one onto Keras
+Tuner's `HyperParameters`, which does all the sampling.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import runpy
+import traceback
+from pathlib import Path
+
+import keras_tuner
+
+from archsearch import dimensions
+from archsearch.data import Data
+from archsearch.errors import ArchsearchError, SpaceError
+
+TUNERS = ("random", "bayesian", "hyperband")
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A dimension that takes one of a few values.
+
+    Args:
+        values: the candidate values, the first being the default.
+    """
+
+    values: tuple
+
+    def register(self, hp, dimension):
+        # Keras Tuner wants one type per Choice: mixed ones (2, 3, "auto") go as strings.
+        if len({type(v) for v in self.values}) > 1:
+            text = hp.Choice(dimension.name, [str(v) for v in self.values])
+            return dimension.parse(text)
+        return hp.Choice(dimension.name, list(self.values))
+
+    def size(self):
+        return len(self.values)
+
+    def describe(self):
+        return "choice(" + ", ".join(repr(v) for v in self.values) + ")"
+
+
+@dataclasses.dataclass(frozen=True)
+class IntRange:
+    """A dimension that takes integers from `low` to `high` inclusive, every `step`."""
+
+    low: int
+    high: int
+    step: int = 1
+
+    def register(self, hp, dimension):
+        return hp.Int(dimension.name, self.low, self.high, step=self.step)
+
+    def size(self):
+        return (self.high - self.low) // self.step + 1
+
+    def describe(self):
+        return f"int_range({self.low}, {self.high}, step={self.step})"
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatRange:
+    """A dimension that takes real values in `[low, high]`, sampled `linear` or `log`."""
+
+    low: float
+    high: float
+    sampling: str = "linear"
+
+    def register(self, hp, dimension):
+        return hp.Float(dimension.name, self.low, self.high, sampling=self.sampling)
+
+    def size(self):
+        return math.inf
+
+    def describe(self):
+        name = "log_uniform" if self.sampling == "log" else "uniform"
+        return f"{name}({self.low}, {self.high})"
+
+
+def choice(*values):
+    """Declares a dimension that takes one of `values`.
+
+    Example:
+
+    ```python
+    Recipe(family=choice("vgg", "resnet"), stages=choice(2, 3, "auto"))
+    ```
+    """
+    return Choice(tuple(values))
+
+
+def int_range(low, high, step=1):
+    """Declares an integer dimension from `low` to `high` inclusive, every `step`."""
+    return IntRange(low, high, step)
+
+
+def uniform(low, high):
+    """Declares a real dimension sampled uniformly in `[low, high]`."""
+    return FloatRange(low, high, "linear")
+
+
+def log_uniform(low, high):
+    """Declares a real dimension sampled uniformly in log scale, e.g. a learning rate."""
+    return FloatRange(low, high, "log")
+
+
+def _check_declaration(dimension, value):
+    """Checks a fixed value or a declaration for `dimension`; returns it normalized."""
+    where = f"{dimension.group}: "
+    name = dimension.name
+    if isinstance(value, Choice):
+        if not value.values:
+            raise SpaceError(f"{where}{name}=choice(): a choice needs at least one value")
+        if len(set(map(repr, value.values))) != len(value.values):
+            raise SpaceError(f"{where}{name}={value.describe()}: values repeat")
+        return Choice(tuple(dimension.check(v, where) for v in value.values))
+    if isinstance(value, (IntRange, FloatRange)):
+        if dimension.kind not in (int, float) or (isinstance(value, IntRange) != (dimension.kind is int)):
+            raise SpaceError(
+                f"{where}{name}={value.describe()}: a range does not fit; expected {dimension.expected()}"
+            )
+        dimension.check(value.low, where)
+        dimension.check(value.high, where)
+        if not value.low < value.high:
+            raise SpaceError(f"{where}{name}={value.describe()}: low must be below high")
+        if isinstance(value, IntRange) and (type(value.step) is not int or value.step < 1):
+            raise SpaceError(f"{where}{name}={value.describe()}: step must be an int >= 1")
+        if isinstance(value, FloatRange) and value.sampling == "log" and value.low <= 0:
+            raise SpaceError(f"{where}{name}={value.describe()}: log sampling needs low > 0")
+        return value
+    return dimension.check(value, where)
+
+
+class _Section:
+    """The declared dimensions of one group (`recipe` or `train`)."""
+
+    group = None
+
+    def __init__(self, **values):
+        names = dimensions.RECIPE if self.group == "recipe" else dimensions.TRAIN
+        for name in values:
+            if name not in names:
+                hint = ""
+                if name in dimensions.BY_NAME:
+                    hint = f" (it belongs in {dimensions.BY_NAME[name].group.capitalize()}(...))"
+                raise SpaceError(
+                    f"{self.group}: unknown dimension {name!r}{hint}; expected one of: {', '.join(names)}"
+                )
+        self.values = {
+            name: _check_declaration(dimensions.BY_NAME[name], values[name]) for name in values
+        }
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.values!r})"
+
+
+class Recipe(_Section):
+    """The architecture dimensions of a space; unnamed ones take their defaults.
+
+    Example:
+
+    ```python
+    Recipe(family=choice("vgg", "resnet"), width=choice(16, 32), batch_norm=True)
+    ```
+    """
+
+    group = "recipe"
+
+
+class Train(_Section):
+    """The training knobs of a space; unnamed ones take their defaults.
+
+    Example:
+
+    ```python
+    Train(epochs=10, batch_size=128, learning_rate=log_uniform(1e-4, 1e-2))
+    ```
+    """
+
+    group = "train"
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """How the space is explored.
+
+    Args:
+        tuner: `"random"`, `"bayesian"` or `"hyperband"` (Keras Tuner's own).
+        max_trials: trials to run (for hyperband: an upper bound; its own
+            schedule decides).
+        max_params: reject architectures with more parameters, before training.
+        max_flops: reject architectures with more forward FLOPs per image.
+        max_consecutive_failures: stop the search after this many trials in a
+            row fail (infeasible samples do not count).
+        seed: seed of the tuner's sampling.
+    """
+
+    tuner: str = "random"
+    max_trials: int = 20
+    max_params: int = None
+    max_flops: int = None
+    max_consecutive_failures: int = 5
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.tuner not in TUNERS:
+            raise SpaceError(f"search: tuner={self.tuner!r}: expected one of {', '.join(map(repr, TUNERS))}")
+        for name in ("max_trials", "max_consecutive_failures"):
+            _check_positive_int(f"search: {name}", getattr(self, name))
+        for name in ("max_params", "max_flops"):
+            if getattr(self, name) is not None:
+                _check_positive_int(f"search: {name}", getattr(self, name))
+        _check_int(f"search: seed", self.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Retrain:
+    """How the best architectures are retrained and tested.
+
+    Args:
+        top_k: how many of the best trials (by validation accuracy) to retrain.
+        epochs: epochs of each retraining; `None` takes the largest epochs of
+            the space's `Train`.
+        seeds: retrainings per architecture, from seed 0 up; test figures are
+            given as mean and standard deviation over them.
+    """
+
+    top_k: int = 3
+    epochs: int = None
+    seeds: int = 3
+
+    def __post_init__(self):
+        _check_positive_int("retrain: top_k", self.top_k)
+        _check_positive_int("retrain: seeds", self.seeds)
+        if self.epochs is not None:
+            _check_positive_int("retrain: epochs", self.epochs)
+
+
+def _check_int(where, value):
+    if type(value) is not int:
+        raise SpaceError(f"{where}={value!r}: expected an int")
+
+
+def _check_positive_int(where, value):
+    _check_int(where, value)
+    if value < 1:
+        raise SpaceError(f"{where}={value!r}: expected an int >= 1")
+
+
+@dataclasses.dataclass
+class Space:
+    """A search space: data, recipe dimensions, training knobs, search and retraining.
+
+    Args:
+        name: names the results directory `results/<name>/`.
+        data: a `Data` declaration.
+        recipe: a `Recipe`.
+        train: a `Train`.
+        search: a `Search`.
+        retrain: a `Retrain`.
+        description: what question the space answers (a space file's
+            docstring fills it in).
+
+    Example:
+
+    ```python
+    space = Space(
+        name="cifar10",
+        data=Data("cifar10", validation=0.1),
+        recipe=Recipe(family=choice("vgg", "resnet"), width=choice(16, 32, 64)),
+        train=Train(epochs=10, learning_rate=log_uniform(1e-4, 1e-2)),
+        search=Search(tuner="hyperband", max_trials=40, max_params=1_000_000),
+        retrain=Retrain(top_k=3, epochs=40, seeds=3),
+    )
+    ```
+    """
+
+    name: str
+    data: Data = dataclasses.field(default_factory=lambda: Data("digits"))
+    recipe: Recipe = dataclasses.field(default_factory=Recipe)
+    train: Train = dataclasses.field(default_factory=Train)
+    search: Search = dataclasses.field(default_factory=Search)
+    retrain: Retrain = dataclasses.field(default_factory=Retrain)
+    description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise SpaceError(f"space: name={self.name!r}: expected letters, digits, '-' or '_' (it names a folder)")
+        for field, kind in (("data", Data), ("recipe", Recipe), ("train", Train), ("search", Search), ("retrain", Retrain)):
+            if not isinstance(getattr(self, field), kind):
+                raise SpaceError(f"space: {field}={getattr(self, field)!r}: expected {kind.__name__}(...)")
+
+    def declarations(self):
+        """Returns a dict of every dimension's fixed value or declaration, in table order."""
+        declared = {**self.recipe.values, **self.train.values}
+        return {d.name: declared.get(d.name, d.default) for d in dimensions.DIMENSIONS}
+
+    def searched(self):
+        """Returns the names of the dimensions that vary."""
+        return [n for n, v in self.declarations().items() if isinstance(v, (Choice, IntRange, FloatRange))]
+
+    def sample(self, hp):
+        """Registers the space on `hp` and returns the point it holds.
+
+        Args:
+            hp: a `keras_tuner.HyperParameters`; searched dimensions get their
+                current value there (the default on first registration).
+
+        Returns:
+            A dict from every dimension name to a concrete value.
+        """
+        point = {}
+        for name, value in self.declarations().items():
+            dimension = dimensions.BY_NAME[name]
+            if isinstance(value, (Choice, IntRange, FloatRange)):
+                point[name] = value.register(hp, dimension)
+            else:
+                point[name] = value
+        return point
+
+    def random_points(self, count, seed=0):
+        """Draws points with Keras Tuner's own random sampling.
+
+        Args:
+            count: how many points.
+            seed: makes the draw repeatable.
+
+        Returns:
+            A list of `count` dicts from dimension name to value.
+        """
+        hp = keras_tuner.HyperParameters()
+        self.sample(hp)
+        points = []
+        for i in range(count):
+            drawn = keras_tuner.HyperParameters()
+            for j, parameter in enumerate(hp.space):
+                drawn.values[parameter.name] = parameter.random_sample(seed + 7919 * i + j)
+            points.append(self.sample(drawn))
+        return points
+
+    def size(self):
+        """Returns the number of distinct points, or `math.inf` for a continuous space."""
+        return math.prod(v.size() for v in self.declarations().values() if hasattr(v, "size"))
+
+    def max_epochs(self):
+        """Returns the largest number of training epochs the space allows."""
+        epochs = self.declarations()["epochs"]
+        if isinstance(epochs, Choice):
+            return max(epochs.values)
+        return epochs.high if isinstance(epochs, IntRange) else epochs
+
+    def to_dict(self):
+        """Returns the space as plain JSON-ready data (for run.json and the fingerprint)."""
+        return {
+            "name": self.name,
+            "data": self.data.to_dict(),
+            "dimensions": {
+                n: v.describe() if hasattr(v, "describe") else v for n, v in self.declarations().items()
+            },
+            "search": dataclasses.asdict(self.search),
+            "retrain": dataclasses.asdict(self.retrain),
+        }
+
+    def fingerprint(self):
+        """Returns a short hex digest that changes whenever the space's meaning does."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_space(path):
+    """Loads a space file: runs it and returns the `Space` it names `space`.
+
+    Args:
+        path: the file, e.g. `"search_spaces/cifar.py"`.
+
+    Returns:
+        The `Space`, with its `description` taken from the file's docstring.
+
+    Raises:
+        SpaceError: naming the file (and line) for a missing file, a syntax
+            error, an invalid declaration or a missing `space`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"{path}: no such space file")
+    try:
+        namespace = runpy.run_path(str(path), run_name="archsearch_space")
+    except SyntaxError as error:
+        raise SpaceError(f"{path}:{error.lineno}: syntax error: {error.msg}") from None
+    except ArchsearchError as error:
+        raise SpaceError(f"{path}:{_line_in(path, error)}: {error}") from None
+    except Exception as error:
+        raise SpaceError(f"{path}:{_line_in(path, error)}: {type(error).__name__}: {error}") from None
+    space = namespace.get("space")
+    if not isinstance(space, Space):
+        raise SpaceError(f"{path}: expected a variable `space = Space(...)`, found {type(space).__name__}")
+    if not space.description:
+        space.description = (namespace.get("__doc__") or "").strip()
+    return space
+
+
+def _line_in(path, error):
+    """Returns the line of `path` where `error` was raised (or '?')."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path.resolve() or Path(f.filename) == path]
+    return frames[-1].lineno if frames else "?"
