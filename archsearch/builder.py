@@ -15,20 +15,16 @@ def _preprocess(layer, shape_in):
     stack = [keras.layers.Rescaling(1 / 255, name=f"{layer.name}_scale")]
     if tuple(shape_in[:2]) != (resolution, resolution):
         stack.append(keras.layers.Resizing(resolution, resolution, crop_to_aspect_ratio=True, name=f"{layer.name}_resize"))
-    return keras.Sequential(stack, name=layer.name)
+    return stack
 
 
 def _augment(layer, shape_in):
     """Random translation (pad-and-crop's equivalent) and horizontal flip, active in training only."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomTranslation(
-                layer.config["translate"], layer.config["translate"], fill_mode="constant", interpolation="nearest"
-            ),
-            keras.layers.RandomFlip("horizontal"),
-        ],
-        name=layer.name,
-    )
+    translate = layer.config["translate"]
+    return [
+        keras.layers.RandomTranslation(translate, translate, fill_mode="constant", interpolation="nearest", name=f"{layer.name}_translate"),
+        keras.layers.RandomFlip("horizontal", name=f"{layer.name}_flip"),
+    ]
 
 
 _INIT = "he_normal"  # He (MSRA) initialization, for ReLU networks
@@ -40,7 +36,8 @@ _LAYERS = {
         l.config["filters"], l.config["kernel"], strides=l.config["stride"], padding="same",
         use_bias=l.config["bias"], kernel_initializer=_INIT, name=l.name,
     ),
-    "batch_norm": lambda l, _: keras.layers.BatchNormalization(name=l.name),
+    # PyTorch's momentum (0.9 in Keras terms): short searches need warm moving statistics.
+    "batch_norm": lambda l, _: keras.layers.BatchNormalization(momentum=0.9, name=l.name),
     "relu": lambda l, _: keras.layers.ReLU(name=l.name),
     "max_pool": lambda l, _: keras.layers.MaxPooling2D(2, strides=2, padding="same", name=l.name),
     "add": lambda l, _: keras.layers.Add(name=l.name),
@@ -81,8 +78,14 @@ def build_model(architecture: Architecture):
             tensors[layer.name] = keras.Input(shape=layer.shape, dtype="uint8", name=layer.name)
             continue
         inputs = [tensors[name] for name in layer.inputs]
-        keras_layer = _LAYERS[layer.kind](layer, architecture.layers[0].shape)
-        tensors[layer.name] = keras_layer(inputs if layer.kind == "add" else inputs[0])
+        made = _LAYERS[layer.kind](layer, architecture.layers[0].shape)
+        if isinstance(made, list):  # preprocessing and augmentation are short stacks
+            tensor = inputs[0]
+            for keras_layer in made:
+                tensor = keras_layer(tensor)
+            tensors[layer.name] = tensor
+        else:
+            tensors[layer.name] = made(inputs if layer.kind == "add" else inputs[0])
     name = f"{architecture.point['family']}_{architecture.point['stages']}x{architecture.point['blocks_per_stage']}"
     return keras.Model(tensors["image"], tensors["predictions"], name=name)
 

@@ -321,6 +321,8 @@ class Space:
             dimension = dimensions.BY_NAME[name]
             if isinstance(value, (Choice, IntRange, FloatRange)):
                 point[name] = value.register(hp, dimension)
+                if dimension.kind is bool:  # Keras Tuner may hand booleans back as 0 and 1
+                    point[name] = bool(point[name])
             else:
                 point[name] = value
         return point

@@ -1,0 +1,206 @@
+"""The `archsearch` command line: run, describe, data, leaderboard, export.
+
+Errors that archsearch understands (a bad space file, missing data, an
+infeasible architecture, ...) print one line and exit with status 2;
+`--debug` shows the traceback instead.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import pandas as pd
+
+from archsearch.errors import ArchsearchError
+
+
+def _space_rows(space, sample, seed, data_dir):
+    """Returns (declarations table, sampled points table, architectures) of a space."""
+    from archsearch import dimensions
+    from archsearch.architecture import check_constraints, plan
+    from archsearch.data import peek
+    from archsearch.errors import InfeasibleArchitecture
+
+    declared = pd.DataFrame(
+        [
+            {"dimension": name, "group": dimensions.BY_NAME[name].group,
+             "value": v.describe() if hasattr(v, "describe") else repr(v)}
+            for name, v in space.declarations().items()
+        ]
+    )
+    shape, num_classes = peek(space.data, data_dir=data_dir)
+    rows, architectures = [], []
+    for point in space.random_points(sample, seed):
+        row = dict(point)
+        try:
+            architecture = plan(point, shape, num_classes)
+            row.update(stages=architecture.point["stages"], params=architecture.params, flops=architecture.flops)
+            check_constraints(architecture, space.search.max_params, space.search.max_flops)
+            row["infeasible"] = ""
+            architectures.append(architecture)
+        except InfeasibleArchitecture as error:
+            row["infeasible"] = str(error)
+            architectures.append(None)
+        rows.append(row)
+    sampled = pd.DataFrame(rows).astype({"params": "Int64", "flops": "Int64"}, errors="ignore")
+    return declared, sampled, architectures, shape, num_classes
+
+
+def describe(args):
+    from archsearch.space import load_space
+
+    space = load_space(args.space)
+    declared, sampled, architectures, shape, num_classes = _space_rows(space, args.sample, args.seed, args.data_dir)
+    size = space.size()
+    if args.format == "csv":
+        sys.stdout.write(sampled.to_csv(index=False))
+    elif args.format == "json":
+        document = {
+            "name": space.name, "description": space.description, "input_shape": list(shape),
+            "num_classes": num_classes, "dimensions": space.to_dict()["dimensions"],
+            "architectures": None if math.isinf(size) else size,
+            "samples": json.loads(sampled.to_json(orient="records")),
+        }
+        if args.summary:
+            document["summaries"] = [a.summary() if a else None for a in architectures]
+        print(json.dumps(document, indent=2, default=list))
+    else:
+        print(f"{space.name}: {space.description}\n")
+        print(f"input {shape}, {num_classes} classes")
+        print("architectures: " + ("continuous space" if math.isinf(size) else f"{size:,} distinct points"))
+        print(declared.to_string(index=False))
+        print(f"\n{args.sample} sampled (seed {args.seed}):")
+        print(sampled.to_string(index=False))
+    if args.summary and args.format == "table":
+        for i, architecture in enumerate(architectures):
+            if architecture:
+                print(f"\nsample {i}: {architecture.params:,} params, {architecture.flops:,} FLOPs per image")
+                print(pd.DataFrame(architecture.summary()).to_string(index=False))
+
+
+def data(args):
+    from archsearch.data import data_summary, load_data
+    from archsearch.space import load_space
+
+    summary = data_summary(load_data(load_space(args.space).data, data_dir=args.data_dir))
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+        return
+    for key in ("source", "classes", "shape", "fingerprint", "cache", "seconds"):
+        print(f"{key}: {summary[key]}")
+    print(pd.DataFrame(summary["per_class"]).fillna(0).astype(int).to_string())
+    print("total: " + ", ".join(f"{split} {count:,}" for split, count in summary["counts"].items()))
+
+
+def run(args):
+    from archsearch.run import apply_overrides, run as run_space
+    from archsearch.space import load_space
+
+    space = apply_overrides(
+        load_space(args.space), tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
+        top_k=args.top_k, retrain_epochs=args.retrain_epochs, seeds=args.seeds, seed=args.seed,
+    )
+    leaderboard = run_space(space, args.results, data_dir=args.data_dir, resume=args.resume, overwrite=args.overwrite)
+    print(_format_leaderboard(leaderboard, "table"))
+
+
+def _format_leaderboard(frame, fmt):
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    shown = frame[[c for c in frame.columns if not c.startswith("test_recall_")]]
+    if fmt == "markdown":
+        return shown.to_markdown(index=False)
+    return shown.to_string(index=False)
+
+
+def leaderboard(args):
+    from archsearch.results import read_leaderboard
+
+    print(_format_leaderboard(read_leaderboard(args.results), args.format))
+
+
+def export(args):
+    import keras
+
+    from archsearch.data import load_data
+    from archsearch.export import export_model
+    from archsearch.data import Data
+    from archsearch.results import RUN, read_json, read_leaderboard
+
+    frame = read_leaderboard(args.results)
+    ranked = frame[frame["rank"] == args.rank]
+    if ranked.empty:
+        raise ArchsearchError(f"{args.results}: no rank {args.rank} in the leaderboard (ranks 1 to {int(frame['rank'].max())})")
+    trial_id = ranked.iloc[0]["trial_id"]
+    path = os.path.join(args.results, "retrain", f"trial_{trial_id}_seed0.keras")
+    if not os.path.exists(path):
+        raise ArchsearchError(f"{path}: the retrained model of rank {args.rank} is missing; rerun with --resume")
+    model = keras.saving.load_model(path)
+    data_declaration = Data(**read_json(os.path.join(args.results, RUN))["space"]["data"])
+    images = load_data(data_declaration, data_dir=args.data_dir).x_test[:64]
+    difference = export_model(model, args.out, images)
+    print(f"exported rank {args.rank} (trial {trial_id}) to {args.out}; reloaded exports agree within {difference:.1g}")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="archsearch", description="Search the VGG/ResNet recipe for the best image classifier.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("run", help="search, retrain, test, write results and export the winner")
+    p.add_argument("space", help="a space file, e.g. search_spaces/cifar.py")
+    p.add_argument("--results", help="results directory (default results/<space name>)")
+    p.add_argument("--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)")
+    p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"))
+    p.add_argument("--max-trials", type=int)
+    p.add_argument("--epochs", type=int, help="training epochs of every trial")
+    p.add_argument("--top-k", type=int, help="architectures to retrain")
+    p.add_argument("--retrain-epochs", type=int)
+    p.add_argument("--seeds", type=int, help="retrainings per architecture")
+    p.add_argument("--seed", type=int, help="seed of the search")
+    p.add_argument("--resume", action="store_true", help="continue the run in the results directory")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in the results directory and start over")
+    p.set_defaults(handler=run)
+
+    p = commands.add_parser("describe", help="show a space and sample architectures, without training")
+    p.add_argument("space")
+    p.add_argument("--sample", type=int, default=5, help="architectures to sample (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--summary", action="store_true", help="also print each sample's layer table")
+    p.add_argument("--data-dir", help="local copy of the data (only its shape and classes are read)")
+    p.set_defaults(handler=describe)
+
+    p = commands.add_parser("data", help="load a space's data and report its splits")
+    p.add_argument("space")
+    p.add_argument("--data-dir")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(handler=data)
+
+    p = commands.add_parser("leaderboard", help="print a finished run's leaderboard")
+    p.add_argument("results")
+    p.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
+    p.set_defaults(handler=leaderboard)
+
+    p = commands.add_parser("export", help="export a retrained model of a finished run")
+    p.add_argument("results")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rank", type=int, default=1)
+    p.add_argument("--data-dir")
+    p.set_defaults(handler=export)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `archsearch` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except ArchsearchError as error:
+        if args.debug:
+            raise
+        print(f"archsearch: error: {error}", file=sys.stderr)
+        return 2
+    return 0

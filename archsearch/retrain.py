@@ -1,0 +1,108 @@
+"""Retraining from scratch on the full training split, and the one test evaluation.
+
+The test split is used here and nowhere else: the architectures were chosen
+on validation data before this step.
+"""
+
+import dataclasses
+import math
+import time
+
+import keras
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
+
+from archsearch.architecture import plan
+from archsearch.builder import build_model, compile_model
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Test figures of one trained model.
+
+    Args:
+        accuracy: fraction of test images classified right.
+        balanced_error_rate: 1 - mean over classes of per-class recall.
+        recall: per-class recall, in class order.
+        seconds: training time.
+    """
+
+    accuracy: float
+    balanced_error_rate: float
+    recall: list
+    seconds: float = 0.0
+
+
+def evaluate(predicted, labels, num_classes, seconds=0.0):
+    """Scores predicted labels against true ones with scikit-learn.
+
+    Args:
+        predicted: predicted class per image.
+        labels: true class per image.
+        num_classes: number of classes (a class missing from both still counts).
+        seconds: training time to carry along.
+
+    Returns:
+        An `Evaluation`.
+    """
+    classes = list(range(num_classes))
+    return Evaluation(
+        accuracy=float(accuracy_score(labels, predicted)),
+        balanced_error_rate=float(1.0 - balanced_accuracy_score(labels, predicted)),
+        recall=[float(r) for r in recall_score(labels, predicted, labels=classes, average=None, zero_division=0)],
+        seconds=seconds,
+    )
+
+
+def predict_classes(model, images):
+    """Returns the most probable class of each image."""
+    return np.argmax(model.predict(images, batch_size=512, verbose=0), axis=1)
+
+
+def retrain(point, dataset, seed, epochs):
+    """Trains one architecture from scratch on train + validation and tests it.
+
+    Args:
+        point: the architecture's point (recipe and training knobs).
+        dataset: the loaded `Dataset`.
+        seed: seeds weights, shuffling and augmentation.
+        epochs: training epochs.
+
+    Returns:
+        A tuple `(model, evaluation)`.
+    """
+    keras.utils.set_random_seed(seed)
+    keras.backend.clear_session()
+    x, y = dataset.full_train()
+    model = build_model(plan(point, dataset.shape, dataset.num_classes))
+    compile_model(model, point, math.ceil(len(x) / point["batch_size"]) * epochs)
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=point["batch_size"], epochs=epochs, verbose=0)
+    seconds = time.perf_counter() - start
+    return model, evaluate(predict_classes(model, dataset.x_test), dataset.y_test, dataset.num_classes, seconds)
+
+
+def summarize(evaluations):
+    """Returns mean and standard deviation over seeds of the test figures.
+
+    Args:
+        evaluations: one `Evaluation` per seed.
+
+    Returns:
+        A dict with `test_accuracy`, `test_accuracy_std`,
+        `test_balanced_error_rate`, `test_balanced_error_rate_std`,
+        `test_recall` (per class, mean), `seeds` and `train_seconds` (mean).
+        The standard deviation is the sample one (ddof=1), 0 for one seed.
+    """
+    accuracy = np.array([e.accuracy for e in evaluations])
+    ber = np.array([e.balanced_error_rate for e in evaluations])
+    ddof = 1 if len(evaluations) > 1 else 0
+    return {
+        "test_accuracy": float(accuracy.mean()),
+        "test_accuracy_std": float(accuracy.std(ddof=ddof)),
+        "test_balanced_error_rate": float(ber.mean()),
+        "test_balanced_error_rate_std": float(ber.std(ddof=ddof)),
+        "test_recall": np.mean([e.recall for e in evaluations], axis=0).tolist(),
+        "seeds": len(evaluations),
+        "train_seconds": float(np.mean([e.seconds for e in evaluations])),
+    }

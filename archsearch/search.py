@@ -1,0 +1,176 @@
+"""The search: Keras Tuner explores a space on the training and validation splits.
+
+`SpaceHyperModel` is the Keras Tuner `HyperModel` of a space: `build()` plans
+the sampled point and rejects infeasible ones before any training, `fit()`
+trains and scores it on the validation split. `make_tuner()` returns one of
+Keras Tuner's own tuners, with a one-line report per finished trial.
+"""
+
+import math
+import time
+
+import keras
+import keras_tuner
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score
+
+from archsearch.architecture import check_constraints, plan
+from archsearch.builder import build_model, compile_model
+from archsearch.errors import ArchsearchError, InfeasibleArchitecture
+
+OBJECTIVE = "val_accuracy"
+INFEASIBLE = "infeasible: "  # how an infeasible trial's message starts
+
+
+class SearchStopped(ArchsearchError):
+    """Too many trials in a row failed; the message sums up why."""
+
+
+class _StopOnNaN(keras.callbacks.Callback):
+    """Stops a diverging trial as soon as its loss is not finite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise keras_tuner.errors.FailedTrialError(f"diverged: loss is {loss} at step {batch}")
+
+
+class SpaceHyperModel(keras_tuner.HyperModel):
+    """The Keras Tuner hypermodel of a space, for one dataset.
+
+    Args:
+        space: the `Space` to search.
+        dataset: the loaded `Dataset` (only its shape and class count are
+            used to build; `fit()` receives the arrays).
+
+    Example:
+
+    ```python
+    hypermodel = SpaceHyperModel(space, dataset)
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    ```
+    """
+
+    def __init__(self, space, dataset):
+        super().__init__(name=space.name)
+        self.space = space
+        self.input_shape = dataset.shape
+        self.num_classes = dataset.num_classes
+
+    def architecture(self, hp):
+        """Plans the point `hp` holds; raises `InfeasibleArchitecture` if it cannot be trained."""
+        architecture = plan(self.space.sample(hp), self.input_shape, self.num_classes)
+        check_constraints(architecture, self.space.search.max_params, self.space.search.max_flops)
+        return architecture
+
+    def build(self, hp):
+        try:
+            return build_model(self.architecture(hp))
+        except InfeasibleArchitecture as error:
+            raise keras_tuner.errors.FailedTrialError(INFEASIBLE + str(error)) from None
+
+    def fit(self, hp, model, x, y, validation_data, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
+        """Trains `model` and returns its validation scores, size and time.
+
+        Hyperband passes `epochs` and `initial_epoch`; otherwise the point's
+        own `epochs` is used.
+        """
+        point = self.architecture(hp).point
+        epochs = epochs or point["epochs"]
+        steps = math.ceil(len(x) / point["batch_size"]) * (epochs - initial_epoch)
+        compile_model(model, point, steps)
+        x_val, y_val = validation_data
+        start = time.perf_counter()
+        model.fit(
+            x, y, batch_size=point["batch_size"], epochs=epochs, initial_epoch=initial_epoch,
+            validation_data=validation_data, callbacks=[*callbacks, _StopOnNaN()], verbose=0,
+        )
+        seconds = time.perf_counter() - start
+        predicted = np.argmax(model.predict(x_val, batch_size=512, verbose=0), axis=1)
+        return {
+            OBJECTIVE: float(np.mean(predicted == y_val)),
+            "val_balanced_error_rate": 1.0 - balanced_accuracy_score(y_val, predicted),
+            "seconds": seconds,
+            "epochs": float(epochs),
+        }
+
+
+def _mixin(tuner_class):
+    """Returns a subclass of a Keras Tuner tuner that reports each trial and enforces the failure limit."""
+
+    class Tuner(tuner_class):
+        def __init__(self, *args, on_trial_end=None, max_consecutive_failures=5, **kwargs):
+            # Keras Tuner's own limit would count infeasible samples too.
+            super().__init__(*args, max_consecutive_failed_trials=10**9, **kwargs)
+            self.report = on_trial_end
+            self.max_consecutive_failures = max_consecutive_failures
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            if self.report:
+                self.report(self)
+            self._check_failures()
+
+        def _check_failures(self):
+            ended = [self.oracle.trials[i] for i in self.oracle.end_order]
+            streak = []
+            for trial in ended:
+                if trial.status == "COMPLETED":
+                    streak = []
+                elif trial.status == "FAILED" and not failure_reason(trial).startswith(INFEASIBLE):
+                    streak.append(trial)
+            if len(streak) >= self.max_consecutive_failures:
+                lines = "\n".join(f"  trial {t.trial_id}: {failure_reason(t)}" for t in streak)
+                raise SearchStopped(f"the search stopped after {len(streak)} failed trials in a row:\n{lines}")
+
+    Tuner.__name__ = tuner_class.__name__
+    return Tuner
+
+
+_TUNERS = {
+    "random": _mixin(keras_tuner.RandomSearch),
+    "bayesian": _mixin(keras_tuner.BayesianOptimization),
+    "hyperband": _mixin(keras_tuner.Hyperband),
+}
+
+
+def failure_reason(trial):
+    """Returns the last line of a failed trial's traceback: the reason, e.g. `infeasible: ...`."""
+    lines = [line for line in (trial.message or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    reason = lines[-1]
+    prefix = "keras_tuner.src.errors.FailedTrialError: "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason
+
+
+def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None):
+    """Returns the Keras Tuner tuner a space asks for.
+
+    Args:
+        space: the `Space`; its `search` section chooses the tuner.
+        dataset: the loaded `Dataset`.
+        directory: where Keras Tuner keeps its state (trial JSON files,
+            checkpoints); a run resumes from it when `overwrite` is false.
+        overwrite: start afresh rather than resume.
+        on_trial_end: called with the tuner after each trial.
+
+    Returns:
+        A Keras Tuner tuner whose `search(x, y, validation_data=...)` runs it.
+    """
+    search = space.search
+    kwargs = dict(
+        hypermodel=SpaceHyperModel(space, dataset),
+        objective=keras_tuner.Objective(OBJECTIVE, "max"),
+        seed=search.seed,
+        directory=str(directory),
+        project_name="tuner",
+        overwrite=overwrite,
+        on_trial_end=on_trial_end,
+        max_consecutive_failures=search.max_consecutive_failures,
+    )
+    if search.tuner == "hyperband":
+        tuner = _TUNERS["hyperband"](max_epochs=space.max_epochs(), factor=3, hyperband_iterations=None, **kwargs)
+        tuner.oracle.max_trials = search.max_trials  # Hyperband has no cap of its own
+        return tuner
+    return _TUNERS[search.tuner](max_trials=search.max_trials, **kwargs)
