@@ -13,7 +13,7 @@ import dataclasses
 import math
 
 from archsearch import dimensions
-from archsearch.errors import InfeasibleArchitecture
+from archsearch.errors import InfeasibleArchitecture, SpaceError
 
 #: `stages="auto"` stacks stages until the feature map is smaller than this.
 AUTO_STOP = 7
@@ -202,7 +202,11 @@ def plan(point, input_shape, num_classes):
     for name, value in point.items():
         if name not in dimensions.BY_NAME:
             raise InfeasibleArchitecture(name, value, "not a dimension of the recipe")
-        dimensions.BY_NAME[name].check(value)
+        dimension = dimensions.BY_NAME[name]
+        try:
+            point[name] = dimension.check(value)
+        except SpaceError:
+            raise InfeasibleArchitecture(name, value, f"expected {dimension.expected()}") from None
     if num_classes < 2:
         raise InfeasibleArchitecture("num_classes", num_classes, "a classifier needs at least 2 classes")
     _check_combinations(point)

@@ -1,0 +1,144 @@
+"""Parameter counts, FLOPs, shapes and infeasible combinations, computed by hand."""
+
+import pytest
+
+from archsearch.architecture import _conv, check_constraints, plan, resolve_stages
+from archsearch.dimensions import defaults
+from archsearch.errors import InfeasibleArchitecture
+
+SMALL_VGG = dict(family="vgg", resolution=32, width=16, stages=2, blocks_per_stage=1)
+SMALL_RESNET = dict(family="resnet", resolution=32, width=8, stages=2, blocks_per_stage=1)
+
+
+def test_a_5x5_filter_on_rgb_has_75_weights_and_a_bias():
+    shape, params, _ = _conv((32, 32, 3), filters=1, kernel=5, stride=1, bias=True)
+    assert params == 75 + 1
+    assert shape == (32, 32, 1)
+
+
+def test_a_3x3_conv_from_3_to_32_maps_has_864_weights():
+    _, params, _ = _conv((32, 32, 3), filters=32, kernel=3, stride=1, bias=False)
+    assert params == 864
+
+
+def test_small_vgg_layer_by_layer():
+    arch = plan(SMALL_VGG, (32, 32, 3), 10)
+    conv1 = 3 * 3 * 3 * 16  # no bias: batch norm follows
+    bn1 = 4 * 16  # gamma, beta, moving mean and variance
+    conv2 = 3 * 3 * 16 * 32
+    bn2 = 4 * 32
+    dense = 32 * 10 + 10
+    assert arch.params == conv1 + bn1 + conv2 + bn2 + dense == 5562
+    flops = 2 * (9 * 3 * 16 * 32 * 32) + 2 * (9 * 16 * 32 * 16 * 16) + 2 * 32 * 10
+    assert arch.flops == flops
+
+
+def test_small_vgg_without_batch_norm_has_conv_biases():
+    arch = plan({**SMALL_VGG, "batch_norm": False}, (32, 32, 3), 10)
+    assert arch.params == (432 + 16) + (4608 + 32) + 330
+
+
+def test_small_resnet_layer_by_layer():
+    arch = plan(SMALL_RESNET, (32, 32, 3), 10)
+    block1 = (3 * 3 * 3 * 8 + 32) + (3 * 3 * 8 * 8 + 32) + (1 * 1 * 3 * 8 + 32)  # conv1, conv2, projection
+    block2 = (3 * 3 * 8 * 16 + 64) + (3 * 3 * 16 * 16 + 64) + (1 * 1 * 8 * 16 + 64)
+    assert arch.params == block1 + block2 + (16 * 10 + 10) == 4858
+
+
+def test_identity_shortcut_where_width_does_not_change():
+    arch = plan({**SMALL_RESNET, "blocks_per_stage": 2}, (32, 32, 3), 10)
+    names = [layer.name for layer in arch.layers]
+    assert "stage1_block1_shortcut" in names
+    assert "stage1_block2_shortcut" not in names
+
+
+def test_bottleneck_block_by_hand():
+    arch = plan(dict(family="resnet", bottleneck=True, width=16, stages=1, blocks_per_stage=1, resolution=8), (8, 8, 1), 10)
+    reduce, conv, expand, shortcut = 1 * 4 + 16, 9 * 4 * 4 + 16, 4 * 16 + 64, 1 * 16 + 64
+    assert arch.params == reduce + conv + expand + shortcut + 170 == 558
+
+
+def test_strided_downsample_is_a_3x3_stride_2_conv_per_stage():
+    maxpool = plan(SMALL_VGG, (32, 32, 3), 10)
+    strided = plan({**SMALL_VGG, "downsample": "strided"}, (32, 32, 3), 10)
+    assert strided.params - maxpool.params == (9 * 16 * 16 + 64) + (9 * 32 * 32 + 128)
+    assert [l.shape for l in strided.layers if l.name.endswith("down")] == [(16, 16, 16), (8, 8, 32)]
+
+
+def test_mlp_head_and_dropout():
+    arch = plan({**SMALL_VGG, "head": "mlp", "head_units": 64, "dropout": 0.5}, (32, 32, 3), 10)
+    assert arch.params == 432 + 64 + 4608 + 128 + (8 * 8 * 32 * 64 + 64) + (64 * 10 + 10)
+    assert [l.kind for l in arch.layers][-3:] == ["dense", "dropout", "dense"]
+
+
+def test_conv7_stem():
+    arch = plan({**SMALL_VGG, "stem": "conv7", "resolution": 64}, (32, 32, 3), 10)
+    stem = next(l for l in arch.layers if l.name == "stem_conv")
+    assert stem.params == 7 * 7 * 3 * 16
+    assert next(l for l in arch.layers if l.name == "stem_pool").shape == (16, 16, 16)
+
+
+def test_width_grows_and_is_capped():
+    arch = plan(dict(width=32, growth=2.0, max_width=64, stages=3, blocks_per_stage=1), (32, 32, 3), 10)
+    assert [l.shape[-1] for l in arch.layers if l.kind == "conv"] == [32, 64, 64]
+
+
+@pytest.mark.parametrize(
+    "point, stages, final",
+    [
+        (dict(resolution=32), 3, 4),
+        (dict(resolution=64), 4, 4),
+        (dict(resolution=8), 1, 4),
+        (dict(resolution=224), 6, 4),
+        (dict(resolution=224, stem="conv7"), 4, 4),
+        (dict(resolution=96), 4, 6),
+    ],
+)
+def test_auto_stages_stop_below_7x7(point, stages, final):
+    arch = plan({**point, "stages": "auto"}, (32, 32, 3), 10)
+    assert arch.point["stages"] == stages
+    last_map = [l.shape for l in arch.layers if len(l.shape) == 3][-1]
+    assert last_map[0] == final < 7
+
+
+def test_output_shapes_and_preprocessing_resolution():
+    arch = plan(dict(resolution=48), (32, 40, 3), 7)
+    assert arch.layers[1].shape == (48, 48, 3)
+    assert arch.layers[-1].shape == (7,)
+
+
+@pytest.mark.parametrize(
+    "point, field",
+    [
+        (dict(family="vgg", bottleneck=True), "bottleneck"),
+        (dict(width=64, max_width=32), "width"),
+        (dict(resolution=32, stages=6), "stages"),
+        (dict(resolution=64, stem="conv7", stages=5), "stages"),
+        (dict(family="resnet", bottleneck=True, width=2), "width"),
+        (dict(downsample="avgpool"), "downsample"),
+        (dict(colour=True), "colour"),
+    ],
+)
+def test_each_impossible_combination_names_its_field(point, field):
+    with pytest.raises(InfeasibleArchitecture) as error:
+        plan(point, (32, 32, 3), 10)
+    assert error.value.field == field or str(error.value).startswith(field)
+
+
+def test_the_error_says_how_often_R_can_be_halved():
+    with pytest.raises(InfeasibleArchitecture, match=r"stages=6: resolution 32 \(32 x 32\) can be halved at most 5 times"):
+        resolve_stages({**defaults(), "stages": 6})
+
+
+def test_budgets_name_the_constraint():
+    arch = plan(SMALL_VGG, (32, 32, 3), 10)
+    check_constraints(arch, max_params=5562, max_flops=arch.flops)
+    with pytest.raises(InfeasibleArchitecture, match="max_params"):
+        check_constraints(arch, max_params=5561)
+    with pytest.raises(InfeasibleArchitecture, match="max_flops"):
+        check_constraints(arch, max_flops=arch.flops - 1)
+
+
+def test_a_classifier_needs_two_classes():
+    with pytest.raises(InfeasibleArchitecture, match="num_classes"):
+        plan({}, (32, 32, 3), 1)

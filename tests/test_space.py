@@ -1,0 +1,130 @@
+"""The declarative space API and its mapping onto Keras Tuner's HyperParameters."""
+
+import math
+import textwrap
+
+import keras_tuner
+import pytest
+
+from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice, int_range, log_uniform, uniform
+from archsearch.dimensions import DIMENSIONS, RECIPE, TRAIN
+from archsearch.errors import SpaceError
+from archsearch.space import load_space
+
+
+def make_space(**recipe):
+    return Space(name="t", data=Data("digits"), recipe=Recipe(**recipe), train=Train(learning_rate=log_uniform(1e-4, 1e-2)))
+
+
+def test_every_dimension_can_be_fixed_or_searched():
+    assert set(RECIPE) >= {"resolution", "family", "width", "growth", "max_width", "stages", "blocks_per_stage",
+                           "downsample", "batch_norm", "stem", "bottleneck", "head"}
+    assert set(TRAIN) >= {"epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "dropout", "augment"}
+    for d in DIMENSIONS:
+        section = Recipe if d.group == "recipe" else Train
+        section(**{d.name: d.default})
+        other = d.values[-1] if d.values else (not d.default if d.kind is bool else None)
+        if other is not None and other != d.default:
+            section(**{d.name: choice(d.default, other)})
+
+
+def test_declarations_map_onto_keras_tuner_hyperparameters():
+    space = Space(
+        name="t",
+        recipe=Recipe(family=choice("vgg", "resnet"), width=int_range(8, 32, step=8), stages=choice(2, 3, "auto"), batch_norm=choice(True, False)),
+        train=Train(learning_rate=log_uniform(1e-4, 1e-2), dropout=uniform(0.0, 0.5)),
+    )
+    hp = keras_tuner.HyperParameters()
+    point = space.sample(hp)
+    kinds = {p.name: type(p).__name__ for p in hp.space}
+    assert kinds == {"family": "Choice", "width": "Int", "stages": "Choice", "batch_norm": "Choice", "learning_rate": "Float", "dropout": "Float"}
+    assert hp.space[-2].sampling == "log"
+    assert point["family"] == "vgg" and point["width"] == 8 and point["stages"] == 2 and point["batch_norm"] is True
+    assert point["resolution"] == 32  # a default
+
+
+def test_mixed_choices_come_back_with_their_types():
+    space = make_space(stages=choice(2, "auto"))
+    values = {p["stages"] for p in space.random_points(20, seed=1)}
+    assert values == {2, "auto"}
+
+
+def test_random_points_are_repeatable_and_cover_the_choices():
+    space = make_space(width=choice(16, 32, 64), family=choice("vgg", "resnet"))
+    first, second = space.random_points(30, seed=3), space.random_points(30, seed=3)
+    assert first == second
+    assert {p["width"] for p in first} == {16, 32, 64}
+    assert all(1e-4 <= p["learning_rate"] <= 1e-2 for p in first)
+
+
+def test_size_counts_distinct_points_or_says_continuous():
+    assert Space(name="t", recipe=Recipe(width=choice(16, 32), blocks_per_stage=int_range(1, 3))).size() == 6
+    assert math.isinf(make_space().size())
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Recipe(colour=True), "unknown dimension 'colour'"),
+        (lambda: Recipe(epochs=3), "belongs in Train"),
+        (lambda: Recipe(width="wide"), r"width='wide': expected an int >= 1"),
+        (lambda: Recipe(width=choice()), "at least one value"),
+        (lambda: Recipe(width=choice(16, 16)), "values repeat"),
+        (lambda: Recipe(width=int_range(64, 16)), "low must be below high"),
+        (lambda: Train(learning_rate=log_uniform(0.0, 1.0)), "expected a float >= 1e-07"),
+        (lambda: Recipe(family=choice("vgg", "densenet")), "family='densenet': expected one of 'vgg', 'resnet'"),
+        (lambda: Recipe(batch_norm=1), "batch_norm=1: expected True or False"),
+        (lambda: Recipe(family=uniform(0, 1)), "a range does not fit"),
+        (lambda: Search(tuner="grid"), "tuner='grid'"),
+        (lambda: Search(max_trials=0), "max_trials=0"),
+        (lambda: Retrain(seeds=0), "seeds=0"),
+        (lambda: Space(name="a/b"), "name='a/b'"),
+    ],
+)
+def test_bad_declarations_name_the_field(make, message):
+    with pytest.raises(SpaceError, match=message):
+        make()
+
+
+def test_load_space_reads_the_file_and_its_docstring(tmp_path):
+    path = tmp_path / "s.py"
+    path.write_text('"""Which width?"""\nfrom archsearch import Space, Recipe, choice\nspace = Space(name="s", recipe=Recipe(width=choice(8, 16)))\n')
+    space = load_space(path)
+    assert space.name == "s" and space.description == "Which width?"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("space = Space(name='s'\n", r"s\.py:\d+: syntax error"),
+        ("space = Space(name='s', recipe=Recipe(depth=3))", r"s\.py:2: recipe: unknown dimension 'depth'"),
+        ("space = Space(name='s', recipe=Recipe(width=choice()))", r"s\.py:2: .*at least one value"),
+        ("x = 1", r"expected a variable `space = Space\(...\)`"),
+        ("space = Space(name='s', search=Search(tuner='grid'))", r"s\.py:2: search: tuner='grid'"),
+    ],
+)
+def test_bad_space_files_name_the_file_and_line(tmp_path, body, message):
+    path = tmp_path / "s.py"
+    path.write_text("from archsearch import *\n" + body)
+    with pytest.raises(SpaceError, match=message):
+        load_space(path)
+
+
+def test_missing_space_file():
+    with pytest.raises(SpaceError, match="no such space file"):
+        load_space("nowhere/space.py")
+
+
+def test_fingerprint_changes_with_the_space():
+    assert make_space().fingerprint() == make_space().fingerprint()
+    assert make_space(width=16).fingerprint() != make_space(width=32).fingerprint()
+
+
+def test_bundled_space_files_load():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.py"))
+    assert {f.name for f in files} >= {"cifar.py", "cifar_car_truck.py", "digits.py"}
+    for file in files:
+        space = load_space(file)
+        assert space.description, file
