@@ -105,6 +105,12 @@ def _mixin(tuner_class):
             self.report = on_trial_end
             self.max_consecutive_failures = max_consecutive_failures
 
+        def run_trial(self, trial, *args, **kwargs):
+            # Each trial's weights and shuffling depend on its id alone, so a
+            # resumed search repeats an interrupted trial exactly.
+            keras.utils.set_random_seed(self.oracle.seed + int(trial.trial_id))
+            return super().run_trial(trial, *args, **kwargs)
+
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
             if self.report:

@@ -21,7 +21,8 @@ space = Space(
         head=choice("gap", "mlp"),  # the notes' CNN ends in a 64-unit hidden layer
     ),
     # Flips and small shifts do not change a vehicle's class.
-    train=Train(epochs=6, batch_size=64, learning_rate=log_uniform(5e-4, 5e-3), augment=True),
-    search=Search(tuner="bayesian", max_trials=12, max_params=500_000),
-    retrain=Retrain(top_k=3, epochs=30, seeds=2),
+    # Budget sized for two CPU cores (about an hour end to end).
+    train=Train(epochs=5, batch_size=64, learning_rate=log_uniform(5e-4, 5e-3), augment=True),
+    search=Search(tuner="bayesian", max_trials=10, max_params=500_000),
+    retrain=Retrain(top_k=2, epochs=25, seeds=2),
 )

@@ -1,0 +1,153 @@
+"""`archsearch run` end to end on tiny data: files, columns, honesty of the numbers."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.metrics import balanced_accuracy_score
+
+from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice
+from archsearch.cli import main
+from archsearch.dimensions import RECIPE, TRAIN
+from archsearch.errors import ArchsearchError
+from archsearch.results import LEADERBOARD_COLUMNS, TRIAL_COLUMNS
+from archsearch.run import apply_overrides, run
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory):
+    """Digits as a .npz (uint8, 8x8x1), small enough for a run in seconds."""
+    digits = load_digits()
+    x = (digits.images * 16).clip(0, 255).astype(np.uint8)[..., None]
+    y = digits.target.astype(np.int64)
+    path = tmp_path_factory.mktemp("npz") / "digits.npz"
+    np.savez(path, x_train=x[:600], y_train=y[:600], x_test=x[1500:], y_test=y[1500:])
+    return path
+
+
+def tiny_space(npz, name="tiny", max_trials=3, **search):
+    return Space(
+        name=name,
+        data=Data(str(npz), validation=0.25),
+        recipe=Recipe(family=choice("vgg", "resnet"), resolution=8, width=choice(4, 8), stages=1, blocks_per_stage=1),
+        train=Train(epochs=1, batch_size=64),
+        search=Search(tuner="random", max_trials=max_trials, seed=1, **search),
+        retrain=Retrain(top_k=2, epochs=1, seeds=1),
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(digits_npz, tmp_path_factory):
+    """One finished run, shared by the tests that only read it."""
+    results = tmp_path_factory.mktemp("run") / "tiny"
+    leaderboard = run(tiny_space(digits_npz), results, log=lambda line: None)
+    return results, leaderboard
+
+
+def test_a_run_writes_every_file_with_the_documented_columns(finished):
+    results, _ = finished
+    for name in ("trials.csv", "leaderboard.csv", "run.json", "best/model.keras", "best/saved_model/saved_model.pb"):
+        assert (results / name).exists(), name
+    trials = pd.read_csv(results / "trials.csv")
+    assert list(trials.columns) == TRIAL_COLUMNS
+    assert len(trials) == 3 and set(trials["status"]) <= {"completed", "failed", "infeasible"}
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert list(board.columns[: len(LEADERBOARD_COLUMNS)]) == LEADERBOARD_COLUMNS
+    assert [c for c in board.columns if c.startswith("test_recall_")] == [f"test_recall_{i}" for i in range(10)]
+    meta = json.loads((results / "run.json").read_text())
+    assert meta["status"] == "complete"
+    assert {"space", "space_fingerprint", "data", "versions", "backend", "device"} <= set(meta)
+
+
+def test_the_leaderboard_is_ranked_best_first_by_validation_with_baselines_last(finished):
+    _, board = finished
+    ranked = board[~board["baseline"]]
+    assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
+    assert list(ranked["val_accuracy"]) == sorted(ranked["val_accuracy"], reverse=True)
+    baselines = board[board["baseline"]]
+    assert list(baselines["trial_id"]) == ["baseline:least_squares", "baseline:mlp"]
+    assert baselines["rank"].isna().all()
+    assert board.index[board["baseline"]].min() > board.index[~board["baseline"]].max()
+
+
+def test_test_figures_equal_those_recomputed_from_the_saved_model(finished, digits_npz):
+    import tensorflow as tf
+
+    results, board = finished
+    arrays = np.load(digits_npz)
+    served = tf.saved_model.load(str(results / "best" / "saved_model")).signatures["serve"]
+    probabilities = served(image=tf.constant(arrays["x_test"]))["output_0"].numpy()
+    predicted = probabilities.argmax(axis=1)
+    winner = board[board["rank"] == 1].iloc[0]  # one seed: its model is the exported one
+    assert winner["test_accuracy"] == pytest.approx(np.mean(predicted == arrays["y_test"]), abs=1e-9)
+    assert winner["test_balanced_error_rate"] == pytest.approx(1 - balanced_accuracy_score(arrays["y_test"], predicted), abs=1e-9)
+
+
+def test_saved_model_and_keras_model_predict_the_same(finished, digits_npz):
+    import tensorflow as tf
+
+    results, _ = finished
+    images = np.load(digits_npz)["x_test"][:32]
+    keras_probabilities = keras.saving.load_model(results / "best" / "model.keras").predict(images, verbose=0)
+    served = tf.saved_model.load(str(results / "best" / "saved_model")).signatures["serve"](image=tf.constant(images))["output_0"]
+    np.testing.assert_allclose(served.numpy(), keras_probabilities, atol=1e-5)
+
+
+def test_the_test_split_does_not_influence_the_search(finished, digits_npz, tmp_path):
+    results, _ = finished
+    arrays = dict(np.load(digits_npz))
+    arrays["y_test"] = np.random.default_rng(0).permutation(arrays["y_test"])
+    arrays["x_test"] = arrays["x_test"][::-1].copy()
+    shuffled = tmp_path / "digits.npz"
+    np.savez(shuffled, **arrays)
+    run(tiny_space(shuffled), tmp_path / "tiny", log=lambda line: None)
+    ignore = ["seconds"]
+    before = pd.read_csv(results / "trials.csv").drop(columns=ignore)
+    after = pd.read_csv(tmp_path / "tiny" / "trials.csv").drop(columns=ignore)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_an_existing_run_is_refused_without_resume_or_overwrite(finished, digits_npz):
+    results, _ = finished
+    with pytest.raises(ArchsearchError, match="--resume .* --overwrite"):
+        run(tiny_space(digits_npz), results, log=lambda line: None)
+
+
+def test_overrides_win_over_the_space_file(digits_npz):
+    space = apply_overrides(tiny_space(digits_npz), tuner="bayesian", max_trials=7, epochs=3, top_k=1, retrain_epochs=4, seeds=5, seed=9)
+    assert (space.search.tuner, space.search.max_trials, space.search.seed) == ("bayesian", 7, 9)
+    assert space.declarations()["epochs"] == 3
+    assert (space.retrain.top_k, space.retrain.epochs, space.retrain.seeds) == (1, 4, 5)
+    assert space.declarations()["width"] == tiny_space(digits_npz).declarations()["width"]
+
+
+def test_command_line_overrides_reach_the_run(digits_npz, tmp_path, capsys):
+    space_file = tmp_path / "space.py"
+    space_file.write_text(
+        "from archsearch import *\n"
+        f"space = Space(name='cli', data=Data({str(digits_npz)!r}), recipe=Recipe(width=choice(4, 8), resolution=8, stages=1, blocks_per_stage=1),\n"
+        "    train=Train(epochs=5), search=Search(max_trials=10), retrain=Retrain(top_k=3, epochs=5, seeds=3))\n"
+    )
+    code = main(["run", str(space_file), "--results", str(tmp_path / "out"), "--max-trials", "2", "--epochs", "1",
+                 "--top-k", "1", "--retrain-epochs", "1", "--seeds", "1"])
+    assert code == 0
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert len(trials) == 2 and set(trials["epochs"].dropna()) == {1}
+    assert (~board["baseline"]).sum() == 1 and board.loc[0, "seeds"] == 1
+    assert "rank" in capsys.readouterr().out
+
+
+def test_infeasible_samples_are_recorded_and_the_search_goes_on(digits_npz, tmp_path):
+    # All 4 points: only vgg at width 4 (102 parameters) fits under 150.
+    space = tiny_space(digits_npz, max_trials=4, max_params=150)
+    run(space, tmp_path / "tiny", log=lambda line: None)
+    trials = pd.read_csv(tmp_path / "tiny" / "trials.csv")
+    infeasible = trials[trials["status"] == "infeasible"]
+    assert len(infeasible) >= 1
+    assert infeasible["reason"].str.contains("max_params").all()
+    assert (trials["status"] == "completed").any()
+    assert set(RECIPE + TRAIN) <= set(trials.columns)
