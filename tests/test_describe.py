@@ -1,0 +1,64 @@
+"""`archsearch describe`: the space, its size and sampled architectures, without training."""
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from archsearch.architecture import plan
+from archsearch.builder import build_model
+from archsearch.cli import main
+from archsearch.dimensions import RECIPE, TRAIN
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = str(ROOT / "search_spaces" / "cifar.py")
+
+
+def describe(capsys, *args):
+    assert main(["describe", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_csv_has_every_dimension_and_params_equal_keras_count(capsys):
+    start = time.perf_counter()
+    frame = pd.read_csv(io.StringIO(describe(capsys, CIFAR, "--sample", "20", "--format", "csv")))
+    assert time.perf_counter() - start < 10
+    assert len(frame) == 20
+    assert {*RECIPE, *TRAIN, "params", "flops", "infeasible"} <= set(frame.columns)
+    for _, row in frame[frame["infeasible"].isna()].head(6).iterrows():
+        point = {name: row[name] for name in (*RECIPE, *TRAIN)}
+        point = {k: (v.item() if hasattr(v, "item") else v) for k, v in point.items()}
+        model = build_model(plan(point, (32, 32, 3), 10))
+        assert model.count_params() == row["params"]
+
+
+def test_json_parses_and_agrees_with_csv(capsys):
+    document = json.loads(describe(capsys, CIFAR, "--sample", "5", "--format", "json", "--seed", "4"))
+    frame = pd.read_csv(io.StringIO(describe(capsys, CIFAR, "--sample", "5", "--format", "csv", "--seed", "4")))
+    assert document["input_shape"] == [32, 32, 3] and document["num_classes"] == 10
+    assert document["architectures"] == 2 * 3 * 3 * 3 * 2 * 2 or document["architectures"] is None
+    assert [s["params"] for s in document["samples"]] == [None if pd.isna(p) else int(p) for p in frame["params"]]
+
+
+def test_the_same_seed_gives_the_same_sample(capsys):
+    assert describe(capsys, CIFAR, "--format", "csv", "--seed", "3") == describe(capsys, CIFAR, "--format", "csv", "--seed", "3")
+
+
+def test_summary_prints_each_layer_with_shape_and_params(capsys):
+    out = describe(capsys, str(ROOT / "search_spaces" / "cifar_car_truck.py"), "--sample", "2", "--summary")
+    assert "output_shape" in out and "predictions" in out and "stage1" in out
+
+
+def test_a_continuous_space_says_so(capsys):
+    assert "continuous space" in describe(capsys, CIFAR, "--sample", "1")
+
+
+def test_bad_space_file_is_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "bad.py"
+    path.write_text("from archsearch import *\nspace = Space(name='b', recipe=Recipe(widht=3))\n")
+    assert main(["describe", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.py:2" in err and "widht" in err and "Traceback" not in err
