@@ -26,7 +26,7 @@ from archsearch.results import (
     LEADERBOARD, RUN, TRIALS, best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json,
 )
 from archsearch.retrain import Evaluation, retrain, summarize
-from archsearch.search import make_tuner
+from archsearch.search import SearchStopped, make_tuner
 from archsearch.space import Train
 
 PACKAGES = ("archsearch", "keras", "keras-tuner", "tensorflow", "jax", "numpy", "pandas", "scikit-learn")
@@ -181,7 +181,11 @@ def _run_locked(space, results, data_dir, resume, log):
     write_json(metadata, results / RUN)
 
     tuner = make_tuner(space, dataset, results, overwrite=not resume, on_trial_end=_Progress(results, space.search.max_trials, log))
-    tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+    try:
+        tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+    except SearchStopped as error:
+        write_json({**metadata, "status": "stopped", "reason": str(error)}, results / RUN)
+        raise
     trials = trials_frame(tuner)
     write_csv(trials, results / TRIALS)
     best = best_trials(trials, space.retrain.top_k)

@@ -35,6 +35,12 @@ class _StopOnNaN(keras.callbacks.Callback):
             raise keras_tuner.errors.FailedTrialError(f"diverged: loss is {loss} at step {batch}")
 
 
+def _out_of_memory(error):
+    """Whether an error from training is the device (or host) running out of memory."""
+    text = f"{type(error).__name__}: {error}"
+    return isinstance(error, MemoryError) or "ResourceExhausted" in text or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+
 class SpaceHyperModel(keras_tuner.HyperModel):
     """The Keras Tuner hypermodel of a space, for one dataset.
 
@@ -81,10 +87,15 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         compile_model(model, point, steps)
         x_val, y_val = validation_data
         start = time.perf_counter()
-        model.fit(
-            x, y, batch_size=point["batch_size"], epochs=epochs, initial_epoch=initial_epoch,
-            validation_data=validation_data, callbacks=[*callbacks, _StopOnNaN()], verbose=0,
-        )
+        try:
+            model.fit(
+                x, y, batch_size=point["batch_size"], epochs=epochs, initial_epoch=initial_epoch,
+                validation_data=validation_data, callbacks=[*callbacks, _StopOnNaN()], verbose=0,
+            )
+        except Exception as error:
+            if _out_of_memory(error):
+                raise keras_tuner.errors.FailedTrialError(f"out of memory: {str(error).splitlines()[0][:300]}") from None
+            raise
         seconds = time.perf_counter() - start
         predicted = np.argmax(model.predict(x_val, batch_size=512, verbose=0), axis=1)
         return {

@@ -1,0 +1,160 @@
+"""Runs survive crashes and bad trials: kill and resume, failed trials, the lock, atomic writes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits
+
+from archsearch import results as results_module
+from archsearch import search
+from archsearch.errors import ArchsearchError
+from archsearch.results import write_csv, write_json
+from archsearch.run import run
+from test_run import tiny_space
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory):
+    digits = load_digits()
+    x = (digits.images * 16).clip(0, 255).astype(np.uint8)[..., None]
+    path = tmp_path_factory.mktemp("npz") / "digits.npz"
+    np.savez(path, x_train=x[:600], y_train=digits.target[:600], x_test=x[1500:], y_test=digits.target[1500:])
+    return path
+
+
+def space_file(tmp_path, npz, max_trials=4, epochs=4):
+    path = tmp_path / "space.py"
+    path.write_text(
+        "from archsearch import *\n"
+        f"space = Space(name='resume', data=Data({str(npz)!r}, validation=0.25),\n"
+        "    recipe=Recipe(family=choice('vgg', 'resnet'), width=choice(8, 16), resolution=16, stages=2, blocks_per_stage=1),\n"
+        f"    train=Train(epochs={epochs}, batch_size=16), search=Search(max_trials={max_trials}, seed=3),\n"
+        "    retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
+    )
+    return path
+
+
+def start(space, results, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "archsearch", "run", str(space), "--results", str(results), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+    )
+
+
+def wait_for(condition, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def completed_trials(results):
+    path = results / "trials.csv"
+    return pd.read_csv(path, dtype={"trial_id": str}) if path.exists() else pd.DataFrame(columns=["trial_id", "status"])
+
+
+def test_kill_in_the_middle_of_a_trial_then_resume(tmp_path, digits_npz):
+    space, results = space_file(tmp_path, digits_npz), tmp_path / "out"
+    process = start(space, results)
+    # Once one trial has finished and the next has begun, kill without warning.
+    wait_for(lambda: len(completed_trials(results)) >= 1 and (results / "tuner" / "trial_1").exists())
+    time.sleep(1.0)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = completed_trials(results)
+    finished = before[before["status"] == "completed"]
+    assert 1 <= len(finished) < 4
+    stamps = {t: (results / "tuner" / f"trial_{t}" / "trial.json").stat().st_mtime_ns for t in finished["trial_id"]}
+
+    refused = start(space, results)
+    assert refused.wait() == 2 and "--resume" in refused.stdout.read()
+
+    resumed = start(space, results, "--resume")
+    output = resumed.communicate()[0]
+    assert resumed.returncode == 0, output
+    after = completed_trials(results)
+    assert len(after) == 4 and after["trial_id"].is_unique and (after["status"] == "completed").all()
+    for trial_id, stamp in stamps.items():  # finished trials were not run again
+        assert (results / "tuner" / f"trial_{trial_id}" / "trial.json").stat().st_mtime_ns == stamp
+        assert after.set_index("trial_id").loc[trial_id, "val_accuracy"] == finished.set_index("trial_id").loc[trial_id, "val_accuracy"]
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert board["rank"].tolist()[0] == 1 and board["baseline"].sum() == 2
+    assert json.loads((results / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_second_run_on_the_same_results_is_locked_out(tmp_path, digits_npz):
+    space, results = space_file(tmp_path, digits_npz, max_trials=2, epochs=3), tmp_path / "out"
+    first = start(space, results)
+    wait_for(lambda: (results / "run.json").exists())
+    second = start(space, results, "--resume")
+    output = second.communicate()[0]
+    assert second.returncode == 2 and "in use by another archsearch run" in output
+    assert first.wait() == 0
+    assert json.loads((results / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_changed_space_is_not_resumed(tmp_path, digits_npz):
+    results = tmp_path / "out"
+    run(tiny_space(digits_npz), results, log=lambda line: None)
+    changed = tiny_space(digits_npz, max_trials=4)
+    with pytest.raises(ArchsearchError, match="the space changed"):
+        run(changed, results, resume=True, log=lambda line: None)
+
+
+def _nan_loss(model, point, steps):
+    model.compile(optimizer="adam", loss=lambda y, p: keras.ops.mean(p) * float("nan"))
+    return model
+
+
+def test_diverging_trials_fail_with_their_reason_and_the_search_stops_after_the_limit(tmp_path, digits_npz, monkeypatch):
+    monkeypatch.setattr(search, "compile_model", _nan_loss)
+    space = tiny_space(digits_npz, max_trials=6, max_consecutive_failures=2)
+    with pytest.raises(search.SearchStopped, match="2 failed trials in a row") as stopped:
+        run(space, tmp_path / "out", log=lambda line: None)
+    assert "diverged: loss is nan" in str(stopped.value)
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert list(trials["status"]) == ["failed", "failed"]
+    assert trials["reason"].str.startswith("diverged").all()
+
+
+def test_out_of_memory_fails_the_trial_and_the_search_goes_on(tmp_path, digits_npz, monkeypatch):
+    real_fit = keras.Model.fit
+    calls = []
+
+    def fit(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.")
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    run(tiny_space(digits_npz), tmp_path / "out", log=lambda line: None)
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert trials.loc[0, "status"] == "failed" and trials.loc[0, "reason"].startswith("out of memory")
+    assert (trials["status"] == "completed").sum() == 2
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "trials.csv"
+    write_csv(pd.DataFrame({"a": [1]}), path)
+
+    # A crash in the middle of writing the new content:
+    monkeypatch.setattr(results_module.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write_json({"b": 2}, path)
+    assert path.read_text() == "a\n1\n"  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["trials.csv"]  # no temporary left behind
