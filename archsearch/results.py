@@ -22,7 +22,7 @@ RUN = "run.json"
 
 TRIAL_COLUMNS = [
     "trial_id", "status", "reason", *dimensions.RECIPE, *dimensions.TRAIN,
-    "val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds",
+    "val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds",
 ]
 LEADERBOARD_COLUMNS = [
     "rank", "trial_id", "baseline", *dimensions.RECIPE, *dimensions.TRAIN, "val_accuracy",
@@ -93,7 +93,7 @@ def trials_frame(tuner):
             row["params"], row["flops"] = architecture.params, architecture.flops
         except InfeasibleArchitecture:
             row["params"] = row["flops"] = None
-        for metric in ("val_accuracy", "val_balanced_error_rate", "seconds", "epochs"):
+        for metric in ("val_accuracy", "val_balanced_error_rate", "seconds", "compile_seconds", "epochs"):
             if trial.metrics.exists(metric):
                 row[metric] = trial.metrics.get_last_value(metric)
         rows.append(row)

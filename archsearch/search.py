@@ -26,13 +26,33 @@ class SearchStopped(ArchsearchError):
     """Too many trials in a row failed; the message sums up why."""
 
 
-class _StopOnNaN(keras.callbacks.Callback):
-    """Stops a diverging trial as soon as its loss is not finite."""
+class _TrialMonitor(keras.callbacks.Callback):
+    """Stops a diverging trial at its first non-finite loss, and times compilation.
+
+    The first training step includes tracing and compiling; its time less
+    that of a typical later step is reported as `compile_seconds`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.step_ends = []
+
+    def on_train_begin(self, logs=None):
+        self.step_ends = [time.perf_counter()]
 
     def on_train_batch_end(self, batch, logs=None):
+        if len(self.step_ends) <= 50:
+            self.step_ends.append(time.perf_counter())
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise keras_tuner.errors.FailedTrialError(f"diverged: loss is {loss} at step {batch}")
+
+    @property
+    def compile_seconds(self):
+        steps = np.diff(self.step_ends)
+        if len(steps) < 2:
+            return float("nan")
+        return max(0.0, float(steps[0] - np.median(steps[1:])))
 
 
 def _out_of_memory(error):
@@ -86,11 +106,12 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         steps = math.ceil(len(x) / point["batch_size"]) * (epochs - initial_epoch)
         compile_model(model, point, steps)
         x_val, y_val = validation_data
+        monitor = _TrialMonitor()
         start = time.perf_counter()
         try:
             model.fit(
                 x, y, batch_size=point["batch_size"], epochs=epochs, initial_epoch=initial_epoch,
-                validation_data=validation_data, callbacks=[*callbacks, _StopOnNaN()], verbose=0,
+                validation_data=validation_data, callbacks=[*callbacks, monitor], verbose=0,
             )
         except Exception as error:
             if _out_of_memory(error):
@@ -102,6 +123,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
             OBJECTIVE: float(np.mean(predicted == y_val)),
             "val_balanced_error_rate": 1.0 - balanced_accuracy_score(y_val, predicted),
             "seconds": seconds,
+            "compile_seconds": monitor.compile_seconds,
             "epochs": float(epochs),
         }
 

@@ -104,7 +104,7 @@ def test_the_test_split_does_not_influence_the_search(finished, digits_npz, tmp_
     shuffled = tmp_path / "digits.npz"
     np.savez(shuffled, **arrays)
     run(tiny_space(shuffled), tmp_path / "tiny", log=lambda line: None)
-    ignore = ["seconds"]
+    ignore = ["seconds", "compile_seconds"]
     before = pd.read_csv(results / "trials.csv").drop(columns=ignore)
     after = pd.read_csv(tmp_path / "tiny" / "trials.csv").drop(columns=ignore)
     pd.testing.assert_frame_equal(before, after)
