@@ -227,15 +227,18 @@ def _run_locked(space, results, data_dir, resume, log):
 def _retrain_once(point, dataset, seed, epochs, stem):
     """Retrains one (architecture, seed), or reads its saved result when resuming.
 
+    Only seed 0's model is kept (as `<stem>.keras`): it is the one exported.
+
     Returns:
-        `(Evaluation, model or None)`; the model is saved beside the JSON.
+        `(Evaluation, model or None)`.
     """
-    record = stem.with_suffix(".json")
-    if record.exists() and stem.with_suffix(".keras").exists():
+    record, saved = stem.with_suffix(".json"), stem.with_suffix(".keras")
+    if record.exists() and (seed != 0 or saved.exists()):
         return Evaluation(**read_json(record)), None
     model, evaluation = retrain(point, dataset, seed, epochs)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    model.save(stem.with_suffix(".keras"))
+    if seed == 0:
+        model.save(saved)
     write_json(dataclasses.asdict(evaluation), record)
     return evaluation, model
 

@@ -8,6 +8,7 @@ Keras Tuner's own tuners, with a one-line report per finished trial.
 
 import math
 import time
+from pathlib import Path
 
 import keras
 import keras_tuner
@@ -146,6 +147,10 @@ def _mixin(tuner_class):
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
+            if not isinstance(self, keras_tuner.Hyperband):
+                # Only Hyperband resumes from a trial's weights; the best are retrained from scratch.
+                for checkpoint in Path(self.get_trial_dir(trial.trial_id)).glob("checkpoint*"):
+                    checkpoint.unlink()
             if self.report:
                 self.report(self)
             self._check_failures()
