@@ -196,6 +196,10 @@ def _parser():
 def main(argv=None):
     """Entry point of the `archsearch` console script."""
     args = _parser().parse_args(argv)
+    if args.debug:
+        import keras_tuner.src.config
+
+        keras_tuner.src.config.DEBUG = True
     try:
         args.handler(args)
     except ArchsearchError as error:

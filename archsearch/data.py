@@ -535,7 +535,8 @@ def peek(data, *, data_dir=None):
                 sizes[(image.height, image.width, 1 if image.mode in ("L", "1", "I;16") else 3)] += 1
         shape = sizes.most_common(1)[0][0]
     if data.classes:
-        _check_classes(data.classes, list(names), data.source)
+        if local is not None:  # tfds learns some class names only when it downloads
+            _check_classes(data.classes, list(names), str(local))
         names = data.classes
     height, width = data.image_size or shape[:2]
     if height is None or width is None:

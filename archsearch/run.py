@@ -94,13 +94,13 @@ class _Progress:
         write_csv(trials, self.results / TRIALS)
         self.done_here += 1
         last = trials.iloc[-1]
-        ended = int((trials["status"] != "running").sum())
+        trained = int((trials["status"] != "infeasible").sum())
         elapsed = time.perf_counter() - self.start
-        remaining = elapsed / self.done_here * max(0, self.max_trials - ended)
+        remaining = elapsed / self.done_here * max(0, self.max_trials - trained)
         best = trials.loc[trials["status"] == "completed", "val_accuracy"].max()
-        score = f"val_accuracy={last['val_accuracy']:.4f}" if last["status"] == "completed" else last["reason"]
+        score = f"completed, val_accuracy={last['val_accuracy']:.4f}" if last["status"] == "completed" else last["reason"]
         self.log(
-            f"trial {ended}/{self.max_trials} [{last['trial_id']}] {last['status']}: {score} | "
+            f"trial {trained}/{self.max_trials} [{last['trial_id']}] {score} | "
             f"best {best:.4f} | elapsed {_clock(elapsed)}, remaining ~{_clock(remaining)}"
         )
 

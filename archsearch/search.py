@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 import keras_tuner
+import keras_tuner.src.config
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
@@ -19,8 +20,13 @@ from archsearch.architecture import check_constraints, plan
 from archsearch.builder import build_model, compile_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 
+# Keras Tuner prints every failed trial's traceback unless told otherwise; the
+# reasons are in trials.csv, and `archsearch --debug` turns the tracebacks back on.
+keras_tuner.src.config.DEBUG = False
+
 OBJECTIVE = "val_accuracy"
 INFEASIBLE = "infeasible: "  # how an infeasible trial's message starts
+INFEASIBLE_LIMIT = 10  # infeasible samples allowed per trial of the budget
 
 
 class SearchStopped(ArchsearchError):
@@ -130,14 +136,25 @@ class SpaceHyperModel(keras_tuner.HyperModel):
 
 
 def _mixin(tuner_class):
-    """Returns a subclass of a Keras Tuner tuner that reports each trial and enforces the failure limit."""
+    """Returns a subclass of a Keras Tuner tuner with archsearch's trial policy.
+
+    - Infeasible samples do not use up the budget: `max_trials` counts trials
+      that train, up to `INFEASIBLE_LIMIT` infeasible samples per trial.
+    - Failures: the search stops after `max_consecutive_failures` real
+      failures in a row (Keras Tuner's own limit would count infeasible ones).
+    - Each trial is seeded from its id; `on_trial_end(tuner)` is called after each.
+    """
 
     class Tuner(tuner_class):
-        def __init__(self, *args, on_trial_end=None, max_consecutive_failures=5, **kwargs):
-            # Keras Tuner's own limit would count infeasible samples too.
+        def __init__(self, *args, budget, on_trial_end=None, max_consecutive_failures=5, **kwargs):
             super().__init__(*args, max_consecutive_failed_trials=10**9, **kwargs)
+            self.budget = budget
             self.report = on_trial_end
             self.max_consecutive_failures = max_consecutive_failures
+
+        def on_search_begin(self):
+            super().on_search_begin()
+            self._extend_budget()
 
         def run_trial(self, trial, *args, **kwargs):
             # Each trial's weights and shuffling depend on its id alone, so a
@@ -154,11 +171,23 @@ def _mixin(tuner_class):
             if self.report:
                 self.report(self)
             self._check_failures()
+            self._extend_budget()
+
+        def _infeasible(self):
+            return [t for t in self.oracle.trials.values() if t.status == "FAILED" and failure_reason(t).startswith(INFEASIBLE)]
+
+        def _extend_budget(self):
+            infeasible = len(self._infeasible())
+            if infeasible > INFEASIBLE_LIMIT * self.budget:
+                raise SearchStopped(
+                    f"{infeasible} sampled architectures were infeasible (e.g. {failure_reason(self._infeasible()[-1])}); "
+                    "loosen the constraints or the space (`archsearch describe` shows which samples fail)"
+                )
+            self.oracle.max_trials = self.budget + infeasible
 
         def _check_failures(self):
-            ended = [self.oracle.trials[i] for i in self.oracle.end_order]
             streak = []
-            for trial in ended:
+            for trial in (self.oracle.trials[i] for i in self.oracle.end_order):
                 if trial.status == "COMPLETED":
                     streak = []
                 elif trial.status == "FAILED" and not failure_reason(trial).startswith(INFEASIBLE):
@@ -212,9 +241,9 @@ def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None):
         overwrite=overwrite,
         on_trial_end=on_trial_end,
         max_consecutive_failures=search.max_consecutive_failures,
+        budget=search.max_trials,
     )
     if search.tuner == "hyperband":
-        tuner = _TUNERS["hyperband"](max_epochs=space.max_epochs(), factor=3, hyperband_iterations=None, **kwargs)
-        tuner.oracle.max_trials = search.max_trials  # Hyperband has no cap of its own
-        return tuner
+        # Hyperband has no cap of its own: the budget sets the oracle's max_trials.
+        return _TUNERS["hyperband"](max_epochs=space.max_epochs(), factor=3, hyperband_iterations=None, **kwargs)
     return _TUNERS[search.tuner](max_trials=search.max_trials, **kwargs)
