@@ -95,8 +95,13 @@ def data(args):
 
 
 def run(args):
+    import keras
+
     from archsearch.run import apply_overrides, run as run_space
     from archsearch.space import load_space
+
+    if args.mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
 
     space = apply_overrides(
         load_space(args.space), tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
@@ -162,6 +167,7 @@ def _parser():
     p.add_argument("--seed", type=int, help="seed of the search")
     p.add_argument("--resume", action="store_true", help="continue the run in the results directory")
     p.add_argument("--overwrite", action="store_true", help="delete the run in the results directory and start over")
+    p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
     p.set_defaults(handler=run)
 
     p = commands.add_parser("describe", help="show a space and sample architectures, without training")

@@ -174,6 +174,7 @@ def _run_locked(space, results, data_dir, resume, log):
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "backend": keras.backend.backend(),
+        "precision": keras.mixed_precision.dtype_policy().name,
         "device": _device(),
         "python": platform.python_version(),
         "status": "searching",

@@ -59,3 +59,14 @@ def test_a_model_trains_a_step():
     history = model.fit(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 8), epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert keras.backend.backend() in ("tensorflow", "jax", "torch")
+
+
+def test_mixed_precision_keeps_probabilities_in_float32():
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build_model(plan(POINTS["small_resnet"], (32, 32, 3), 10))
+        assert model.get_layer("stage1_block1_conv1").compute_dtype == "bfloat16"
+        probabilities = model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0)
+        assert str(probabilities.dtype) == "float32"
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")

@@ -1,5 +1,6 @@
 """`archsearch run` end to end on tiny data: files, columns, honesty of the numbers."""
 
+import io
 import json
 
 import keras
@@ -151,3 +152,40 @@ def test_infeasible_samples_are_recorded_and_the_search_goes_on(digits_npz, tmp_
     assert infeasible["reason"].str.contains("max_params").all()
     assert (trials["status"] == "completed").any()
     assert set(RECIPE + TRAIN) <= set(trials.columns)
+
+
+def test_leaderboard_command_prints_table_csv_and_markdown(finished, capsys):
+    results, board = finished
+    assert main(["leaderboard", str(results), "--format", "csv"]) == 0
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(printed["trial_id"].astype(str)) == list(board["trial_id"].astype(str))
+    assert main(["leaderboard", str(results), "--format", "markdown"]) == 0
+    assert capsys.readouterr().out.startswith("|")
+    assert main(["leaderboard", str(results)]) == 0
+    assert "test_accuracy" in capsys.readouterr().out
+
+
+def test_leaderboard_of_a_folder_without_a_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["leaderboard", str(tmp_path)]) == 2
+    assert "no leaderboard here" in capsys.readouterr().err
+
+
+def test_export_command_writes_a_checked_saved_model(finished, tmp_path, capsys):
+    import tensorflow as tf
+
+    results, _ = finished
+    assert main(["export", str(results), "--out", str(tmp_path / "exported"), "--rank", "2"]) == 0
+    assert "exported rank 2" in capsys.readouterr().out
+    served = tf.saved_model.load(str(tmp_path / "exported" / "saved_model")).signatures["serve"]
+    assert served(image=tf.zeros((3, 8, 8, 1), tf.uint8))["output_0"].shape == (3, 10)
+    assert main(["export", str(results), "--out", str(tmp_path / "x"), "--rank", "9"]) == 2
+    assert "no rank 9" in capsys.readouterr().err
+
+
+def test_hyperband_runs_with_its_own_epoch_schedule(digits_npz, tmp_path):
+    space = tiny_space(digits_npz, max_trials=4)
+    space = apply_overrides(space, tuner="hyperband", epochs=3, top_k=1)
+    run(space, tmp_path / "hb", log=lambda line: None)
+    trials = pd.read_csv(tmp_path / "hb" / "trials.csv")
+    assert len(trials) == 4 and (trials["status"] == "completed").all()
+    assert set(trials["epochs"]) <= {1, 2, 3}
