@@ -1,41 +1,66 @@
-"""Data in: tensorflow-datasets, image folders, .npz arrays and the offline default.
+"""Data in: image folders (or archives of one), .npz arrays, tensorflow-datasets, and the offline default.
 
-Every source becomes plain uint8 NumPy arrays `(N, H, W, C)` with int32
-labels, so feeding is the same under every Keras backend (no `tf.data`).
-Decoded data is cached, keyed by a fingerprint of the source and of the
-options that change the arrays; the validation split is carved afterwards,
-stratified and seeded, from the training split only.
+Every source becomes plain uint8 NumPy arrays `(N, H, W, C)`, channels last,
+with int32 labels, so feeding is the same under every Keras backend (no
+`tf.data` in what is returned). TensorFlow and tensorflow-datasets are
+imported only for tensorflow-datasets sources.
 
-Corrupt images in a folder are skipped with a warning that names them, as
-long as they are under 1% of a split; more than that is an error, since it
-usually means the folder is not what the space thinks it is. Files that are
-not images by their extension are ignored (and counted in the warning).
+Policies:
+
+- Decoded arrays are cached as an uncompressed `.npz`, written atomically and
+  keyed by the source's identity (a folder: its files' relative paths, sizes
+  and modification times; a `.npz` or archive: a hash of its bytes; a
+  tensorflow-datasets name: its full versioned name) and by the options that
+  change the arrays (`classes`, `grayscale`, `per_class`, `test_per_class`,
+  `image_size`, the split names). The validation split is carved afterwards,
+  so changing `validation` or `seed` reuses the cache.
+- Unreadable images in a folder are skipped with a warning that names them,
+  as long as they are at most 1% of their split; more than that is an error,
+  since it usually means the folder is not what the space thinks it is.
+  Files that are not images by their extension are ignored, with a warning.
+- Images of other sizes are resized (bilinear) to `image_size`, or, without
+  it, to the most common size of the training split, with a warning.
+- Grayscale images load with one channel, unless an RGB image shares their
+  split; `grayscale=True` converts everything with ITU-R 601 luma, exactly as
+  Pillow's `convert("L")`.
+- `per_class` keeps the first images of each class in source order (file
+  name order in a folder), before the validation split; `test_per_class` does
+  the same to the test split, which nothing else touches.
 """
 
 import collections
 import concurrent.futures
 import dataclasses
 import hashlib
+import io
 import json
+import multiprocessing
+import numbers
 import os
-import shutil
+import re
 import tarfile
 import tempfile
 import time
 import warnings
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import platformdirs
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from archsearch.errors import DataError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
-MAX_CORRUPT_FRACTION = 0.01
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+MAX_UNREADABLE_FRACTION = 0.01
 DIGITS_TEST_FRACTION = 0.2
-_CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+DECODE_CHUNK = 1000  # images per task of the decoding pool
+_TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?$")
+_UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+_CACHE_VERSION = 2  # bump when the cached arrays' meaning changes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,21 +69,26 @@ class Data:
 
     Args:
         source: `"digits"` (scikit-learn's bundled 8x8 handwritten digits,
-            the offline default), a tensorflow-datasets name (`"cifar10"`,
-            `"mnist"`, ...), an image folder `<root>/<split>/<class>/<image>`,
+            1,797 images, the offline default), a tensorflow-datasets name
+            (`"cifar10"`, `"mnist"`, `"cats_vs_dogs"`, ...), an image folder
+            `<root>/<split>/<class>/<image>` or a `.tar.gz` / `.zip` of one,
             or a `.npz` with `x_train`, `y_train`, `x_test`, `y_test` (and
-            optionally `class_names`).
+            optionally `class_names`). An existing path wins over a
+            tensorflow-datasets name.
         validation: fraction of the training split held out for validation
-            (stratified, seeded).
+            (stratified, seeded), in (0, 1).
         classes: keep only these classes, relabeled 0, 1, ... in this order.
         grayscale: convert to one channel (ITU-R 601 luma, as Pillow's "L").
         per_class: keep at most this many training images per class (the
-            first ones, in file order), for quick runs; test is never capped.
+            first ones in source order), before the validation split.
+        test_per_class: the same cap for the test split (default: none).
         image_size: `(height, width)` every image is resized to; without it,
-            a folder's images of other sizes are resized to the most common one.
+            images of other sizes are resized to the most common size.
         data_dir: tensorflow-datasets' own `data_dir`.
-        train_split: name of the training split (tfds split or folder name).
-        test_split: name of the test split.
+        train_split: name of the training split: a folder name, or a
+            tensorflow-datasets split such as `"train[:80%]"`.
+        test_split: name of the test split, e.g. `"train[80%:]"` for a
+            tensorflow-datasets source with a training split only.
         seed: seed of the validation split.
 
     Example:
@@ -69,10 +99,12 @@ class Data:
     """
 
     source: str = "digits"
+    _: dataclasses.KW_ONLY
     validation: float = 0.1
     classes: tuple = None
     grayscale: bool = False
     per_class: int = None
+    test_per_class: int = None
     image_size: tuple = None
     data_dir: str = None
     train_split: str = "train"
@@ -81,31 +113,60 @@ class Data:
 
     def __post_init__(self):
         if not isinstance(self.source, (str, os.PathLike)) or not str(self.source):
-            raise DataError(f"data: source={self.source!r}: expected a tfds name, 'digits', a folder or a .npz path")
-        object.__setattr__(self, "source", str(self.source))
-        if isinstance(self.validation, bool) or not isinstance(self.validation, (int, float)) or not 0 < self.validation < 1:
+            raise DataError(f"data: source={self.source!r}: expected 'digits', a tfds name, a folder or a .npz path")
+        self._set("source", str(self.source))
+        if isinstance(self.validation, bool) or not isinstance(self.validation, numbers.Real) or not 0 < self.validation < 1:
             raise DataError(f"data: validation={self.validation!r}: expected a fraction between 0 and 1, e.g. 0.1")
         if self.classes is not None:
-            if isinstance(self.classes, str) or not all(isinstance(c, str) for c in self.classes) or len(self.classes) < 2:
-                raise DataError(f"data: classes={self.classes!r}: expected a list of at least two class names")
-            if len(set(self.classes)) != len(self.classes):
-                raise DataError(f"data: classes={self.classes!r}: a class is named twice")
-            object.__setattr__(self, "classes", tuple(self.classes))
+            self._set("classes", _checked_classes(self.classes))
         if not isinstance(self.grayscale, bool):
             raise DataError(f"data: grayscale={self.grayscale!r}: expected True or False")
-        if self.per_class is not None and (type(self.per_class) is not int or self.per_class < 1):
-            raise DataError(f"data: per_class={self.per_class!r}: expected an int >= 1")
+        for field in ("per_class", "test_per_class"):
+            value = getattr(self, field)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise DataError(f"data: {field}={value!r}: expected an int >= 1, or None for no cap")
         if self.image_size is not None:
-            if len(tuple(self.image_size)) != 2 or not all(type(s) is int and s > 0 for s in self.image_size):
-                raise DataError(f"data: image_size={self.image_size!r}: expected (height, width) in pixels")
-            object.__setattr__(self, "image_size", tuple(self.image_size))
-        if type(self.seed) is not int:
+            self._set("image_size", _checked_size(self.image_size))
+        if self.data_dir is not None and not isinstance(self.data_dir, (str, os.PathLike)):
+            raise DataError(f"data: data_dir={self.data_dir!r}: expected a path")
+        for field in ("train_split", "test_split"):
+            if not isinstance(getattr(self, field), str) or not getattr(self, field):
+                raise DataError(f"data: {field}={getattr(self, field)!r}: expected a split name, e.g. 'train'")
+        if self.train_split == self.test_split:
+            raise DataError(f"data: test_split={self.test_split!r}: the same as train_split; the test split must be held out")
+        if not _is_int(self.seed):
             raise DataError(f"data: seed={self.seed!r}: expected an int")
 
+    def _set(self, field, value):
+        object.__setattr__(self, field, value)
+
     def to_dict(self):
-        """Returns the declaration as JSON-ready data (`Data(**data.to_dict())` rebuilds it)."""
-        values = dataclasses.asdict(self)
+        """Returns the declaration as JSON-ready data; `Data(**data.to_dict())` rebuilds it."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values["data_dir"] = None if self.data_dir is None else str(self.data_dir)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _checked_classes(classes):
+    if isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes):
+        raise DataError(f"data: classes={classes!r}: expected a list of class names, e.g. ['automobile', 'truck']")
+    classes = tuple(classes)
+    if len(classes) < 2:
+        raise DataError(f"data: classes={list(classes)!r}: expected at least two classes")
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise DataError(f"data: classes={list(classes)!r}: {', '.join(repeated)} named twice")
+    return classes
+
+
+def _checked_size(size):
+    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2 or not all(_is_int(s) and s > 0 for s in size):
+        raise DataError(f"data: image_size={size!r}: expected (height, width) in pixels, e.g. (32, 32)")
+    return tuple(int(s) for s in size)
 
 
 @dataclasses.dataclass
@@ -115,20 +176,24 @@ class Dataset:
     Args:
         x_train, y_train: the training split less the validation split.
         x_val, y_val: the validation split, carved from training.
-        x_test, y_test: the test split, used once, for the final evaluation.
+        x_test, y_test: the test split, for the final evaluation only.
         class_names: the names of labels 0, 1, ...
-        source: where it came from, e.g. `"folder:/data/cifar10"`.
-        fingerprint: digest of the source's identity and the options.
-        cache_path: the cache file the arrays were read from or written to.
+        source: where it came from, e.g. `"folder:/data/cifar10"`,
+            `"archive:/data/cifar10.tar.gz"`, `"npz:/data/a.npz"`,
+            `"tfds:cifar10/3.0.2"` or `"sklearn:digits"`.
+        fingerprint: digest of the source's identity and of every option
+            that changes the arrays, `validation` and `seed` included.
+        cache_path: the cache file the arrays were read from or written to
+            (None when the cache could not be written).
         seconds: how long loading took.
     """
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_train: np.ndarray = dataclasses.field(repr=False)
+    y_train: np.ndarray = dataclasses.field(repr=False)
+    x_val: np.ndarray = dataclasses.field(repr=False)
+    y_val: np.ndarray = dataclasses.field(repr=False)
+    x_test: np.ndarray = dataclasses.field(repr=False)
+    y_test: np.ndarray = dataclasses.field(repr=False)
     class_names: list
     source: str
     fingerprint: str
@@ -142,6 +207,7 @@ class Dataset:
 
     @property
     def num_classes(self):
+        """The number of classes."""
         return len(self.class_names)
 
     def full_train(self):
@@ -149,82 +215,127 @@ class Dataset:
         return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
 
 
-# --- Where the data comes from --------------------------------------------------------------
+# --- Where the data comes from ----------------------------------------------------------------
 
 
-def _local_path(data, data_dir):
-    """Returns the local file or folder to read, or None for 'digits' and tfds names."""
-    local = data_dir or os.environ.get("ARCHSEARCH_DATA_DIR")
-    if local:
-        path = Path(local).expanduser()
+def _locate(data, data_dir):
+    """Returns the local file or folder to read, or None for "digits" and tfds names."""
+    override = data_dir or os.environ.get("ARCHSEARCH_DATA_DIR")
+    if override:
+        path = Path(override).expanduser()
         if not path.exists():
-            raise DataError(f"--data-dir {path}: no such file or folder")
+            flag = "--data-dir" if data_dir else "ARCHSEARCH_DATA_DIR"
+            raise DataError(f"{flag} {path}: no such file or folder")
         return path
     if data.source == "digits":
         return None
     path = Path(data.source).expanduser()
-    looks_like_path = os.sep in data.source or data.source.endswith((".npz", ".tar.gz", ".tgz")) or path.exists()
-    if looks_like_path and not path.exists():
-        raise DataError(f"data: source {data.source}: no such file or folder")
-    return path if looks_like_path else None
-
-
-def _unpack(archive, cache_dir):
-    """Unpacks a .tar.gz once into the cache and returns the folder."""
-    stat = archive.stat()
-    key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_dir / "unpacked" / key
-    if not (target / ".complete").exists():
-        staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".unpack-"))
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(staging, filter="data")
-        except (tarfile.TarError, OSError) as error:
-            raise DataError(f"{archive}: cannot unpack: {error}") from None
-        (staging / ".complete").touch()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    return target
-
-
-def _folder_root(path, data):
-    """Finds `<root>` holding `<root>/<train_split>/`, looking one level down too."""
-    if (path / data.train_split).is_dir():
+    if path.exists():
         return path
-    inner = [p for p in path.iterdir() if p.is_dir() and (p / data.train_split).is_dir()]
+    if not _TFDS_NAME.match(data.source):
+        raise DataError(f"data: source {data.source}: no such file or folder")
+    return None
+
+
+def _is_image(name):
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _hidden(name):
+    return name.startswith(".") or name == "__MACOSX"
+
+
+class _Folder:
+    """An image folder on disk."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def describe(self, parts=()):
+        return str(self.path.joinpath(*parts))
+
+    def has_dir(self, parts):
+        return self.path.joinpath(*parts).is_dir()
+
+    def subdirs(self, parts):
+        with os.scandir(self.path.joinpath(*parts)) as entries:
+            return sorted(e.name for e in entries if e.is_dir() and not _hidden(e.name))
+
+    def files(self, parts):
+        """Returns sorted `(name, identity, job)`: identity is size and mtime, job the path to decode."""
+        with os.scandir(self.path.joinpath(*parts)) as entries:
+            files = [e for e in entries if e.is_file() and not _hidden(e.name)]
+        return sorted((e.name, f"{e.stat().st_size}:{e.stat().st_mtime_ns}", e.path) for e in files)
+
+
+class _Archive:
+    """An image folder inside a .tar(.gz) or .zip, read into memory in one pass."""
+
+    def __init__(self, path):
+        self.path = path
+        self.dirs = collections.defaultdict(set)
+        self.blobs = collections.defaultdict(list)
+        try:
+            for parts, blob in _zip_members(path) if zipfile.is_zipfile(path) else _tar_members(path):
+                self._add(parts, blob)
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
+            raise DataError(f"{path}: cannot read the archive ({error}); expected a .tar.gz or .zip of an image folder") from None
+
+    def _add(self, parts, blob):
+        """Adds a file (`blob` its bytes) or, with `blob` None, a folder."""
+        folders = parts if blob is None else parts[:-1]
+        for depth in range(len(folders)):
+            self.dirs[folders[:depth]].add(folders[depth])
+        if blob is not None:
+            self.blobs[parts[:-1]].append((parts[-1], "", blob))
+
+    def describe(self, parts=()):
+        return f"{self.path}:{'/'.join(parts)}" if parts else str(self.path)
+
+    def has_dir(self, parts):
+        return parts[-1] in self.dirs.get(parts[:-1], ())
+
+    def subdirs(self, parts):
+        return sorted(name for name in self.dirs.get(parts, ()) if not _hidden(name))
+
+    def files(self, parts):
+        return sorted(entry for entry in self.blobs.get(parts, []) if not _hidden(entry[0]))
+
+
+def _tar_members(path):
+    with tarfile.open(path) as tar:
+        for member in tar:
+            parts = PurePosixPath(member.name).parts
+            if member.isdir():
+                yield parts, None
+            elif member.isfile() and parts:
+                yield parts, tar.extractfile(member).read() if _is_image(parts[-1]) else b""
+
+
+def _zip_members(path):
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            parts = PurePosixPath(info.filename).parts
+            if info.is_dir():
+                yield parts, None
+            elif parts:
+                yield parts, archive.read(info) if _is_image(parts[-1]) else b""
+
+
+def _find_root(tree, split):
+    """Returns the path parts of `<root>`, the folder holding `<root>/<split>/`: the top or one level down."""
+    if tree.has_dir((split,)):
+        return ()
+    inner = [name for name in tree.subdirs(()) if tree.has_dir((name, split))]
     if len(inner) == 1:
-        return inner[0]
-    found = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return (inner[0],)
+    if inner:
+        raise DataError(f"{tree.describe()}: holds several data sets ({', '.join(inner)}); point at one of them")
+    found = tree.subdirs(())
     raise DataError(
-        f"{path}: no '{data.train_split}' folder; expected <root>/{data.train_split}/<class>/<image> "
-        f"(found folders: {', '.join(found) or 'none'})"
+        f"{tree.describe()}: no '{split}' folder; expected <root>/{split}/<class>/<image> "
+        f"(found folders: {', '.join(found[:12]) or 'none'}{', ...' if len(found) > 12 else ''})"
     )
-
-
-# --- Image folders ---------------------------------------------------------------------------
-
-
-def _list_split(root, split, classes):
-    """Returns (class names, [(file, label)], ignored non-image files) of one split folder."""
-    folder = root / split
-    if not folder.is_dir():
-        raise DataError(f"{root}: no '{split}' folder; expected {root}/{split}/<class>/<image>")
-    available = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not available:
-        raise DataError(f"{folder}: no class folders; expected {folder}/<class>/<image>")
-    names = list(classes) if classes else available
-    _check_classes(names, available, str(folder))
-    files, ignored = [], []
-    for label, name in enumerate(names):
-        entries = sorted(p for p in (folder / name).iterdir() if p.is_file() and not p.name.startswith("."))
-        images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
-        ignored += [p for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
-        if not images:
-            raise DataError(f"{folder / name}: class folder holds no images (.jpg, .png, ...)")
-        files += [(p, label) for p in images]
-    return names, available, files, ignored
 
 
 def _check_classes(wanted, available, where):
@@ -233,79 +344,258 @@ def _check_classes(wanted, available, where):
         raise DataError(f"{where}: no class {', '.join(map(repr, missing))}; available: {', '.join(available)}")
 
 
-def _decode(job):
-    """Decodes one image file; returns (array, None) or (None, reason)."""
-    path, mode = job
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert(mode)), None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        return None, f"{path.name}: {error}"
+def _list_split(tree, root, split, classes):
+    """Lists one split folder.
+
+    Returns:
+        `(available class names, {class: [(name, identity, job)]}, ignored non-image files)`.
+    """
+    where = (*root, split)
+    if not tree.has_dir(where):
+        raise DataError(f"{tree.describe(root)}: no '{split}' folder; expected {tree.describe(where)}/<class>/<image>")
+    available = tree.subdirs(where)
+    if not available:
+        raise DataError(f"{tree.describe(where)}: no class folders; expected {tree.describe(where)}/<class>/<image>")
+    _check_classes(classes or available, available, tree.describe(where))
+    listing, ignored = {}, []
+    for name in classes or available:
+        entries = tree.files((*where, name))
+        listing[name] = [entry for entry in entries if _is_image(entry[0])]
+        ignored += [tree.describe((*where, name, entry[0])) for entry in entries if not _is_image(entry[0])]
+        if not listing[name]:
+            raise DataError(f"{tree.describe((*where, name))}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return available, listing, ignored
 
 
-def _decode_all(files, grayscale, image_size, where):
-    """Decodes files in parallel; resizes odd sizes; skips a few corrupt files with a warning."""
-    mode = "L" if grayscale else "RGB"
-    with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        decoded = list(pool.map(_decode, [(path, mode) for path, _ in files], chunksize=512))
-    bad = [(path, reason) for (path, _), (_, reason) in zip(files, decoded) if reason]
-    if len(bad) > MAX_CORRUPT_FRACTION * len(files):
+def _tree_listing(tree, data):
+    """Checks a folder's layout and lists the images the options select.
+
+    Returns:
+        `(class names, {"train": entries, "test": entries}, split folder descriptions)`,
+        each entry `(label, relative name, identity, job)`.
+    """
+    root = _find_root(tree, data.train_split)
+    train_available, train, ignored = _list_split(tree, root, data.train_split, data.classes)
+    test_available, test, test_ignored = _list_split(tree, root, data.test_split, data.classes)
+    if not data.classes and train_available != test_available:
+        only_train = sorted(set(train_available) - set(test_available))
+        only_test = sorted(set(test_available) - set(train_available))
         raise DataError(
-            f"{where}: {len(bad)} of {len(files)} images cannot be read, e.g. {bad[0][0]} ({bad[0][1]}); "
-            "remove or replace them"
+            f"{tree.describe(root)}: class folders differ between {data.train_split} and {data.test_split}: "
+            f"only in {data.train_split}: {only_train or 'none'}; only in {data.test_split}: {only_test or 'none'}"
         )
-    if bad:
-        warnings.warn(f"{where}: skipped {len(bad)} unreadable image(s): {', '.join(str(p) for p, _ in bad[:5])}", stacklevel=2)
-    kept = [(array, label) for (array, _), (_, label) in zip(decoded, files) if array is not None]
-    size = image_size or collections.Counter(a.shape[:2] for a, _ in kept).most_common(1)[0][0]
-    images = np.stack([_resized(a, size) for a, _ in kept])
-    if grayscale:
-        images = images[..., None]
-    return images, np.array([label for _, label in kept], dtype=np.int32)
+    skipped = ignored + test_ignored
+    if skipped:
+        warnings.warn(f"{tree.describe(root)}: ignored {len(skipped)} file(s) that are not images, e.g. {skipped[0]}", stacklevel=3)
+    entries = {"train": _entries(train, data.per_class), "test": _entries(test, data.test_per_class)}
+    wheres = {"train": tree.describe((*root, data.train_split)), "test": tree.describe((*root, data.test_split))}
+    return list(train), entries, wheres
 
 
-def _resized(array, size):
-    if array.shape[:2] == tuple(size):
-        return array
-    return np.asarray(Image.fromarray(array).resize((size[1], size[0]), Image.BILINEAR))
+def _entries(listing, cap):
+    return [
+        (label, f"{name}/{file}", identity, job)
+        for label, (name, files) in enumerate(listing.items())
+        for file, identity, job in files[:cap]
+    ]
 
 
-def _folder_identity(files):
+def _listing_identity(entries):
     digest = hashlib.sha256()
-    for path, label in files:
-        stat = path.stat()
-        digest.update(f"{path}:{label}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    for split, split_entries in entries.items():
+        for _, name, identity, _ in split_entries:
+            digest.update(f"{split}/{name}:{identity}\n".encode())
     return digest.hexdigest()
 
 
-# --- Arrays: npz, digits, tfds ---------------------------------------------------------------
+def _file_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- Decoding images ------------------------------------------------------------------------
+
+
+def _decode_image(job, grayscale, size):
+    """Decodes one image (a path or its bytes) to uint8 `(H, W, C)`, C = 1 for gray images."""
+    with Image.open(job if isinstance(job, str) else io.BytesIO(job)) as image:
+        gray = grayscale or image.mode in GRAY_MODES
+        image = image.convert("L" if gray else "RGB")
+        if size and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.BILINEAR)
+        array = np.asarray(image)
+    return array[..., None] if gray else array
+
+
+def _decode_chunk(task):
+    """Decodes `[(index, job)]`; returns `({shape: (indices, stacked images)}, [(index, reason)])`."""
+    jobs, grayscale, size = task
+    groups, failures = collections.defaultdict(lambda: ([], [])), []
+    for index, job in jobs:
+        try:
+            array = _decode_image(job, grayscale, size)
+        except _UNREADABLE as error:
+            failures.append((index, f"{type(error).__name__}: {error}"))
+            continue
+        groups[array.shape][0].append(index)
+        groups[array.shape][1].append(array)
+    return {shape: (np.array(indices), np.stack(arrays)) for shape, (indices, arrays) in groups.items()}, failures
+
+
+def _workers():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _map(function, tasks):
+    """Maps over tasks in forked worker processes when there is more than one task and core."""
+    workers = min(len(tasks), _workers())
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return list(map(function, tasks))
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(function, tasks))
+
+
+def _decode_images(entries, data, where, size=None):
+    """Decodes a split's images in parallel.
+
+    Args:
+        entries: `[(label, relative name, identity, job)]`.
+        data: the `Data` (its `grayscale` and `image_size`).
+        where: the split folder, for messages.
+        size: the size to resize to when `data.image_size` is None (default:
+            the most common size).
+
+    Returns:
+        `(x, y)`, unreadable images skipped.
+    """
+    jobs = [(index, entry[3]) for index, entry in enumerate(entries)]
+    tasks = [(jobs[i : i + DECODE_CHUNK], data.grayscale, data.image_size) for i in range(0, len(jobs), DECODE_CHUNK)]
+    blocks, failures = [], []
+    for chunk_blocks, chunk_failures in _map(_decode_chunk, tasks):
+        blocks += chunk_blocks.values()
+        failures += chunk_failures
+    _check_unreadable(failures, entries, where)
+    x, kept = _assemble(blocks, data.image_size or size, where)
+    labels = np.array([label for label, *_ in entries], dtype=np.int32)
+    return x, labels[kept]
+
+
+def _check_unreadable(failures, entries, where):
+    if not failures:
+        return
+    names = [f"{where}/{entries[index][1]}" for index, _ in failures]
+    if len(failures) > MAX_UNREADABLE_FRACTION * len(entries):
+        raise DataError(
+            f"{where}: {len(failures)} of {len(entries)} images cannot be read (more than "
+            f"{MAX_UNREADABLE_FRACTION:.0%}), e.g. {names[0]} ({failures[0][1]}); remove or replace them"
+        )
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    warnings.warn(f"{where}: skipped {len(failures)} unreadable image(s): {', '.join(names[:5])}{more}", stacklevel=4)
+
+
+def _assemble(blocks, size, where):
+    """Puts decoded blocks `[(indices, images)]` back in index order, in one size and channel count.
+
+    Args:
+        blocks: decoded images grouped by shape, with their indices.
+        size: `(height, width)` to resize to, or None for the most common size.
+        where: the split, for the warning about resized images.
+
+    Returns:
+        `(x, kept indices in order)`.
+    """
+    counts = collections.Counter()
+    for indices, images in blocks:
+        counts[images.shape[1:3]] += len(indices)
+    target = tuple(size) if size else counts.most_common(1)[0][0]
+    channels = max(images.shape[-1] for _, images in blocks)
+    if not size and len(counts) > 1:
+        odd = sum(counts.values()) - counts[target]
+        warnings.warn(
+            f"{where}: resized {odd} of {sum(counts.values())} images to {target[0]}x{target[1]}, the most common size; "
+            "set image_size=(height, width) to choose",
+            stacklevel=5,
+        )
+    kept = np.sort(np.concatenate([indices for indices, _ in blocks]))
+    x = np.empty((len(kept), *target, channels), np.uint8)
+    for indices, images in blocks:
+        x[np.searchsorted(kept, indices)] = _fit(images, target, channels)
+    return x, kept
+
+
+def _fit(images, size, channels):
+    """Resizes uint8 images `(N, H, W, C)` to `size` and repeats a gray channel to `channels`."""
+    if images.shape[1:3] != tuple(size):
+        images = np.stack([_resize(image, size) for image in images])
+    return np.repeat(images, channels, axis=-1) if images.shape[-1] < channels else images
+
+
+def _resize(image, size):
+    """Resizes one uint8 `(H, W, C)` image to `(height, width)`, bilinear."""
+    if image.shape[:2] == tuple(size):
+        return image
+    resized = np.asarray(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize((size[1], size[0]), Image.BILINEAR))
+    return resized.reshape(*size, image.shape[-1])
+
+
+def _read_tree(tree, data, listing):
+    """Decodes a folder's listed images; the test split takes the training split's size and channels."""
+    names, entries, wheres = listing
+    train = _decode_images(entries["train"], data, wheres["train"])
+    test = _decode_images(entries["test"], data, wheres["test"], size=train[0].shape[1:3])
+    channels = max(train[0].shape[-1], test[0].shape[-1])
+    splits = {"train": train, "test": test}
+    return {k: (np.repeat(x, channels // x.shape[-1], axis=-1), y) for k, (x, y) in splits.items()}, names
+
+
+# --- Arrays: npz, digits, tfds --------------------------------------------------------------
 
 
 def _read_npz(path):
     try:
-        arrays = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: not a readable .npz: {error}") from None
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays.files]
+        with np.load(path, allow_pickle=False) as arrays:
+            contents = {key: arrays[key] for key in arrays.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise DataError(f"{path}: not a readable .npz ({error}); save it with np.savez and plain (not object) arrays") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in contents]
     if missing:
         raise DataError(f"{path}: missing arrays {', '.join(missing)}; expected x_train, y_train, x_test, y_test")
-    splits = {}
-    for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim == 3:
-            x = x[..., None]
-        if x.ndim != 4 or x.shape[-1] not in (1, 3):
-            raise DataError(f"{path}: x_{split} has shape {x.shape}; expected (N, H, W), (N, H, W, 1) or (N, H, W, 3)")
-        if len(x) != len(y):
-            raise DataError(f"{path}: x_{split} has {len(x)} images but y_{split} {len(y)} labels")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{path}: y_{split} holds {y.dtype} values; expected integer class labels")
-        splits[split] = (x, y.reshape(-1))
+    splits = {split: _npz_split(path, split, contents) for split in ("train", "test")}
     labels = np.concatenate([splits["train"][1], splits["test"][1]])
-    names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays.files else [str(i) for i in range(int(labels.max()) + 1)]
+    if "class_names" in contents:
+        names = [str(n) for n in contents["class_names"].reshape(-1)]
+    else:
+        names = [str(i) for i in range(int(labels.max()) + 1)]
     if labels.min() < 0 or labels.max() >= len(names):
         raise DataError(f"{path}: labels range from {labels.min()} to {labels.max()}; expected 0 to {len(names) - 1} ({len(names)} classes)")
     return splits, names
+
+
+def _npz_split(path, split, contents):
+    """Returns one split's checked `(x, y)`, x as uint8 `(N, H, W, C)`."""
+    x, y = contents[f"x_{split}"], contents[f"y_{split}"]
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DataError(f"{path}: x_{split} has shape {x.shape}; expected (N, H, W), (N, H, W, 1) or (N, H, W, 3), channels last")
+    if len(x) == 0:
+        raise DataError(f"{path}: x_{split} holds no images")
+    if x.dtype != np.uint8:
+        if not np.issubdtype(x.dtype, np.number) or x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x)):
+            raise DataError(
+                f"{path}: x_{split} holds {x.dtype} values from {x.min()} to {x.max()}; "
+                "expected uint8 pixels 0..255 (scaled to [0, 1]? multiply by 255 and cast to uint8)"
+            )
+        x = x.astype(np.uint8)
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1:] == (1,) else y
+    if y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{path}: x_{split} has {len(x)} images but y_{split} has shape {y.shape}; expected ({len(x)},) labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: y_{split} holds {y.dtype} values; expected integer class labels 0, 1, ...")
+    return x, y
 
 
 def _read_digits():
@@ -319,233 +609,315 @@ def _read_digits():
     return {"train": (x_train, y_train), "test": (x_test, y_test)}, [str(i) for i in range(10)]
 
 
-def _read_tfds(data):
-    import tensorflow_datasets as tfds
+_OFFLINE_HINT = (
+    "without a network, pass --data-dir (or set ARCHSEARCH_DATA_DIR) to a local image folder, "
+    "its .tar.gz, or a .npz with the same classes"
+)
 
+
+def _import_tfds(data):
     try:
-        builder = tfds.builder(data.source, data_dir=data.data_dir)
-        builder.download_and_prepare()
-    except Exception as error:  # tfds raises many kinds: no network, unknown name, ...
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise DataError(f"data: source {data.source!r} needs tensorflow-datasets, which cannot be imported ({error}); {_OFFLINE_HINT}") from None
+    return tfds
+
+
+def _tfds_builder(data):
+    tfds = _import_tfds(data)
+    try:
+        return tfds.builder(data.source, data_dir=data.data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
         raise DataError(
-            f"tensorflow-datasets could not provide '{data.source}': {str(error).splitlines()[0][:200]}. "
-            "Without a network, pass --data-dir (or set ARCHSEARCH_DATA_DIR) to a local image folder or .npz "
-            "with the same classes"
+            f"data: source {data.source!r} is neither a file or folder nor a tensorflow-datasets name "
+            "(e.g. 'cifar10', 'mnist'); check the spelling or the path"
         ) from None
-    names = builder.info.features["label"].names
-    splits = {}
-    for key, split in (("train", data.train_split), ("test", data.test_split)):
-        images, labels = [], []
-        for image, label in tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True)):
-            images.append(_resized(image[..., 0] if image.shape[-1] == 1 else image, data.image_size or image.shape[:2]))
-            labels.append(label)
-        x = np.stack(images)
-        splits[key] = (x[..., None] if x.ndim == 3 else x, np.array(labels))
-    return splits, names
+
+
+def _read_tfds(data):
+    tfds = _import_tfds(data)
+    try:
+        datasets, info = tfds.load(
+            data.source, split=[data.train_split, data.test_split], data_dir=data.data_dir, as_supervised=True, with_info=True
+        )
+    except Exception as error:  # tfds fails with many unrelated types: network, checksum, unknown split, import
+        reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+        raise DataError(
+            f"tensorflow-datasets could not load {data.source!r} (splits {data.train_split!r}, {data.test_split!r}): "
+            f"{reason}. No network: {_OFFLINE_HINT}. An unknown split: set train_split / test_split, "
+            "e.g. 'train[:80%]' and 'train[80%:]'"
+        ) from error
+    image_key, label_key = info.supervised_keys
+    label = info.features[label_key]
+    if not hasattr(label, "names"):
+        raise DataError(f"tensorflow-datasets {data.source!r}: its label {label_key!r} is not a class label")
+    fixed = None not in info.features[image_key].shape
+    splits = {key: _tfds_arrays(tfds, dataset, fixed, data.image_size, key) for key, dataset in zip(("train", "test"), datasets)}
+    return splits, list(label.names)
+
+
+def _tfds_arrays(tfds, dataset, fixed, size, where):
+    """Returns `(x, y)` of one tfds split: in batches when its images share a size, else one by one."""
+    if fixed:
+        batches = list(tfds.as_numpy(dataset.batch(4096)))
+        return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+    blocks, labels = [], []
+    for index, (image, label) in enumerate(tfds.as_numpy(dataset)):
+        blocks.append((np.array([index]), _resize(image, size)[None] if size else image[None]))
+        labels.append(label)
+    x, _ = _assemble(blocks, size, where)
+    return x, np.array(labels)
 
 
 def _array_options(splits, names, data, where):
-    """Applies classes, grayscale and image_size to arrays already in memory."""
+    """Applies classes, caps, grayscale and image_size to arrays already in memory."""
     if data.classes:
         _check_classes(data.classes, names, where)
-        order = {names.index(c): i for i, c in enumerate(data.classes)}
-        for split, (x, y) in splits.items():
-            keep = np.isin(y, list(order))
-            splits[split] = (x[keep], np.vectorize(order.get, otypes=[np.int32])(y[keep]) if keep.any() else y[keep])
+        lookup = np.full(len(names), -1, np.int32)
+        lookup[[names.index(c) for c in data.classes]] = np.arange(len(data.classes))
+        splits = {split: (x[lookup[y] >= 0], lookup[y][lookup[y] >= 0]) for split, (x, y) in splits.items()}
         names = list(data.classes)
+    caps = {"train": data.per_class, "test": data.test_per_class}
+    result = {}
     for split, (x, y) in splits.items():
+        x, y = _capped(x, y, caps[split], len(names))
         if data.grayscale and x.shape[-1] == 3:
-            x = np.round(x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)[..., None]
-        if data.image_size and x.shape[1:3] != data.image_size:
-            squeeze = x.shape[-1] == 1
-            x = np.stack([_resized(i[..., 0] if squeeze else i, data.image_size) for i in x])
-            x = x[..., None] if squeeze else x
-        splits[split] = (x.astype(np.uint8), y.astype(np.int32))
-    return splits, names
+            x = _luma(x)
+        if data.image_size:
+            x = np.stack([_resize(image, data.image_size) for image in x]) if len(x) else x
+        result[split] = (x.astype(np.uint8), y.astype(np.int32))
+    return result, names
 
 
-# --- Loading, caching, splitting -------------------------------------------------------------
+def _capped(x, y, cap, num_classes):
+    """Keeps the first `cap` images of each class, in order."""
+    if not cap:
+        return x, y
+    keep = np.sort(np.concatenate([np.flatnonzero(y == label)[:cap] for label in range(num_classes)]))
+    return x[keep], y[keep]
 
 
-def _cache_dir(cache_dir):
-    path = Path(cache_dir or os.environ.get("ARCHSEARCH_CACHE_DIR") or platformdirs.user_cache_dir("archsearch"))
-    path.mkdir(parents=True, exist_ok=True)
+def _luma(x):
+    """ITU-R 601 luma of uint8 RGB images, rounded exactly as Pillow's `convert("L")`."""
+    rgb = x.astype(np.uint32)
+    return ((rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)[..., None]
+
+
+# --- Loading, caching, splitting ------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Plan:
+    """A source worked out without decoding: its description, identity and reader."""
+
+    source: str
+    identity: str
+    read: object  # () -> (splits, class names), every option applied but the validation split
+
+
+def _plan(data, data_dir):
+    local = _locate(data, data_dir)
+    if local is None and data.source == "digits":
+        return _Plan("sklearn:digits", "sklearn:digits", lambda: _array_options(*_read_digits(), data, "digits"))
+    if local is None:
+        name = _tfds_builder(data).info.full_name
+        return _Plan(f"tfds:{name}", f"tfds:{name}", lambda: _array_options(*_read_tfds(data), data, f"tfds:{name}"))
+    if local.is_file() and local.suffix == ".npz":
+        return _Plan(f"npz:{local}", f"npz:{_file_hash(local)}", lambda: _array_options(*_read_npz(local), data, str(local)))
+    if local.is_file() and local.name.lower().endswith(ARCHIVE_SUFFIXES):
+        return _Plan(f"archive:{local}", f"archive:{_file_hash(local)}", lambda: _read_archive(local, data))
+    if not local.is_dir():
+        raise DataError(f"{local}: expected an image folder <root>/<split>/<class>/<image>, a .tar.gz or .zip of one, or a .npz")
+    tree = _Folder(local)
+    listing = _tree_listing(tree, data)
+    return _Plan(f"folder:{local}", f"folder:{_listing_identity(listing[1])}", lambda: _read_tree(tree, data, listing))
+
+
+def _read_archive(path, data):
+    tree = _Archive(path)
+    return _read_tree(tree, data, _tree_listing(tree, data))
+
+
+def _cache_key(identity, data):
+    """Digest of the source's identity and of the options that change the cached arrays."""
+    options = {k: data.to_dict()[k] for k in ("classes", "grayscale", "per_class", "test_per_class", "image_size", "train_split", "test_split")}
+    text = json.dumps({"version": _CACHE_VERSION, "identity": identity, "options": options}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _cache_folder(cache_dir):
+    path = Path(cache_dir or os.environ.get("ARCHSEARCH_CACHE_DIR") or platformdirs.user_cache_dir("archsearch")).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        warnings.warn(f"cannot create the data cache {path} ({error}); data will be decoded on every load", stacklevel=3)
+        return None
     return path
 
 
-def _options_key(data):
-    """The options that change the cached arrays (not validation or seed: the split comes after)."""
-    return {k: data.to_dict()[k] for k in ("classes", "grayscale", "per_class", "image_size", "train_split", "test_split")}
+def _read_cache(path):
+    """Returns `(splits, class names)` from a cache file, or None when there is none or it is unreadable."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"]) for s in ("train", "test")}
+            return splits, [str(n) for n in arrays["class_names"]]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        warnings.warn(f"ignoring the unreadable cache file {path} ({error}); decoding again", stacklevel=3)
+        return None
 
 
-def _fingerprint(identity, data):
-    text = json.dumps({"v": _CACHE_VERSION, "identity": identity, "options": _options_key(data)}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _plan(data, data_dir, cache_dir):
-    """Works out the source, its fingerprint and a reader, without decoding anything.
-
-    Returns:
-        `(source description, fingerprint, read)`, `read()` returning
-        `(splits, class names)` with every option applied but the split.
-    """
-    local = _local_path(data, data_dir)
-    if local is None and data.source == "digits":
-        return "sklearn:digits", _fingerprint("sklearn:digits", data), lambda: _array_options(*_read_digits(), data, "digits")
-    if local is None:
-        identity = f"tfds:{data.source}:{data.data_dir}"
-        return f"tfds:{data.source}", _fingerprint(identity, data), lambda: _array_options(*_read_tfds(data), data, data.source)
-    if local.is_file() and local.suffix == ".npz":
-        identity = f"npz:{hashlib.sha256(local.read_bytes()).hexdigest()}"
-        return f"npz:{local}", _fingerprint(identity, data), lambda: _array_options(*_read_npz(local), data, str(local))
-    if local.is_file() and local.name.endswith((".tar.gz", ".tgz", ".tar")):
-        local = _unpack(local, cache_dir)
-    if not local.is_dir():
-        raise DataError(f"{local}: expected an image folder <root>/<split>/<class>/<image>, a .npz or a .tar.gz of a folder")
-    root = _folder_root(local, data)
-    names, train_available, train_files, ignored = _list_split(root, data.train_split, data.classes)
-    _, test_available, test_files, test_ignored = _list_split(root, data.test_split, data.classes)
-    if not data.classes and train_available != test_available:
-        only_train = sorted(set(train_available) - set(test_available))
-        only_test = sorted(set(test_available) - set(train_available))
-        raise DataError(f"{root}: class folders differ between {data.train_split} and {data.test_split}: "
-                        f"only in {data.train_split}: {only_train or 'none'}; only in {data.test_split}: {only_test or 'none'}")
-    if ignored or test_ignored:
-        skipped = ignored + test_ignored
-        warnings.warn(f"{root}: ignored {len(skipped)} file(s) that are not images, e.g. {skipped[0]}", stacklevel=2)
-    train_files = _cap(train_files, data.per_class)
-    identity = _folder_identity(train_files + test_files)
-
-    def read():
-        train = _decode_all(train_files, data.grayscale, data.image_size, str(root / data.train_split))
-        size = data.image_size or train[0].shape[1:3]
-        test = _decode_all(test_files, data.grayscale, size, str(root / data.test_split))
-        return {"train": train, "test": test}, names
-
-    return f"folder:{root}", _fingerprint(identity, data), read
-
-
-def _cap(files, per_class):
-    if not per_class:
-        return files
-    seen = collections.Counter()
-    kept = []
-    for path, label in files:
-        if seen[label] < per_class:
-            kept.append((path, label))
-            seen[label] += 1
-    return kept
-
-
-def _save_cache(path, splits, names):
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_cache(path, splits, names, source):
+    """Writes the arrays atomically (a temporary file, then a rename); returns whether it could."""
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    except OSError as error:
+        warnings.warn(f"cannot write the data cache in {path.parent} ({error}); data will be decoded on every load", stacklevel=3)
+        return False
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, x_train=splits["train"][0], y_train=splits["train"][1],
-                     x_test=splits["test"][0], y_test=splits["test"][1], class_names=np.array(names))
+            np.savez(
+                file, x_train=splits["train"][0], y_train=splits["train"][1], x_test=splits["test"][0],
+                y_test=splits["test"][1], class_names=np.array(names, dtype=str), source=np.array(source),
+            )
         os.replace(temporary, path)
+    except OSError as error:
+        os.unlink(temporary)
+        warnings.warn(f"cannot write the data cache {path} ({error}); data will be decoded on every load", stacklevel=3)
+        return False
     except BaseException:
         os.unlink(temporary)
         raise
+    return True
+
+
+def _validation_split(x, y, names, data, source):
+    """Carves the stratified, seeded validation split from the training split."""
+    counts = np.bincount(y, minlength=len(names))
+    empty = [name for name, count in zip(names, counts) if count == 0]
+    if empty:
+        raise DataError(f"{source}: no training images of class {', '.join(map(repr, empty))}")
+    try:
+        return train_test_split(x, y, test_size=data.validation, stratify=y, random_state=data.seed)
+    except ValueError as error:
+        raise DataError(
+            f"{source}: cannot carve a stratified validation={data.validation} split from {len(y)} training images "
+            f"of {len(names)} classes ({error}); use more images per class (per_class) or another validation fraction"
+        ) from None
 
 
 def load_data(data, *, data_dir=None, cache_dir=None):
-    """Loads a space's data as NumPy arrays, from the cache when it can.
+    """Loads a space's data as NumPy arrays, decoding only what the cache lacks.
 
     Args:
         data: the space's `Data` declaration.
-        data_dir: a local image folder, `.tar.gz` of one, or `.npz` to read
-            instead of the declared source (default: the environment variable
-            `ARCHSEARCH_DATA_DIR`); class names are matched by name.
-        cache_dir: where decoded arrays are cached (default:
-            `ARCHSEARCH_CACHE_DIR`, else the per-user cache directory).
+        data_dir: a local image folder (or the folder holding exactly one),
+            a `.tar.gz` / `.zip` of one, or a `.npz`, read instead of the
+            declared source, e.g. a local copy of a tensorflow-datasets data
+            set without a network (default: the environment variable
+            `ARCHSEARCH_DATA_DIR`). Classes are then the folder's, matched
+            by name against `classes`.
+        cache_dir: where decoded arrays are cached (default: the
+            environment variable `ARCHSEARCH_CACHE_DIR`, else the per-user
+            cache directory).
 
     Returns:
-        A `Dataset`, its validation split carved from training.
+        A `Dataset`, its validation split carved from the training split.
 
     Raises:
         DataError: naming the path, class or file at fault and what to do.
 
     Example:
 
-    >>> dataset = load_data(Data("digits"))
+    >>> dataset = load_data(Data("digits", validation=0.2))
     >>> dataset.shape, dataset.num_classes
     ((8, 8, 1), 10)
     """
     start = time.perf_counter()
-    cache = _cache_dir(cache_dir)
-    source, fingerprint, read = _plan(data, data_dir, cache)
-    cache_path = cache / f"{fingerprint}.npz"
-    if cache_path.exists():
-        with np.load(cache_path) as arrays:
-            splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"]) for s in ("train", "test")}
-            names = [str(n) for n in arrays["class_names"]]
+    plan = _plan(data, data_dir)
+    key = _cache_key(plan.identity, data)
+    cache = _cache_folder(cache_dir)
+    cache_path = cache / f"{key}.npz" if cache else None
+    cached = _read_cache(cache_path) if cache_path else None
+    if cached:
+        splits, names = cached
     else:
-        splits, names = read()
-        if data.per_class and not source.startswith("folder:"):  # a folder is capped before decoding
-            x, y = splits["train"]
-            keep = np.concatenate([np.flatnonzero(y == label)[: data.per_class] for label in range(len(names))])
-            splits["train"] = (x[np.sort(keep)], y[np.sort(keep)])
-        _save_cache(cache_path, splits, names)
-    x, y = splits["train"]
-    counts = np.bincount(y, minlength=len(names))
-    if (counts == 0).any():
-        raise DataError(f"{source}: no training images of class {names[int(np.argmin(counts))]!r}")
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=data.validation, stratify=y, random_state=data.seed)
-    x_test, y_test = splits["test"]
+        splits, names = plan.read()
+        if cache_path and not _write_cache(cache_path, splits, names, plan.source):
+            cache_path = None
+    x_train, x_val, y_train, y_val = _validation_split(*splits["train"], names, data, plan.source)
+    fingerprint = hashlib.sha256(f"{key}:{data.validation}:{data.seed}".encode()).hexdigest()[:20]
     return Dataset(
-        x_train, y_train, x_val, y_val, x_test, y_test, names, source, fingerprint, str(cache_path),
-        time.perf_counter() - start,
+        x_train, y_train, x_val, y_val, *splits["test"], class_names=names, source=plan.source, fingerprint=fingerprint,
+        cache_path=str(cache_path) if cache_path else None, seconds=time.perf_counter() - start,
     )
 
 
 def peek(data, *, data_dir=None):
     """Returns `(image shape, number of classes)` without decoding the data.
 
-    Reads a cached copy if there is one, else a folder's listing and a few
-    image headers, a .npz's array shapes, or tensorflow-datasets' metadata.
+    Reads a folder's listing and a few image headers (an archive's listing
+    too), a `.npz`'s arrays, or tensorflow-datasets' metadata (no download).
+    A folder whose sampled images are all gray counts as one channel, as
+    `load_data()` does when all of them are.
 
     Args:
         data: the space's `Data` declaration.
         data_dir: as for `load_data()`.
+
+    Returns:
+        `((height, width, channels), num_classes)`.
     """
-    channels = 1 if data.grayscale else None
-    local = _local_path(data, data_dir)
+    local = _locate(data, data_dir)
     if local is None and data.source == "digits":
         shape, names = (8, 8, 1), [str(i) for i in range(10)]
     elif local is None:
-        import tensorflow_datasets as tfds
-
-        try:
-            info = tfds.builder(data.source, data_dir=data.data_dir).info
-        except Exception as error:  # an unknown name, mostly
-            raise DataError(f"tensorflow-datasets does not know '{data.source}': {str(error).splitlines()[0][:200]}") from None
-        shape, names = tuple(info.features["image"].shape), info.features["label"].names
-    elif local.suffix == ".npz":
+        info = _tfds_builder(data).info
+        image_key, label_key = info.supervised_keys
+        shape, names = tuple(info.features[image_key].shape), info.features[label_key].names
+    elif local.is_file() and local.suffix == ".npz":
         splits, names = _read_npz(local)
         shape = splits["train"][0].shape[1:]
     else:
-        if local.is_file():
-            local = _unpack(local, _cache_dir(None))
-        root = _folder_root(local, data)
-        names, _, files, _ = _list_split(root, data.train_split, data.classes)
-        sizes = collections.Counter()
-        for path, _ in files[:: max(1, len(files) // 20)][:20]:
-            with Image.open(path) as image:
-                sizes[(image.height, image.width, 1 if image.mode in ("L", "1", "I;16") else 3)] += 1
-        shape = sizes.most_common(1)[0][0]
+        tree = _Archive(local) if local.is_file() else _Folder(local)
+        names, entries, _ = _tree_listing(tree, data)
+        shape = _sampled_shape(entries["train"])
     if data.classes:
         if local is not None:  # tfds learns some class names only when it downloads
             _check_classes(data.classes, list(names), str(local))
         names = data.classes
     height, width = data.image_size or shape[:2]
     if height is None or width is None:
-        raise DataError(f"data: '{data.source}' has images of mixed sizes; set image_size=(height, width)")
-    return (height, width, channels or shape[2]), len(names)
+        raise DataError(f"data: {data.source!r} has images of mixed sizes; set image_size=(height, width)")
+    return (height, width, 1 if data.grayscale else shape[2]), len(names)
+
+
+def _sampled_shape(entries, samples=20):
+    """The most common `(H, W)` of up to `samples` images spread over the entries, and 1 or 3 channels."""
+    shapes = collections.Counter()
+    for *_, job in entries[:: max(1, len(entries) // samples)][:samples]:
+        try:
+            with Image.open(job if isinstance(job, str) else io.BytesIO(job)) as image:
+                shapes[(image.height, image.width, 1 if image.mode in GRAY_MODES else 3)] += 1
+        except _UNREADABLE:
+            continue
+    if not shapes:
+        raise DataError(f"none of the sampled images can be read, e.g. {entries[0][1]}")
+    (height, width, _), _ = shapes.most_common(1)[0]
+    return height, width, max(channels for *_, channels in shapes)
 
 
 def data_summary(dataset):
-    """Returns what `archsearch data` reports: source, classes, shape, counts, fingerprint, cache, seconds."""
+    """Returns a JSON-ready summary of a loaded `Dataset`.
+
+    Args:
+        dataset: what `load_data()` returned.
+
+    Returns:
+        `{"source", "classes", "shape", "counts": {"train", "validation", "test"},
+        "per_class": {split: {class: count}}, "fingerprint", "cache", "seconds"}`.
+    """
     splits = {"train": dataset.y_train, "validation": dataset.y_val, "test": dataset.y_test}
     return {
         "source": dataset.source,

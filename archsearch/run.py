@@ -181,6 +181,28 @@ def _run_locked(space, results, data_dir, resume, log):
     }
     write_json(metadata, results / RUN)
 
+    trials = _search(space, dataset, results, resume, metadata, log)
+    best = best_trials(trials, space.retrain.top_k)
+    if best.empty:
+        raise ArchsearchError(f"no trial completed; see the reasons in {results / TRIALS}")
+
+    write_json({**metadata, "status": "retraining"}, results / RUN)
+    epochs = space.retrain.epochs or space.max_epochs()
+    rows = [_retrain_trial(trial, position, len(best), space, dataset, epochs, results, log)
+            for position, (_, trial) in enumerate(best.iterrows(), start=1)]
+    leaderboard = leaderboard_frame(rows + _baseline_rows(dataset))
+    write_csv(leaderboard, results / LEADERBOARD)
+
+    write_json({**metadata, "status": "exporting"}, results / RUN)
+    winner = keras.saving.load_model(_retrain_stem(results, best.iloc[0]["trial_id"], 0).with_suffix(".keras"))
+    difference = export_model(winner, results / "best", dataset.x_test[:64])
+    log(f"exported the winner to {results / 'best'} (reloaded exports agree within {difference:.1g})")
+    write_json({**metadata, "status": "complete", "export_max_difference": difference, "retrain_epochs": epochs}, results / RUN)
+    return leaderboard
+
+
+def _search(space, dataset, results, resume, metadata, log):
+    """Runs (or resumes) the Keras Tuner search; returns the trials table."""
     tuner = make_tuner(space, dataset, results, overwrite=not resume, on_trial_end=_Progress(results, space.search.max_trials, log))
     try:
         tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
@@ -189,40 +211,29 @@ def _run_locked(space, results, data_dir, resume, log):
         raise
     trials = trials_frame(tuner)
     write_csv(trials, results / TRIALS)
-    best = best_trials(trials, space.retrain.top_k)
-    if best.empty:
-        raise ArchsearchError(f"no trial completed; see the reasons in {results / TRIALS}")
+    return trials
 
-    write_json({**metadata, "status": "retraining"}, results / RUN)
-    epochs = space.retrain.epochs or space.max_epochs()
-    rows, winner = [], None
-    for position, (_, trial) in enumerate(best.iterrows(), start=1):
-        point = {name: trial[name] for name in dimensions.RECIPE + dimensions.TRAIN}
-        point = {n: dimensions.BY_NAME[n].parse(str(v)) for n, v in point.items()}
-        point["epochs"] = epochs
-        evaluations = []
-        for seed in range(space.retrain.seeds):
-            evaluation, model = _retrain_once(point, dataset, seed, epochs, results / "retrain" / f"trial_{trial['trial_id']}_seed{seed}")
-            evaluations.append(evaluation)
-            log(f"retrain {position}/{len(best)} [{trial['trial_id']}] seed {seed}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
-            if position == 1 and seed == 0:
-                winner = model or keras.saving.load_model(results / "retrain" / f"trial_{trial['trial_id']}_seed0.keras")
-        stats = summarize(evaluations)
-        recall = stats.pop("test_recall")
-        rows.append({
-            "trial_id": trial["trial_id"], **point, "val_accuracy": trial["val_accuracy"],
-            "params": trial["params"], "flops": trial["flops"], **stats, "baseline": False,
-            **{f"test_recall_{name}": r for name, r in zip(dataset.class_names, recall)},
-        })
-    rows += _baseline_rows(dataset)
-    leaderboard = leaderboard_frame(rows)
-    write_csv(leaderboard, results / LEADERBOARD)
 
-    write_json({**metadata, "status": "exporting"}, results / RUN)
-    difference = export_model(winner, results / "best", dataset.x_test[:64])
-    log(f"exported the winner to {results / 'best'} (reloaded exports agree within {difference:.1g})")
-    write_json({**metadata, "status": "complete", "export_max_difference": difference, "retrain_epochs": epochs}, results / RUN)
-    return leaderboard
+def _retrain_trial(trial, position, count, space, dataset, epochs, results, log):
+    """Retrains one of the best trials once per seed; returns its leaderboard row."""
+    point = {n: dimensions.BY_NAME[n].parse(str(trial[n])) for n in dimensions.RECIPE + dimensions.TRAIN}
+    point["epochs"] = epochs
+    evaluations = []
+    for seed in range(space.retrain.seeds):
+        evaluation = _retrain_once(point, dataset, seed, epochs, _retrain_stem(results, trial["trial_id"], seed))
+        evaluations.append(evaluation)
+        log(f"retrain {position}/{count} [{trial['trial_id']}] seed {seed}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
+    stats = summarize(evaluations)
+    recall = stats.pop("test_recall")
+    return {
+        "trial_id": trial["trial_id"], **point, "val_accuracy": trial["val_accuracy"],
+        "params": trial["params"], "flops": trial["flops"], **stats, "baseline": False,
+        **{f"test_recall_{name}": r for name, r in zip(dataset.class_names, recall)},
+    }
+
+
+def _retrain_stem(results, trial_id, seed):
+    return results / "retrain" / f"trial_{trial_id}_seed{seed}"
 
 
 def _retrain_once(point, dataset, seed, epochs, stem):
@@ -231,17 +242,17 @@ def _retrain_once(point, dataset, seed, epochs, stem):
     Only seed 0's model is kept (as `<stem>.keras`): it is the one exported.
 
     Returns:
-        `(Evaluation, model or None)`.
+        The `Evaluation`.
     """
     record, saved = stem.with_suffix(".json"), stem.with_suffix(".keras")
     if record.exists() and (seed != 0 or saved.exists()):
-        return Evaluation(**read_json(record)), None
+        return Evaluation(**read_json(record))
     model, evaluation = retrain(point, dataset, seed, epochs)
     stem.parent.mkdir(parents=True, exist_ok=True)
     if seed == 0:
         model.save(saved)
     write_json(dataclasses.asdict(evaluation), record)
-    return evaluation, model
+    return evaluation
 
 
 def _baseline_rows(dataset):
