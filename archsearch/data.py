@@ -541,14 +541,14 @@ def _resize(image, size):
     return resized.reshape(*size, image.shape[-1])
 
 
-def _read_tree(tree, data, listing):
+def _read_tree(data, listing):
     """Decodes a folder's listed images; the test split takes the training split's size and channels."""
     names, entries, wheres = listing
     train = _decode_images(entries["train"], data, wheres["train"])
     test = _decode_images(entries["test"], data, wheres["test"], size=train[0].shape[1:3])
     channels = max(train[0].shape[-1], test[0].shape[-1])
     splits = {"train": train, "test": test}
-    return {k: (np.repeat(x, channels // x.shape[-1], axis=-1), y) for k, (x, y) in splits.items()}, names
+    return {k: (_fit(x, x.shape[1:3], channels), y) for k, (x, y) in splits.items()}, names
 
 
 # --- Arrays: npz, digits, tfds --------------------------------------------------------------
@@ -652,7 +652,10 @@ def _read_tfds(data):
     if not hasattr(label, "names"):
         raise DataError(f"tensorflow-datasets {data.source!r}: its label {label_key!r} is not a class label")
     fixed = None not in info.features[image_key].shape
-    splits = {key: _tfds_arrays(tfds, dataset, fixed, data.image_size, key) for key, dataset in zip(("train", "test"), datasets)}
+    splits = {
+        key: _tfds_arrays(tfds, dataset, fixed, data.image_size, f"tfds:{data.source}[{split}]")
+        for key, split, dataset in zip(("train", "test"), (data.train_split, data.test_split), datasets)
+    }
     return splits, list(label.names)
 
 
@@ -730,12 +733,12 @@ def _plan(data, data_dir):
         raise DataError(f"{local}: expected an image folder <root>/<split>/<class>/<image>, a .tar.gz or .zip of one, or a .npz")
     tree = _Folder(local)
     listing = _tree_listing(tree, data)
-    return _Plan(f"folder:{local}", f"folder:{_listing_identity(listing[1])}", lambda: _read_tree(tree, data, listing))
+    return _Plan(f"folder:{local}", f"folder:{_listing_identity(listing[1])}", lambda: _read_tree(data, listing))
 
 
 def _read_archive(path, data):
     tree = _Archive(path)
-    return _read_tree(tree, data, _tree_listing(tree, data))
+    return _read_tree(data, _tree_listing(tree, data))
 
 
 def _cache_key(identity, data):

@@ -40,7 +40,7 @@ def space_file(tmp_path, npz, max_trials=4, epochs=4):
         f"space = Space(name='resume', data=Data({str(npz)!r}, validation=0.25),\n"
         "    recipe=Recipe(family=choice('vgg', 'resnet'), width=choice(8, 16), resolution=16, stages=2, blocks_per_stage=1),\n"
         f"    train=Train(epochs={epochs}, batch_size=16), search=Search(max_trials={max_trials}, seed=3),\n"
-        "    retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
+        "    retrain=Retrain(top_k=1, epochs=2, seeds=2))\n"
     )
     return path
 
@@ -67,18 +67,26 @@ def completed_trials(results):
     return pd.read_csv(path, dtype={"trial_id": str}) if path.exists() else pd.DataFrame(columns=["trial_id", "status"])
 
 
-def test_kill_in_the_middle_of_a_trial_then_resume(tmp_path, digits_npz):
+def _mid_trial(results):
+    return len(completed_trials(results)) >= 1 and (results / "tuner" / "trial_1").exists()
+
+
+def _mid_retraining(results):
+    return any((results / "retrain").glob("*.json")) if (results / "retrain").exists() else False
+
+
+@pytest.mark.parametrize("moment", [_mid_trial, _mid_retraining], ids=["during-a-trial", "during-retraining"])
+def test_kill_then_resume(tmp_path, digits_npz, moment):
     space, results = space_file(tmp_path, digits_npz), tmp_path / "out"
     process = start(space, results)
-    # Once one trial has finished and the next has begun, kill without warning.
-    wait_for(lambda: len(completed_trials(results)) >= 1 and (results / "tuner" / "trial_1").exists())
-    time.sleep(1.0)
-    process.send_signal(signal.SIGKILL)
+    wait_for(lambda: moment(results))
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)  # no warning, no clean-up
     process.wait()
     before = completed_trials(results)
     finished = before[before["status"] == "completed"]
-    assert 1 <= len(finished) < 4
     stamps = {t: (results / "tuner" / f"trial_{t}" / "trial.json").stat().st_mtime_ns for t in finished["trial_id"]}
+    retrained = {p: p.stat().st_mtime_ns for p in (results / "retrain").glob("*.json")} if (results / "retrain").exists() else {}
 
     refused = start(space, results)
     assert refused.wait() == 2 and "--resume" in refused.stdout.read()
@@ -91,9 +99,12 @@ def test_kill_in_the_middle_of_a_trial_then_resume(tmp_path, digits_npz):
     for trial_id, stamp in stamps.items():  # finished trials were not run again
         assert (results / "tuner" / f"trial_{trial_id}" / "trial.json").stat().st_mtime_ns == stamp
         assert after.set_index("trial_id").loc[trial_id, "val_accuracy"] == finished.set_index("trial_id").loc[trial_id, "val_accuracy"]
+    for record, stamp in retrained.items():  # nor finished retrainings
+        assert record.stat().st_mtime_ns == stamp
     board = pd.read_csv(results / "leaderboard.csv")
-    assert board["rank"].tolist()[0] == 1 and board["baseline"].sum() == 2
+    assert board["rank"].tolist()[0] == 1 and board["baseline"].sum() == 2 and board.loc[0, "seeds"] == 2
     assert json.loads((results / "run.json").read_text())["status"] == "complete"
+    assert (results / "best" / "saved_model" / "saved_model.pb").exists()
 
 
 def test_a_second_run_on_the_same_results_is_locked_out(tmp_path, digits_npz):
