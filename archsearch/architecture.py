@@ -115,9 +115,9 @@ def _conv(shape, filters, kernel, stride, bias):
     return (h, w, filters), kernel * kernel * c * filters + (filters if bias else 0), 2 * macs
 
 
-def _dense(shape, units, activation=None):
+def _dense(shape, units, activation=None, bias=True):
     (n,) = shape
-    return (units,), n * units + units, 2 * n * units
+    return (units,), n * units + (units if bias else 0), 2 * n * units
 
 
 _SHAPE_RULES = {
@@ -234,10 +234,14 @@ def plan(point, input_shape, num_classes):
         net.add("head_pool", "global_avg_pool")
     else:
         net.add("head_flatten", "flatten")
-        net.add("head_hidden", "dense", units=point["head_units"], activation="relu")
+        # Batch norm here too: without it, most hidden units die in the first steps.
+        net.add("head_hidden", "dense", units=point["head_units"], activation=None if bn else "relu", bias=not bn)
+        if bn:
+            net.add("head_hidden_bn", "batch_norm")
+            net.add("head_hidden_relu", "relu")
     if point["dropout"] > 0:
         net.add("head_dropout", "dropout", rate=point["dropout"])
-    net.add("predictions", "dense", units=num_classes, activation="softmax")
+    net.add("predictions", "dense", units=num_classes, activation="softmax", bias=True)
     return Architecture(point, tuple(input_shape), num_classes, tuple(net.layers))
 
 

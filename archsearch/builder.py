@@ -45,7 +45,8 @@ _LAYERS = {
     "flatten": lambda l, _: keras.layers.Flatten(name=l.name),
     "dropout": lambda l, _: keras.layers.Dropout(l.config["rate"], name=l.name),
     "dense": lambda l, _: keras.layers.Dense(
-        l.config["units"], activation=l.config["activation"], kernel_initializer=_INIT if l.config["activation"] == "relu" else "glorot_uniform",
+        l.config["units"], activation=l.config["activation"], use_bias=l.config["bias"],
+        kernel_initializer="glorot_uniform" if l.name == "predictions" else _INIT,
         # The probabilities stay float32 under a mixed-precision policy.
         dtype="float32" if l.name == "predictions" else None, name=l.name,
     ),

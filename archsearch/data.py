@@ -125,6 +125,7 @@ class Data:
             value = getattr(self, field)
             if value is not None and (not _is_int(value) or value < 1):
                 raise DataError(f"data: {field}={value!r}: expected an int >= 1, or None for no cap")
+            self._set(field, None if value is None else int(value))
         if self.image_size is not None:
             self._set("image_size", _checked_size(self.image_size))
         if self.data_dir is not None and not isinstance(self.data_dir, (str, os.PathLike)):
@@ -136,6 +137,8 @@ class Data:
             raise DataError(f"data: test_split={self.test_split!r}: the same as train_split; the test split must be held out")
         if not _is_int(self.seed):
             raise DataError(f"data: seed={self.seed!r}: expected an int")
+        self._set("seed", int(self.seed))
+        self._set("validation", float(self.validation))
 
     def _set(self, field, value):
         object.__setattr__(self, field, value)
@@ -478,7 +481,7 @@ def _decode_images(entries, data, where, size=None):
         blocks += chunk_blocks.values()
         failures += chunk_failures
     _check_unreadable(failures, entries, where)
-    x, kept = _assemble(blocks, data.image_size or size, where)
+    x, kept = _assemble(blocks, data.image_size or size, where, warn=data.image_size is None)
     labels = np.array([label for label, *_ in entries], dtype=np.int32)
     return x, labels[kept]
 
@@ -496,13 +499,14 @@ def _check_unreadable(failures, entries, where):
     warnings.warn(f"{where}: skipped {len(failures)} unreadable image(s): {', '.join(names[:5])}{more}", stacklevel=4)
 
 
-def _assemble(blocks, size, where):
+def _assemble(blocks, size, where, warn):
     """Puts decoded blocks `[(indices, images)]` back in index order, in one size and channel count.
 
     Args:
         blocks: decoded images grouped by shape, with their indices.
         size: `(height, width)` to resize to, or None for the most common size.
         where: the split, for the warning about resized images.
+        warn: whether to warn about resized images (not when the user chose the size).
 
     Returns:
         `(x, kept indices in order)`.
@@ -512,11 +516,11 @@ def _assemble(blocks, size, where):
         counts[images.shape[1:3]] += len(indices)
     target = tuple(size) if size else counts.most_common(1)[0][0]
     channels = max(images.shape[-1] for _, images in blocks)
-    if not size and len(counts) > 1:
-        odd = sum(counts.values()) - counts[target]
+    odd = sum(counts.values()) - counts[target]
+    if warn and odd:
         warnings.warn(
-            f"{where}: resized {odd} of {sum(counts.values())} images to {target[0]}x{target[1]}, the most common size; "
-            "set image_size=(height, width) to choose",
+            f"{where}: resized {odd} of {sum(counts.values())} images to {target[0]}x{target[1]}, the most common "
+            "training image size; set image_size=(height, width) to choose",
             stacklevel=5,
         )
     kept = np.sort(np.concatenate([indices for indices, _ in blocks]))
@@ -668,7 +672,7 @@ def _tfds_arrays(tfds, dataset, fixed, size, where):
     for index, (image, label) in enumerate(tfds.as_numpy(dataset)):
         blocks.append((np.array([index]), _resize(image, size)[None] if size else image[None]))
         labels.append(label)
-    x, _ = _assemble(blocks, size, where)
+    x, _ = _assemble(blocks, size, where, warn=size is None)
     return x, np.array(labels)
 
 

@@ -108,7 +108,7 @@ DIMENSIONS = (
     _recipe("stages", int, "auto", "stages, each ending in a halving; 'auto' stacks them until the map is below 7 x 7", low=1, auto=True),
     _recipe("blocks_per_stage", int, 2, "3x3 convs (vgg) or residual blocks (resnet) per stage", low=1),
     _recipe("downsample", str, "maxpool", "the halving at the end of each stage: 2x2/2 max-pool or a 3x3/2 conv", values=("maxpool", "strided")),
-    _recipe("batch_norm", bool, True, "batch normalization after every conv (the conv then has no bias)"),
+    _recipe("batch_norm", bool, True, "batch normalization after every conv and the mlp head's hidden layer (which then have no bias)"),
     _recipe("stem", str, "none", "none, or conv7: a 7x7/2 conv and a 2x2/2 max-pool before the stages (for large R)", values=("none", "conv7")),
     _recipe("bottleneck", bool, False, "resnet only: 1x1 reduce to width/4, 3x3, 1x1 expand blocks"),
     _recipe("head", str, "gap", "gap: global average pooling + linear; mlp: flatten + hidden dense + linear", values=("gap", "mlp")),

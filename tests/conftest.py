@@ -1,14 +1,15 @@
-"""Shared fixtures: a private data cache, and the real CIFAR-10 archive from ../shared/data."""
+"""Shared data fixtures: a private data cache, and the real CIFAR-10 archive from ../shared/data."""
 
+import tarfile
 from pathlib import Path
 
 import pytest
 
-CIFAR_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
+DATA_CIFAR_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_cache(tmp_path_factory):
+def data_private_cache(tmp_path_factory):
     """Keeps the tests' decoded data out of the user's cache (subprocesses inherit it too)."""
     cache = tmp_path_factory.mktemp("archsearch-cache")
     patcher = pytest.MonkeyPatch()
@@ -19,8 +20,18 @@ def private_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def cifar_archive():
+def data_cifar_archive():
     """The shared CIFAR-10 JPEG archive; always present in CI, so its absence is a failure."""
-    if not CIFAR_ARCHIVE.is_file():
-        pytest.fail(f"{CIFAR_ARCHIVE} is missing: the data tests need the shared CIFAR-10 archive")
-    return CIFAR_ARCHIVE
+    if not DATA_CIFAR_ARCHIVE.is_file():
+        pytest.fail(f"{DATA_CIFAR_ARCHIVE} is missing: the data tests need the shared CIFAR-10 archive (see ../shared/data/README.md)")
+    return DATA_CIFAR_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def data_cifar_car_truck_folder(data_cifar_archive, tmp_path_factory):
+    """The automobile and truck folders of CIFAR-10 (12,000 JPEGs), unpacked once per session."""
+    target = tmp_path_factory.mktemp("cifar-car-truck")
+    with tarfile.open(data_cifar_archive) as tar:
+        members = [m for m in tar if m.isfile() and m.name.split("/")[-2] in ("automobile", "truck")]
+        tar.extractall(target, members=members, filter="data")
+    return target / "cifar10"

@@ -67,8 +67,12 @@ def test_strided_downsample_is_a_3x3_stride_2_conv_per_stage():
 
 def test_mlp_head_and_dropout():
     arch = plan({**SMALL_VGG, "head": "mlp", "head_units": 64, "dropout": 0.5}, (32, 32, 3), 10)
-    assert arch.params == 432 + 64 + 4608 + 128 + (8 * 8 * 32 * 64 + 64) + (64 * 10 + 10)
-    assert [l.kind for l in arch.layers][-3:] == ["dense", "dropout", "dense"]
+    hidden = 8 * 8 * 32 * 64 + 4 * 64  # no bias: batch norm follows, as after a conv
+    assert arch.params == 432 + 64 + 4608 + 128 + hidden + (64 * 10 + 10)
+    assert [l.kind for l in arch.layers][-6:] == ["flatten", "dense", "batch_norm", "relu", "dropout", "dense"]
+    plain = plan({**SMALL_VGG, "head": "mlp", "batch_norm": False}, (32, 32, 3), 10)
+    assert [l.kind for l in plain.layers][-3:] == ["flatten", "dense", "dense"]
+    assert plain.layers[-2].params == 8 * 8 * 32 * 64 + 64
 
 
 def test_conv7_stem():
