@@ -20,9 +20,9 @@ Policies:
   Files that are not images by their extension are ignored, with a warning.
 - Images of other sizes are resized (bilinear) to `image_size`, or, without
   it, to the most common size of the training split, with a warning.
-- Grayscale images load with one channel, unless an RGB image shares their
-  split; `grayscale=True` converts everything with ITU-R 601 luma, exactly as
-  Pillow's `convert("L")`.
+- A folder of gray images loads with one channel, unless any of its images
+  is in color; `grayscale=True` converts everything to one channel of ITU-R
+  601 luma, exactly as Pillow's `convert("L")`.
 - `per_class` keeps the first images of each class in source order (file
   name order in a folder), before the validation split; `test_per_class` does
   the same to the test split, which nothing else touches.
@@ -236,8 +236,19 @@ def _locate(data, data_dir):
     if path.exists():
         return path
     if not _TFDS_NAME.match(data.source):
-        raise DataError(f"data: source {data.source}: no such file or folder")
+        raise DataError(f"data: source {data.source}: no such file or folder (tensorflow-datasets names look like 'cifar10')")
     return None
+
+
+def _local_kind(path):
+    """Returns "npz", "archive" or "folder" for a local source, or raises DataError."""
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return "npz"
+    if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        return "archive"
+    if path.is_dir():
+        return "folder"
+    raise DataError(f"{path}: expected an image folder <root>/<split>/<class>/<image>, a .tar.gz or .zip of one, or a .npz")
 
 
 def _is_image(name):
@@ -453,7 +464,11 @@ def _workers():
 
 
 def _map(function, tasks):
-    """Maps over tasks in forked worker processes when there is more than one task and core."""
+    """Maps over tasks in worker processes when there is more than one task and core.
+
+    The workers are forked: a spawned one would import TensorFlow again,
+    through the `archsearch` package, before decoding anything.
+    """
     workers = min(len(tasks), _workers())
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return list(map(function, tasks))
@@ -613,17 +628,14 @@ def _read_digits():
     return {"train": (x_train, y_train), "test": (x_test, y_test)}, [str(i) for i in range(10)]
 
 
-_OFFLINE_HINT = (
-    "without a network, pass --data-dir (or set ARCHSEARCH_DATA_DIR) to a local image folder, "
-    "its .tar.gz, or a .npz with the same classes"
-)
+_LOCAL_COPY_HINT = "pass --data-dir (or set ARCHSEARCH_DATA_DIR) to a local image folder, its .tar.gz, or a .npz with the same classes"
 
 
 def _import_tfds(data):
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise DataError(f"data: source {data.source!r} needs tensorflow-datasets, which cannot be imported ({error}); {_OFFLINE_HINT}") from None
+        raise DataError(f"data: source {data.source!r} needs tensorflow-datasets, which cannot be imported ({error}); instead, {_LOCAL_COPY_HINT}") from None
     return tfds
 
 
@@ -648,19 +660,24 @@ def _read_tfds(data):
         reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
         raise DataError(
             f"tensorflow-datasets could not load {data.source!r} (splits {data.train_split!r}, {data.test_split!r}): "
-            f"{reason}. No network: {_OFFLINE_HINT}. An unknown split: set train_split / test_split, "
+            f"{reason}. Without a network, {_LOCAL_COPY_HINT}; for an unknown split, set train_split / test_split, "
             "e.g. 'train[:80%]' and 'train[80%:]'"
         ) from error
-    image_key, label_key = info.supervised_keys
-    label = info.features[label_key]
-    if not hasattr(label, "names"):
-        raise DataError(f"tensorflow-datasets {data.source!r}: its label {label_key!r} is not a class label")
-    fixed = None not in info.features[image_key].shape
+    image, label = _tfds_features(info, data)
+    fixed = None not in image.shape
     splits = {
         key: _tfds_arrays(tfds, dataset, fixed, data.image_size, f"tfds:{data.source}[{split}]")
         for key, split, dataset in zip(("train", "test"), (data.train_split, data.test_split), datasets)
     }
     return splits, list(label.names)
+
+
+def _tfds_features(info, data):
+    """Returns the image and class label features of a tfds data set."""
+    keys = info.supervised_keys
+    if not keys or not hasattr(info.features[keys[1]], "names") or len(info.features[keys[0]].shape) != 3:
+        raise DataError(f"tensorflow-datasets {data.source!r}: not an image classification data set (supervised keys {keys})")
+    return info.features[keys[0]], info.features[keys[1]]
 
 
 def _tfds_arrays(tfds, dataset, fixed, size, where):
@@ -692,7 +709,7 @@ def _array_options(splits, names, data, where):
             x = _luma(x)
         if data.image_size:
             x = np.stack([_resize(image, data.image_size) for image in x]) if len(x) else x
-        result[split] = (x.astype(np.uint8), y.astype(np.int32))
+        result[split] = (x.astype(np.uint8, copy=False), y.astype(np.int32, copy=False))
     return result, names
 
 
@@ -729,12 +746,11 @@ def _plan(data, data_dir):
     if local is None:
         name = _tfds_builder(data).info.full_name
         return _Plan(f"tfds:{name}", f"tfds:{name}", lambda: _array_options(*_read_tfds(data), data, f"tfds:{name}"))
-    if local.is_file() and local.suffix == ".npz":
+    kind = _local_kind(local)
+    if kind == "npz":
         return _Plan(f"npz:{local}", f"npz:{_file_hash(local)}", lambda: _array_options(*_read_npz(local), data, str(local)))
-    if local.is_file() and local.name.lower().endswith(ARCHIVE_SUFFIXES):
+    if kind == "archive":
         return _Plan(f"archive:{local}", f"archive:{_file_hash(local)}", lambda: _read_archive(local, data))
-    if not local.is_dir():
-        raise DataError(f"{local}: expected an image folder <root>/<split>/<class>/<image>, a .tar.gz or .zip of one, or a .npz")
     tree = _Folder(local)
     listing = _tree_listing(tree, data)
     return _Plan(f"folder:{local}", f"folder:{_listing_identity(listing[1])}", lambda: _read_tree(data, listing))
@@ -881,13 +897,13 @@ def peek(data, *, data_dir=None):
         shape, names = (8, 8, 1), [str(i) for i in range(10)]
     elif local is None:
         info = _tfds_builder(data).info
-        image_key, label_key = info.supervised_keys
-        shape, names = tuple(info.features[image_key].shape), info.features[label_key].names
-    elif local.is_file() and local.suffix == ".npz":
+        image, label = _tfds_features(info, data)
+        shape, names = tuple(image.shape), label.names
+    elif _local_kind(local) == "npz":
         splits, names = _read_npz(local)
         shape = splits["train"][0].shape[1:]
     else:
-        tree = _Archive(local) if local.is_file() else _Folder(local)
+        tree = _Archive(local) if _local_kind(local) == "archive" else _Folder(local)
         names, entries, _ = _tree_listing(tree, data)
         shape = _sampled_shape(entries["train"])
     if data.classes:

@@ -199,7 +199,7 @@ def test_bad_folders_name_the_place(tmp_path, damage, message):
 
 
 def test_missing_paths_unknown_names_and_unknown_classes(tmp_path, monkeypatch):
-    with pytest.raises(DataError, match="nowhere: no such file or folder"):
+    with pytest.raises(DataError, match="nowhere: no such file or folder \\(tensorflow-datasets names look like"):
         load_data(Data(str(tmp_path / "nowhere")))
     with pytest.raises(DataError, match="--data-dir .*nowhere: no such file or folder"):
         load_data(Data("cifar10"), data_dir=str(tmp_path / "nowhere"))
@@ -276,7 +276,7 @@ def test_tfds_without_a_network_says_how_to_point_at_a_local_copy(monkeypatch):
         raise ConnectionError("Failed to establish a new connection: [Errno 101] Network is unreachable")
 
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(DataError, match=r"could not load 'cifar10' .*ConnectionError: .*Network is unreachable.*--data-dir .*ARCHSEARCH_DATA_DIR"):
+    with pytest.raises(DataError, match=r"could not load 'cifar10' .*ConnectionError: .*Network is unreachable. Without a network, pass --data-dir \(or set ARCHSEARCH_DATA_DIR\)"):
         load_data(Data("cifar10"))
 
 
@@ -290,14 +290,14 @@ def test_tfds_data_sets_become_arrays(tmp_path):
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=40):
-        digits = load_data(Data("mnist", per_class=3, image_size=(16, 16), validation=0.2), cache_dir=tmp_path)
+        digits = load_data(Data("mnist", per_class=3, image_size=(16, 16), validation=0.5), cache_dir=tmp_path)
         photos = load_data(Data("cats_vs_dogs", train_split="train[:50%]", test_split="train[50%:]", image_size=(20, 24),
                                 classes=["dog", "cat"], validation=0.25), cache_dir=tmp_path)
         assert peek(Data("mnist")) == ((28, 28, 1), 10)
     assert digits.source == "tfds:mnist/3.0.1" and digits.shape == (16, 16, 1) and digits.num_classes == 10
     assert np.bincount(digits.full_train()[1]).max() <= 3 and len(digits.x_test) == 40 and digits.x_train.dtype == np.uint8
     assert photos.shape == (20, 24, 3) and photos.class_names == ["dog", "cat"]
-    assert len(photos.full_train()[0]) + len(photos.x_test) == 40
+    assert len(photos.full_train()[0]) == len(photos.x_test) == 40  # the mock ignores split slices
 
 
 # --- Declarations -----------------------------------------------------------------------------
