@@ -62,7 +62,7 @@ class EpochClock(keras.callbacks.Callback):
         self.marks.append(time.perf_counter())
 
 
-def summarize(name, clock, images, epochs, batch_size, accuracy, extra):
+def summarize(name, clock, images, epochs, batch_size, accuracy, extra, flops_per_image):
     epoch_seconds = np.diff(clock.marks)
     steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
     steps = np.diff(clock.steps)
@@ -71,6 +71,8 @@ def summarize(name, clock, images, epochs, batch_size, accuracy, extra):
         "compile_seconds": round(float(steps[0] - np.median(steps[1:])), 3) if len(steps) > 1 else None,
         "seconds_per_epoch": round(float(np.mean(steady)), 3),
         "images_per_second": round(images / float(np.mean(steady)), 1),
+        # Training costs about 3x the forward FLOPs (forward, and two products backward).
+        "achieved_tflops": round(3 * flops_per_image * images / float(np.mean(steady)) / 1e12, 3),
         "test_accuracy": round(accuracy, 4),
     }
 
@@ -174,13 +176,14 @@ def main(argv=None):
     dataset = load_data(Data("cifar10", validation=0.1, per_class=args.limit), data_dir=args.data_dir)
     point = {**RESNET9, "batch_size": args.batch_size, "epochs": args.epochs}
     extra = dict(backend=keras.backend.backend(), precision=keras.mixed_precision.dtype_policy().name, machine=platform.machine(), cpus=os.cpu_count())
+    flops = plan(point, dataset.shape, dataset.num_classes).flops
     rows = []
     for name, tool in (("archsearch", True), ("keras", False)):
         clock, accuracy = bench_keras(dataset, point, args.epochs, tool)
-        rows.append(summarize(name, clock, len(dataset.x_train), args.epochs, args.batch_size, accuracy, extra))
+        rows.append(summarize(name, clock, len(dataset.x_train), args.epochs, args.batch_size, accuracy, extra, flops))
     if not args.no_peer:
         clock, accuracy = bench_pytorch(dataset, point, args.epochs)
-        rows.append(summarize("pytorch", clock, len(dataset.x_train), args.epochs, args.batch_size, accuracy, {**extra, "backend": "torch", "precision": "bf16 autocast"}))
+        rows.append(summarize("pytorch", clock, len(dataset.x_train), args.epochs, args.batch_size, accuracy, {**extra, "backend": "torch", "precision": "bf16 autocast"}, flops))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
