@@ -35,3 +35,17 @@ def data_cifar_car_truck_folder(data_cifar_archive, tmp_path_factory):
         members = [m for m in tar if m.isfile() and m.name.split("/")[-2] in ("automobile", "truck")]
         tar.extractall(target, members=members, filter="data")
     return target / "cifar10"
+
+
+@pytest.fixture(scope="session")
+def digits_npz(tmp_path_factory):
+    """scikit-learn's digits as a small .npz (uint8, 8x8x1): a whole run takes seconds."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images * 16).clip(0, 255).astype(np.uint8)[..., None]
+    y = digits.target.astype(np.int64)
+    path = tmp_path_factory.mktemp("npz") / "digits.npz"
+    np.savez(path, x_train=x[:600], y_train=y[:600], x_test=x[1500:], y_test=y[1500:])
+    return path

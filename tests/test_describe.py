@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from archsearch.architecture import plan
 from archsearch.builder import build_model

@@ -9,10 +9,8 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_digits
 
 from archsearch import results as results_module
 from archsearch import search
@@ -22,15 +20,6 @@ from archsearch.run import run
 from test_run import tiny_space
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    digits = load_digits()
-    x = (digits.images * 16).clip(0, 255).astype(np.uint8)[..., None]
-    path = tmp_path_factory.mktemp("npz") / "digits.npz"
-    np.savez(path, x_train=x[:600], y_train=digits.target[:600], x_test=x[1500:], y_test=digits.target[1500:])
-    return path
 
 
 def space_file(tmp_path, npz, max_trials=4, epochs=4):

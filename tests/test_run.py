@@ -7,7 +7,6 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.metrics import balanced_accuracy_score
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice
@@ -16,17 +15,6 @@ from archsearch.dimensions import RECIPE, TRAIN
 from archsearch.errors import ArchsearchError
 from archsearch.results import LEADERBOARD_COLUMNS, TRIAL_COLUMNS
 from archsearch.run import apply_overrides, run
-
-
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    """Digits as a .npz (uint8, 8x8x1), small enough for a run in seconds."""
-    digits = load_digits()
-    x = (digits.images * 16).clip(0, 255).astype(np.uint8)[..., None]
-    y = digits.target.astype(np.int64)
-    path = tmp_path_factory.mktemp("npz") / "digits.npz"
-    np.savez(path, x_train=x[:600], y_train=y[:600], x_test=x[1500:], y_test=y[1500:])
-    return path
 
 
 def tiny_space(npz, name="tiny", max_trials=3, **search):

@@ -1,7 +1,6 @@
 """The declarative space API and its mapping onto Keras Tuner's HyperParameters."""
 
 import math
-import textwrap
 
 import keras_tuner
 import pytest
