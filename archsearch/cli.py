@@ -130,8 +130,8 @@ def export(args):
     import keras
 
     from archsearch.data import load_data
-    from archsearch.export import export_model
     from archsearch.data import Data
+    from archsearch.export import export_model, export_summary
     from archsearch.results import RUN, read_json, read_leaderboard
 
     frame = read_leaderboard(args.results)
@@ -146,7 +146,7 @@ def export(args):
     data_declaration = Data(**read_json(os.path.join(args.results, RUN))["space"]["data"])
     images = load_data(data_declaration, data_dir=args.data_dir).x_test[:64]
     difference = export_model(model, args.out, images)
-    print(f"exported rank {args.rank} (trial {trial_id}) to {args.out}; reloaded exports agree within {difference:.1g}")
+    print(f"exported rank {args.rank} (trial {trial_id}): {export_summary(args.out, difference)}")
 
 
 def _parser():

@@ -4,7 +4,6 @@ The SavedModel needs TensorFlow (Keras exports JAX models through jax2tf,
 which needs it too); without it only `model.keras` is written.
 """
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,10 @@ TOLERANCE = 1e-4  # largest difference in probability between the two models
 
 def export_model(model, out, check_images):
     """Saves `model` as `out/model.keras` and `out/saved_model/`, and checks the export.
+
+    Without TensorFlow (say, on a JAX-only GPU machine) only `model.keras` is
+    written; `archsearch export` on a machine with TensorFlow adds the
+    SavedModel later.
 
     The SavedModel's `serve` signature takes uint8 images of the data's native
     shape (any batch size) and returns class probabilities.
@@ -41,11 +44,28 @@ def export_model(model, out, check_images):
     expected = model.predict(check_images, verbose=0)
     model.save(staging / "model.keras")
     worst = _difference(keras.saving.load_model(staging / "model.keras").predict(check_images, verbose=0), expected, "model.keras")
-    if importlib.util.find_spec("tensorflow") is not None:
+    if saved_model_supported():
         worst = max(worst, _export_saved_model(model, staging / "saved_model", check_images, expected))
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return worst
+
+
+def export_summary(out, difference):
+    """One line on what `export_model()` wrote to `out`, for the user."""
+    written = "model.keras and saved_model/" if (Path(out) / "saved_model").exists() else (
+        "model.keras only (a SavedModel needs TensorFlow: run `archsearch export` where it is installed)"
+    )
+    return f"{written} in {out}; the reloaded exports agree within {difference:.1g}"
+
+
+def saved_model_supported():
+    """Whether TensorFlow can be imported here, which writing a SavedModel needs."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _export_saved_model(model, path, images, expected):

@@ -1,10 +1,12 @@
-"""The builder tests pass under the JAX backend too (in a subprocess: the backend is chosen at import)."""
+"""The JAX backend, in subprocesses (the backend is chosen at import): the builder tests pass, and a run needs no TensorFlow."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,3 +22,50 @@ def test_builder_tests_pass_under_jax():
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
+
+
+# Makes `import tensorflow` fail as if it were not installed, as on the project's
+# GPU machine (JAX and PyTorch with CUDA, no TensorFlow).
+_WITHOUT_TENSORFLOW = """
+import sys
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("tensorflow", "tensorflow_datasets", "tf_keras"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NotInstalled())
+from archsearch.cli import main
+code = main(sys.argv[1:])
+assert not [m for m in sys.modules if m.startswith("tensorflow")], "TensorFlow was imported"
+sys.exit(code)
+"""
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") == "jax", reason="already running under JAX")
+def test_a_run_on_jax_needs_no_tensorflow_and_exports_the_savedmodel_later(digits_npz, tmp_path):
+    pytest.importorskip("jax")
+    results = tmp_path / "results"
+    space = tmp_path / "space.py"
+    space.write_text(
+        "from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice\n"
+        f"space = Space(name='nojax', data=Data({str(digits_npz)!r}, validation=0.25),\n"
+        "    recipe=Recipe(family=choice('vgg', 'resnet'), resolution=16, width=8, stages=1),\n"
+        "    train=Train(epochs=1, batch_size=64, augment=True), search=Search(tuner='random', max_trials=2, seed=0),\n"
+        "    retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-c", _WITHOUT_TENSORFLOW, "run", str(space), "--results", str(results), "--mixed-precision"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "model.keras only (a SavedModel needs TensorFlow" in result.stdout
+    assert (results / "best" / "model.keras").exists() and not (results / "best" / "saved_model").exists()
+    meta = json.loads((results / "run.json").read_text())
+    assert (meta["backend"], meta["precision"], meta["status"]) == ("jax", "mixed_bfloat16", "complete")
+    trials = pd.read_csv(results / "trials.csv")
+    assert (trials["status"] == "completed").all() and (trials["compile_seconds"] > 0).all()
+
+    # Where TensorFlow is installed, `archsearch export` adds the SavedModel from the JAX-trained model.
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    out = tmp_path / "exported"
+    result = subprocess.run([sys.executable, "-m", "archsearch", "export", str(results), "--out", str(out)], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (out / "saved_model" / "saved_model.pb").exists()
