@@ -122,7 +122,7 @@ def _dense(shape, units, activation=None, bias=True):
 
 _SHAPE_RULES = {
     "preprocess": lambda s, resolution: ((resolution, resolution, s[2]), 0, 0),
-    "augment": lambda s, translate: (s, 0, 0),
+    "augment": lambda s, shift: (s, 0, 0),
     "conv": _conv,
     "batch_norm": lambda s: (s, 4 * s[-1], 0),  # gamma, beta, moving mean, moving variance
     "relu": lambda s: (s, 0, 0),
@@ -216,7 +216,7 @@ def plan(point, input_shape, num_classes):
     bn = point["batch_norm"]
     net.add("preprocess", "preprocess", resolution=point["resolution"])
     if point["augment"]:
-        net.add("augment", "augment", translate=1 / 8)
+        net.add("augment", "augment", shift=max(1, round(point["resolution"] / 8)))
     if point["stem"] == "conv7":
         net.conv_bn_relu("stem_conv", point["width"], 7, 2, bn)
         net.add("stem_pool", "max_pool")

@@ -7,6 +7,7 @@ under TensorFlow, JAX and PyTorch.
 import keras
 
 from archsearch.architecture import Architecture
+from archsearch.layers import RandomShift
 
 
 def _preprocess(layer, shape_in):
@@ -19,10 +20,13 @@ def _preprocess(layer, shape_in):
 
 
 def _augment(layer, shape_in):
-    """Random translation (pad-and-crop's equivalent) and horizontal flip, active in training only."""
-    translate = layer.config["translate"]
+    """Random shift with zero fill (pad-and-crop) and horizontal flip, per image, in training only.
+
+    `RandomShift`, not `keras.layers.RandomTranslation`: that one cannot be
+    compiled, and would make Keras train the whole model without XLA.
+    """
     return [
-        keras.layers.RandomTranslation(translate, translate, fill_mode="constant", interpolation="nearest", name=f"{layer.name}_translate"),
+        RandomShift(layer.config["shift"], name=f"{layer.name}_shift"),
         keras.layers.RandomFlip("horizontal", name=f"{layer.name}_flip"),
     ]
 

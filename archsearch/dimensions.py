@@ -120,7 +120,7 @@ DIMENSIONS = (
     _train("schedule", str, "cosine", "learning-rate schedule over the training steps: constant or cosine decay", values=("constant", "cosine")),
     _train("weight_decay", float, 0.0, "decoupled weight decay passed to the optimizer (0: none)", low=0.0, high=1.0),
     _train("dropout", float, 0.0, "dropout rate before the final linear layer", low=0.0, high=1.0, open_high=True),
-    _train("augment", bool, False, "random translation by up to R/8 pixels and horizontal flip, in training only"),
+    _train("augment", bool, False, "random shift by up to R/8 pixels (pad-and-crop) and horizontal flip, in training only"),
 )
 
 BY_NAME = {dimension.name: dimension for dimension in DIMENSIONS}

@@ -6,6 +6,7 @@ import pytest
 
 from archsearch.architecture import plan
 from archsearch.builder import build_model, compile_model
+from archsearch.layers import RandomShift
 
 POINTS = {
     "small_vgg": dict(family="vgg", resolution=32, width=16, stages=2, blocks_per_stage=1),
@@ -70,3 +71,37 @@ def test_mixed_precision_keeps_probabilities_in_float32():
         assert str(probabilities.dtype) == "float32"
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+def _shifts_of(image, out, pad):
+    """The offsets (dy, dx) by which `out` is `image` shifted with zero fill."""
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+    h, w = image.shape[:2]
+    return [(dy, dx) for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)
+            if np.array_equal(padded[pad + dy : pad + dy + h, pad + dx : pad + dx + w], out)]
+
+
+def test_random_shift_moves_each_image_by_its_own_offset_with_zero_fill():
+    images = np.random.default_rng(0).uniform(1, 2, (64, 8, 8, 3)).astype("float32")
+    out = keras.ops.convert_to_numpy(RandomShift(2, seed=1)(images, training=True))
+    offsets = [_shifts_of(image, shifted, 2) for image, shifted in zip(images, out)]
+    assert all(len(found) == 1 for found in offsets)  # every output is one shift of its own input
+    assert len({found[0] for found in offsets}) >= 15  # of 25 possible: per image, not per batch
+    assert np.array_equal(keras.ops.convert_to_numpy(RandomShift(2)(images, training=False)), images)
+
+
+def test_augmentation_compiles_so_training_stays_under_xla():
+    # One layer with supports_jit=False (Keras's RandomTranslation) turns XLA off for the whole model.
+    model = build_model(plan({"width": 4, "stages": 1, "augment": True}, (16, 16, 3), 10))
+    assert any(isinstance(layer, RandomShift) for layer in model.layers)
+    assert all(layer.supports_jit for layer in model.layers)
+
+
+def test_a_model_with_augmentation_survives_save_and_load(tmp_path):
+    architecture = plan({"width": 4, "stages": 1, "augment": True, "batch_size": 8}, (16, 16, 3), 10)
+    model = compile_model(build_model(architecture), architecture.point, 1)
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype="uint8")
+    model.fit(images, np.arange(8) % 10, batch_size=8, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
