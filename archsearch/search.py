@@ -7,6 +7,7 @@ Keras Tuner's own tuners, with a one-line report per finished trial.
 """
 
 import math
+import re
 import time
 from pathlib import Path
 
@@ -34,11 +35,15 @@ class SearchStopped(ArchsearchError):
 
 
 class _TrialMonitor(keras.callbacks.Callback):
-    """Stops a diverging trial at its first non-finite loss, and times compilation.
+    """Stops a diverging trial at a non-finite loss, and times compilation.
 
-    The first training step includes tracing and compiling; its time less
-    that of a typical later step is reported as `compile_seconds`.
+    Only the first `TIMED_STEPS` steps wait for their loss: the first one's
+    time, less that of a typical later one, is reported as `compile_seconds`.
+    Later steps are not read, so the accelerator's queue of steps never drains
+    on the host; the loss is checked again at every epoch's end.
     """
+
+    TIMED_STEPS = 10
 
     def __init__(self):
         super().__init__()
@@ -48,11 +53,19 @@ class _TrialMonitor(keras.callbacks.Callback):
         self.step_ends = [time.perf_counter()]
 
     def on_train_batch_end(self, batch, logs=None):
-        if len(self.step_ends) <= 50:
-            self.step_ends.append(time.perf_counter())
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise keras_tuner.errors.FailedTrialError(f"diverged: loss is {loss} at step {batch}")
+        if len(self.step_ends) > self.TIMED_STEPS:
+            return
+        loss = float((logs or {}).get("loss", 0.0))  # waits for the step to finish
+        self.step_ends.append(time.perf_counter())
+        self._check(loss, f"step {batch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(float((logs or {}).get("loss", 0.0)), f"epoch {epoch + 1}")
+
+    @staticmethod
+    def _check(loss, when):
+        if not math.isfinite(loss):
+            raise keras_tuner.errors.FailedTrialError(f"diverged: loss is {loss} at {when}")
 
     @property
     def compile_seconds(self):
@@ -207,12 +220,23 @@ _TUNERS = {
 }
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\w*: ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|\[[0-9;]*m")
+
+
 def failure_reason(trial):
-    """Returns the last line of a failed trial's traceback: the reason, e.g. `infeasible: ...`."""
-    lines = [line for line in (trial.message or "").strip().splitlines() if line.strip()]
+    """Returns the message of the exception that failed a trial, e.g. `infeasible: ...`.
+
+    Keras Tuner keeps the whole traceback; the reason is its last
+    `SomeError: message` line (not simply its last line: Keras's messages
+    run over several lines), without the `FailedTrialError` prefix.
+    """
+    lines = [_ANSI.sub("", line).strip() for line in (trial.message or "").strip().splitlines()]
+    lines = [line for line in lines if line]
     if not lines:
         return ""
-    reason = lines[-1]
+    raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    reason = (raised or lines)[-1]
     prefix = "keras_tuner.src.errors.FailedTrialError: "
     return reason[len(prefix):] if reason.startswith(prefix) else reason
 

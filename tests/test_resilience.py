@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import keras
+import keras_tuner
 import pandas as pd
 import pytest
 
@@ -129,6 +130,40 @@ def test_diverging_trials_fail_with_their_reason_and_the_search_stops_after_the_
     trials = pd.read_csv(tmp_path / "out" / "trials.csv")
     assert list(trials["status"]) == ["failed", "failed"]
     assert trials["reason"].str.startswith("diverged").all()
+
+
+class _ReadCounter(dict):
+    """Logs that count how often the loss is read (reading a device value waits for the step)."""
+
+    reads = 0
+
+    def get(self, key, default=None):
+        _ReadCounter.reads += 1
+        return super().get(key, default)
+
+
+def test_the_monitor_reads_only_the_first_steps_losses_then_checks_at_epoch_end():
+    monitor = search._TrialMonitor()
+    monitor.on_train_begin()
+    for step in range(100):
+        monitor.on_train_batch_end(step, _ReadCounter(loss=1.0))
+    assert _ReadCounter.reads == search._TrialMonitor.TIMED_STEPS
+    assert monitor.compile_seconds >= 0
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="diverged: loss is nan at epoch 3"):
+        monitor.on_epoch_end(2, {"loss": float("nan")})
+
+
+def test_the_failure_reason_is_the_raised_message_not_the_last_line_of_a_long_one():
+    keras_message = (
+        "Traceback (most recent call last):\n  File \"tuner.py\", line 233, in _build_and_fit_model\n"
+        "RuntimeError: Unable to automatically build the model.\nException encountered:\n"
+        "\x1b[1mThis requires the tensorflow module.\x1b[0m\n\nArguments received by Functional.call():\n"
+        "  \u2022 kwargs=<class 'inspect._empty'>'\n"
+    )
+    trial = keras_tuner.engine.trial.Trial(hyperparameters=keras_tuner.HyperParameters(), message=keras_message)
+    assert search.failure_reason(trial) == "RuntimeError: Unable to automatically build the model."
+    trial.message = "Traceback ...\nkeras_tuner.src.errors.FailedTrialError: infeasible: stages=5: too many\n"
+    assert search.failure_reason(trial) == "infeasible: stages=5: too many"
 
 
 def test_out_of_memory_fails_the_trial_and_the_search_goes_on(tmp_path, digits_npz, monkeypatch):
