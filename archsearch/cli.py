@@ -95,13 +95,11 @@ def data(args):
 
 
 def run(args):
-    import keras
-
+    from archsearch.backend import configure_backend
     from archsearch.run import apply_overrides, run as run_space
     from archsearch.space import load_space
 
-    if args.mixed_precision:
-        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    configure_backend(mixed_precision=args.mixed_precision)
 
     space = apply_overrides(
         load_space(args.space), tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,

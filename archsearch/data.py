@@ -768,12 +768,18 @@ def _cache_key(identity, data):
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _cache_folder(cache_dir):
+def cache_folder(cache_dir=None):
+    """Returns archsearch's cache folder, created if need be; `None` if it cannot be.
+
+    Args:
+        cache_dir: the folder; by default the environment variable
+            `ARCHSEARCH_CACHE_DIR`, else the per-user cache folder.
+    """
     path = Path(cache_dir or os.environ.get("ARCHSEARCH_CACHE_DIR") or platformdirs.user_cache_dir("archsearch")).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        warnings.warn(f"cannot create the data cache {path} ({error}); data will be decoded on every load", stacklevel=3)
+        warnings.warn(f"cannot create the cache folder {path} ({error}); nothing will be cached", stacklevel=3)
         return None
     return path
 
@@ -860,7 +866,7 @@ def load_data(data, *, data_dir=None, cache_dir=None):
     start = time.perf_counter()
     plan = _plan(data, data_dir)
     key = _cache_key(plan.identity, data)
-    cache = _cache_folder(cache_dir)
+    cache = cache_folder(cache_dir)
     cache_path = cache / f"{key}.npz" if cache else None
     cached = _read_cache(cache_path) if cache_path else None
     if cached:

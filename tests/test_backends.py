@@ -36,6 +36,8 @@ sys.meta_path.insert(0, NotInstalled())
 from archsearch.cli import main
 code = main(sys.argv[1:])
 assert not [m for m in sys.modules if m.startswith("tensorflow")], "TensorFlow was imported"
+import jax
+print("compilation cache:", jax.config.jax_compilation_cache_dir)
 sys.exit(code)
 """
 
@@ -57,6 +59,7 @@ def test_a_run_on_jax_needs_no_tensorflow_and_exports_the_savedmodel_later(digit
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "model.keras only (a SavedModel needs TensorFlow" in result.stdout
+    assert f"compilation cache: {os.environ['ARCHSEARCH_CACHE_DIR']}" in result.stdout
     assert (results / "best" / "model.keras").exists() and not (results / "best" / "saved_model").exists()
     meta = json.loads((results / "run.json").read_text())
     assert (meta["backend"], meta["precision"], meta["status"]) == ("jax", "mixed_bfloat16", "complete")
