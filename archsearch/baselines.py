@@ -14,7 +14,8 @@ import keras
 import numpy as np
 from sklearn.linear_model import RidgeClassifier
 
-from archsearch.retrain import evaluate, predict_classes
+from archsearch.retrain import evaluate
+from archsearch.training import predict_classes
 
 MLP_EPOCHS = 10
 

@@ -5,15 +5,14 @@ on validation data before this step.
 """
 
 import dataclasses
-import math
-import time
 
 import keras
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
 from archsearch.architecture import plan
-from archsearch.builder import build_model, compile_model
+from archsearch.builder import build_model
+from archsearch.training import predict_classes, train
 
 
 @dataclasses.dataclass
@@ -54,11 +53,6 @@ def evaluate(predicted, labels, num_classes, seconds=0.0):
     )
 
 
-def predict_classes(model, images):
-    """Returns the most probable class of each image."""
-    return np.argmax(model.predict(images, batch_size=512, verbose=0), axis=1)
-
-
 def retrain(point, dataset, seed, epochs):
     """Trains one architecture from scratch on train + validation and tests it.
 
@@ -75,10 +69,7 @@ def retrain(point, dataset, seed, epochs):
     keras.backend.clear_session()
     x, y = dataset.full_train()
     model = build_model(plan(point, dataset.shape, dataset.num_classes))
-    compile_model(model, point, math.ceil(len(x) / point["batch_size"]) * epochs)
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=point["batch_size"], epochs=epochs, verbose=0)
-    seconds = time.perf_counter() - start
+    seconds = train(model, point, x, y, epochs)
     return model, evaluate(predict_classes(model, dataset.x_test), dataset.y_test, dataset.num_classes, seconds)
 
 

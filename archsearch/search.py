@@ -18,8 +18,9 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from archsearch.architecture import check_constraints, plan
-from archsearch.builder import build_model, compile_model
+from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
+from archsearch.training import predict_classes, train
 
 # Keras Tuner prints every failed trial's traceback unless told otherwise; the
 # reasons are in trials.csv, and `archsearch --debug` turns the tracebacks back on.
@@ -118,27 +119,20 @@ class SpaceHyperModel(keras_tuner.HyperModel):
     def fit(self, hp, model, x, y, validation_data, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Trains `model` and returns its validation scores, size and time.
 
-        Hyperband passes `epochs` and `initial_epoch`; otherwise the point's
-        own `epochs` is used.
+        The validation split is scored once, after training. Hyperband passes
+        `epochs` and `initial_epoch`; otherwise the point's own `epochs` is used.
         """
         point = self.architecture(hp).point
         epochs = epochs or point["epochs"]
-        steps = math.ceil(len(x) / point["batch_size"]) * (epochs - initial_epoch)
-        compile_model(model, point, steps)
-        x_val, y_val = validation_data
         monitor = _TrialMonitor()
-        start = time.perf_counter()
         try:
-            model.fit(
-                x, y, batch_size=point["batch_size"], epochs=epochs, initial_epoch=initial_epoch,
-                validation_data=validation_data, callbacks=[*callbacks, monitor], verbose=0,
-            )
+            seconds = train(model, point, x, y, epochs, initial_epoch=initial_epoch, callbacks=[*callbacks, monitor])
         except Exception as error:
             if _out_of_memory(error):
                 raise keras_tuner.errors.FailedTrialError(f"out of memory: {str(error).splitlines()[0][:300]}") from None
             raise
-        seconds = time.perf_counter() - start
-        predicted = np.argmax(model.predict(x_val, batch_size=512, verbose=0), axis=1)
+        x_val, y_val = validation_data
+        predicted = predict_classes(model, x_val)
         return {
             OBJECTIVE: float(np.mean(predicted == y_val)),
             "val_balanced_error_rate": 1.0 - balanced_accuracy_score(y_val, predicted),

@@ -217,7 +217,7 @@ class Search:
         for name in ("max_params", "max_flops"):
             if getattr(self, name) is not None:
                 _check_positive_int(f"search: {name}", getattr(self, name))
-        _check_int(f"search: seed", self.seed)
+        _check_int("search: seed", self.seed)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from archsearch import results as results_module
-from archsearch import search
+from archsearch import search, training
 from archsearch.errors import ArchsearchError
 from archsearch.results import write_csv, write_json
 from archsearch.run import run
@@ -122,7 +122,7 @@ def _nan_loss(model, point, steps):
 
 
 def test_diverging_trials_fail_with_their_reason_and_the_search_stops_after_the_limit(tmp_path, digits_npz, monkeypatch):
-    monkeypatch.setattr(search, "compile_model", _nan_loss)
+    monkeypatch.setattr(training, "compile_model", _nan_loss)
     space = tiny_space(digits_npz, max_trials=6, max_consecutive_failures=2)
     with pytest.raises(search.SearchStopped, match="2 failed trials in a row") as stopped:
         run(space, tmp_path / "out", log=lambda line: None)

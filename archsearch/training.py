@@ -1,0 +1,89 @@
+"""Training and prediction in batches of one shape, so that each step compiles once.
+
+Under XLA (JAX, or TensorFlow on a GPU) a batch of a new shape compiles the
+step again: Keras's last, partial batch of an epoch costs a second
+compilation of the training step, and another of the prediction step. So
+training leaves out the remainder of each freshly shuffled epoch (each image
+is still seen, in other epochs), and prediction pads its last batch.
+"""
+
+import time
+
+import keras
+import numpy as np
+
+from archsearch.builder import compile_model
+
+PREDICT_BATCH = 512
+
+
+class TrainingBatches(keras.utils.PyDataset):
+    """Shuffled full batches of `(x, y)`: a new order every epoch, the remainder left out.
+
+    Args:
+        x: images.
+        y: integer labels.
+        batch_size: images per batch (at most `len(x)`).
+        seed: seeds the order; `None` draws it from NumPy's global generator,
+            which `keras.utils.set_random_seed()` seeds.
+
+    Example:
+
+    >>> import numpy as np
+    >>> batches = TrainingBatches(np.zeros((10, 8, 8, 1)), np.zeros(10), batch_size=4)
+    >>> len(batches), batches[0][0].shape
+    (2, (4, 8, 8, 1))
+    """
+
+    def __init__(self, x, y, batch_size, seed=None):
+        super().__init__()
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, len(x))
+        self.rng = np.random.default_rng(np.random.randint(2**31) if seed is None else seed)
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self):
+        return len(self.x) // self.batch_size
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.x[rows], self.y[rows]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.x))
+
+
+def train(model, point, x, y, epochs, *, initial_epoch=0, callbacks=()):
+    """Compiles `model` with the point's optimizer and trains it on full shuffled batches.
+
+    Args:
+        model: from `archsearch.builder.build_model()`.
+        point: the architecture's point (`batch_size`, optimizer, schedule...).
+        x: training images.
+        y: training labels.
+        epochs: the epoch to train up to.
+        initial_epoch: the epoch to start from (Hyperband continues trials).
+        callbacks: Keras callbacks.
+
+    Returns:
+        The training time in seconds.
+    """
+    batches = TrainingBatches(x, y, point["batch_size"])
+    compile_model(model, point, len(batches) * (epochs - initial_epoch))
+    start = time.perf_counter()
+    model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=list(callbacks), verbose=0)
+    return time.perf_counter() - start
+
+
+def predict_probabilities(model, images, batch_size=PREDICT_BATCH):
+    """`model.predict()` with the last batch padded to full size, so prediction compiles once."""
+    batch_size = min(batch_size, len(images))
+    missing = -len(images) % batch_size
+    if missing:
+        images = np.concatenate([images, np.zeros((missing, *images.shape[1:]), images.dtype)])
+    return model.predict(images, batch_size=batch_size, verbose=0)[: len(images) - missing]
+
+
+def predict_classes(model, images):
+    """Returns the most probable class of each image."""
+    return np.argmax(predict_probabilities(model, images), axis=1)
