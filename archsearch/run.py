@@ -181,15 +181,19 @@ def _run_locked(space, results, data_dir, resume, log):
     }
     write_json(metadata, results / RUN)
 
+    start = time.perf_counter()
     trials = _search(space, dataset, results, resume, metadata, log)
+    metadata["search_seconds"] = round(time.perf_counter() - start, 1)
     best = best_trials(trials, space.retrain.top_k)
     if best.empty:
         raise ArchsearchError(f"no trial completed; see the reasons in {results / TRIALS}")
 
     write_json({**metadata, "status": "retraining"}, results / RUN)
     epochs = space.retrain.epochs or space.max_epochs()
+    start = time.perf_counter()
     rows = [_retrain_trial(trial, position, len(best), space, dataset, epochs, results, log)
             for position, (_, trial) in enumerate(best.iterrows(), start=1)]
+    metadata["retrain_seconds"] = round(time.perf_counter() - start, 1)
     leaderboard = leaderboard_frame(rows + _baseline_rows(dataset))
     write_csv(leaderboard, results / LEADERBOARD)
 

@@ -2,24 +2,36 @@
 
 The reference point is the recipe's nearest thing to the DAWNBench ResNet-9:
 four stages of 64/128/256/512 maps, one residual block each, max-pool
-halvings, batch norm, global-average-pool head. In one run this script times:
+halvings, batch norm, global-average-pool head, random shift and flip.
+In one process this script trains it, `--repeats` times each, with:
 
 - `archsearch`: one search trial's training path (`SpaceHyperModel.fit`:
-  the tool's callbacks, validation scoring) on the current Keras backend;
-- `keras`: a bare `model.fit` of the same model (the tool's overhead is the
-  ratio of the two throughputs);
+  the tool's batches and callbacks, then scoring on the validation split) on
+  the current Keras backend;
+- `keras`: a bare `model.fit` of the same model on the same number of images
+  (the tool's overhead is the ratio of the two throughputs);
 - `pytorch`: the same architecture written directly in PyTorch with
-  channels_last, bfloat16 autocast and torch.compile (`--no-peer` skips it).
+  channels_last, bfloat16 autocast and torch.compile, the same augmentation
+  (done on the device), optimizer, schedule and batch norm settings, and full
+  batches only; its parameter count is checked against archsearch's
+  (`--no-peer` skips it).
+
+The order of the systems rotates from one repeat to the next, so that none
+always runs first; the summary gives medians over repeats, and the
+archsearch / keras ratio of each repeat (a paired comparison).
 
 Throughput is images per second over the epochs after the first (which holds
-compilation); compile seconds are the first step's time less a typical step's.
+compilation); compile seconds are the first step's time less a typical
+step's; `train_seconds` is the whole training, compilation included, and
+`seconds_to_target` equals it when the test accuracy reached `--target`
+(the airbench convention: a fixed schedule, then one test evaluation).
+Achieved TFLOP/s counts 3x the planned forward FLOPs per training image.
 
-    python benchmarks/resnet9.py --data-dir /path/to/cifar10 --limit 2000 --epochs 3   # CPU, small
-    KERAS_BACKEND=jax python benchmarks/resnet9.py --data-dir ... --epochs 10 --mixed-precision  # GPU
+    python benchmarks/resnet9.py --data-dir /path/to/cifar10 --limit 100 --epochs 3 --repeats 3   # CPU, small
+    KERAS_BACKEND=jax python benchmarks/resnet9.py --data-dir ... --epochs 20 --batch-size 512 --mixed-precision  # GPU
 """
 
 import argparse
-import csv
 import math
 import os
 import platform
@@ -29,6 +41,7 @@ import time
 import keras
 import keras_tuner
 import numpy as np
+import pandas as pd
 
 from archsearch import dimensions
 from archsearch.architecture import plan
@@ -43,9 +56,14 @@ RESNET9 = dict(
     schedule="cosine", augment=True,
 )
 
+# Dense bfloat16 peak of the GPU's data sheet (SXM parts), TFLOP/s.
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
 
 class EpochClock(keras.callbacks.Callback):
-    """Records the end time of every epoch and of the first training steps."""
+    """Records the end time of every epoch and of the first training steps (waiting for them)."""
+
+    STEPS = 10
 
     def __init__(self):
         super().__init__()
@@ -55,30 +73,25 @@ class EpochClock(keras.callbacks.Callback):
         self.marks, self.steps = [time.perf_counter()], [time.perf_counter()]
 
     def on_train_batch_end(self, batch, logs=None):
-        if len(self.steps) <= 20:
+        if len(self.steps) <= self.STEPS:
+            if logs and "loss" in logs:
+                float(logs["loss"])  # wait for the step
             self.steps.append(time.perf_counter())
 
     def on_epoch_end(self, epoch, logs=None):
         self.marks.append(time.perf_counter())
 
 
-def summarize(name, clock, images, epochs, batch_size, accuracy, extra, flops_per_image):
-    epoch_seconds = np.diff(clock.marks)
-    steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
-    steps = np.diff(clock.steps)
-    return {
-        "system": name, **extra, "images": images, "epochs": epochs, "batch_size": batch_size,
-        "compile_seconds": round(float(steps[0] - np.median(steps[1:])), 3) if len(steps) > 1 else None,
-        "seconds_per_epoch": round(float(np.mean(steady)), 3),
-        "images_per_second": round(images / float(np.mean(steady)), 1),
-        # Training costs about 3x the forward FLOPs (forward, and two products backward).
-        "achieved_tflops": round(3 * flops_per_image * images / float(np.mean(steady)) / 1e12, 3),
-        "test_accuracy": round(accuracy, 4),
-    }
+def accuracy_of(probabilities, labels):
+    return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 
-def bench_keras(dataset, point, epochs, tool):
-    """Trains the point with archsearch's trial path (`tool=True`) or a bare `model.fit`."""
+def bench_keras(dataset, point, tool):
+    """Trains the point with archsearch's trial path (`tool=True`) or a bare `model.fit`.
+
+    Returns:
+        (clock, test accuracy, parameter count)
+    """
     keras.utils.set_random_seed(0)
     keras.backend.clear_session()
     clock = EpochClock()
@@ -92,17 +105,23 @@ def bench_keras(dataset, point, epochs, tool):
         hypermodel = SpaceHyperModel(space, dataset)
         hp = keras_tuner.HyperParameters()
         model = hypermodel.build(hp)
-        hypermodel.fit(hp, model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val), callbacks=[clock], epochs=epochs)
+        hypermodel.fit(hp, model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val), callbacks=[clock])
     else:
         model = build_model(plan(point, dataset.shape, dataset.num_classes))
-        compile_model(model, point, math.ceil(len(dataset.x_train) / point["batch_size"]) * epochs)
-        model.fit(dataset.x_train, dataset.y_train, batch_size=point["batch_size"], epochs=epochs, callbacks=[clock], verbose=0)
-    accuracy = float(np.mean(np.argmax(model.predict(dataset.x_test, batch_size=512, verbose=0), 1) == dataset.y_test))
-    return clock, accuracy
+        steps = len(dataset.x_train) // point["batch_size"]
+        compile_model(model, point, steps * point["epochs"])
+        images = steps * point["batch_size"]  # as many as the tool trains on, all in full batches
+        model.fit(dataset.x_train[:images], dataset.y_train[:images], batch_size=point["batch_size"], epochs=point["epochs"], callbacks=[clock], verbose=0)
+    accuracy = accuracy_of(model.predict(dataset.x_test, batch_size=512, verbose=0), dataset.y_test)
+    return clock, accuracy, model.count_params()
 
 
-def bench_pytorch(dataset, point, epochs):
-    """The same architecture in PyTorch: channels_last, bfloat16 autocast, torch.compile."""
+def bench_pytorch(dataset, point):
+    """The same architecture and training in PyTorch: channels_last, bfloat16 autocast, torch.compile.
+
+    Returns:
+        (clock, test accuracy, parameter count with batch norm's moving statistics, as Keras counts)
+    """
     import torch
     from torch import nn
 
@@ -110,7 +129,8 @@ def bench_pytorch(dataset, point, epochs):
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     def conv_bn(cin, cout, k=3):
-        return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout, momentum=0.1)]
+        # Keras's batch norm: momentum 0.9 (PyTorch's 0.1), epsilon 1e-3.
+        return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout, eps=1e-3, momentum=0.1)]
 
     class Block(nn.Module):
         def __init__(self, cin, cout):
@@ -121,53 +141,118 @@ def bench_pytorch(dataset, point, epochs):
         def forward(self, x):
             return torch.relu(self.main(x) + self.shortcut(x))
 
-    channels = dataset.shape[-1]
-    layers, cin = [], channels
+    layers, cin = [], dataset.shape[-1]
     for width in (64, 128, 256, 512):
         layers += [Block(cin, width), nn.MaxPool2d(2)]
         cin = width
     model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, dataset.num_classes))
+    for module in model.modules():  # Keras's initializers: He normal (truncated) convs, Glorot uniform head
+        if isinstance(module, nn.Conv2d):
+            std = math.sqrt(2 / (module.in_channels * module.kernel_size[0] ** 2)) / 0.87962566103423978
+            nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for n, b in model.named_buffers() if "running" in n)
     model = model.to(device, memory_format=torch.channels_last)
-    steps_per_epoch = math.ceil(len(dataset.x_train) / point["batch_size"])
-    optimizer = torch.optim.SGD(model.parameters(), lr=point["learning_rate"], momentum=0.9, nesterov=True, weight_decay=point["weight_decay"])
+    batch_size, epochs = point["batch_size"], point["epochs"]
+    steps_per_epoch = len(dataset.x_train) // batch_size  # full batches, as archsearch trains
+    # Keras's SGD: Nesterov momentum 0.9, weight decay decoupled (w -= lr * wd * w), cosine to 0.
+    parameters = list(model.parameters())
+    optimizer = torch.optim.SGD(parameters, lr=point["learning_rate"], momentum=0.9, nesterov=True)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps_per_epoch * epochs)
-    step = torch.compile(model)
-    to_input = lambda x: torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div(255).contiguous(memory_format=torch.channels_last)
-    x_train, y_train = dataset.x_train, torch.from_numpy(dataset.y_train.astype(np.int64)).to(device)
+    compiled = torch.compile(model)
+    pad = max(1, round(point["resolution"] / 8))
+
+    def to_input(images):
+        x = torch.from_numpy(images).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div(255)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def augment(x):
+        """Per-image random shift by up to `pad` pixels (zero fill) and horizontal flip, on the device."""
+        n, c, h, w = x.shape
+        padded = nn.functional.pad(x, (pad, pad, pad, pad))
+        offsets = torch.randint(0, 2 * pad + 1, (n, 2), device=x.device)
+        rows = (offsets[:, :1] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, w + 2 * pad)
+        cols = (offsets[:, 1:] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, c, h, w)
+        x = padded.gather(2, rows).gather(3, cols)
+        return torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x).contiguous(memory_format=torch.channels_last)
+
+    y_train = torch.from_numpy(dataset.y_train.astype(np.int64)).to(device)
     clock = EpochClock()
     clock.on_train_begin()
     for epoch in range(epochs):
-        order = np.random.default_rng(epoch).permutation(len(x_train))
+        order = np.random.default_rng(epoch).permutation(len(dataset.x_train))
         model.train()
         for i in range(steps_per_epoch):
-            batch = order[i * point["batch_size"] : (i + 1) * point["batch_size"]]
-            images = to_input(x_train[batch])
+            batch = order[i * batch_size : (i + 1) * batch_size]
+            images = to_input(dataset.x_train[batch])
             if point["augment"]:
-                images = torch.where(torch.rand(len(batch), 1, 1, 1, device=device) < 0.5, images.flip(3), images)
+                images = augment(images)
             with torch.autocast(device, dtype=torch.bfloat16):
-                loss = nn.functional.cross_entropy(step(images), y_train[batch])
+                loss = nn.functional.cross_entropy(compiled(images), y_train[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            with torch.no_grad():
+                torch._foreach_mul_(parameters, 1 - schedule.get_last_lr()[0] * point["weight_decay"])
             optimizer.step()
             schedule.step()
-            clock.on_train_batch_end(i)
+            if len(clock.steps) <= clock.STEPS:
+                loss.item()  # wait for the step
+                clock.steps.append(time.perf_counter())
         if device == "cuda":
             torch.cuda.synchronize()
         clock.on_epoch_end(epoch)
     model.eval()
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
-        predicted = torch.cat([step(to_input(dataset.x_test[i : i + 512])).argmax(1).cpu() for i in range(0, len(dataset.x_test), 512)])
-    return clock, float((predicted.numpy() == dataset.y_test).mean())
+        logits = [compiled(to_input(dataset.x_test[i : i + 512])).float().cpu().numpy() for i in range(0, len(dataset.x_test), 512)]
+    return clock, accuracy_of(np.concatenate(logits), dataset.y_test), params
+
+
+def summarize(system, repeat, clock, accuracy, params, point, images, flops_per_image, target, peak):
+    """One CSV row of a training run."""
+    epoch_seconds = np.diff(clock.marks)
+    steady = float(np.mean(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds))
+    steps = np.diff(clock.steps)
+    tflops = 3 * flops_per_image * images / steady / 1e12
+    train_seconds = float(clock.marks[-1] - clock.marks[0])
+    return {
+        "system": system, "repeat": repeat, "params": params, "images": images, "epochs": point["epochs"],
+        "batch_size": point["batch_size"],
+        "compile_seconds": round(float(steps[0] - np.median(steps[1:])), 3) if len(steps) > 1 else None,
+        "seconds_per_epoch": round(steady, 3),
+        "images_per_second": round(images / steady, 1),
+        "achieved_tflops": round(tflops, 3),
+        "fraction_of_bf16_peak": round(tflops / peak, 4) if peak else None,
+        "train_seconds": round(train_seconds, 2),
+        "test_accuracy": round(accuracy, 4),
+        "seconds_to_target": round(train_seconds, 2) if accuracy >= target else None,
+    }
+
+
+def device_peak(override):
+    """The GPU's bf16 peak (TFLOP/s) from `BF16_PEAK_TFLOPS`, or `override`; `None` on CPU."""
+    if override:
+        return override
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    kind = jax.devices()[0].device_kind
+    return next((peak for name, peak in BF16_PEAK_TFLOPS.items() if name in kind), None)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="CIFAR-10 image folder (default: the space's source)")
+    parser.add_argument("--data-dir", help="CIFAR-10 image folder or archive (default: the space's source)")
     parser.add_argument("--limit", type=int, help="training images per class, for a small CPU run")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each system, in rotating order")
     parser.add_argument("--mixed-precision", action="store_true", help="Keras mixed_bfloat16 policy")
     parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
+    parser.add_argument("--target", type=float, default=0.94, help="test accuracy for seconds_to_target")
+    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: from BF16_PEAK_TFLOPS)")
     parser.add_argument("--out", default="results/bench/resnet9.csv")
     args = parser.parse_args(argv)
 
@@ -175,26 +260,40 @@ def main(argv=None):
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     dataset = load_data(Data("cifar10", validation=0.1, per_class=args.limit), data_dir=args.data_dir)
     point = {**RESNET9, "batch_size": args.batch_size, "epochs": args.epochs}
-    extra = dict(backend=keras.backend.backend(), precision=keras.mixed_precision.dtype_policy().name, machine=platform.machine(), cpus=os.cpu_count())
-    flops = plan(point, dataset.shape, dataset.num_classes).flops
+    architecture = plan(point, dataset.shape, dataset.num_classes)
+    peak = device_peak(args.peak_tflops)
+    context = dict(
+        backend=keras.backend.backend(), precision=keras.mixed_precision.dtype_policy().name,
+        machine=platform.machine(), cpus=os.cpu_count(),
+    )
+    systems = ["archsearch", "keras"] + ([] if args.no_peer else ["pytorch"])
     rows = []
-    for name, tool in (("archsearch", True), ("keras", False)):
-        clock, accuracy = bench_keras(dataset, point, args.epochs, tool)
-        rows.append(summarize(name, clock, len(dataset.x_train), args.epochs, args.batch_size, accuracy, extra, flops))
-    if not args.no_peer:
-        clock, accuracy = bench_pytorch(dataset, point, args.epochs)
-        rows.append(summarize("pytorch", clock, len(dataset.x_train), args.epochs, args.batch_size, accuracy, {**extra, "backend": "torch", "precision": "bf16 autocast"}, flops))
+    for repeat in range(args.repeats):
+        for system in systems[repeat % len(systems):] + systems[: repeat % len(systems)]:
+            if system == "pytorch":
+                clock, accuracy, params = bench_pytorch(dataset, point)
+                extra = {**context, "backend": "torch", "precision": "bf16 autocast"}
+            else:
+                clock, accuracy, params = bench_keras(dataset, point, tool=system == "archsearch")
+                extra = context
+            if params != architecture.params:
+                raise AssertionError(f"{system} has {params} parameters, the plan {architecture.params}: not the same model")
+            images = len(dataset.x_train) // args.batch_size * args.batch_size  # per epoch, in every system
+            row = summarize(system, repeat, clock, accuracy, params, point, images, architecture.flops, args.target, peak)
+            rows.append({**row, **extra})
+            print(rows[-1], flush=True)
+    frame = pd.DataFrame(rows)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    for row in rows:
-        print(row)
-    speed = {row["system"]: row["images_per_second"] for row in rows}
-    print(f"overhead ratio archsearch / bare keras: {speed['archsearch'] / speed['keras']:.3f}")
+    frame.to_csv(args.out, index=False)
+
+    medians = frame.groupby("system")[["images_per_second", "compile_seconds", "train_seconds", "test_accuracy"]].median()
+    print(medians.to_string())
+    speed = frame.pivot(index="repeat", columns="system", values="images_per_second")
+    paired = (speed["archsearch"] / speed["keras"]).round(3).tolist()
+    print(f"overhead ratio archsearch / bare keras: median {np.median(paired):.3f} (per repeat {paired})")
     if "pytorch" in speed:
-        print(f"ratio archsearch / pytorch: {speed['archsearch'] / speed['pytorch']:.3f}")
+        ratios = (speed["archsearch"] / speed["pytorch"]).round(3).tolist()
+        print(f"ratio archsearch / pytorch: median {np.median(ratios):.3f} (per repeat {ratios})")
 
 
 if __name__ == "__main__":
