@@ -1,29 +1,72 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue 6, as one script for a machine with an NVIDIA GPU,
-# JAX and PyTorch with CUDA, and no TensorFlow (the project's device machine).
+# The GPU measurements of issue 6, for the project's device machine: one NVIDIA GPU,
+# Python 3.12 with JAX and PyTorch (CUDA), no TensorFlow, no internet.
 #
-# Before: build wheels of what that machine lacks, on a machine with pip and the
-# internet (see .library/device/README.md in this workplace), into .whl/:
-#   keras keras-tuner kt-legacy namex optree ml_dtypes h5py six tabulate platformdirs filelock pandas scikit-learn
-# and copy the CIFAR-10 archive into the repository (e.g. .data/cifar10-jpg.tar.gz).
-# Then run, from the repository root:  bash benchmarks/gpu.sh .data/cifar10-jpg.tar.gz
+#   benchmarks/gpu.sh check     devices, versions, and a short digits run on JAX + bf16
+#                               with TensorFlow absent (about 2 min)
+#   benchmarks/gpu.sh resnet9   the ResNet-9-like point: archsearch vs bare Keras vs
+#                               PyTorch (bf16, channels_last, torch.compile), EPOCHS=20
+#   benchmarks/gpu.sh search    search_spaces/cifar.py for MINUTES=8 of wall time, then
+#                               trials per GPU-hour, compile share, achieved TFLOP/s
+#
+# To rehearse on a CPU: `LIMIT=60 EPOCHS=2 benchmarks/gpu.sh resnet9` (images per class),
+# `SPACE=search_spaces/digits.py MINUTES=1 benchmarks/gpu.sh search ""`.
+#
+# Each step fits in one device call (10 minutes at most) and writes at most 8 files to
+# $OUT (default results/bench/gpu). Before the first call, here:
+#   bash benchmarks/fetch_wheels.sh                         # Keras and Keras Tuner wheels into .whl/
+#   mkdir -p .data && cp ../shared/data/cifar10-jpg.tar.gz .data/
+# then, with the device tool: run `bash benchmarks/gpu.sh STEP` carrying [".whl", ".data"].
 set -euo pipefail
-data=${1:?usage: benchmarks/gpu.sh CIFAR10_FOLDER_OR_ARCHIVE}
-out=${OUT:-results/bench}
+step=${1:?usage: benchmarks/gpu.sh check|resnet9|search [CIFAR10_ARCHIVE_OR_FOLDER]}
+data=${2-.data/cifar10-jpg.tar.gz}  # "" for a space's own source
+out=${OUT:-results/bench/gpu}
 mkdir -p "$out"
 if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
 fi
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 ARCHSEARCH_CACHE_DIR=${ARCHSEARCH_CACHE_DIR:-/tmp/archsearch-cache}
 
-# 1. ResNet-9-like point: archsearch vs bare Keras vs PyTorch (bf16, channels_last, torch.compile).
-python3 benchmarks/resnet9.py --data-dir "$data" --epochs 10 --batch-size 512 --mixed-precision \
-  --out "$out/resnet9_gpu.csv" | tee "$out/resnet9_gpu.log"
-
-# 2. The search itself: trials per GPU-hour on search_spaces/cifar.py (a 20-trial slice).
-start=$(date +%s)
-python3 -m archsearch run search_spaces/cifar.py --data-dir "$data" --mixed-precision \
-  --max-trials 20 --top-k 1 --seeds 1 --results "$out/cifar10_search" | tee "$out/search_gpu.log"
-echo "trials per GPU-hour: $(python3 -c "print(round(20 * 3600 / ($(date +%s) - $start), 1))")" | tee -a "$out/search_gpu.log"
+case $step in
+check)
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"
+    python3 - <<'EOF'
+import importlib.metadata as m, platform, jax
+print("python", platform.python_version(), "| devices", jax.devices())
+for p in ("keras", "keras-tuner", "jax", "jaxlib", "torch", "numpy", "pandas", "scikit-learn"):
+    try: print(p, m.version(p))
+    except m.PackageNotFoundError: print(p, "missing")
+try:
+    import tensorflow  # noqa: F401
+    print("tensorflow importable")
+except ImportError:
+    print("tensorflow absent")
+EOF
+  } 2>&1 | tee "$out/device.txt"
+  python3 -m archsearch run search_spaces/digits.py --results /tmp/digits --overwrite --mixed-precision \
+    --max-trials 4 --top-k 1 --seeds 1 --retrain-epochs 4 2>&1 | tee "$out/check_digits.log"
+  cp /tmp/digits/trials.csv "$out/check_digits_trials.csv"
+  ;;
+resnet9)
+  python3 benchmarks/resnet9.py --data-dir "$data" --epochs "${EPOCHS:-20}" --batch-size 512 --mixed-precision \
+    --repeats "${REPEATS:-1}" ${LIMIT:+--limit "$LIMIT" --test-limit "$LIMIT"} --out "$out/resnet9_gpu.csv" 2>&1 \
+    | tee "$out/resnet9_gpu.log"
+  ;;
+search)
+  start=$(date +%s)
+  # Stopped at the time limit on purpose: trials.csv is rewritten after every trial.
+  timeout --signal=INT "${MINUTES:-8}m" python3 -m archsearch run "${SPACE:-search_spaces/cifar.py}" ${data:+--data-dir "$data"} \
+    --results /tmp/cifar10 --overwrite --mixed-precision 2>&1 | tee "$out/search_gpu.log" || true
+  wall=$(( $(date +%s) - start ))
+  cp /tmp/cifar10/trials.csv "$out/search_trials.csv"
+  cp /tmp/cifar10/run.json "$out/search_run.json"
+  [ -f /tmp/cifar10/leaderboard.csv ] && cp /tmp/cifar10/leaderboard.csv "$out/search_leaderboard.csv"
+  python3 benchmarks/search_summary.py /tmp/cifar10 --search-seconds "$wall" | tee "$out/search_summary.json"
+  ;;
+*)
+  echo "unknown step $step: check, resnet9 or search" >&2; exit 2
+  ;;
+esac

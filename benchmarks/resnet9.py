@@ -48,17 +48,15 @@ from archsearch.architecture import plan
 from archsearch.builder import build_model, compile_model
 from archsearch.data import Data, load_data
 from archsearch.search import SpaceHyperModel
+from archsearch.run import device_description
 from archsearch.space import Recipe, Search, Space, Train
+from search_summary import peak_tflops_of
 
 RESNET9 = dict(
     family="resnet", width=64, growth=2.0, max_width=512, stages=4, blocks_per_stage=1, downsample="maxpool",
     batch_norm=True, head="gap", resolution=32, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
     schedule="cosine", augment=True,
 )
-
-# Dense bfloat16 peak of the GPU's data sheet (SXM parts), TFLOP/s.
-BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
-
 
 class EpochClock(keras.callbacks.Callback):
     """Records the end time of every epoch and of the first training steps (waiting for them)."""
@@ -222,7 +220,7 @@ def summarize(system, repeat, clock, accuracy, params, point, images, flops_per_
         "compile_seconds": round(float(steps[0] - np.median(steps[1:])), 3) if len(steps) > 1 else None,
         "seconds_per_epoch": round(steady, 3),
         "images_per_second": round(images / steady, 1),
-        "achieved_tflops": round(tflops, 3),
+        "achieved_tflops": float(f"{tflops:.3g}"),
         "fraction_of_bf16_peak": round(tflops / peak, 4) if peak else None,
         "train_seconds": round(train_seconds, 2),
         "test_accuracy": round(accuracy, 4),
@@ -230,41 +228,32 @@ def summarize(system, repeat, clock, accuracy, params, point, images, flops_per_
     }
 
 
-def device_peak(override):
-    """The GPU's bf16 peak (TFLOP/s) from `BF16_PEAK_TFLOPS`, or `override`; `None` on CPU."""
-    if override:
-        return override
-    if keras.backend.backend() != "jax":
-        return None
-    import jax
-
-    kind = jax.devices()[0].device_kind
-    return next((peak for name, peak in BF16_PEAK_TFLOPS.items() if name in kind), None)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="CIFAR-10 image folder or archive (default: the space's source)")
     parser.add_argument("--limit", type=int, help="training images per class, for a small CPU run")
+    parser.add_argument("--test-limit", type=int, help="test images per class (default: all)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each system, in rotating order")
     parser.add_argument("--mixed-precision", action="store_true", help="Keras mixed_bfloat16 policy")
     parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
     parser.add_argument("--target", type=float, default=0.94, help="test accuracy for seconds_to_target")
-    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: from BF16_PEAK_TFLOPS)")
+    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: search_summary.BF16_PEAK_TFLOPS)")
     parser.add_argument("--out", default="results/bench/resnet9.csv")
     args = parser.parse_args(argv)
 
     if args.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
-    dataset = load_data(Data("cifar10", validation=0.1, per_class=args.limit), data_dir=args.data_dir)
+    dataset = load_data(Data("cifar10", validation=0.1, per_class=args.limit, test_per_class=args.test_limit), data_dir=args.data_dir)
+    if len(dataset.x_train) < args.batch_size:
+        parser.error(f"{len(dataset.x_train)} training images make no full batch of {args.batch_size}: raise --limit or lower --batch-size")
     point = {**RESNET9, "batch_size": args.batch_size, "epochs": args.epochs}
     architecture = plan(point, dataset.shape, dataset.num_classes)
-    peak = device_peak(args.peak_tflops)
+    peak = args.peak_tflops or peak_tflops_of(device_description())
     context = dict(
         backend=keras.backend.backend(), precision=keras.mixed_precision.dtype_policy().name,
-        machine=platform.machine(), cpus=os.cpu_count(),
+        device=device_description(), machine=platform.machine(), cpus=os.cpu_count(),
     )
     systems = ["archsearch", "keras"] + ([] if args.no_peer else ["pytorch"])
     rows = []

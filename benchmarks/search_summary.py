@@ -4,14 +4,16 @@ Reads `trials.csv` and `run.json` of a results directory:
 
 - trials per hour: trials that trained (completed or failed; infeasible
   samples cost no training) per hour of `search_seconds`, the search's wall
-  time in run.json (of its last session, when resumed);
+  time in run.json (of its last session, when resumed), or of
+  `--search-seconds` for a search stopped before it wrote that;
 - compile share: the sum of `compile_seconds` over the sum of `seconds`
   (training time) of completed trials, and the median of the per-trial shares;
 - achieved TFLOP/s: 3x the planned forward FLOPs per training image, times
   the images trained, over the training seconds, summed over completed
-  trials; against `--peak-tflops` when given.
+  trials; as a fraction of the GPU's bf16 peak, from `BF16_PEAK_TFLOPS` by
+  the device named in run.json, or `--peak-tflops`.
 
-    python benchmarks/search_summary.py results/cifar10 --peak-tflops 989
+    python benchmarks/search_summary.py results/cifar10
 """
 
 import argparse
@@ -21,12 +23,22 @@ from pathlib import Path
 
 import pandas as pd
 
+# Dense bfloat16 peak of the GPU's data sheet (SXM parts), TFLOP/s.
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
-def summarize(results, peak_tflops=None):
+
+def peak_tflops_of(device):
+    """The bf16 peak of the GPU a device description names, or `None` (a CPU, or unknown)."""
+    return next((peak for name, peak in BF16_PEAK_TFLOPS.items() if name in (device or "")), None)
+
+
+def summarize(results, peak_tflops=None, search_seconds=None):
     """Returns the speed figures of the run in `results` as a dict."""
     results = Path(results)
     trials = pd.read_csv(results / "trials.csv")
     meta = json.loads((results / "run.json").read_text())
+    search_seconds = meta.get("search_seconds") or search_seconds
+    peak_tflops = peak_tflops or peak_tflops_of(meta.get("device"))
     train_images = meta["data"]["counts"]["train"]
     done = trials[trials["status"] == "completed"]
     trained = trials[trials["status"].isin(["completed", "failed"])]
@@ -40,12 +52,12 @@ def summarize(results, peak_tflops=None):
         "trials_trained": len(trained),
         "trials_completed": len(done),
         "trials_infeasible": int((trials["status"] == "infeasible").sum()),
-        "search_seconds": meta.get("search_seconds"),
-        "trials_per_hour": round(len(trained) * 3600 / meta["search_seconds"], 1) if meta.get("search_seconds") else None,
-        "training_share_of_search": round(float(trained["seconds"].sum() / meta["search_seconds"]), 3) if meta.get("search_seconds") else None,
+        "search_seconds": search_seconds,
+        "trials_per_hour": round(len(trained) * 3600 / search_seconds, 1) if search_seconds else None,
+        "training_share_of_search": round(float(trained["seconds"].sum() / search_seconds), 3) if search_seconds else None,
         "compile_share": round(float(done["compile_seconds"].sum() / done["seconds"].sum()), 3),
         "compile_share_median": round(float((done["compile_seconds"] / done["seconds"]).median()), 3),
-        "achieved_tflops": round(tflops, 3),
+        "achieved_tflops": float(f"{tflops:.3g}"),
         "fraction_of_bf16_peak": round(tflops / peak_tflops, 4) if peak_tflops else None,
         "best_val_accuracy": round(float(done["val_accuracy"].max()), 4),
     }
@@ -62,9 +74,10 @@ def summarize(results, peak_tflops=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", help="a results directory of `archsearch run`")
-    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak, e.g. 989 for an H100 SXM")
+    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: from BF16_PEAK_TFLOPS)")
+    parser.add_argument("--search-seconds", type=float, help="the search's wall time, where run.json lacks it")
     args = parser.parse_args(argv)
-    print(json.dumps(summarize(args.results, args.peak_tflops), indent=2))
+    print(json.dumps(summarize(args.results, args.peak_tflops, args.search_seconds), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""The benchmark scripts keep working: a tiny ResNet-9 run without the PyTorch peer, and a search summary."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from archsearch.run import run
+from test_run import tiny_space
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import search_summary  # noqa: E402
+
+
+def test_resnet9_benchmark_runs_both_keras_paths_in_rotating_order(data_cifar_archive, tmp_path):
+    out = tmp_path / "resnet9.csv"
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "resnet9.py"), "--data-dir", str(data_cifar_archive), "--limit", "10",
+        "--test-limit", "1", "--epochs", "2", "--batch-size", "8", "--repeats", "2", "--no-peer", "--out", str(out),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = pd.read_csv(out)
+    assert list(rows["system"]) == ["archsearch", "keras", "keras", "archsearch"]
+    assert (rows["params"] == 4_872_330).all() and (rows["images"] == 88).all()  # 90 train images, full batches of 8
+    assert (rows["images_per_second"] > 0).all() and rows["seconds_to_target"].isna().all()
+    assert "overhead ratio archsearch / bare keras: median" in result.stdout
+
+
+def test_search_summary_of_a_finished_run(digits_npz, tmp_path):
+    results = tmp_path / "tiny"
+    run(tiny_space(digits_npz), results, log=lambda line: None)
+    figures = search_summary.summarize(results)
+    trials = pd.read_csv(results / "trials.csv")
+    meta = json.loads((results / "run.json").read_text())
+    assert figures["trials_trained"] == 3 and figures["search_seconds"] == meta["search_seconds"] > 0
+    assert figures["trials_per_hour"] == round(3 * 3600 / meta["search_seconds"], 1)
+    assert figures["compile_share"] == round(trials["compile_seconds"].sum() / trials["seconds"].sum(), 3)
+    assert figures["achieved_tflops"] > 0 and figures["fraction_of_bf16_peak"] is None  # a CPU has no bf16 peak here
+    assert figures["best_val_accuracy"] == round(trials["val_accuracy"].max(), 4)
+    assert search_summary.peak_tflops_of("gpu:0 NVIDIA H100 80GB HBM3") == 989.0
