@@ -67,17 +67,18 @@ def _versions():
     return versions
 
 
-def _device():
+def device_description():
+    """What the model trains on, e.g. `cuda:0 NVIDIA H100 80GB HBM3` or `cpu (x86_64)`."""
     if keras.backend.backend() == "jax":
         import jax
 
-        return ", ".join(str(d) for d in jax.devices())
+        return ", ".join(f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices())
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
-            return ", ".join(g.name for g in gpus)
+            return ", ".join(f"{g.name} {tf.config.experimental.get_device_details(g).get('device_name', '')}".strip() for g in gpus)
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
@@ -175,7 +176,7 @@ def _run_locked(space, results, data_dir, resume, log):
         "versions": _versions(),
         "backend": keras.backend.backend(),
         "precision": keras.mixed_precision.dtype_policy().name,
-        "device": _device(),
+        "device": device_description(),
         "python": platform.python_version(),
         "status": "searching",
     }
