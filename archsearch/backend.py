@@ -5,7 +5,11 @@
 - On JAX, a persistent compilation cache under archsearch's cache folder:
   retraining seeds of one architecture, and a resumed search, reuse the
   compiled steps instead of compiling them again.
+- On TensorFlow, its Python warnings are kept to errors: a search builds a
+  new model per trial, and TensorFlow warns about "retracing" at every one.
 """
+
+import logging
 
 import keras
 
@@ -26,6 +30,8 @@ def configure_backend(mixed_precision=False):
     >>> configure_backend()  # doctest: +SKIP
     """
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16" if mixed_precision else "float32")
+    if keras.backend.backend() == "tensorflow":
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if keras.backend.backend() != "jax":
         return None
     root = cache_folder()

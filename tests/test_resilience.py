@@ -65,12 +65,19 @@ def _mid_retraining(results):
     return any((results / "retrain").glob("*.json")) if (results / "retrain").exists() else False
 
 
-@pytest.mark.parametrize("moment", [_mid_trial, _mid_retraining], ids=["during-a-trial", "during-retraining"])
-def test_kill_then_resume(tmp_path, digits_npz, moment):
+def _mid_export(results):
+    return (results / "best.partial").exists()
+
+
+@pytest.mark.parametrize(
+    "moment, delay", [(_mid_trial, 0.5), (_mid_retraining, 0.5), (_mid_export, 0.0)],
+    ids=["during-a-trial", "during-retraining", "during-export"],
+)
+def test_kill_then_resume(tmp_path, digits_npz, moment, delay):
     space, results = space_file(tmp_path, digits_npz), tmp_path / "out"
     process = start(space, results)
-    wait_for(lambda: moment(results))
-    time.sleep(0.5)
+    wait_for(lambda: moment(results), timeout=300)
+    time.sleep(delay)
     process.send_signal(signal.SIGKILL)  # no warning, no clean-up
     process.wait()
     before = completed_trials(results)
@@ -94,7 +101,8 @@ def test_kill_then_resume(tmp_path, digits_npz, moment):
     board = pd.read_csv(results / "leaderboard.csv")
     assert board["rank"].tolist()[0] == 1 and board["baseline"].sum() == 2 and board.loc[0, "seeds"] == 2
     assert json.loads((results / "run.json").read_text())["status"] == "complete"
-    assert (results / "best" / "saved_model" / "saved_model.pb").exists()
+    assert (results / "best" / "saved_model" / "saved_model.pb").exists() and (results / "best" / "model.keras").exists()
+    assert not (results / "best.partial").exists()
 
 
 def test_a_second_run_on_the_same_results_is_locked_out(tmp_path, digits_npz):
