@@ -363,7 +363,7 @@ def test_a_damaged_or_unwritable_cache_only_costs_a_decode(tmp_path, monkeypatch
     assert np.array_equal(again.x_test, first.x_test)
     assert load_data(Data(str(root)), cache_dir=tmp_path / "cache").cache_path == first.cache_path  # rewritten
     (tmp_path / "file").write_text("")
-    with pytest.warns(UserWarning, match="cannot create the data cache"):
+    with pytest.warns(UserWarning, match="cannot create the cache folder"):
         uncached = load_data(Data(str(root)), cache_dir=tmp_path / "file" / "cache")
     assert uncached.cache_path is None and np.array_equal(uncached.x_test, first.x_test)
 
