@@ -99,7 +99,10 @@ class _Progress:
         elapsed = time.perf_counter() - self.start
         remaining = elapsed / self.done_here * max(0, self.max_trials - trained)
         best = trials.loc[trials["status"] == "completed", "val_accuracy"].max()
-        score = f"completed, val_accuracy={last['val_accuracy']:.4f}" if last["status"] == "completed" else last["reason"]
+        score = last["reason"]
+        if last["status"] == "completed":
+            score = (f"completed, val_accuracy={last['val_accuracy']:.4f} "
+                     f"(trained in {last['seconds']:.1f} s, {last['compile_seconds']:.1f} s of it compiling)")
         self.log(
             f"trial {trained}/{self.max_trials} [{last['trial_id']}] {score} | "
             f"best {best:.4f} | elapsed {_clock(elapsed)}, remaining ~{_clock(remaining)}"
