@@ -38,6 +38,7 @@ import multiprocessing
 import numbers
 import os
 import re
+import sys
 import tarfile
 import tempfile
 import time
@@ -464,16 +465,32 @@ def _workers():
 
 
 def _map(function, tasks):
-    """Maps over tasks in worker processes when there is more than one task and core.
+    """Maps over tasks in parallel when there is more than one task and core.
 
-    The workers are forked: a spawned one would import TensorFlow again,
-    through the `archsearch` package, before decoding anything.
+    Worker processes are forked: a spawned one would import TensorFlow again,
+    through the `archsearch` package, before decoding anything. Once JAX has
+    started its backends (and their threads), forking can deadlock, so threads
+    do the work instead (Pillow releases the GIL while it decodes).
     """
     workers = min(len(tasks), _workers())
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers < 2:
         return list(map(function, tasks))
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    if _fork_is_safe():
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(function, tasks))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         return list(pool.map(function, tasks))
+
+
+def _fork_is_safe():
+    """Whether this process can fork: not where JAX's backends are running, as JAX itself warns."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    xla_bridge = sys.modules.get("jax._src.xla_bridge")
+    if xla_bridge is None:
+        return True
+    initialized = getattr(xla_bridge, "backends_are_initialized", None)
+    return initialized is not None and not initialized()
 
 
 def _decode_images(entries, data, where, size=None):

@@ -439,3 +439,25 @@ def test_data_command_json(cifar, data_cifar_archive, capsys):
     assert report["counts"] == {"train": 45_000, "validation": 5_000, "test": 10_000}
     assert report["per_class"]["test"]["truck"] == 1000
     assert report == {**data_summary(cifar[0]), "seconds": report["seconds"], "cache": report["cache"]}
+
+
+def test_decoding_uses_threads_not_fork_once_jax_backends_run(tmp_path, monkeypatch):
+    import concurrent.futures
+    import sys
+    import types
+
+    from archsearch import data as data_module
+
+    root = make_folder(tmp_path / "pets", train=12, test=4)
+    expected = load_data(Data(str(root)), cache_dir=tmp_path / "first")
+
+    def no_fork(*args, **kwargs):
+        raise AssertionError("forked while JAX's backends were running")
+
+    running_jax = types.SimpleNamespace(backends_are_initialized=lambda: True)
+    monkeypatch.setitem(sys.modules, "jax._src.xla_bridge", running_jax)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_fork)
+    monkeypatch.setattr(data_module, "DECODE_CHUNK", 5)  # several tasks
+    monkeypatch.setattr(data_module, "_workers", lambda: 4)
+    again = load_data(Data(str(root)), cache_dir=tmp_path / "second")  # decodes again
+    assert np.array_equal(again.x_train, expected.x_train) and np.array_equal(again.y_test, expected.y_test)
