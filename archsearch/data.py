@@ -476,9 +476,10 @@ def _map(function, tasks):
     if workers < 2:
         return list(map(function, tasks))
     if _fork_is_safe():
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(function, tasks))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    else:
+        pool = concurrent.futures.ThreadPoolExecutor(workers)
+    with pool:
         return list(pool.map(function, tasks))
 
 
