@@ -2,10 +2,12 @@
 # The GPU measurements of issue 6, for the project's device machine: one NVIDIA GPU,
 # Python 3.12 with JAX and PyTorch (CUDA), no TensorFlow, no internet.
 #
-#   benchmarks/gpu.sh check     devices, versions, and a short digits run on JAX + bf16
+#   benchmarks/gpu.sh versions  devices and versions (seconds)
+#   benchmarks/gpu.sh check     versions, and a short digits run on JAX + bf16
 #                               with TensorFlow absent (about 2 min)
 #   benchmarks/gpu.sh resnet9   the ResNet-9-like point: archsearch vs bare Keras vs
-#                               PyTorch (bf16, channels_last, torch.compile), EPOCHS=20
+#                               PyTorch (bf16, channels_last, torch.compile), EPOCHS=20;
+#                               TRACE=DIR adds a JAX profiler trace of 20 archsearch steps
 #   benchmarks/gpu.sh search    search_spaces/cifar.py for MINUTES=8 of wall time, then
 #                               trials per GPU-hour, compile share, achieved TFLOP/s
 #
@@ -18,7 +20,7 @@
 #   mkdir -p .data && cp ../shared/data/cifar10-jpg.tar.gz .data/
 # then, with the device tool: run `bash benchmarks/gpu.sh STEP` carrying [".whl", ".data"].
 set -euo pipefail
-step=${1:?usage: benchmarks/gpu.sh check|resnet9|search [CIFAR10_ARCHIVE_OR_FOLDER]}
+step=${1:?usage: benchmarks/gpu.sh versions|check|resnet9|search [CIFAR10_ARCHIVE_OR_FOLDER]}
 data=${2-.data/cifar10-jpg.tar.gz}  # "" for a space's own source
 out=${OUT:-results/bench/gpu}
 mkdir -p "$out"
@@ -30,8 +32,7 @@ else
 fi
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 ARCHSEARCH_CACHE_DIR=${ARCHSEARCH_CACHE_DIR:-/tmp/archsearch-cache}
 
-case $step in
-check)
+versions() {
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi"
     python3 - <<'EOF'
 import importlib.metadata as m, platform, jax
@@ -46,13 +47,22 @@ except ImportError:
     print("tensorflow absent")
 EOF
   } 2>&1 | tee "$out/device.txt"
+}
+
+case $step in
+versions)
+  versions
+  ;;
+check)
+  versions
   python3 -m archsearch run search_spaces/digits.py --results /tmp/digits --overwrite --mixed-precision \
     --max-trials 4 --top-k 1 --seeds 1 --retrain-epochs 4 2>&1 | tee "$out/check_digits.log"
   cp /tmp/digits/trials.csv "$out/check_digits_trials.csv"
   ;;
 resnet9)
-  python3 benchmarks/resnet9.py --data-dir "$data" --epochs "${EPOCHS:-20}" --batch-size 512 --mixed-precision \
-    --repeats "${REPEATS:-1}" ${LIMIT:+--limit "$LIMIT" --test-limit "$LIMIT"} --out "$out/resnet9_gpu.csv" 2>&1 \
+  # JAX takes 75% of the GPU's memory at start unless told otherwise; leave PyTorch its share.
+  XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45} python3 benchmarks/resnet9.py --data-dir "$data" --epochs "${EPOCHS:-20}" --batch-size 512 --mixed-precision \
+    --repeats "${REPEATS:-1}" ${LIMIT:+--limit "$LIMIT" --test-limit "$LIMIT"} ${TRACE:+--trace "$TRACE"} --out "$out/resnet9_gpu.csv" 2>&1 \
     | tee "$out/resnet9_gpu.log"
   ;;
 search)
@@ -67,6 +77,6 @@ search)
   python3 benchmarks/search_summary.py /tmp/cifar10 --search-seconds "$wall" | tee "$out/search_summary.json"
   ;;
 *)
-  echo "unknown step $step: check, resnet9 or search" >&2; exit 2
+  echo "unknown step $step: versions, check, resnet9 or search" >&2; exit 2
   ;;
 esac

@@ -80,11 +80,46 @@ class EpochClock(keras.callbacks.Callback):
         self.marks.append(time.perf_counter())
 
 
+class StepTrace(keras.callbacks.Callback):
+    """Writes a JAX profiler trace (XLA ops, host activity) of steps 20-39 of the second epoch into `directory`."""
+
+    FIRST, LAST = 20, 39
+
+    def __init__(self, directory):
+        super().__init__()
+        self.directory, self.epoch, self.tracing = directory, 0, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch == 1 and batch == self.FIRST:
+            import jax
+
+            jax.profiler.start_trace(self.directory)
+            self.tracing = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.tracing and batch == self.LAST:
+            self._stop(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.tracing:  # an epoch shorter than LAST steps
+            self._stop(logs)
+
+    def _stop(self, logs):
+        import jax
+
+        float(logs["loss"])  # the traced steps have finished
+        jax.profiler.stop_trace()
+        self.tracing = False
+
+
 def accuracy_of(probabilities, labels):
     return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 
-def bench_keras(dataset, point, tool):
+def bench_keras(dataset, point, tool, trace=None):
     """Trains the point with archsearch's trial path (`tool=True`) or a bare `model.fit`.
 
     Returns:
@@ -93,6 +128,7 @@ def bench_keras(dataset, point, tool):
     keras.utils.set_random_seed(0)
     keras.backend.clear_session()
     clock = EpochClock()
+    callbacks = [clock] + ([StepTrace(trace)] if trace else [])
     if tool:
         space = Space(
             name="bench",
@@ -103,13 +139,13 @@ def bench_keras(dataset, point, tool):
         hypermodel = SpaceHyperModel(space, dataset)
         hp = keras_tuner.HyperParameters()
         model = hypermodel.build(hp)
-        hypermodel.fit(hp, model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val), callbacks=[clock])
+        hypermodel.fit(hp, model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val), callbacks=callbacks)
     else:
         model = build_model(plan(point, dataset.shape, dataset.num_classes))
         steps = len(dataset.x_train) // point["batch_size"]
         compile_model(model, point, steps * point["epochs"])
         images = steps * point["batch_size"]  # as many as the tool trains on, all in full batches
-        model.fit(dataset.x_train[:images], dataset.y_train[:images], batch_size=point["batch_size"], epochs=point["epochs"], callbacks=[clock], verbose=0)
+        model.fit(dataset.x_train[:images], dataset.y_train[:images], batch_size=point["batch_size"], epochs=point["epochs"], callbacks=callbacks, verbose=0)
     accuracy = accuracy_of(model.predict(dataset.x_test, batch_size=512, verbose=0), dataset.y_test)
     return clock, accuracy, model.count_params()
 
@@ -240,6 +276,7 @@ def main(argv=None):
     parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
     parser.add_argument("--target", type=float, default=0.94, help="test accuracy for seconds_to_target")
     parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: search_summary.BF16_PEAK_TFLOPS)")
+    parser.add_argument("--trace", help="JAX only: write a profiler trace of 20 steps of the archsearch path's second epoch (first repeat) here")
     parser.add_argument("--out", default="results/bench/resnet9.csv")
     args = parser.parse_args(argv)
 
@@ -263,7 +300,8 @@ def main(argv=None):
                 clock, accuracy, params = bench_pytorch(dataset, point)
                 extra = {**context, "backend": "torch", "precision": "bf16 autocast"}
             else:
-                clock, accuracy, params = bench_keras(dataset, point, tool=system == "archsearch")
+                trace = args.trace if system == "archsearch" and repeat == 0 else None
+                clock, accuracy, params = bench_keras(dataset, point, tool=system == "archsearch", trace=trace)
                 extra = context
             if params != architecture.params:
                 raise AssertionError(f"{system} has {params} parameters, the plan {architecture.params}: not the same model")
