@@ -3,12 +3,33 @@
 A space file under `search_spaces/` declares what may vary, as one `Space`
 (see its docstring for a full example) built from `Data`, `Recipe`, `Train`,
 `Search`, `Retrain` and the declarations `choice`, `int_range`, `uniform`
-and `log_uniform`. Importing the package also registers `RandomShift`, the
-layer that loading a saved `model.keras` needs.
+and `log_uniform`.
+
+The names are imported on first use (PEP 562), so that `import archsearch`
+alone loads neither Keras nor TensorFlow: the command line first sets up
+what it prints (`archsearch.console`), and commands that only read CSVs stay
+fast. `archsearch.RandomShift` is the layer that loading a training-time
+`model.keras` needs; accessing it registers it.
 """
 
-from archsearch.data import Data
-from archsearch.layers import RandomShift
-from archsearch.space import Recipe, Retrain, Search, Space, Train, choice, int_range, log_uniform, uniform
+import importlib
 
-__all__ = ["Data", "RandomShift", "Recipe", "Retrain", "Search", "Space", "Train", "choice", "int_range", "log_uniform", "uniform"]
+_WHERE = {
+    "Data": "archsearch.data",
+    "RandomShift": "archsearch.layers",
+    **{name: "archsearch.space" for name in ("Recipe", "Retrain", "Search", "Space", "Train", "choice", "int_range", "log_uniform", "uniform")},
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'archsearch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

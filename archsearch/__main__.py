@@ -2,6 +2,6 @@
 
 import sys
 
-from archsearch.cli import main
+from archsearch.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -1,4 +1,4 @@
-"""The `archsearch` command line: run, describe, data, leaderboard, export.
+"""The `archsearch` command line: run, runs, describe, data, leaderboard, export.
 
 Errors that archsearch understands (a bad space file, missing data, an
 infeasible architecture, ...) print one line and exit with status 2;
@@ -13,6 +13,7 @@ import sys
 
 import pandas as pd
 
+from archsearch.console import quiet
 from archsearch.errors import ArchsearchError
 
 
@@ -105,23 +106,59 @@ def run(args):
         load_space(args.space), tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
         top_k=args.top_k, retrain_epochs=args.retrain_epochs, seeds=args.seeds, seed=args.seed,
     )
-    leaderboard = run_space(space, args.results, data_dir=args.data_dir, resume=args.resume, overwrite=args.overwrite)
-    print(_format_leaderboard(leaderboard, "table"))
+    run_space(space, args.results, data_dir=args.data_dir, resume=args.resume or False, overwrite=args.overwrite)
 
 
-def _format_leaderboard(frame, fmt):
-    if fmt == "csv":
-        return frame.to_csv(index=False)
-    shown = frame[[c for c in frame.columns if not c.startswith("test_recall_")]]
-    if fmt == "markdown":
-        return shown.to_markdown(index=False)
-    return shown.to_string(index=False)
+def runs(args):
+    from archsearch.runs import runs_frame
+
+    frame = runs_frame(args.results)
+    if frame.empty:
+        raise ArchsearchError(f"{args.results}: no runs here (a run is a folder holding run.json)")
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+        return
+    shown = pd.DataFrame({
+        "run": frame["run"], "status": frame["status"],
+        "best test accuracy": [_accuracy(m, s) for m, s in zip(frame["test_accuracy"], frame["test_accuracy_std"])],
+        "trials": frame["trials"].astype("string").fillna(""),
+        "wall time": [_clock(s) for s in frame["wall_seconds"]],
+    })
+    print(shown.to_string(index=False))
+
+
+def _accuracy(mean, std):
+    if pd.isna(mean):
+        return ""
+    return f"{100 * mean:.2f}%" + ("" if pd.isna(std) else f" ± {100 * std:.2f}")
+
+
+def _clock(seconds):
+    if pd.isna(seconds):
+        return ""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 def leaderboard(args):
-    from archsearch.results import read_leaderboard
+    from archsearch.runs import read_leaderboard, read_run, resolve_run
+    from archsearch.summary import leaderboard_table, searched_dimensions
 
-    print(_format_leaderboard(read_leaderboard(args.results), args.format))
+    run_dir = resolve_run(args.results, log=_note)
+    frame = read_leaderboard(run_dir)
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        print(frame.to_json(orient="records", indent=2))
+    elif args.format == "markdown":
+        print(frame[[c for c in frame.columns if not c.startswith("test_recall_")]].to_markdown(index=False))
+    else:
+        print(leaderboard_table(frame, searched_dimensions(read_run(run_dir), frame)))
+
+
+def _note(line):
+    """A remark for the person at the terminal, kept out of the output scripts read."""
+    print(line, file=sys.stderr)
 
 
 def export(args):
@@ -130,8 +167,10 @@ def export(args):
     from archsearch.data import load_data
     from archsearch.data import Data
     from archsearch.export import export_model, export_summary
-    from archsearch.results import RUN, read_json, read_leaderboard
+    from archsearch.runs import RUN, read_leaderboard, resolve_run
+    from archsearch.results import read_json
 
+    args.results = str(resolve_run(args.results, log=_note))
     frame = read_leaderboard(args.results)
     ranked = frame[frame["rank"] == args.rank]
     if ranked.empty:
@@ -154,7 +193,7 @@ def _parser():
 
     p = commands.add_parser("run", help="search, retrain, test, write results and export the winner")
     p.add_argument("space", help="a space file, e.g. search_spaces/cifar.py")
-    p.add_argument("--results", help="results directory (default results/<space name>)")
+    p.add_argument("--results", metavar="DIR", help="use exactly this run directory (default: a new one, results/<space name>/<run id>)")
     p.add_argument("--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)")
     p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"))
     p.add_argument("--max-trials", type=int)
@@ -163,8 +202,9 @@ def _parser():
     p.add_argument("--retrain-epochs", type=int)
     p.add_argument("--seeds", type=int, help="retrainings per architecture")
     p.add_argument("--seed", type=int, help="seed of the search")
-    p.add_argument("--resume", action="store_true", help="continue the run in the results directory")
-    p.add_argument("--overwrite", action="store_true", help="delete the run in the results directory and start over")
+    p.add_argument("--resume", nargs="?", const=True, metavar="RUN",
+                   help="continue a run: the one --results names, else RUN, else the space's most recent unfinished run")
+    p.add_argument("--overwrite", action="store_true", help="start the run that --results names over (deletes it)")
     p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
     p.set_defaults(handler=run)
 
@@ -183,13 +223,18 @@ def _parser():
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=data)
 
+    p = commands.add_parser("runs", help="list the runs of a space, one line each")
+    p.add_argument("results", help="the space's results folder, e.g. results/digits")
+    p.add_argument("--format", choices=("table", "csv"), default="table")
+    p.set_defaults(handler=runs)
+
     p = commands.add_parser("leaderboard", help="print a finished run's leaderboard")
-    p.add_argument("results")
-    p.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
+    p.add_argument("results", help="a run directory, or a space's results folder (its most recent complete run)")
+    p.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
     p.set_defaults(handler=leaderboard)
 
     p = commands.add_parser("export", help="export a retrained model of a finished run")
-    p.add_argument("results")
+    p.add_argument("results", help="a run directory, or a space's results folder (its most recent complete run)")
     p.add_argument("--out", required=True)
     p.add_argument("--rank", type=int, default=1)
     p.add_argument("--data-dir")
@@ -198,7 +243,7 @@ def _parser():
 
 
 def main(argv=None):
-    """Entry point of the `archsearch` console script."""
+    """Runs one command, e.g. `main(["leaderboard", "results/digits"])`; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.debug:
         import keras_tuner.src.config
@@ -212,3 +257,15 @@ def main(argv=None):
         print(f"archsearch: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def console_main():
+    """Entry point of the `archsearch` console script and `python -m archsearch`: `main()`, quietly.
+
+    The filter on standard error (`archsearch.console.quiet()`) is set up for
+    the whole process, so it is done here, in the program's entry point, and
+    not in `main()`, which tests call in their own process.
+    """
+    if "--debug" not in sys.argv[1:]:
+        quiet()
+    return main()

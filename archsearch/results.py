@@ -13,12 +13,9 @@ import pandas as pd
 
 from archsearch import dimensions
 from archsearch.architecture import plan
-from archsearch.errors import ArchsearchError, InfeasibleArchitecture
+from archsearch.errors import InfeasibleArchitecture
+from archsearch.runs import LEADERBOARD, TRIALS
 from archsearch.search import INFEASIBLE, failure_reason
-
-TRIALS = "trials.csv"
-LEADERBOARD = "leaderboard.csv"
-RUN = "run.json"
 
 TRIAL_COLUMNS = [
     "trial_id", "status", "reason", *dimensions.RECIPE, *dimensions.TRAIN,
@@ -126,21 +123,3 @@ def leaderboard_frame(rows):
     extra = [c for c in frame.columns if c not in LEADERBOARD_COLUMNS]
     # Nullable dtypes keep integer columns integer beside the baselines' blanks.
     return frame.reindex(columns=LEADERBOARD_COLUMNS + extra).convert_dtypes()
-
-
-def read_leaderboard(results):
-    """Reads `results/<space>/leaderboard.csv`.
-
-    Args:
-        results: the results directory of one run.
-
-    Returns:
-        The leaderboard as a DataFrame.
-
-    Raises:
-        ArchsearchError: if the directory holds no finished leaderboard.
-    """
-    path = Path(results) / LEADERBOARD
-    if not path.is_file():
-        raise ArchsearchError(f"{path}: no leaderboard here; is {results} the results directory of a finished run?")
-    return pd.read_csv(path, dtype={"trial_id": str})

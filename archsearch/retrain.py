@@ -53,7 +53,7 @@ def evaluate(predicted, labels, num_classes, seconds=0.0):
     )
 
 
-def retrain(point, dataset, seed, epochs):
+def retrain(point, dataset, seed, epochs, callbacks=()):
     """Trains one architecture from scratch on train + validation and tests it.
 
     Args:
@@ -61,6 +61,7 @@ def retrain(point, dataset, seed, epochs):
         dataset: the loaded `Dataset`.
         seed: seeds weights, shuffling and augmentation.
         epochs: training epochs.
+        callbacks: Keras callbacks for the training (progress, say).
 
     Returns:
         A tuple `(model, evaluation)`.
@@ -69,7 +70,7 @@ def retrain(point, dataset, seed, epochs):
     keras.backend.clear_session()
     x, y = dataset.full_train()
     model = build_model(plan(point, dataset.shape, dataset.num_classes))
-    seconds = train(model, point, x, y, epochs)
+    seconds = train(model, point, x, y, epochs, callbacks=callbacks)
     return model, evaluate(predict_classes(model, dataset.x_test), dataset.y_test, dataset.num_classes, seconds)
 
 

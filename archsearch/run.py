@@ -19,15 +19,17 @@ import keras
 import numpy as np
 
 from archsearch import baselines, dimensions
+from archsearch.architecture import plan
 from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError
 from archsearch.export import export_model, export_summary
-from archsearch.results import (
-    LEADERBOARD, RUN, TRIALS, best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json,
-)
+from archsearch.progress import EpochProgress, TrialProgress
+from archsearch.results import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
 from archsearch.retrain import Evaluation, retrain, summarize
+from archsearch.runs import LEADERBOARD, RUN, TRIALS, is_run, latest_unfinished, new_run_dir
 from archsearch.search import SearchStopped, make_tuner
 from archsearch.space import Train
+from archsearch.summary import headline, leaderboard_table
 
 PACKAGES = ("archsearch", "keras", "keras-tuner", "tensorflow", "jax", "numpy", "pandas", "scikit-learn")
 
@@ -82,70 +84,60 @@ def device_description():
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-class _Progress:
-    """Writes trials.csv and prints one line after every trial."""
-
-    def __init__(self, results, max_trials, log):
-        self.results, self.max_trials, self.log = results, max_trials, log
-        self.start = time.perf_counter()
-        self.done_here = 0
-
-    def __call__(self, tuner):
-        trials = trials_frame(tuner)
-        write_csv(trials, self.results / TRIALS)
-        self.done_here += 1
-        last = trials.iloc[-1]
-        trained = int((trials["status"] != "infeasible").sum())
-        elapsed = time.perf_counter() - self.start
-        remaining = elapsed / self.done_here * max(0, self.max_trials - trained)
-        best = trials.loc[trials["status"] == "completed", "val_accuracy"].max()
-        score = last["reason"]
-        if last["status"] == "completed":
-            score = (f"completed, val_accuracy={last['val_accuracy']:.4f} "
-                     f"(trained in {last['seconds']:.1f} s, {last['compile_seconds']:.1f} s of it compiling)")
-        self.log(
-            f"trial {trained}/{self.max_trials} [{last['trial_id']}] {score} | "
-            f"best {best:.4f} | elapsed {_clock(elapsed)}, remaining ~{_clock(remaining)}"
-        )
-
-
-def _clock(seconds):
-    return str(datetime.timedelta(seconds=int(seconds)))
+def _run_dir(space, results, resume, overwrite):
+    """The run directory a command means (see `run()`); creates a new one when starting afresh."""
+    if resume not in (False, None, True):
+        results = resume  # --resume DIR
+    if results is not None:
+        results = Path(results)
+        if resume and not is_run(results):
+            raise ArchsearchError(f"{results}: no run to resume here (no {RUN})")
+        if is_run(results) and not (resume or overwrite):
+            raise ArchsearchError(
+                f"{results} already holds a run; pass --resume to continue it or --overwrite to start over"
+            )
+        return results
+    root = Path("results") / space.name
+    if overwrite:
+        raise ArchsearchError("--overwrite starts one named run over: name it with --results DIR")
+    return latest_unfinished(root) if resume else new_run_dir(root)
 
 
 def _prepare(results, resume, overwrite, space):
-    """Refuses to clobber a previous run; clears it with `overwrite`; checks a resumed space."""
-    run_file = results / RUN
-    if run_file.exists() and overwrite:
-        shutil.rmtree(results)
-    elif run_file.exists() and not resume:
-        raise ArchsearchError(
-            f"{results} already holds a run; pass --resume to continue it or --overwrite to start over"
-        )
-    elif run_file.exists():
-        previous = read_json(run_file).get("space_fingerprint")
+    """With the run's lock held: clears the run for `overwrite`, or checks that a resumed run is this space's."""
+    if overwrite and is_run(results):
+        for entry in results.iterdir():
+            if entry.name != ".lock":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    elif resume:
+        previous = read_json(results / RUN).get("space_fingerprint")
         if previous != space.fingerprint():
             raise ArchsearchError(
                 f"{results}: the space changed since this run started (fingerprint {previous} -> "
-                f"{space.fingerprint()}); pass --overwrite to start over"
+                f"{space.fingerprint()}); start a new run instead"
             )
-    results.mkdir(parents=True, exist_ok=True)
 
 
 def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, log=print):
     """Runs a space end to end: search, retrain the top-k, test, leaderboard, export.
 
+    Every run has a directory of its own: by default a new one,
+    `results/<space name>/<run id>` (see `archsearch.runs`). No other run is
+    read, changed or deleted.
+
     Args:
         space: the `Space` (after `apply_overrides()`).
-        results: the results directory; default `results/<space name>`.
+        results: a run directory to use exactly; refused if it already holds
+            a run, unless `resume` or `overwrite`.
         data_dir: a local image folder or .npz to read instead of the
             space's source.
-        resume: continue the run found in `results`.
-        overwrite: delete the run found in `results` and start over.
+        resume: `True` continues `results`, or else the most recent
+            unfinished run of the space; a path continues that run.
+        overwrite: start the run named by `results` over, once its lock is held.
         log: where progress lines go.
 
     Returns:
-        The leaderboard DataFrame.
+        The leaderboard DataFrame; `leaderboard.attrs["run"]` is the run directory.
 
     Example:
 
@@ -154,45 +146,57 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, lo
     leaderboard = run(load_space("search_spaces/digits.py"))
     ```
     """
-    results = Path(results or Path("results") / space.name)
-    _prepare(results, resume, overwrite, space)
+    results = _run_dir(space, results, resume, overwrite)
+    results.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(results / ".lock"))
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
         raise ArchsearchError(f"{results} is in use by another archsearch run (lock {results / '.lock'})") from None
     with lock:
-        return _run_locked(space, results, data_dir, resume, log)
+        _prepare(results, bool(resume), overwrite, space)
+        leaderboard = _run_locked(space, results, data_dir, bool(resume), log)
+    leaderboard.attrs["run"] = str(results)
+    return leaderboard
 
 
 def _run_locked(space, results, data_dir, resume, log):
+    session_start = time.perf_counter()
+    previous = read_json(results / RUN) if resume else {}
     dataset = load_data(space.data, data_dir=data_dir)
     summary = data_summary(dataset)
+    log(f"run {results}")
     log(f"data: {summary['source']}, {summary['counts']} images of shape {summary['shape']}, {len(summary['classes'])} classes")
     metadata = {
         "space": space.to_dict(),
+        "searched": space.searched(),
         "space_file_description": space.description,
         "space_fingerprint": space.fingerprint(),
         "data": summary,
         "command": sys.argv,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": previous.get("started") or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "backend": keras.backend.backend(),
         "precision": keras.mixed_precision.dtype_policy().name,
         "device": device_description(),
         "python": platform.python_version(),
-        "status": "searching",
     }
-    write_json(metadata, results / RUN)
 
+    def record(status, **extra):
+        """Writes run.json with the run's status and its wall time over all sessions."""
+        wall = previous.get("wall_seconds", 0.0) + time.perf_counter() - session_start
+        metadata.update(extra)
+        write_json({**metadata, "status": status, "wall_seconds": round(wall, 1)}, results / RUN)
+
+    record("searching")
     start = time.perf_counter()
-    trials = _search(space, dataset, results, resume, metadata, log)
+    trials = _search(space, dataset, results, resume, record, log)
     metadata["search_seconds"] = round(time.perf_counter() - start, 1)
     best = best_trials(trials, space.retrain.top_k)
     if best.empty:
         raise ArchsearchError(f"no trial completed; see the reasons in {results / TRIALS}")
 
-    write_json({**metadata, "status": "retraining"}, results / RUN)
+    record("retraining")
     epochs = space.retrain.epochs or space.max_epochs()
     start = time.perf_counter()
     rows = [_retrain_trial(trial, position, len(best), space, dataset, epochs, results, log)
@@ -201,21 +205,26 @@ def _run_locked(space, results, data_dir, resume, log):
     leaderboard = leaderboard_frame(rows + _baseline_rows(dataset))
     write_csv(leaderboard, results / LEADERBOARD)
 
-    write_json({**metadata, "status": "exporting"}, results / RUN)
+    record("exporting")
     winner = keras.saving.load_model(_retrain_stem(results, best.iloc[0]["trial_id"], 0).with_suffix(".keras"))
     difference = export_model(winner, results / "best", dataset.x_test[:64])
-    log(f"exported the winner: {export_summary(results / 'best', difference)}")
-    write_json({**metadata, "status": "complete", "export_max_difference": difference, "retrain_epochs": epochs}, results / RUN)
+    record("complete", export_max_difference=difference, retrain_epochs=epochs)
+    winner_row = next(row for row in rows if row["trial_id"] == leaderboard.iloc[0]["trial_id"])
+    architecture = plan({n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes)
+    log(leaderboard_table(leaderboard, space.searched()))
+    log(headline(leaderboard, architecture.point, results, export_summary(results / "best", difference)))
     return leaderboard
 
 
-def _search(space, dataset, results, resume, metadata, log):
+def _search(space, dataset, results, resume, record, log):
     """Runs (or resumes) the Keras Tuner search; returns the trials table."""
-    tuner = make_tuner(space, dataset, results, overwrite=not resume, on_trial_end=_Progress(results, space.search.max_trials, log))
+    progress = TrialProgress(results, space.search.max_trials, log)
+    tuner = make_tuner(space, dataset, results, overwrite=not resume, on_trial_end=progress)
     try:
-        tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+        tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
+                     callbacks=[EpochProgress(progress)], verbose=0)
     except SearchStopped as error:
-        write_json({**metadata, "status": "stopped", "reason": str(error)}, results / RUN)
+        record("stopped", reason=str(error))
         raise
     trials = trials_frame(tuner)
     write_csv(trials, results / TRIALS)
@@ -228,9 +237,10 @@ def _retrain_trial(trial, position, count, space, dataset, epochs, results, log)
     point["epochs"] = epochs
     evaluations = []
     for seed in range(space.retrain.seeds):
-        evaluation = _retrain_once(point, dataset, seed, epochs, _retrain_stem(results, trial["trial_id"], seed))
+        label = f"retrain {position}/{count} [{trial['trial_id']}] seed {seed}"
+        evaluation = _retrain_once(point, dataset, seed, epochs, _retrain_stem(results, trial["trial_id"], seed), label)
         evaluations.append(evaluation)
-        log(f"retrain {position}/{count} [{trial['trial_id']}] seed {seed}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
+        log(f"{label}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
     stats = summarize(evaluations)
     recall = stats.pop("test_recall")
     return {
@@ -244,7 +254,7 @@ def _retrain_stem(results, trial_id, seed):
     return results / "retrain" / f"trial_{trial_id}_seed{seed}"
 
 
-def _retrain_once(point, dataset, seed, epochs, stem):
+def _retrain_once(point, dataset, seed, epochs, stem, label):
     """Retrains one (architecture, seed), or reads its saved result when resuming.
 
     Only seed 0's model is kept (as `<stem>.keras`): it is the one exported.
@@ -255,7 +265,7 @@ def _retrain_once(point, dataset, seed, epochs, stem):
     record, saved = stem.with_suffix(".json"), stem.with_suffix(".keras")
     if record.exists() and (seed != 0 or saved.exists()):
         return Evaluation(**read_json(record))
-    model, evaluation = retrain(point, dataset, seed, epochs)
+    model, evaluation = retrain(point, dataset, seed, epochs, callbacks=[EpochProgress(label)])
     stem.parent.mkdir(parents=True, exist_ok=True)
     if seed == 0:
         model.save(saved)

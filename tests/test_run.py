@@ -149,13 +149,19 @@ def test_leaderboard_command_prints_table_csv_and_markdown(finished, capsys):
     assert list(printed["trial_id"].astype(str)) == list(board["trial_id"].astype(str))
     assert main(["leaderboard", str(results), "--format", "markdown"]) == 0
     assert capsys.readouterr().out.startswith("|")
+    assert main(["leaderboard", str(results), "--format", "json"]) == 0
+    assert [row["rank"] for row in json.loads(capsys.readouterr().out)] == list(board["rank"].astype(object).where(board["rank"].notna(), None))
     assert main(["leaderboard", str(results)]) == 0
-    assert "test_accuracy" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "test acc" in table and "least" in table
+    first = next(line for line in table.splitlines() if line.strip().startswith("1 "))
+    assert first.split()[:2] == ["1", str(board.loc[0, "trial_id"])]  # integers as integers, not 1.0
+    assert "nan" not in table.lower() and "<NA>" not in table
 
 
 def test_leaderboard_of_a_folder_without_a_run_is_a_clear_error(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path)]) == 2
-    assert "no leaderboard here" in capsys.readouterr().err
+    assert "no complete run here" in capsys.readouterr().err
 
 
 def test_export_command_writes_a_checked_saved_model(finished, tmp_path, capsys):

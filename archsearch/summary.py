@@ -1,0 +1,169 @@
+"""What a person reads at the end of a run: the winner in words, and a leaderboard that fits a screen.
+
+The CSV keeps every column for scripts; the printed table keeps the
+dimensions the space searched and the figures, in at most 120 columns,
+with blanks where a value does not apply.
+"""
+
+import io
+import re
+import shutil
+import sys
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from archsearch import dimensions
+
+MAX_WIDTH = 120
+_DECLARATION = re.compile(r"^(choice|int_range|uniform|log_uniform)\(")
+
+
+def describe_architecture(point):
+    """The architecture of a point in words.
+
+    Args:
+        point: a planned point (`Architecture.point`: `stages` resolved to a number).
+
+    Returns:
+        A string such as `"vgg, width 16, 3 stages x 2 convs, max-pool, gap head, R=32"`.
+
+    Example:
+
+    >>> describe_architecture({"family": "resnet", "width": 32, "stages": 2, "blocks_per_stage": 2,
+    ...     "downsample": "strided", "head": "mlp", "resolution": 32, "bottleneck": True})
+    'resnet, width 32, 2 stages x 2 bottleneck blocks, strided, mlp head, R=32'
+    """
+    unit = "conv" if point["family"] == "vgg" else ("bottleneck block" if point.get("bottleneck") else "block")
+    blocks = point["blocks_per_stage"]
+    parts = [
+        point["family"],
+        f"width {point['width']}",
+        f"{point['stages']} stage{'s' * (point['stages'] != 1)} x {blocks} {unit}{'s' * (blocks != 1)}",
+        "max-pool" if point["downsample"] == "maxpool" else "strided",
+    ]
+    if point.get("stem") == "conv7":
+        parts.append("conv7 stem")
+    if point.get("batch_norm") is False:
+        parts.append("no batch norm")
+    parts += [f"{point['head']} head", f"R={point['resolution']}"]
+    return ", ".join(parts)
+
+
+def _percent(mean, std=None, sign="%"):
+    if mean is None or pd.isna(mean):
+        return ""
+    return f"{100 * mean:.2f}{sign}" + (f" ± {100 * std:.2f}" if std is not None and not pd.isna(std) else "")
+
+
+def headline(leaderboard, point, run_dir, export_line):
+    """The lines a run ends with: the winner, its test figures, the baselines, and where everything is.
+
+    Args:
+        leaderboard: the run's leaderboard (rank 1 first, then the baselines).
+        point: the winner's planned point, for `describe_architecture()`.
+        run_dir: the run directory.
+        export_line: what the export wrote (`export.export_summary()`).
+
+    Returns:
+        A multi-line string.
+    """
+    first = leaderboard.iloc[0]
+    seeds = int(first["seeds"])
+    baselines = leaderboard[leaderboard["baseline"].astype(bool)]
+    lines = [
+        f"best: {describe_architecture(point)} (trial {first['trial_id']})",
+        f"  test accuracy {_percent(first['test_accuracy'], first['test_accuracy_std'])}, "
+        f"BER {_percent(first['test_balanced_error_rate'], first['test_balanced_error_rate_std'])} "
+        f"(mean ± std over {seeds} seed{'s' * (seeds != 1)}), {int(first['params']):,} parameters",
+    ]
+    if not baselines.empty:
+        lines.append("  baselines: " + ", ".join(
+            f"{row.trial_id.removeprefix('baseline:').replace('_', ' ')} {_percent(row.test_accuracy)}"
+            for row in baselines.itertuples()
+        ))
+    lines += [
+        f"run: {run_dir} (leaderboard.csv, trials.csv, run.json)",
+        f"export: {export_line}",
+    ]
+    return "\n".join(lines)
+
+
+def searched_dimensions(meta, frame):
+    """The dimensions a run's space searched: from run.json, else those that vary among the ranked rows."""
+    if meta.get("searched") is not None:
+        return list(meta["searched"])
+    declared = (meta.get("space") or {}).get("dimensions")
+    if declared:
+        return [name for name, value in declared.items() if isinstance(value, str) and _DECLARATION.match(value)]
+    ranked = frame[~frame["baseline"].astype(bool)]
+    return [name for name in dimensions.RECIPE + dimensions.TRAIN if name in ranked and ranked[name].nunique() > 1]
+
+
+def _cell(value):
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _column_widths(headers, values, budget, floor=5):
+    """Column widths: wide enough for every value, and for each header's longest word while the budget allows.
+
+    Values are never cut. Over the budget, the headers wider than their
+    values fold, the widest first, down to their values' width (at least `floor`).
+    """
+    value_widths = [max(map(len, column), default=1) for column in values]
+    widths = [max(v, len(max(h.split(), key=len))) for h, v in zip(headers, value_widths)]
+    for i in sorted(range(len(widths)), key=lambda i: value_widths[i] - widths[i]):
+        if sum(widths) <= budget:
+            break
+        widths[i] = max(value_widths[i], min(widths[i], floor))
+    return widths
+
+
+def leaderboard_table(frame, searched, width=None):
+    """Renders a leaderboard for a screen: rank, trial, the searched dimensions and the figures.
+
+    Accuracy and BER are percentages, mean ± std over the seeds.
+
+    Args:
+        frame: the leaderboard DataFrame (as written to leaderboard.csv).
+        searched: names of the dimensions to show.
+        width: the most columns to use (default: the terminal's, at most 120).
+
+    Returns:
+        The table as text, at most `width` columns wide where the values allow.
+    """
+    if width is None:
+        width = min(shutil.get_terminal_size().columns, MAX_WIDTH) if sys.stdout.isatty() else MAX_WIDTH
+    rows = frame.to_dict("records")
+    trials = [str(r["trial_id"]).removeprefix("baseline:").replace("_", " ") if r["baseline"] else str(r["trial_id"]) for r in rows]
+    columns = {
+        "rank": [_cell(row["rank"]) for row in rows],
+        **{name.replace("_", " "): [_cell(row.get(name)) for row in rows] for name in searched},
+        "val acc": [_percent(row.get("val_accuracy"), sign="") for row in rows],
+        "test acc %": [_percent(row["test_accuracy"], None if row["baseline"] else row.get("test_accuracy_std"), sign="")
+                       for row in rows],
+        "test BER %": [_percent(row["test_balanced_error_rate"], None if row["baseline"] else row.get("test_balanced_error_rate_std"),
+                                sign="") for row in rows],
+        "params": ["" if pd.isna(row["params"]) else f"{int(row['params']):,}" for row in rows],
+    }
+    trial_width = max([5] + [len(word) for trial in trials for word in trial.split()])
+    gaps = 2 * len(columns)  # each column's right padding and the divider after it
+    widths = _column_widths(list(columns), list(columns.values()), width - trial_width - gaps)
+    caption = "unranked rows: the lecture notes' baselines, on the same splits" if frame["baseline"].astype(bool).any() else None
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, caption=caption, caption_justify="left")
+    names = list(columns)
+    table.add_column(names[0], justify="right", width=widths[0], no_wrap=True)
+    table.add_column("trial", width=trial_width)  # baselines' names wrap at their space
+    for name, column_width in zip(names[1:], widths[1:]):
+        table.add_column(name, justify="right", width=column_width, no_wrap=False, overflow="fold")
+    for trial, *cells in zip(trials, *columns.values()):
+        table.add_row(cells[0], trial, *cells[1:])
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, force_terminal=False, soft_wrap=False).print(table)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()).strip("\n")
