@@ -206,3 +206,13 @@ def test_real_data_tests_skip_with_their_reason_when_the_variable_is_unset(tmp_p
     assert done.returncode == 0, done.stdout
     assert "1 skipped" in done.stdout
     assert "set ARCHSEARCH_TEST_CIFAR=/path/to/cifar10-jpg.tar.gz to run" in done.stdout
+
+
+def test_resume_on_the_command_line_without_an_unfinished_run_is_a_clear_error(digits_npz, tmp_path, monkeypatch, capsys):
+    space = tmp_path / "space.py"
+    space.write_text(f"from archsearch import *\nspace = Space(name='none_yet', data=Data({str(digits_npz)!r}))\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(space), "--resume"]) == 2
+    assert "results/none_yet: no unfinished run to resume" in capsys.readouterr().err
+    assert main(["run", str(space), "--resume", str(tmp_path / "elsewhere")]) == 2
+    assert f"{tmp_path / 'elsewhere'}: no run to resume here (no run.json)" in capsys.readouterr().err
