@@ -253,7 +253,9 @@ def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None):
     kwargs = dict(
         hypermodel=SpaceHyperModel(space, dataset),
         objective=keras_tuner.Objective(OBJECTIVE, "max"),
-        seed=search.seed,
+        # Keras Tuner reads a seed of 0 as "no seed" (`seed or random.randint(...)`) and would
+        # sample other points in every run: it gets the space's seed plus one.
+        seed=search.seed + 1,
         directory=str(directory),
         project_name="tuner",
         overwrite=overwrite,

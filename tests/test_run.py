@@ -183,3 +183,17 @@ def test_hyperband_runs_with_its_own_epoch_schedule(digits_npz, tmp_path):
     trials = pd.read_csv(tmp_path / "hb" / "trials.csv")
     assert len(trials) == 4 and (trials["status"] == "completed").all()
     assert set(trials["epochs"]) <= {1, 2, 3}
+
+
+def test_the_search_samples_the_same_points_for_the_same_seed_zero_included(digits_npz, tmp_path):
+    from archsearch.data import load_data
+    from archsearch.search import make_tuner
+
+    space = apply_overrides(tiny_space(digits_npz), seed=0)
+    dataset = load_data(space.data)
+
+    def first_points(directory):
+        oracle = make_tuner(space, dataset, directory, overwrite=True).oracle
+        return [oracle.populate_space(str(i))["values"] for i in range(4)]
+
+    assert first_points(tmp_path / "a") == first_points(tmp_path / "b")
