@@ -127,9 +127,8 @@ def leaderboard(args):
 def export(args):
     import keras
 
-    from archsearch.data import load_data
-    from archsearch.data import Data
-    from archsearch.export import export_model, export_summary
+    from archsearch.data import Data, load_data
+    from archsearch.export import export_model, export_summary, stored_dataset
     from archsearch.results import RUN, read_json, read_leaderboard
 
     frame = read_leaderboard(args.results)
@@ -137,14 +136,14 @@ def export(args):
     if ranked.empty:
         raise ArchsearchError(f"{args.results}: no rank {args.rank} in the leaderboard (ranks 1 to {int(frame['rank'].max())})")
     trial_id = ranked.iloc[0]["trial_id"]
-    path = os.path.join(args.results, "retrain", f"trial_{trial_id}_seed0.keras")
-    if not os.path.exists(path):
-        raise ArchsearchError(f"{path}: the retrained model of rank {args.rank} is missing; rerun with --resume")
-    model = keras.saving.load_model(path)
+    stem = os.path.join(args.results, "retrain", f"trial_{trial_id}_seed0")
+    if not os.path.exists(stem + ".keras"):
+        raise ArchsearchError(f"{stem}.keras: the retrained model of rank {args.rank} is missing; rerun with --resume")
+    model = keras.saving.load_model(stem + ".keras")
     data_declaration = Data(**read_json(os.path.join(args.results, RUN))["space"]["data"])
-    images = load_data(data_declaration, data_dir=args.data_dir).x_test[:64]
-    difference = export_model(model, args.out, images)
-    print(f"exported rank {args.rank} (trial {trial_id}): {export_summary(args.out, difference)}")
+    stored = stored_dataset(data_declaration, load_data(data_declaration, data_dir=args.data_dir), data_dir=args.data_dir)
+    check = export_model(model, args.out, stored, read_json(stem + ".json")["accuracy"])
+    print(f"exported rank {args.rank} (trial {trial_id}, seed 0): {export_summary(args.out, check)}")
 
 
 def _parser():

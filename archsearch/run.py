@@ -21,7 +21,7 @@ import numpy as np
 from archsearch import baselines, dimensions
 from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError
-from archsearch.export import export_model, export_summary
+from archsearch.export import export_model, export_summary, stored_dataset
 from archsearch.results import (
     LEADERBOARD, RUN, TRIALS, best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json,
 )
@@ -202,10 +202,11 @@ def _run_locked(space, results, data_dir, resume, log):
     write_csv(leaderboard, results / LEADERBOARD)
 
     write_json({**metadata, "status": "exporting"}, results / RUN)
-    winner = keras.saving.load_model(_retrain_stem(results, best.iloc[0]["trial_id"], 0).with_suffix(".keras"))
-    difference = export_model(winner, results / "best", dataset.x_test[:64])
-    log(f"exported the winner: {export_summary(results / 'best', difference)}")
-    write_json({**metadata, "status": "complete", "export_max_difference": difference, "retrain_epochs": epochs}, results / RUN)
+    stem = _retrain_stem(results, best.iloc[0]["trial_id"], 0)
+    stored = stored_dataset(space.data, dataset, data_dir=data_dir)
+    check = export_model(keras.saving.load_model(stem.with_suffix(".keras")), results / "best", stored, read_json(stem.with_suffix(".json"))["accuracy"])
+    log(f"exported the winner: {export_summary(results / 'best', check)}")
+    write_json({**metadata, "status": "complete", "export_check": check, "retrain_epochs": epochs}, results / RUN)
     return leaderboard
 
 
