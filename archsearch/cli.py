@@ -1,4 +1,4 @@
-"""The `archsearch` command line: run, describe, data, leaderboard, export.
+"""The `archsearch` command line: run, describe, data, leaderboard, export, predict.
 
 Errors that archsearch understands (a bad space file, missing data, an
 infeasible architecture, ...) print one line and exit with status 2;
@@ -146,6 +146,16 @@ def export(args):
     print(f"exported rank {args.rank} (trial {trial_id}, seed 0): {export_summary(args.out, check)}")
 
 
+def predict(args):
+    from archsearch.predict import predict as predict_images
+
+    classified, unreadable = predict_images(args.results, args.paths, args.out, batch_size=args.batch_size)
+    if args.out or unreadable:
+        skipped = f"; skipped {len(unreadable)} unreadable file(s)" if unreadable else ""
+        print(f"archsearch predict: classified {classified:,} image(s){skipped}" + (f" into {args.out}" if args.out else ""), file=sys.stderr)
+    return 1 if unreadable else 0
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="archsearch", description="Search the VGG/ResNet recipe for the best image classifier.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -193,6 +203,13 @@ def _parser():
     p.add_argument("--rank", type=int, default=1)
     p.add_argument("--data-dir")
     p.set_defaults(handler=export)
+
+    p = commands.add_parser("predict", help="classify image files with a run's exported model; CSV out")
+    p.add_argument("results", help="a run's results directory, or a folder `archsearch export` wrote")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of them, or .tar.gz / .zip archives")
+    p.add_argument("--out", help="CSV file to write (default: standard output)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per prediction batch (default 256)")
+    p.set_defaults(handler=predict)
     return parser
 
 
@@ -204,10 +221,9 @@ def main(argv=None):
 
         keras_tuner.src.config.DEBUG = True
     try:
-        args.handler(args)
+        return args.handler(args) or 0
     except ArchsearchError as error:
         if args.debug:
             raise
         print(f"archsearch: error: {error}", file=sys.stderr)
         return 2
-    return 0
