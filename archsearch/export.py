@@ -238,8 +238,13 @@ def _export_saved_model(inference, path, class_names):
         return {"probabilities": tf.cast(probabilities, tf.float32), "class_id": class_id, "class_name": tf.gather(names, class_id)}
 
     def decode(data):
-        # One file at a time: files may differ in size until they are resized.
-        image = tf.io.decode_image(data, channels=source_channels, expand_animations=False)
+        # One file at a time: files may differ in size until they are resized. JPEGs with
+        # libjpeg's accurate integer DCT, as Pillow (so the data layer) decodes them, to the same pixels.
+        image = tf.cond(
+            tf.io.is_jpeg(data),
+            lambda: tf.io.decode_jpeg(data, channels=source_channels, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(data, channels=source_channels, expand_animations=False),
+        )
         return tf.cast(adapter(image[None], training=False)[0], tf.uint8)
 
     def serve_bytes(image_bytes):
