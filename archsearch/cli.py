@@ -151,8 +151,9 @@ def predict(args):
 
     classified, unreadable = predict_images(args.results, args.paths, args.out, batch_size=args.batch_size)
     if args.out or unreadable:
-        skipped = f"; skipped {len(unreadable)} unreadable file(s)" if unreadable else ""
-        print(f"archsearch predict: classified {classified:,} image(s){skipped}" + (f" into {args.out}" if args.out else ""), file=sys.stderr)
+        into = f" into {args.out}" if args.out else ""
+        skipped = f"; skipped {len(unreadable)} unreadable file(s), named above" if unreadable else ""
+        print(f"archsearch predict: classified {classified:,} image(s){into}{skipped}", file=sys.stderr)
     return 1 if unreadable else 0
 
 

@@ -227,37 +227,41 @@ def _export_saved_model(inference, path, class_names):
     """Writes the SavedModel: signatures `serve` (uint8 images) and `serve_bytes` (encoded files)."""
     import tensorflow as tf
 
-    adapter = inference.get_layer("source_to_training")
-    classifier = inference.layers[-1]
-    height, width, channels = adapter.output_shape[1:]
     source_channels = inference.input_shape[-1]
+    image_spec = tf.TensorSpec((None, None, None, source_channels), tf.uint8, name="image")
     names = tf.constant(class_names)
+    archive = keras.export.ExportArchive()
+    archive.track(inference)
+    # Keras's way to put TensorFlow ops around a model on every backend (JAX's goes through
+    # jax2tf): the model alone is an endpoint, which the serving functions wrap. Explicit
+    # training=False: after Keras's image preprocessing layers, a call without it runs
+    # batch norm in training mode inside the traced graph.
+    probabilities = archive.add_endpoint("probabilities", lambda image: inference(image, training=False), input_signature=[image_spec])
 
     def outputs(probabilities):
         class_id = tf.argmax(probabilities, axis=1)
         return {"probabilities": tf.cast(probabilities, tf.float32), "class_id": class_id, "class_name": tf.gather(names, class_id)}
 
-    def decode(data):
-        # One file at a time: files may differ in size until they are resized. JPEGs with
+    def classify_file(data):
+        # One file at a time: files may differ in size until the model resizes them. JPEGs with
         # libjpeg's accurate integer DCT, as Pillow (so the data layer) decodes them, to the same pixels.
         image = tf.cond(
             tf.io.is_jpeg(data),
             lambda: tf.io.decode_jpeg(data, channels=source_channels, dct_method="INTEGER_ACCURATE"),
             lambda: tf.io.decode_image(data, channels=source_channels, expand_animations=False),
         )
-        return tf.cast(adapter(image[None], training=False)[0], tf.uint8)
+        return probabilities(image[None])[0]
 
+    @tf.function(input_signature=[image_spec])
+    def serve(image):
+        return outputs(probabilities(image))
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")])
     def serve_bytes(image_bytes):
-        images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((height, width, channels), tf.uint8))
-        return outputs(classifier(images, training=False))
+        spec = tf.TensorSpec((len(class_names),), tf.float32)
+        return outputs(tf.map_fn(classify_file, image_bytes, fn_output_signature=spec))
 
-    archive = keras.export.ExportArchive()
-    archive.track(inference)
-    # Explicit training=False: after Keras's image preprocessing layers, a call
-    # without it runs batch norm in training mode inside the traced graph.
-    archive.add_endpoint(
-        "serve", lambda image: outputs(inference(image, training=False)),
-        input_signature=[tf.TensorSpec((None, None, None, source_channels), tf.uint8, name="image")],
-    )
-    archive.add_endpoint("serve_bytes", serve_bytes, input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")])
+    for name, function in (("serve", serve), ("serving_default", serve), ("serve_bytes", serve_bytes)):
+        function.get_concrete_function()  # traced, as add_endpoint() wants
+        archive.add_endpoint(name, function)
     archive.write_out(str(path), verbose=False)

@@ -132,7 +132,7 @@ def predict(results, paths, out=None, *, batch_size=256, log=None):
                 log(f"archsearch predict: skipped {name}: cannot read it as an image ({reason})")
             unreadable += [name for name, _ in failed]
             done = min(start + batch_size, len(images))
-            if len(images) > batch_size and (done == len(images) or done // batch_size % 10 == 0):
+            if len(images) > batch_size and done * 10 // len(images) > start * 10 // len(images):  # every tenth
                 log(f"archsearch predict: {done:,}/{len(images):,} images")
     return classified, unreadable
 

@@ -120,6 +120,8 @@ def test_saved_model_cli_lists_the_named_inputs_and_outputs(gray_run):
     assert signatures["serve"] == {"image": ("DT_UINT8", "(-1, -1, -1, 3)"), **outputs}
     assert signatures["serve_bytes"] == {"image_bytes": ("DT_STRING", "(-1)"), **outputs}
     assert signatures["serving_default"] == signatures["serve"]
+    assert signatures["probabilities"] == {"image": ("DT_UINT8", "(-1, -1, -1, 3)"), "output_0": ("DT_FLOAT", "(-1, 2)")}
+    assert set(signatures) == {"__saved_model_init_op", "serve", "serving_default", "serve_bytes", "probabilities"}
 
 
 def test_the_bytes_signature_agrees_with_the_array_signature_on_jpeg_files(gray_run, tmp_path):
