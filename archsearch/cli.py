@@ -149,7 +149,11 @@ def export(args):
 def predict(args):
     from archsearch.predict import predict as predict_images
 
-    classified, unreadable = predict_images(args.results, args.paths, args.out, batch_size=args.batch_size)
+    try:
+        classified, unreadable = predict_images(args.results, args.paths, args.out, batch_size=args.batch_size)
+    except BrokenPipeError:  # the reader of standard output (say, `head`) stopped: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's documentation advises
+        return 0
     if args.out or unreadable:
         into = f" into {args.out}" if args.out else ""
         skipped = f"; skipped {len(unreadable)} unreadable file(s), named above" if unreadable else ""
