@@ -1,4 +1,4 @@
-"""The `archsearch` command line: run, runs, describe, data, leaderboard, export.
+"""The `archsearch` command line: run, runs, describe, data, leaderboard, export, predict.
 
 Errors that archsearch understands (a bad space file, missing data, an
 infeasible architecture, ...) print one line and exit with status 2;
@@ -164,11 +164,10 @@ def _note(line):
 def export(args):
     import keras
 
-    from archsearch.data import load_data
-    from archsearch.data import Data
-    from archsearch.export import export_model, export_summary
-    from archsearch.runs import RUN, read_leaderboard, resolve_run
+    from archsearch.data import Data, load_data
+    from archsearch.export import export_model, export_summary, stored_dataset
     from archsearch.results import read_json
+    from archsearch.runs import RUN, read_leaderboard, resolve_run
 
     args.results = str(resolve_run(args.results, log=_note))
     frame = read_leaderboard(args.results)
@@ -176,14 +175,33 @@ def export(args):
     if ranked.empty:
         raise ArchsearchError(f"{args.results}: no rank {args.rank} in the leaderboard (ranks 1 to {int(frame['rank'].max())})")
     trial_id = ranked.iloc[0]["trial_id"]
-    path = os.path.join(args.results, "retrain", f"trial_{trial_id}_seed0.keras")
-    if not os.path.exists(path):
-        raise ArchsearchError(f"{path}: the retrained model of rank {args.rank} is missing; rerun with --resume")
-    model = keras.saving.load_model(path)
+    stem = os.path.join(args.results, "retrain", f"trial_{trial_id}_seed0")
+    if not os.path.exists(stem + ".keras"):
+        raise ArchsearchError(f"{stem}.keras: the retrained model of rank {args.rank} is missing; rerun with --resume")
+    model = keras.saving.load_model(stem + ".keras")
     data_declaration = Data(**read_json(os.path.join(args.results, RUN))["space"]["data"])
-    images = load_data(data_declaration, data_dir=args.data_dir).x_test[:64]
-    difference = export_model(model, args.out, images)
-    print(f"exported rank {args.rank} (trial {trial_id}): {export_summary(args.out, difference)}")
+    stored = stored_dataset(data_declaration, load_data(data_declaration, data_dir=args.data_dir), data_dir=args.data_dir)
+    check = export_model(model, args.out, stored, read_json(stem + ".json")["accuracy"])
+    print(f"exported rank {args.rank} (trial {trial_id}, seed 0): {export_summary(args.out, check)}")
+
+
+def predict(args):
+    from archsearch.export import MODEL_JSON
+    from archsearch.predict import predict as predict_images
+    from archsearch.runs import resolve_run
+
+    # An export folder is used as it is; a space's folder stands for its latest complete run.
+    results = args.results if os.path.isfile(os.path.join(args.results, MODEL_JSON)) else resolve_run(args.results, log=_note)
+    try:
+        classified, unreadable = predict_images(results, args.paths, args.out, batch_size=args.batch_size)
+    except BrokenPipeError:  # the reader of standard output (say, `head`) stopped: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's documentation advises
+        return 0
+    if args.out or unreadable:
+        into = f" into {args.out}" if args.out else ""
+        skipped = f"; skipped {len(unreadable)} unreadable file(s), named above" if unreadable else ""
+        print(f"archsearch predict: classified {classified:,} image(s){into}{skipped}", file=sys.stderr)
+    return 1 if unreadable else 0
 
 
 def _parser():
@@ -239,6 +257,13 @@ def _parser():
     p.add_argument("--rank", type=int, default=1)
     p.add_argument("--data-dir")
     p.set_defaults(handler=export)
+
+    p = commands.add_parser("predict", help="classify image files with a run's exported model; CSV out")
+    p.add_argument("results", help="a run directory, a space's results folder (its latest complete run), or a folder `archsearch export` wrote")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of them, or .tar.gz / .zip archives")
+    p.add_argument("--out", help="CSV file to write (default: standard output)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per prediction batch (default 256)")
+    p.set_defaults(handler=predict)
     return parser
 
 
@@ -250,13 +275,12 @@ def main(argv=None):
 
         keras_tuner.src.config.DEBUG = True
     try:
-        args.handler(args)
+        return args.handler(args) or 0
     except ArchsearchError as error:
         if args.debug:
             raise
         print(f"archsearch: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 def console_main():

@@ -60,7 +60,7 @@ MAX_UNREADABLE_FRACTION = 0.01
 DIGITS_TEST_FRACTION = 0.2
 DECODE_CHUNK = 1000  # images per task of the decoding pool
 _TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?$")
-_UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 _CACHE_VERSION = 2  # bump when the cached arrays' meaning changes
 
 
@@ -452,7 +452,7 @@ def _decode_chunk(task):
     for index, job in jobs:
         try:
             array = _decode_image(job, grayscale, size)
-        except _UNREADABLE as error:
+        except UNREADABLE_ERRORS as error:
             failures.append((index, f"{type(error).__name__}: {error}"))
             continue
         groups[array.shape][0].append(index)
@@ -947,7 +947,7 @@ def _sampled_shape(entries, samples=20):
         try:
             with Image.open(job if isinstance(job, str) else io.BytesIO(job)) as image:
                 shapes[(image.height, image.width, 1 if image.mode in GRAY_MODES else 3)] += 1
-        except _UNREADABLE:
+        except UNREADABLE_ERRORS:
             continue
     if not shapes:
         raise DataError(f"none of the sampled images can be read, e.g. {entries[0][1]}")

@@ -22,7 +22,7 @@ from archsearch import baselines, dimensions
 from archsearch.architecture import plan
 from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError
-from archsearch.export import export_model, export_summary
+from archsearch.export import export_model, export_summary, stored_dataset
 from archsearch.progress import EpochProgress, TrialProgress
 from archsearch.results import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
 from archsearch.retrain import Evaluation, retrain, summarize
@@ -206,13 +206,14 @@ def _run_locked(space, results, data_dir, resume, log):
     write_csv(leaderboard, results / LEADERBOARD)
 
     record("exporting")
-    winner = keras.saving.load_model(_retrain_stem(results, best.iloc[0]["trial_id"], 0).with_suffix(".keras"))
-    difference = export_model(winner, results / "best", dataset.x_test[:64])
-    record("complete", export_max_difference=difference, retrain_epochs=epochs)
+    stem = _retrain_stem(results, best.iloc[0]["trial_id"], 0)
+    stored = stored_dataset(space.data, dataset, data_dir=data_dir)
+    check = export_model(keras.saving.load_model(stem.with_suffix(".keras")), results / "best", stored, read_json(stem.with_suffix(".json"))["accuracy"])
+    record("complete", export_check=check, retrain_epochs=epochs)
     winner_row = next(row for row in rows if row["trial_id"] == leaderboard.iloc[0]["trial_id"])
     architecture = plan({n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes)
     log(leaderboard_table(leaderboard, space.searched()))
-    log(headline(leaderboard, architecture.point, results, export_summary(results / "best", difference)))
+    log(headline(leaderboard, architecture.point, results, export_summary(results / "best", check)))
     return leaderboard
 
 

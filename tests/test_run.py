@@ -68,7 +68,7 @@ def test_test_figures_equal_those_recomputed_from_the_saved_model(finished, digi
     results, board = finished
     arrays = np.load(digits_npz)
     served = tf.saved_model.load(str(results / "best" / "saved_model")).signatures["serve"]
-    probabilities = served(image=tf.constant(arrays["x_test"]))["output_0"].numpy()
+    probabilities = served(image=tf.constant(arrays["x_test"]))["probabilities"].numpy()
     predicted = probabilities.argmax(axis=1)
     winner = board[board["rank"] == 1].iloc[0]  # one seed: its model is the exported one
     assert winner["test_accuracy"] == pytest.approx(np.mean(predicted == arrays["y_test"]), abs=1e-9)
@@ -81,7 +81,7 @@ def test_saved_model_and_keras_model_predict_the_same(finished, digits_npz):
     results, _ = finished
     images = np.load(digits_npz)["x_test"][:32]
     keras_probabilities = keras.saving.load_model(results / "best" / "model.keras").predict(images, verbose=0)
-    served = tf.saved_model.load(str(results / "best" / "saved_model")).signatures["serve"](image=tf.constant(images))["output_0"]
+    served = tf.saved_model.load(str(results / "best" / "saved_model")).signatures["serve"](image=tf.constant(images))["probabilities"]
     np.testing.assert_allclose(served.numpy(), keras_probabilities, atol=1e-5)
 
 
@@ -171,7 +171,7 @@ def test_export_command_writes_a_checked_saved_model(finished, tmp_path, capsys)
     assert main(["export", str(results), "--out", str(tmp_path / "exported"), "--rank", "2"]) == 0
     assert "exported rank 2" in capsys.readouterr().out
     served = tf.saved_model.load(str(tmp_path / "exported" / "saved_model")).signatures["serve"]
-    assert served(image=tf.zeros((3, 8, 8, 1), tf.uint8))["output_0"].shape == (3, 10)
+    assert served(image=tf.zeros((3, 8, 8, 1), tf.uint8))["probabilities"].shape == (3, 10)
     assert main(["export", str(results), "--out", str(tmp_path / "x"), "--rank", "9"]) == 2
     assert "no rank 9" in capsys.readouterr().err
 

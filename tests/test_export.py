@@ -1,0 +1,199 @@
+"""The exported winner: source images in, named outputs, no archsearch needed to load it, and `archsearch predict`."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from archsearch import Data, Recipe, Retrain, Search, Space, Train
+from archsearch.architecture import plan
+from archsearch.builder import build_model
+from archsearch.cli import main
+from archsearch.export import inference_model
+from archsearch.run import run
+
+CLASSES = ("bars", "rings")
+
+
+def write_rgb_folder(root, train=16, test=6, size=12):
+    """Writes <root>/{train,test}/{bars,rings}/*.jpg: colored RGB JPEGs whose class shows in luma too."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:size, :size]
+    shapes = {"bars": (cols // 3) % 2, "rings": (np.hypot(rows - size / 2, cols - size / 2) // 2) % 2}
+    for split, count in (("train", train), ("test", test)):
+        for name in CLASSES:
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                color = rng.integers(60, 256, 3)
+                pixels = shapes[name][..., None] * color + rng.integers(0, 30, (size, size, 3))
+                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / split / name / f"{i:02d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def gray_run(tmp_path_factory):
+    """A finished run of a grayscale, augmented space on an RGB JPEG folder."""
+    folder = write_rgb_folder(tmp_path_factory.mktemp("rgb") / "shapes")
+    space = Space(
+        name="gray", data=Data(str(folder), grayscale=True, validation=0.25),
+        recipe=Recipe(family="vgg", resolution=12, width=4, stages=1, blocks_per_stage=1),
+        train=Train(epochs=1, batch_size=8, augment=True),
+        search=Search(tuner="random", max_trials=1, seed=0), retrain=Retrain(top_k=1, epochs=1, seeds=1),
+    )
+    results = tmp_path_factory.mktemp("run") / "gray"
+    run(space, results, log=lambda line: None)
+    return results, folder
+
+
+def jpeg_files(folder, split="test"):
+    """The test JPEGs in order, with their labels."""
+    files = [(path, label) for label, name in enumerate(CLASSES) for path in sorted((folder / split / name).glob("*.jpg"))]
+    return [path for path, _ in files], np.array([label for _, label in files])
+
+
+def rgb(paths):
+    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
+
+
+def test_a_grayscale_space_on_rgb_images_exports_a_model_that_takes_rgb(gray_run):
+    results, folder = gray_run
+    paths, _ = jpeg_files(folder)
+    exported = keras.saving.load_model(results / "best" / "model.keras")
+    assert exported.input_shape == (None, None, None, 3)
+    trained = keras.saving.load_model(next((results / "retrain").glob("*_seed0.keras")))
+    assert trained.input_shape == (None, 12, 12, 1)
+    converted = np.stack([np.asarray(Image.open(path).convert("L"))[..., None] for path in paths])
+    expected = trained.predict(converted, verbose=0)
+    served = exported.predict(rgb(paths), verbose=0)
+    np.testing.assert_array_equal(served.argmax(axis=1), expected.argmax(axis=1))
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    contract = json.loads((results / "best" / "model.json").read_text())
+    assert contract["class_names"] == list(CLASSES)
+    assert (contract["input"]["dtype"], contract["input"]["channels"], contract["input"]["color"]) == ("uint8", 3, "RGB")
+
+
+def test_the_export_check_figure_is_the_leaderboards_accuracy_and_is_recorded(gray_run):
+    results, _ = gray_run
+    check = json.loads((results / "run.json").read_text())["export_check"]
+    seed0 = json.loads(next((results / "retrain").glob("*_seed0.json")).read_text())
+    assert check["test_images"] == 2 * 6
+    assert check["expected_test_accuracy"] == seed0["accuracy"]
+    assert check["model_keras_test_accuracy"] == check["saved_model_test_accuracy"] == seed0["accuracy"]
+
+
+def test_luma_and_resize_inside_the_model_match_the_data_layer():
+    model = build_model(plan({"width": 4, "resolution": 8}, (10, 14, 1), 2))
+    adapter = inference_model(model, 3).get_layer("source_to_training")
+    images = np.random.default_rng(1).integers(0, 256, (3, 10, 14, 3), dtype=np.uint8)
+    luma = np.stack([np.asarray(Image.fromarray(image).convert("L")) for image in images])[..., None]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(adapter(images)), luma)  # exact, as Pillow's convert("L")
+    large = np.random.default_rng(2).integers(0, 256, (1, 31, 23, 3), dtype=np.uint8)
+    pillow = np.asarray(Image.fromarray(large[0]).convert("L").resize((14, 10), Image.BILINEAR))
+    resized = keras.ops.convert_to_numpy(adapter(large))[0, ..., 0]
+    assert np.abs(resized.astype(int) - pillow).max() <= 1  # the data layer's bilinear resize, within one level
+
+
+def test_saved_model_cli_lists_the_named_inputs_and_outputs(gray_run):
+    results, _ = gray_run
+    cli = shutil.which("saved_model_cli", path=str(Path(sys.executable).parent)) or shutil.which("saved_model_cli")
+    if cli is None:
+        pytest.skip("TensorFlow's saved_model_cli is not installed")
+    shown = subprocess.run([cli, "show", "--all", "--dir", str(results / "best" / "saved_model")], capture_output=True, text=True, check=True).stdout
+    signatures = {}
+    for block in shown.split("signature_def[")[1:]:
+        name = block.split("'")[1]
+        entries = block.split("Method name is")[0].split("tensor_info:")
+        tensors = [entry.rsplit("[", 1)[-1].split("]")[0].strip("'") for entry in entries[:-1]]
+        dtypes = [entry.split("dtype: ")[1].split()[0] for entry in entries[1:]]
+        shapes = [entry.split("shape: ")[1].splitlines()[0] for entry in entries[1:]]
+        signatures[name] = {tensor: (dtype, shape) for tensor, dtype, shape in zip(tensors, dtypes, shapes)}
+    outputs = {"probabilities": ("DT_FLOAT", "(-1, 2)"), "class_id": ("DT_INT64", "(-1)"), "class_name": ("DT_STRING", "(-1)")}
+    assert signatures["serve"] == {"image": ("DT_UINT8", "(-1, -1, -1, 3)"), **outputs}
+    assert signatures["serve_bytes"] == {"image_bytes": ("DT_STRING", "(-1)"), **outputs}
+    assert signatures["serving_default"] == signatures["serve"]
+    assert signatures["probabilities"] == {"image": ("DT_UINT8", "(-1, -1, -1, 3)"), "output_0": ("DT_FLOAT", "(-1, 2)")}
+    assert set(signatures) == {"__saved_model_init_op", "serve", "serving_default", "serve_bytes", "probabilities"}
+
+
+def test_the_bytes_signature_agrees_with_the_array_signature_on_jpeg_files(gray_run, tmp_path):
+    import tensorflow as tf
+
+    results, folder = gray_run
+    paths, labels = jpeg_files(folder)
+    model = tf.saved_model.load(str(results / "best" / "saved_model"))
+    from_arrays = model.signatures["serve"](image=tf.constant(rgb(paths)))
+    from_files = model.signatures["serve_bytes"](image_bytes=tf.constant([path.read_bytes() for path in paths]))
+    np.testing.assert_array_equal(from_files["class_id"].numpy(), from_arrays["class_id"].numpy())
+    # The same pixels as Pillow decodes (libjpeg's accurate DCT), so the same probabilities.
+    np.testing.assert_allclose(from_files["probabilities"].numpy(), from_arrays["probabilities"].numpy(), atol=1e-6)
+    assert [name.decode() for name in from_files["class_name"].numpy()] == [CLASSES[i] for i in from_files["class_id"].numpy()]
+    # Files of another size in one batch: each is resized inside, as the array signature does it for a batch of one.
+    large = tmp_path / "large.png"
+    Image.open(paths[0]).resize((30, 20), Image.BILINEAR).save(large)
+    mixed = model.signatures["serve_bytes"](image_bytes=tf.constant([large.read_bytes(), paths[1].read_bytes()]))
+    alone = model.signatures["serve"](image=tf.constant(rgb([large])))
+    np.testing.assert_allclose(mixed["probabilities"].numpy()[0], alone["probabilities"].numpy()[0], atol=1e-6)
+
+
+_WITHOUT_ARCHSEARCH = """
+import sys
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "archsearch":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NotInstalled())
+import keras, numpy as np
+model = keras.saving.load_model(sys.argv[1])
+np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))
+assert not [m for m in sys.modules if m.startswith("archsearch")]
+"""
+
+
+def test_model_keras_of_an_augmented_space_loads_without_archsearch(gray_run, tmp_path):
+    results, folder = gray_run
+    paths, _ = jpeg_files(folder)
+    np.save(tmp_path / "images.npy", rgb(paths))
+    command = [sys.executable, "-c", _WITHOUT_ARCHSEARCH, str(results / "best" / "model.keras"), str(tmp_path / "images.npy"), str(tmp_path / "out.npy")]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = keras.saving.load_model(results / "best" / "model.keras").predict(rgb(paths), verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
+
+
+def test_predict_classifies_a_folder_and_names_the_one_corrupt_file(gray_run, tmp_path, capsys):
+    results, folder = gray_run
+    shutil.copytree(folder / "test", tmp_path / "images")
+    corrupt = tmp_path / "images" / "rings" / "03.jpg"
+    corrupt.write_bytes(corrupt.read_bytes()[:40])
+    assert main(["predict", str(results), str(tmp_path / "images"), "--batch-size", "5"]) == 1
+    captured = capsys.readouterr()
+    assert str(corrupt) in captured.err and "skipped 1 unreadable" in captured.err
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert list(rows[0]) == ["path", "class_name", "class_id", "probability_bars", "probability_rings"]
+    paths = [path for path in sorted((tmp_path / "images").rglob("*.jpg")) if path != corrupt]
+    assert [row["path"] for row in rows] == [str(path) for path in paths]
+    expected = keras.saving.load_model(results / "best" / "model.keras").predict(rgb(paths), verbose=0)
+    assert [int(row["class_id"]) for row in rows] == list(expected.argmax(axis=1))
+    assert [row["class_name"] for row in rows] == [CLASSES[i] for i in expected.argmax(axis=1)]
+    np.testing.assert_allclose([[float(row[f"probability_{c}"]) for c in CLASSES] for row in rows], expected, atol=1e-5)
+
+
+def test_predict_reads_archives_and_writes_a_file(gray_run, tmp_path, capsys):
+    results, folder = gray_run
+    archive = shutil.make_archive(str(tmp_path / "shapes"), "gztar", folder.parent, folder.name)
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(results / "best"), archive, "--out", str(out)]) == 0
+    assert "classified 44 image(s)" in capsys.readouterr().err
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 44 and rows[0]["path"].startswith(f"{archive}:shapes/")
+    assert main(["predict", str(tmp_path), archive]) == 2
+    assert "no exported model" in capsys.readouterr().err
