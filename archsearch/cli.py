@@ -290,6 +290,13 @@ def console_main():
     the whole process, so it is done here, in the program's entry point, and
     not in `main()`, which tests call in their own process.
     """
-    if "--debug" not in sys.argv[1:]:
+    debug = "--debug" in sys.argv[1:]
+    if not debug:
         quiet()
-    return main()
+    try:
+        return main()
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`", file=sys.stderr)
+        return 130

@@ -5,8 +5,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -216,3 +218,21 @@ def test_resume_on_the_command_line_without_an_unfinished_run_is_a_clear_error(d
     assert "results/none_yet: no unfinished run to resume" in capsys.readouterr().err
     assert main(["run", str(space), "--resume", str(tmp_path / "elsewhere")]) == 2
     assert f"{tmp_path / 'elsewhere'}: no run to resume here (no run.json)" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_says_how_to_resume_instead_of_a_traceback(tmp_path):
+    space = tmp_path / "space.py"
+    space.write_text("from archsearch import *\nspace = Space(name='slow', data=Data('digits'), train=Train(epochs=1000), search=Search(max_trials=50))\n")
+    process = subprocess.Popen([sys.executable, "-m", "archsearch", "run", str(space)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not list((tmp_path / "results" / "slow").glob("*/tuner")) and time.time() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == "archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`"
+    assert "Traceback" not in err
