@@ -10,6 +10,10 @@
 #                               TRACE=DIR adds a JAX profiler trace of 20 archsearch steps
 #   benchmarks/gpu.sh search    search_spaces/cifar.py for MINUTES=8 of wall time, then
 #                               trials per GPU-hour, compile share, achieved TFLOP/s
+#   benchmarks/gpu.sh cifar10   search_spaces/cifar10_gpu.py (search, retraining, export) for at
+#                               most MINUTES=9; call it again, carrying .runs, to resume the run:
+#                               each call brings back .runs (weights left out) as cifar10_run.tgz,
+#                               to unpack here before the next call (tar xzf ... in the repo root)
 #
 # To rehearse on a CPU: `LIMIT=60 EPOCHS=2 benchmarks/gpu.sh resnet9` (images per class),
 # `SPACE=search_spaces/digits.py MINUTES=1 benchmarks/gpu.sh search ""`.
@@ -76,7 +80,16 @@ search)
   [ -f /tmp/cifar10/leaderboard.csv ] && cp /tmp/cifar10/leaderboard.csv "$out/search_leaderboard.csv"
   python3 benchmarks/search_summary.py /tmp/cifar10 --search-seconds "$wall" | tee "$out/search_summary.json"
   ;;
+cifar10)
+  run=.runs/cifar10_gpu
+  resume=$([ -f "$run/run.json" ] && echo --resume || true)
+  # Stopped at the time limit on purpose: the next call resumes, losing only the trial or
+  # retraining in progress (and a retrained seed 0, whose weights do not travel).
+  timeout --signal=INT "${MINUTES:-9}m" python3 -m archsearch run "${SPACE:-search_spaces/cifar10_gpu.py}" ${data:+--data-dir "$data"} \
+    --results "$run" $resume --mixed-precision ${EXTRA:-} 2>&1 | tee "$out/cifar10_$(date +%H%M%S).log" || true
+  tar czf "$out/cifar10_run.tgz" --exclude='*.keras' --exclude='saved_model' --exclude='checkpoint*' .runs
+  ;;
 *)
-  echo "unknown step $step: versions, check, resnet9 or search" >&2; exit 2
+  echo "unknown step $step: versions, check, resnet9, search or cifar10" >&2; exit 2
   ;;
 esac
