@@ -236,3 +236,16 @@ def test_an_interrupted_run_says_how_to_resume_instead_of_a_traceback(tmp_path):
     assert process.returncode == 130
     assert err.strip().splitlines()[-1] == "archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`"
     assert "Traceback" not in err
+
+
+def test_overwrite_never_deletes_a_run_that_holds_its_lock(two_runs, digits_npz, tmp_path):
+    import filelock
+
+    _, first, *_ = two_runs
+    busy = tmp_path / "busy"
+    shutil.copytree(first, busy, ignore=shutil.ignore_patterns(".lock"))
+    before = checksums(busy)
+    with filelock.FileLock(str(busy / ".lock")):  # as a run still going holds it
+        with pytest.raises(ArchsearchError, match="in use by another archsearch run"):
+            run(tiny_space(digits_npz), busy, overwrite=True, log=lambda line: None)
+    assert checksums(busy) == before
