@@ -191,7 +191,12 @@ def predict(args):
     from archsearch.runs import resolve_run
 
     # An export folder is used as it is; a space's folder stands for its latest complete run.
-    results = args.results if os.path.isfile(os.path.join(args.results, MODEL_JSON)) else resolve_run(args.results, log=_note)
+    results = args.results
+    if not os.path.isfile(os.path.join(results, MODEL_JSON)):
+        try:
+            results = resolve_run(results, log=_note)
+        except ArchsearchError:
+            raise ArchsearchError(f"{results}: no exported model ({MODEL_JSON} and model.keras) and no complete run here") from None
     try:
         classified, unreadable = predict_images(results, args.paths, args.out, batch_size=args.batch_size)
     except BrokenPipeError:  # the reader of standard output (say, `head`) stopped: not an error
