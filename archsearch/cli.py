@@ -13,7 +13,7 @@ import sys
 
 import pandas as pd
 
-from archsearch.console import quiet
+from archsearch.console import interrupt_outside_gc_callbacks, quiet
 from archsearch.errors import ArchsearchError
 
 
@@ -298,6 +298,7 @@ def console_main():
     debug = "--debug" in sys.argv[1:]
     if not debug:
         quiet()
+    interrupt_outside_gc_callbacks()
     try:
         return main()
     except KeyboardInterrupt:

@@ -12,9 +12,11 @@ silenced too; archsearch's own warnings (about your data, say) stay.
 """
 
 import atexit
+import gc
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import warnings
@@ -65,3 +67,24 @@ def quiet(stream_fd=2):
         thread.join(timeout=2)
 
     atexit.register(restore)
+
+
+def interrupt_outside_gc_callbacks():
+    """Makes Ctrl-C raise `KeyboardInterrupt` in the program, never inside a garbage-collector callback.
+
+    Python ignores an exception raised in a gc callback: it prints "Exception
+    ignored in ..." with a traceback and goes on running. JAX, which Keras
+    imports whenever it is installed, registers such a callback, and it runs
+    often while a model trains. A Ctrl-C that lands there is sent again 50 ms
+    later instead, so one press stops the program.
+    """
+    def handler(signum, frame):
+        callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+        while frame is not None:
+            if frame.f_code in callbacks:
+                threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+                return
+            frame = frame.f_back
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)

@@ -229,13 +229,8 @@ def test_an_interrupted_run_says_how_to_resume_instead_of_a_traceback(tmp_path):
         deadline = time.time() + 240
         while not list((tmp_path / "results" / "slow").glob("*/tuner")) and time.time() < deadline:
             time.sleep(0.2)
-        for _ in range(5):  # as a person presses Ctrl-C again: Python ignores one that lands in a garbage-collector callback
-            process.send_signal(signal.SIGINT)
-            try:
-                out, err = process.communicate(timeout=20)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        process.send_signal(signal.SIGINT)  # once: one press of Ctrl-C must do
+        out, err = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 130
