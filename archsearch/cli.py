@@ -106,7 +106,8 @@ def run(args):
         load_space(args.space), tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
         top_k=args.top_k, retrain_epochs=args.retrain_epochs, seeds=args.seeds, seed=args.seed,
     )
-    run_space(space, args.results, data_dir=args.data_dir, resume=args.resume or False, overwrite=args.overwrite)
+    run_space(space, args.results, data_dir=args.data_dir, resume=args.resume or False, overwrite=args.overwrite,
+              tensorboard=args.tensorboard)
 
 
 def runs(args):
@@ -224,6 +225,8 @@ def _parser():
                    help="continue a run: the one --results names, else RUN, else the space's most recent unfinished run")
     p.add_argument("--overwrite", action="store_true", help="start the run that --results names over (deletes it)")
     p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard logs, one run per trial with its hyperparameters, to <run>/tensorboard")
     p.set_defaults(handler=run)
 
     p = commands.add_parser("describe", help="show a space and sample architectures, without training")
