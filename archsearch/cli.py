@@ -1,4 +1,4 @@
-"""The `archsearch` command line: run, runs, describe, data, leaderboard, export, predict.
+"""The `archsearch` command line: run, runs, describe, data, leaderboard, report, export, predict.
 
 Errors that archsearch understands (a bad space file, missing data, an
 infeasible architecture, ...) print one line and exit with status 2;
@@ -162,6 +162,14 @@ def _note(line):
     print(line, file=sys.stderr)
 
 
+def report(args):
+    from archsearch.report import write_report
+    from archsearch.runs import resolve_run
+
+    path = write_report(resolve_run(args.results, log=_note), data_dir=args.data_dir, log=_note)
+    print(f"report: {path}")
+
+
 def export(args):
     import keras
 
@@ -253,6 +261,11 @@ def _parser():
     p.add_argument("results", help="a run directory, or a space's results folder (its most recent complete run)")
     p.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
     p.set_defaults(handler=leaderboard)
+
+    p = commands.add_parser("report", help="write a finished run's report.html: figures, leaderboard, facts")
+    p.add_argument("results", help="a run directory, or a space's results folder (its most recent complete run)")
+    p.add_argument("--data-dir", help="local copy of the data, for the winner's confusion matrix and misclassified images")
+    p.set_defaults(handler=report)
 
     p = commands.add_parser("export", help="export a retrained model of a finished run")
     p.add_argument("results", help="a run directory, or a space's results folder (its most recent complete run)")
