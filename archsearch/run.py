@@ -25,6 +25,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.export import export_model, export_summary, stored_dataset
 from archsearch.history import EpochHistory
 from archsearch.progress import EpochProgress, TrialProgress
+from archsearch.report import write_report
 from archsearch.results import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
 from archsearch.retrain import Evaluation, retrain, summarize
 from archsearch.runs import LEADERBOARD, RUN, TRIALS, is_run, latest_unfinished, new_run_dir
@@ -218,6 +219,7 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
     architecture = plan({n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes)
     log(leaderboard_table(leaderboard, space.searched()))
     log(headline(leaderboard, architecture.point, results, export_summary(results / "best", check)))
+    log(f"report: {write_report(results, stored=stored, log=log)}")
     return leaderboard
 
 
