@@ -59,12 +59,15 @@ def cost_figure(trials, leaderboard):
         for _, row in ranked.iterrows():
             axis.annotate(f"rank {row['rank']}", (float(row[cost]), float(row["test_accuracy"])),
                           textcoords="offset points", xytext=(6, -10), fontsize=8, color=RETRAINED_COLOR)
-        for _, row in leaderboard[leaderboard["baseline"].astype(bool)].iterrows():
+        # Lowest first, labelled below its line; the others above theirs, on alternating sides.
+        baselines = leaderboard[leaderboard["baseline"].astype(bool)].sort_values("test_accuracy")
+        for position, (_, row) in enumerate(baselines.iterrows()):
+            side, offset = (0.01, -11) if position == 0 else (0.99 if position % 2 else 0.01, 3)
             name = str(row["trial_id"]).removeprefix("baseline:").replace("_", " ")
             axis.axhline(float(row["test_accuracy"]), color=BASELINE_COLOR, linestyle="--", linewidth=1)
             axis.annotate(f"baseline: {name} {100 * float(row['test_accuracy']):.1f}%",
-                          (0.01, float(row["test_accuracy"])), xycoords=("axes fraction", "data"),
-                          textcoords="offset points", xytext=(0, 3), fontsize=8, color=BASELINE_COLOR)
+                          (side, float(row["test_accuracy"])), xycoords=("axes fraction", "data"), ha="left" if side < 0.5 else "right",
+                          textcoords="offset points", xytext=(0, offset), fontsize=8, color=BASELINE_COLOR)
         axis.set_xscale("log")
         axis.set_xlabel(label)
         axis.set_ylabel("accuracy")
@@ -94,7 +97,9 @@ def dimension_figure(trials, searched):
         if _is_continuous(trials[name]):
             axis.scatter(completed[name].astype(float), completed["val_accuracy"].astype(float), s=18, color=TRIAL_COLOR)
             others = trials[trials["status"] != "completed"]
-            axis.set_xscale("log" if (trials[name].astype(float) > 0).all() else "linear")
+            if (trials[name].astype(float) > 0).all():
+                axis.set_xscale("log")
+                axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)  # a narrow range labels minor ticks
             failed = ", ".join(f"{(others['status'] == s).sum()} {s}" for s in STATUS_MARKERS if (others["status"] == s).any())
             axis.set_xlabel(name + (f" ({failed})" if failed else ""))
         else:
@@ -170,7 +175,7 @@ def curves_figure(history):
 
 def confusion_figure(labels, predicted, class_names):
     """The confusion matrix on the test split (scikit-learn), rows true classes, columns predicted."""
-    size = min(9, 2.5 + 0.55 * len(class_names))
+    size = min(8, 2.2 + 0.45 * len(class_names))
     figure = Figure(figsize=(size, size * 0.85), layout="constrained")
     axis = figure.subplots()
     ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=range(len(class_names)), display_labels=class_names,
