@@ -217,9 +217,9 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
     record("complete", export_check=check, retrain_epochs=epochs)
     winner_row = next(row for row in rows if row["trial_id"] == leaderboard.iloc[0]["trial_id"])
     architecture = plan({n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes)
+    write_report(results, stored=stored, log=log)
     log(leaderboard_table(leaderboard, space.searched()))
     log(headline(leaderboard, architecture.point, results, export_summary(results / "best", check)))
-    log(f"report: {write_report(results, stored=stored, log=log)}")
     return leaderboard
 
 
