@@ -69,23 +69,24 @@ def cost_figure(trials, leaderboard):
                           (side, float(row["test_accuracy"])), xycoords=("axes fraction", "data"), ha="left" if side < 0.5 else "right",
                           textcoords="offset points", xytext=(0, offset), fontsize=8, color=BASELINE_COLOR)
         axis.set_xscale("log")
+        axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)  # a narrow range labels minor ticks
         axis.set_xlabel(label)
         axis.set_ylabel("accuracy")
         _percent_axis(axis)
-    figure.axes[0].legend(fontsize=8, loc="lower right")
+    figure.axes[0].legend(fontsize=8, loc="best")
     return figure
 
 
-def _is_continuous(values):
-    numeric = pd.to_numeric(values, errors="coerce")
-    return numeric.notna().all() and numeric.nunique() > 6
-
-
-def dimension_figure(trials, searched):
+def dimension_figure(trials, searched, continuous=()):
     """Validation accuracy by value of each searched dimension, failed and infeasible trials counted per value.
 
     A dimension with a few values gets a box per value with the trials as
     points over it; a continuous one (a learning rate, say) a scatter plot.
+
+    Args:
+        trials: the run's `trials.csv`.
+        searched: the dimensions the space searched.
+        continuous: those of them drawn from a range rather than a few choices.
     """
     columns = min(3, max(1, len(searched)))
     rows = -(-len(searched) // columns) or 1
@@ -94,7 +95,7 @@ def dimension_figure(trials, searched):
     rng = np.random.default_rng(0)
     for axis, name in zip(axes, searched):
         completed = trials[trials["status"] == "completed"]
-        if _is_continuous(trials[name]):
+        if name in continuous:
             axis.scatter(completed[name].astype(float), completed["val_accuracy"].astype(float), s=18, color=TRIAL_COLOR)
             others = trials[trials["status"] != "completed"]
             if (trials[name].astype(float) > 0).all():
@@ -175,7 +176,7 @@ def curves_figure(history):
 
 def confusion_figure(labels, predicted, class_names):
     """The confusion matrix on the test split (scikit-learn), rows true classes, columns predicted."""
-    size = min(8, 2.2 + 0.45 * len(class_names))
+    size = min(8, max(4, 2.2 + 0.45 * len(class_names)))
     figure = Figure(figsize=(size, size * 0.85), layout="constrained")
     axis = figure.subplots()
     ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=range(len(class_names)), display_labels=class_names,

@@ -22,7 +22,7 @@ import pandas as pd
 
 from archsearch import dimensions, plots
 from archsearch.architecture import plan
-from archsearch.data import Data, load_data
+from archsearch.data import Data, data_summary, load_data
 from archsearch.errors import ArchsearchError
 from archsearch.export import stored_dataset
 from archsearch.history import HISTORY, read_history
@@ -83,7 +83,7 @@ def write_report(run, *, stored=None, data_dir=None, log=None):
                  "Every trial's validation accuracy against its size, with the trials' Pareto front (no trial is both "
                  "cheaper and more accurate). The retrained architectures are drawn at their test accuracy ± standard "
                  "deviation over seeds; dashed lines are the baselines' test accuracy."),
-        _section("What mattered", _image(plots.dimension_figure(trials, searched), "validation accuracy by dimension"),
+        _section("What mattered", _image(plots.dimension_figure(trials, searched, _ranges(meta)), "validation accuracy by dimension"),
                  "Validation accuracy of the completed trials by value of each dimension the space searched; "
                  "failed and infeasible trials are counted under each value."),
         _section("Search progress", _image(plots.progress_figure(trials), "best validation accuracy so far"),
@@ -108,6 +108,12 @@ def write_report(run, *, stored=None, data_dir=None, log=None):
             f'<p class="lead">{lead}</p>\n' + "\n".join(sections) + "\n</body>\n</html>\n")
     write_atomic(run / REPORT, page)
     return run / REPORT
+
+
+def _ranges(meta):
+    """The dimensions the space declared as ranges (`uniform(...)`, `log_uniform(...)`), from run.json."""
+    declared = meta["space"].get("dimensions") or {}
+    return [name for name, value in declared.items() if str(value).startswith(("uniform(", "log_uniform("))]
 
 
 def _winner_point(winner, meta):
@@ -157,9 +163,13 @@ def _winner_predictions(run, meta, stored, data_dir):
     if stored is None:
         declaration = Data(**meta["space"]["data"])
         try:
-            stored = stored_dataset(declaration, load_data(declaration, data_dir=data_dir), data_dir=data_dir)
+            dataset = load_data(declaration, data_dir=data_dir)
         except ArchsearchError as error:
             return f"the test data could not be loaded ({error}); pass --data-dir"
+        found, recorded = data_summary(dataset)["fingerprint"], meta["data"].get("fingerprint")
+        if found != recorded:
+            return f"the data found ({data_summary(dataset)['source']}, fingerprint {found}) is not this run's (fingerprint {recorded})"
+        stored = stored_dataset(declaration, dataset, data_dir=data_dir)
     predicted = predict_classes(keras.saving.load_model(model_path), stored.x_test)
     return stored.x_test, np.asarray(stored.y_test), predicted
 
