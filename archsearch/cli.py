@@ -1,4 +1,4 @@
-"""The `archsearch` command line: run, runs, describe, data, leaderboard, export, predict.
+"""The `archsearch` command line: run, runs, describe, data, leaderboard, report, export, predict.
 
 Errors that archsearch understands (a bad space file, missing data, an
 infeasible architecture, ...) print one line and exit with status 2;
@@ -106,7 +106,8 @@ def run(args):
         load_space(args.space), tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
         top_k=args.top_k, retrain_epochs=args.retrain_epochs, seeds=args.seeds, seed=args.seed,
     )
-    run_space(space, args.results, data_dir=args.data_dir, resume=args.resume or False, overwrite=args.overwrite)
+    run_space(space, args.results, data_dir=args.data_dir, resume=args.resume or False, overwrite=args.overwrite,
+              tensorboard=args.tensorboard)
 
 
 def runs(args):
@@ -159,6 +160,14 @@ def leaderboard(args):
 def _note(line):
     """A remark for the person at the terminal, kept out of the output scripts read."""
     print(line, file=sys.stderr)
+
+
+def report(args):
+    from archsearch.report import write_report
+    from archsearch.runs import resolve_run
+
+    path = write_report(resolve_run(args.results, log=_note), data_dir=args.data_dir, log=_note)
+    print(f"report: {path}")
 
 
 def export(args):
@@ -229,6 +238,8 @@ def _parser():
                    help="continue a run: the one --results names, else RUN, else the space's most recent unfinished run")
     p.add_argument("--overwrite", action="store_true", help="start the run that --results names over (deletes it)")
     p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard logs, one run per trial with its hyperparameters, to <run>/tensorboard")
     p.set_defaults(handler=run)
 
     p = commands.add_parser("describe", help="show a space and sample architectures, without training")
@@ -255,6 +266,11 @@ def _parser():
     p.add_argument("results", help="a run directory, or a space's results folder (its most recent complete run)")
     p.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
     p.set_defaults(handler=leaderboard)
+
+    p = commands.add_parser("report", help="write a finished run's report.html: figures, leaderboard, facts")
+    p.add_argument("results", help="a run directory, or a space's results folder (its most recent complete run)")
+    p.add_argument("--data-dir", help="local copy of the data, for the winner's confusion matrix and misclassified images")
+    p.set_defaults(handler=report)
 
     p = commands.add_parser("export", help="export a retrained model of a finished run")
     p.add_argument("results", help="a run directory, or a space's results folder (its most recent complete run)")

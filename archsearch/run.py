@@ -23,13 +23,16 @@ from archsearch.architecture import plan
 from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError
 from archsearch.export import export_model, export_summary, stored_dataset
+from archsearch.history import EpochHistory
 from archsearch.progress import EpochProgress, TrialProgress
+from archsearch.report import write_report
 from archsearch.results import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
 from archsearch.retrain import Evaluation, retrain, summarize
 from archsearch.runs import LEADERBOARD, RUN, TRIALS, is_run, latest_unfinished, new_run_dir
 from archsearch.search import SearchStopped, make_tuner
 from archsearch.space import Train
 from archsearch.summary import headline, leaderboard_table
+from archsearch.tensorboard_logs import tensorboard_callback
 
 PACKAGES = ("archsearch", "keras", "keras-tuner", "tensorflow", "jax", "numpy", "pandas", "scikit-learn")
 
@@ -118,7 +121,7 @@ def _prepare(results, resume, overwrite, space):
             )
 
 
-def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, log=print):
+def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, tensorboard=False, log=print):
     """Runs a space end to end: search, retrain the top-k, test, leaderboard, export.
 
     Every run has a directory of its own: by default a new one,
@@ -134,6 +137,8 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, lo
         resume: `True` continues `results`, or else the most recent
             unfinished run of the space; a path continues that run.
         overwrite: start the run named by `results` over, once its lock is held.
+        tensorboard: also write TensorBoard logs of the search, one run per
+            trial with its hyperparameters (`<run>/tensorboard`; TensorFlow backend).
         log: where progress lines go.
 
     Returns:
@@ -155,12 +160,12 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, lo
         raise ArchsearchError(f"{results} is in use by another archsearch run (lock {results / '.lock'})") from None
     with lock:
         _prepare(results, bool(resume), overwrite, space)
-        leaderboard = _run_locked(space, results, data_dir, bool(resume), log)
+        leaderboard = _run_locked(space, results, data_dir, bool(resume), tensorboard, log)
     leaderboard.attrs["run"] = str(results)
     return leaderboard
 
 
-def _run_locked(space, results, data_dir, resume, log):
+def _run_locked(space, results, data_dir, resume, tensorboard, log):
     session_start = time.perf_counter()
     previous = read_json(results / RUN) if resume else {}
     dataset = load_data(space.data, data_dir=data_dir)
@@ -190,7 +195,7 @@ def _run_locked(space, results, data_dir, resume, log):
 
     record("searching")
     start = time.perf_counter()
-    trials = _search(space, dataset, results, resume, record, log)
+    trials = _search(space, dataset, results, resume, tensorboard, record, log)
     metadata["search_seconds"] = round(time.perf_counter() - start, 1)
     best = best_trials(trials, space.retrain.top_k)
     if best.empty:
@@ -212,18 +217,20 @@ def _run_locked(space, results, data_dir, resume, log):
     record("complete", export_check=check, retrain_epochs=epochs)
     winner_row = next(row for row in rows if row["trial_id"] == leaderboard.iloc[0]["trial_id"])
     architecture = plan({n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes)
+    write_report(results, stored=stored, log=log)
     log(leaderboard_table(leaderboard, space.searched()))
     log(headline(leaderboard, architecture.point, results, export_summary(results / "best", check)))
     return leaderboard
 
 
-def _search(space, dataset, results, resume, record, log):
+def _search(space, dataset, results, resume, tensorboard, record, log):
     """Runs (or resumes) the Keras Tuner search; returns the trials table."""
     progress = TrialProgress(results, space.search.max_trials, log)
-    tuner = make_tuner(space, dataset, results, overwrite=not resume, on_trial_end=progress)
+    tuner = make_tuner(space, dataset, results, overwrite=not resume, on_trial_end=progress,
+                       trial_callbacks=lambda trial_id: [EpochHistory(results, trial_id, "search")])
     try:
         tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
-                     callbacks=[EpochProgress(progress)], verbose=0)
+                     callbacks=[EpochProgress(progress), *([tensorboard_callback(results)] if tensorboard else [])], verbose=0)
     except SearchStopped as error:
         record("stopped", reason=str(error))
         raise
@@ -239,7 +246,8 @@ def _retrain_trial(trial, position, count, space, dataset, epochs, results, log)
     evaluations = []
     for seed in range(space.retrain.seeds):
         label = f"retrain {position}/{count} [{trial['trial_id']}] seed {seed}"
-        evaluation = _retrain_once(point, dataset, seed, epochs, _retrain_stem(results, trial["trial_id"], seed), label)
+        callbacks = [EpochProgress(label), EpochHistory(results, trial["trial_id"], "retrain", seed)]
+        evaluation = _retrain_once(point, dataset, seed, epochs, _retrain_stem(results, trial["trial_id"], seed), callbacks)
         evaluations.append(evaluation)
         log(f"{label}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
     stats = summarize(evaluations)
@@ -255,7 +263,7 @@ def _retrain_stem(results, trial_id, seed):
     return results / "retrain" / f"trial_{trial_id}_seed{seed}"
 
 
-def _retrain_once(point, dataset, seed, epochs, stem, label):
+def _retrain_once(point, dataset, seed, epochs, stem, callbacks):
     """Retrains one (architecture, seed), or reads its saved result when resuming.
 
     Only seed 0's model is kept (as `<stem>.keras`): it is the one exported.
@@ -266,7 +274,7 @@ def _retrain_once(point, dataset, seed, epochs, stem, label):
     record, saved = stem.with_suffix(".json"), stem.with_suffix(".keras")
     if record.exists() and (seed != 0 or saved.exists()):
         return Evaluation(**read_json(record))
-    model, evaluation = retrain(point, dataset, seed, epochs, callbacks=[EpochProgress(label)])
+    model, evaluation = retrain(point, dataset, seed, epochs, callbacks=callbacks)
     stem.parent.mkdir(parents=True, exist_ok=True)
     if seed == 0:
         model.save(saved)

@@ -20,6 +20,7 @@ from sklearn.metrics import balanced_accuracy_score
 from archsearch.architecture import check_constraints, plan
 from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
+from archsearch.tensorboard_logs import write_scores
 from archsearch.training import predict_classes, train
 
 # Keras Tuner prints every failed trial's traceback unless told otherwise; the
@@ -133,9 +134,13 @@ class SpaceHyperModel(keras_tuner.HyperModel):
             raise
         x_val, y_val = validation_data
         predicted = predict_classes(model, x_val)
-        return {
+        scores = {
             OBJECTIVE: float(np.mean(predicted == y_val)),
             "val_balanced_error_rate": 1.0 - balanced_accuracy_score(y_val, predicted),
+        }
+        write_scores(callbacks, scores, epochs)
+        return {
+            **scores,
             "seconds": seconds,
             "compile_seconds": monitor.compile_seconds,
             "epochs": float(epochs),
@@ -149,14 +154,16 @@ def _mixin(tuner_class):
       that train, up to `INFEASIBLE_LIMIT` infeasible samples per trial.
     - Failures: the search stops after `max_consecutive_failures` real
       failures in a row (Keras Tuner's own limit would count infeasible ones).
-    - Each trial is seeded from its id; `on_trial_end(tuner)` is called after each.
+    - Each trial is seeded from its id; `trial_callbacks(trial_id)` adds
+      callbacks for its training; `on_trial_end(tuner)` is called after each.
     """
 
     class Tuner(tuner_class):
-        def __init__(self, *args, budget, on_trial_end=None, max_consecutive_failures=5, **kwargs):
+        def __init__(self, *args, budget, on_trial_end=None, trial_callbacks=None, max_consecutive_failures=5, **kwargs):
             super().__init__(*args, max_consecutive_failed_trials=10**9, **kwargs)
             self.budget = budget
             self.report = on_trial_end
+            self.trial_callbacks = trial_callbacks
             self.max_consecutive_failures = max_consecutive_failures
 
         def on_search_begin(self):
@@ -167,6 +174,8 @@ def _mixin(tuner_class):
             # Each trial's weights and shuffling depend on its id alone, so a
             # resumed search repeats an interrupted trial exactly.
             keras.utils.set_random_seed(self.oracle.seed + int(trial.trial_id))
+            if self.trial_callbacks:
+                kwargs["callbacks"] = [*kwargs.get("callbacks", []), *self.trial_callbacks(trial.trial_id)]
             return super().run_trial(trial, *args, **kwargs)
 
         def on_trial_end(self, trial):
@@ -235,7 +244,7 @@ def failure_reason(trial):
     return reason[len(prefix):] if reason.startswith(prefix) else reason
 
 
-def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None):
+def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None, trial_callbacks=None):
     """Returns the Keras Tuner tuner a space asks for.
 
     Args:
@@ -245,6 +254,8 @@ def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None):
             checkpoints); a run resumes from it when `overwrite` is false.
         overwrite: start afresh rather than resume.
         on_trial_end: called with the tuner after each trial.
+        trial_callbacks: called with a trial's id, returns Keras callbacks for
+            that trial's training alone (its per-epoch history, say).
 
     Returns:
         A Keras Tuner tuner whose `search(x, y, validation_data=...)` runs it.
@@ -260,6 +271,7 @@ def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None):
         project_name="tuner",
         overwrite=overwrite,
         on_trial_end=on_trial_end,
+        trial_callbacks=trial_callbacks,
         max_consecutive_failures=search.max_consecutive_failures,
         budget=search.max_trials,
     )

@@ -85,7 +85,7 @@ def headline(leaderboard, point, run_dir, export_line):
             for row in baselines.itertuples()
         ))
     lines += [
-        f"run: {run_dir} (leaderboard.csv, trials.csv, run.json)",
+        f"run: {run_dir} (report.html, leaderboard.csv, trials.csv, run.json)",
         f"export: {export_line}",
     ]
     return "\n".join(lines)

@@ -1,0 +1,233 @@
+"""The report's figures, drawn with matplotlib from a run's tables.
+
+Each function takes DataFrames or arrays and returns a `matplotlib.figure.Figure`
+(no pyplot, so no global state and no display is needed). Accuracies are
+fractions in the tables and percentages on the axes.
+"""
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+from sklearn.metrics import ConfusionMatrixDisplay
+
+TRIAL_COLOR, RETRAINED_COLOR, FRONT_COLOR, BASELINE_COLOR = "#4c72b0", "#c44e52", "#55a868", "#777777"
+STATUS_MARKERS = {"failed": "x", "infeasible": "+"}
+
+
+def _percent_axis(axis):
+    axis.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axis.grid(True, alpha=0.3)
+
+
+def pareto_front(cost, accuracy):
+    """Returns a boolean mask of the points no other point beats: none cheaper (or as cheap) is as accurate.
+
+    Example:
+
+    >>> pareto_front([1, 2, 3, 4], [0.5, 0.4, 0.7, 0.6]).tolist()
+    [True, False, True, False]
+    """
+    cost, accuracy = np.asarray(cost, float), np.asarray(accuracy, float)
+    order = np.lexsort((-accuracy, cost))
+    front = np.zeros(len(cost), bool)
+    best = -np.inf
+    for i in order:
+        if accuracy[i] > best:
+            front[i], best = True, accuracy[i]
+    return front
+
+
+def cost_figure(trials, leaderboard):
+    """Validation accuracy against parameters and against FLOPs, the Pareto front marked.
+
+    Retrained architectures are drawn at their test accuracy ± std over
+    seeds; the baselines' test accuracies are horizontal reference lines.
+    """
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    completed = trials[trials["status"] == "completed"].astype({"params": float, "flops": float, "val_accuracy": float})
+    ranked = leaderboard[~leaderboard["baseline"].astype(bool)]
+    for axis, cost, label in zip(figure.subplots(1, 2), ("params", "flops"), ("parameters", "FLOPs per image")):
+        axis.scatter(completed[cost], completed["val_accuracy"], s=22, color=TRIAL_COLOR, alpha=0.7,
+                     label="trial (validation accuracy)")
+        front = completed[pareto_front(completed[cost], completed["val_accuracy"])].sort_values(cost)
+        axis.step(front[cost], front["val_accuracy"], where="post", color=FRONT_COLOR, linewidth=1.5,
+                  label="Pareto front of the trials")
+        axis.errorbar(ranked[cost].astype(float), ranked["test_accuracy"].astype(float),
+                      yerr=ranked["test_accuracy_std"].astype(float), fmt="D", color=RETRAINED_COLOR, capsize=3,
+                      label="retrained (test accuracy ± std)")
+        for _, row in ranked.iterrows():
+            axis.annotate(f"rank {row['rank']}", (float(row[cost]), float(row["test_accuracy"])),
+                          textcoords="offset points", xytext=(6, -10), fontsize=8, color=RETRAINED_COLOR)
+        # Lowest first, labelled below its line; the others above theirs, on alternating sides.
+        baselines = leaderboard[leaderboard["baseline"].astype(bool)].sort_values("test_accuracy")
+        for position, (_, row) in enumerate(baselines.iterrows()):
+            side, offset = (0.01, -11) if position == 0 else (0.99 if position % 2 else 0.01, 3)
+            name = str(row["trial_id"]).removeprefix("baseline:").replace("_", " ")
+            axis.axhline(float(row["test_accuracy"]), color=BASELINE_COLOR, linestyle="--", linewidth=1)
+            axis.annotate(f"baseline: {name} {100 * float(row['test_accuracy']):.1f}%",
+                          (side, float(row["test_accuracy"])), xycoords=("axes fraction", "data"), ha="left" if side < 0.5 else "right",
+                          textcoords="offset points", xytext=(0, offset), fontsize=8, color=BASELINE_COLOR)
+        axis.set_xscale("log")
+        axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)  # a narrow range labels minor ticks
+        axis.set_xlabel(label)
+        axis.set_ylabel("accuracy")
+        _percent_axis(axis)
+    figure.axes[0].legend(fontsize=8, loc="best")
+    return figure
+
+
+def dimension_figure(trials, searched, continuous=()):
+    """Validation accuracy by value of each searched dimension, failed and infeasible trials counted per value.
+
+    A dimension with a few values gets a box per value with the trials as
+    points over it; a continuous one (a learning rate, say) a scatter plot.
+
+    Args:
+        trials: the run's `trials.csv`.
+        searched: the dimensions the space searched.
+        continuous: those of them drawn from a range rather than a few choices.
+    """
+    columns = min(3, max(1, len(searched)))
+    rows = -(-len(searched) // columns) or 1
+    figure = Figure(figsize=(11, 3.1 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    rng = np.random.default_rng(0)
+    for axis, name in zip(axes, searched):
+        completed = trials[trials["status"] == "completed"]
+        if name in continuous:
+            axis.scatter(completed[name].astype(float), completed["val_accuracy"].astype(float), s=18, color=TRIAL_COLOR)
+            others = trials[trials["status"] != "completed"]
+            if (trials[name].astype(float) > 0).all():
+                axis.set_xscale("log")
+                axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)  # a narrow range labels minor ticks
+            failed = ", ".join(f"{(others['status'] == s).sum()} {s}" for s in STATUS_MARKERS if (others["status"] == s).any())
+            axis.set_xlabel(name + (f" ({failed})" if failed else ""))
+        else:
+            values = sorted(trials[name].astype(str).unique(), key=_value_order)
+            groups = [completed.loc[completed[name].astype(str) == v, "val_accuracy"].astype(float) for v in values]
+            axis.boxplot([g for g in groups], positions=range(len(values)), widths=0.5, showfliers=False,
+                         medianprops={"color": TRIAL_COLOR})
+            for position, group in enumerate(groups):
+                axis.scatter(position + rng.uniform(-0.12, 0.12, len(group)), group, s=14, color=TRIAL_COLOR, alpha=0.7, zorder=3)
+            labels = []
+            for value in values:
+                counts = trials.loc[trials[name].astype(str) == value, "status"].value_counts()
+                notes = [f"{counts[s]} {s}" for s in STATUS_MARKERS if counts.get(s, 0)]
+                labels.append(value + ("\n" + ", ".join(notes) if notes else ""))
+            axis.set_xticks(range(len(values)), labels, fontsize=8)
+            axis.set_xlabel(name)
+        axis.set_ylabel("validation accuracy")
+        _percent_axis(axis)
+    for axis in axes[len(searched):]:
+        axis.set_visible(False)
+    return figure
+
+
+def _value_order(value):
+    """Sorts numbers numerically before words: 8, 16, 32, auto."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def progress_figure(trials):
+    """The best validation accuracy so far, against trial number and against the trials' training time."""
+    figure = Figure(figsize=(11, 3.6), layout="constrained")
+    order = trials.assign(number=pd.to_numeric(trials["trial_id"])).sort_values("number")
+    accuracy = order["val_accuracy"].astype(float)
+    best = accuracy.fillna(-np.inf).cummax().replace(-np.inf, np.nan)
+    minutes = order["seconds"].astype(float).fillna(0).cumsum() / 60
+    for axis, x, label in zip(figure.subplots(1, 2), (order["number"], minutes),
+                              ("trial number", "training time of the trials so far (minutes)")):
+        axis.scatter(x, accuracy, s=18, color=TRIAL_COLOR, alpha=0.6, label="trial")
+        axis.step(x, best, where="post", color=RETRAINED_COLOR, linewidth=1.8, label="best so far")
+        axis.set_xlabel(label)
+        axis.set_ylabel("validation accuracy")
+        _percent_axis(axis)
+    figure.axes[0].legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def curves_figure(history):
+    """Training loss and accuracy per epoch of one architecture: its search trial and each retraining seed.
+
+    Args:
+        history: the architecture's rows of `history.csv`.
+    """
+    figure = Figure(figsize=(11, 3.6), layout="constrained")
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    for (phase, seed), rows in history.groupby(["phase", history["seed"].fillna(-1)], sort=False):
+        label = "search trial (train split)" if phase == "search" else f"retraining, seed {int(seed)} (train + validation)"
+        style = {"linestyle": "--", "color": TRIAL_COLOR} if phase == "search" else {}
+        loss_axis.plot(rows["epoch"], rows["loss"].astype(float), marker=".", label=label, **style)
+        accuracy_axis.plot(rows["epoch"], rows["accuracy"].astype(float), marker=".", label=label, **style)
+    loss_axis.set_ylabel("training loss")
+    loss_axis.set_yscale("log")
+    loss_axis.grid(True, alpha=0.3)
+    accuracy_axis.set_ylabel("training accuracy")
+    _percent_axis(accuracy_axis)
+    for axis in (loss_axis, accuracy_axis):
+        axis.set_xlabel("epoch")
+    accuracy_axis.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def confusion_figure(labels, predicted, class_names):
+    """The confusion matrix on the test split (scikit-learn), rows true classes, columns predicted."""
+    size = min(8, max(4, 2.2 + 0.45 * len(class_names)))
+    figure = Figure(figsize=(size, size * 0.85), layout="constrained")
+    axis = figure.subplots()
+    ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=range(len(class_names)), display_labels=class_names,
+                                            ax=axis, colorbar=False, cmap="Blues", values_format="d")
+    axis.tick_params(axis="x", labelrotation=45 if max(map(len, class_names)) > 3 else 0)
+    return figure
+
+
+def recall_figure(leaderboard, class_names):
+    """Per-class test recall of the winner (mean over seeds), with the baselines' as markers."""
+    figure = Figure(figsize=(min(11, 3 + 0.6 * len(class_names)), 3.4), layout="constrained")
+    axis = figure.subplots()
+    columns = [f"test_recall_{name}" for name in class_names]
+    winner = leaderboard[leaderboard["rank"] == 1].iloc[0]
+    recall = winner[columns].astype(float).to_numpy()
+    bars = axis.bar(range(len(class_names)), recall, color=RETRAINED_COLOR, width=0.6, label="rank 1 (mean over seeds)")
+    axis.bar_label(bars, [f"{100 * r:.1f}" for r in recall], fontsize=7, padding=2)
+    for (_, row), marker in zip(leaderboard[leaderboard["baseline"].astype(bool)].iterrows(), ("_", "1")):
+        name = str(row["trial_id"]).removeprefix("baseline:").replace("_", " ")
+        axis.scatter(range(len(class_names)), row[columns].astype(float), marker=marker, s=120, color=BASELINE_COLOR,
+                     label=f"baseline: {name}", zorder=3)
+    axis.set_xticks(range(len(class_names)), class_names)
+    axis.set_ylim(0, 1.1)
+    axis.set_ylabel("test recall")
+    _percent_axis(axis)
+    axis.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def misclassified_figure(images, labels, predicted, class_names, limit=32, columns=8):
+    """A grid of misclassified test images, each titled `true → predicted`; `None` if none is wrong.
+
+    Args:
+        images: the test images as the source stores them, uint8 `(n, h, w, c)`.
+        labels: true classes.
+        predicted: predicted classes.
+        class_names: names of the classes.
+        limit: at most this many images, the first ones in test order.
+        columns: images per row.
+    """
+    wrong = np.flatnonzero(np.asarray(labels) != np.asarray(predicted))[:limit]
+    if not len(wrong):
+        return None
+    rows = -(-len(wrong) // columns)
+    figure = Figure(figsize=(11, 1.55 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for axis in axes:
+        axis.axis("off")
+    for axis, index in zip(axes, wrong):
+        image = images[index]
+        gray = image.shape[-1] == 1
+        axis.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255)
+        axis.set_title(f"{class_names[labels[index]]} → {class_names[predicted[index]]}", fontsize=7)
+    return figure

@@ -1,0 +1,250 @@
+"""`report.html`: what a person looks at after a run, one self-contained page.
+
+The page reads the run's files (`trials.csv`, `leaderboard.csv`,
+`history.csv`, `run.json`) and draws the figures of `archsearch.plots`
+into it as PNG data URIs, so it opens offline and can be mailed alone.
+The winner's confusion matrix and misclassified images come from its
+exported model (`best/model.keras`, the product the run delivers) applied
+to the test split as the source stores it: the images a user would feed it.
+A run without that model (committed runs keep no weights) or without its
+data says so in place of those two figures.
+"""
+
+import base64
+import datetime
+import html
+import io
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from archsearch import dimensions, plots
+from archsearch.architecture import plan
+from archsearch.data import Data, data_summary, load_data
+from archsearch.errors import ArchsearchError
+from archsearch.export import stored_dataset
+from archsearch.history import HISTORY, read_history
+from archsearch.results import write_atomic
+from archsearch.runs import TRIALS, read_leaderboard, read_run, wall_seconds
+from archsearch.summary import describe_architecture, searched_dimensions
+from archsearch.training import predict_classes
+
+REPORT = "report.html"
+DPI = 100
+
+STYLE = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0 auto;
+       max-width: 1120px; padding: 1em 1.2em 3em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+.lead { font-size: 1.1em; } .note { color: #555; } figure { margin: 1em 0; }
+img { max-width: 100%; height: auto; display: block; }
+.scroll { overflow-x: auto; } table { border-collapse: collapse; font-size: 0.85em; white-space: nowrap; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #e4e4e4; text-align: right; }
+th { background: #f4f4f4; } td:nth-child(2), th:nth-child(2) { text-align: left; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 1em; }
+dt { font-weight: 600; } dd { margin: 0; overflow-wrap: anywhere; }
+@media (max-width: 640px) { body { font-size: 14px; padding: 0.5em; } dl { grid-template-columns: 1fr; } dd { margin-bottom: 0.5em; } }
+"""
+
+
+def write_report(run, *, stored=None, data_dir=None, log=None):
+    """Writes `report.html` into a run directory.
+
+    Args:
+        run: a run directory with `trials.csv`, `leaderboard.csv` and `run.json`.
+        stored: the test data as the source stores it (from
+            `archsearch.export.stored_dataset()`); loaded from the run's data
+            declaration when not given.
+        data_dir: a local copy of the data, as for `archsearch run --data-dir`.
+        log: called with a line on anything the page had to leave out.
+
+    Returns:
+        The path of the report.
+
+    Example:
+
+    ```python
+    write_report("results/digits/2026-11-25_02-22-04")
+    ```
+    """
+    run = Path(run)
+    meta = read_run(run)
+    trials = pd.read_csv(run / TRIALS, dtype={"trial_id": str})
+    leaderboard = read_leaderboard(run)
+    history = read_history(run)
+    searched = searched_dimensions(meta, leaderboard)
+    winner = leaderboard[leaderboard["rank"] == 1].iloc[0]
+    class_names = [str(name) for name in meta["data"]["classes"]]
+
+    sections = [
+        _section("Cost against accuracy", _image(plots.cost_figure(trials, leaderboard), "accuracy against parameters and FLOPs"),
+                 "Every trial's validation accuracy against its size, with the trials' Pareto front (no trial is both "
+                 "cheaper and more accurate). The retrained architectures are drawn at their test accuracy ± standard "
+                 "deviation over seeds; dashed lines are the baselines' test accuracy."),
+        _section("What mattered", _image(plots.dimension_figure(trials, searched, _ranges(meta)), "validation accuracy by dimension"),
+                 "Validation accuracy of the completed trials by value of each dimension the space searched; "
+                 "failed and infeasible trials are counted under each value."),
+        _section("Search progress", _image(plots.progress_figure(trials), "best validation accuracy so far"),
+                 "Each trial's validation accuracy and the best so far, by trial number and by the trials' summed training time."),
+        _winner_section(run, meta, leaderboard, history, winner, class_names, stored, data_dir, log),
+        _section("Leaderboard", f'<div class="scroll">{_leaderboard_table(leaderboard, searched)}</div>',
+                 "Ranked by validation accuracy; the test split was used only to fill in the test columns. "
+                 "Every column is in leaderboard.csv."),
+        _section("The run", _facts(run, meta), ""),
+    ]
+    point = _winner_point(winner, meta)
+    lead = (f"Best: {html.escape(describe_architecture(point))} (trial {html.escape(str(winner['trial_id']))}): "
+            f"test accuracy {_percent(winner['test_accuracy'], winner['test_accuracy_std'])}, "
+            f"balanced error rate {_percent(winner['test_balanced_error_rate'], winner['test_balanced_error_rate_std'])} "
+            f"over {winner['seeds']} seed(s), {int(winner['params']):,} parameters.")
+    title = f"archsearch report: {meta['space']['name']}, run {run.name}"
+    question = (meta.get("space_file_description") or "").split("\n")[0]
+    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f'<link rel="icon" href="data:,">\n<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n'
+            f'<h1>{html.escape(title)}</h1>\n<p class="note">{html.escape(question)}</p>\n'
+            f'<p class="lead">{lead}</p>\n' + "\n".join(sections) + "\n</body>\n</html>\n")
+    write_atomic(run / REPORT, page)
+    return run / REPORT
+
+
+def _ranges(meta):
+    """The dimensions the space declared as ranges (`uniform(...)`, `log_uniform(...)`), from run.json."""
+    declared = meta["space"].get("dimensions") or {}
+    return [name for name, value in declared.items() if str(value).startswith(("uniform(", "log_uniform("))]
+
+
+def _winner_point(winner, meta):
+    """The winner's planned point (`stages` resolved to a number), for describing it in words."""
+    point = {n: dimensions.BY_NAME[n].parse(str(winner[n])) for n in dimensions.RECIPE + dimensions.TRAIN}
+    return plan(point, tuple(meta["data"]["shape"]), len(meta["data"]["classes"])).point
+
+
+def _winner_section(run, meta, leaderboard, history, winner, class_names, stored, data_dir, log):
+    parts = []
+    rows = history[history["trial_id"] == str(winner["trial_id"])]
+    if len(rows):
+        parts.append(_figure(_image(plots.curves_figure(rows), "the winner's training curves"),
+                             "Training loss and accuracy per epoch, measured on the training batches: the search trial "
+                             "(train split), then each retraining seed from scratch (train and validation splits)."))
+    else:
+        parts.append(_note(f"No per-epoch history: {HISTORY} is missing (runs made before it was recorded)."))
+    predictions = _winner_predictions(run, meta, stored, data_dir)
+    if isinstance(predictions, str):
+        if log:
+            log(f"report: no confusion matrix or misclassified images: {predictions}")
+        parts.append(_note(f"No confusion matrix or misclassified images: {predictions}."))
+    else:
+        images, labels, predicted = predictions
+        right = int(np.sum(labels == predicted))
+        parts.append(_figure(_image(plots.confusion_figure(labels, predicted, class_names), "confusion matrix"),
+                             f"The exported model (best/model.keras: rank 1, seed 0) on the {len(labels):,} test images: "
+                             f"{right:,} right ({right / len(labels):.2%}). Rows are true classes, columns predicted ones."))
+    parts.append(_figure(_image(plots.recall_figure(leaderboard, class_names), "per-class recall"),
+                         "Per-class recall on the test split: rank 1, mean over its seeds, and the baselines."))
+    if not isinstance(predictions, str):
+        grid = plots.misclassified_figure(images, labels, predicted, class_names)
+        wrong = int(np.sum(labels != predicted))
+        if grid is None:
+            parts.append(_note(f"The exported model classifies all {len(labels):,} test images right: none to show."))
+        else:
+            parts.append(_figure(_image(grid, "misclassified test images"),
+                                 f"Misclassified test images, true class → predicted class: the first {min(wrong, 32)} of {wrong}, in test order."))
+    return _section("The winner", "\n".join(parts), "")
+
+
+def _winner_predictions(run, meta, stored, data_dir):
+    """Returns (test images, labels, predicted classes) of the exported winner, or why there are none."""
+    model_path = run / "best" / "model.keras"
+    if not model_path.is_file():
+        return f"{model_path} is missing (a committed run keeps no weights; `archsearch export` or a rerun makes it)"
+    if stored is None:
+        declaration = Data(**meta["space"]["data"])
+        try:
+            dataset = load_data(declaration, data_dir=data_dir)
+        except ArchsearchError as error:
+            return f"the test data could not be loaded ({error}); pass --data-dir"
+        found, recorded = data_summary(dataset)["fingerprint"], meta["data"].get("fingerprint")
+        if found != recorded:
+            return f"the data found ({data_summary(dataset)['source']}, fingerprint {found}) is not this run's (fingerprint {recorded})"
+        stored = stored_dataset(declaration, dataset, data_dir=data_dir)
+    predicted = predict_classes(keras.saving.load_model(model_path), stored.x_test)
+    return stored.x_test, np.asarray(stored.y_test), predicted
+
+
+def _leaderboard_table(leaderboard, searched):
+    shown = pd.DataFrame({
+        "rank": leaderboard["rank"].astype("string").fillna(""),
+        "trial": leaderboard["trial_id"].str.removeprefix("baseline:").str.replace("_", " "),
+        **{name: leaderboard[name].map(_cell) for name in searched},
+        "val accuracy": leaderboard["val_accuracy"].map(lambda v: _percent(v)),
+        "test accuracy": [_percent(m, s) for m, s in zip(leaderboard["test_accuracy"], leaderboard["test_accuracy_std"])],
+        "test BER": [_percent(m, s) for m, s in zip(leaderboard["test_balanced_error_rate"], leaderboard["test_balanced_error_rate_std"])],
+        "params": leaderboard["params"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+        "FLOPs": leaderboard["flops"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+        "seeds": leaderboard["seeds"].astype("string").fillna(""),
+        "train s": leaderboard["train_seconds"].map(lambda v: "" if pd.isna(v) else f"{float(v):.0f}"),
+    })
+    return shown.to_html(index=False, border=0)
+
+
+def _facts(run, meta):
+    data = meta["data"]
+    facts = {
+        "space": f"{meta['space']['name']} (fingerprint {meta.get('space_fingerprint', '?')})",
+        "searched": ", ".join(meta.get("searched") or []) or "see the space",
+        "search": ", ".join(f"{k} {v}" for k, v in meta["space"]["search"].items()),
+        "retraining": ", ".join(f"{k} {v}" for k, v in meta["space"]["retrain"].items()),
+        "data": f"{data['source']}: {', '.join(f'{k} {v:,}' for k, v in data['counts'].items())} images of shape "
+                f"{data['shape']}, classes {', '.join(map(str, data['classes']))} (fingerprint {data.get('fingerprint', '?')})",
+        "command": " ".join(meta.get("command") or []),
+        "started": meta.get("started", ""),
+        "wall time": _minutes(wall_seconds(meta)),
+        "search, retraining": f"{_minutes(meta.get('search_seconds'))}, {_minutes(meta.get('retrain_seconds'))}",
+        "device": f"{meta.get('device', '')}; backend {meta.get('backend', '')}, {meta.get('precision', 'float32')}",
+        "versions": ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items() if v) + f", python {meta.get('python', '')}",
+        "export check": ", ".join(f"{k} {v}" for k, v in (meta.get("export_check") or {}).items()) or "not recorded",
+        "status": meta.get("status", ""),
+        "report written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items())
+    return f"<dl>{items}</dl>"
+
+
+def _minutes(seconds):
+    return "" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _cell(value):
+    if value is None or pd.isna(value):
+        return ""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _percent(mean, std=None):
+    if mean is None or pd.isna(mean):
+        return ""
+    return f"{100 * float(mean):.2f}%" + ("" if std is None or pd.isna(std) else f" ± {100 * float(std):.2f}")
+
+
+def _image(figure, alt):
+    """Renders a figure as an `<img>` with a PNG data URI."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}">'
+
+
+def _figure(image, caption):
+    return f"<figure>{image}<figcaption class=\"note\">{html.escape(caption)}</figcaption></figure>"
+
+
+def _note(text):
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _section(title, body, caption):
+    text = f'<p class="note">{html.escape(caption)}</p>\n' if caption else ""
+    return f"<section>\n<h2>{html.escape(title)}</h2>\n{text}{body}\n</section>"
