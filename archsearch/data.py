@@ -601,6 +601,9 @@ def _read_npz(path):
     if missing:
         raise DataError(f"{path}: missing arrays {', '.join(missing)}; expected x_train, y_train, x_test, y_test")
     splits = {split: _npz_split(path, split, contents) for split in ("train", "test")}
+    train_shape, test_shape = splits["train"][0].shape[1:], splits["test"][0].shape[1:]
+    if train_shape != test_shape:
+        raise DataError(f"{path}: x_train images are {train_shape} but x_test images are {test_shape}; expected one (H, W, C) for both splits")
     labels = np.concatenate([splits["train"][1], splits["test"][1]])
     if "class_names" in contents:
         names = [str(n) for n in contents["class_names"].reshape(-1)]

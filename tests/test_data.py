@@ -248,6 +248,7 @@ def test_npz_with_and_without_class_names(tmp_path):
         (dict(x_test=np.zeros((6, 3, 6, 6), np.uint8)), r"x_test has shape \(6, 3, 6, 6\)"),
         (dict(x_train=np.full((20, 6, 6, 3), 0.5)), r"x_train holds float64 values from 0.5 to 0.5; expected uint8 .* multiply by 255"),
         (dict(class_names=np.array(["a", None], dtype=object)), "not a readable .npz"),
+        (dict(x_test=np.zeros((6, 9, 9, 1), np.uint8)), r"bad.npz: x_train images are \(6, 6, 3\) but x_test images are \(9, 9, 1\)"),
     ],
 )
 def test_bad_npz_is_named(tmp_path, arrays, message):
