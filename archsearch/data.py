@@ -907,10 +907,9 @@ def load_data(data, *, data_dir=None, cache_dir=None):
 def peek(data, *, data_dir=None):
     """Returns `(image shape, number of classes)` without decoding the data.
 
-    Reads a folder's listing and a few image headers (an archive's listing
-    too), a `.npz`'s arrays, or tensorflow-datasets' metadata (no download).
-    A folder whose sampled images are all gray counts as one channel, as
-    `load_data()` does when all of them are.
+    Reads a folder's listing and every image's header (an archive's too),
+    a `.npz`'s arrays, or tensorflow-datasets' metadata (no download), so
+    that it gives the shape `load_data()` would.
 
     Args:
         data: the space's `Data` declaration.
@@ -931,8 +930,8 @@ def peek(data, *, data_dir=None):
         shape = splits["train"][0].shape[1:]
     else:
         tree = _Archive(local) if _local_kind(local) == "archive" else _Folder(local)
-        names, entries, _ = _tree_listing(tree, data)
-        shape = _sampled_shape(entries["train"])
+        names, entries, wheres = _tree_listing(tree, data)
+        shape = _listed_shape(entries, wheres)
     if data.classes:
         if local is not None:  # tfds learns some class names only when it downloads
             _check_classes(data.classes, list(names), str(local))
@@ -943,19 +942,37 @@ def peek(data, *, data_dir=None):
     return (height, width, 1 if data.grayscale else shape[2]), len(names)
 
 
-def _sampled_shape(entries, samples=20):
-    """The most common `(H, W)` of up to `samples` images spread over the entries, and 1 or 3 channels."""
-    shapes = collections.Counter()
-    for *_, job in entries[:: max(1, len(entries) // samples)][:samples]:
+def _header_chunk(jobs):
+    """Reads images' headers (no pixels); returns `(Counter of (height, width), channels: 1, or 3 if any is in color)`."""
+    sizes, channels = collections.Counter(), 1
+    for job in jobs:
         try:
             with Image.open(job if isinstance(job, str) else io.BytesIO(job)) as image:
-                shapes[(image.height, image.width, 1 if image.mode in GRAY_MODES else 3)] += 1
+                sizes[(image.height, image.width)] += 1
+                channels = max(channels, 1 if image.mode in GRAY_MODES else 3)
         except UNREADABLE_ERRORS:
             continue
-    if not shapes:
-        raise DataError(f"none of the sampled images can be read, e.g. {entries[0][1]}")
-    (height, width, _), _ = shapes.most_common(1)[0]
-    return height, width, max(channels for *_, channels in shapes)
+    return sizes, channels
+
+
+def _listed_shape(entries, wheres):
+    """The image shape `load_data()` gives a folder, from every image's header.
+
+    The most common training size, and 3 channels if any image of either
+    split is in color, as `_read_tree()` decides (a sample could miss the one
+    color image).
+    """
+    sizes, channels = collections.Counter(), 1
+    for split in ("train", "test"):
+        jobs = [entry[3] for entry in entries[split]]
+        for chunk_sizes, chunk_channels in _map(_header_chunk, [jobs[i : i + DECODE_CHUNK] for i in range(0, len(jobs), DECODE_CHUNK)]):
+            if split == "train":
+                sizes.update(chunk_sizes)
+            channels = max(channels, chunk_channels)
+    if not sizes:
+        raise DataError(f"{wheres['train']}: none of the images can be read, e.g. {entries['train'][0][1]}")
+    (height, width), _ = sizes.most_common(1)[0]
+    return height, width, channels
 
 
 def data_summary(dataset):

@@ -389,6 +389,16 @@ def test_peek_matches_the_loaded_shape(tmp_path):
         assert peek(declaration) == (dataset.shape, dataset.num_classes)
 
 
+def test_peek_agrees_with_the_load_when_one_color_image_or_odd_sizes_lie_outside_any_sample(tmp_path):
+    root = make_folder(tmp_path / "gray", classes=("a", "b"), train=30, test=3, mode="L")
+    Image.fromarray(np.full((8, 8, 3), (200, 0, 0), np.uint8)).save(root / "test" / "b" / "001.png")  # the one color image
+    for i in range(1, 30, 2):  # every other training image of class a has another size: still fewer than 8x8
+        Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "train" / "a" / f"{i:03d}.png")
+    dataset = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
+    assert dataset.shape == (8, 8, 3)
+    assert peek(Data(str(root))) == (dataset.shape, dataset.num_classes)
+
+
 def test_summary_counts_every_split_per_class(tmp_path):
     summary = data_summary(load_data(Data(str(make_folder(tmp_path / "pets", train=20)), validation=0.25)))
     assert json.loads(json.dumps(summary)) == summary
