@@ -40,7 +40,6 @@ import os
 import re
 import sys
 import tarfile
-import tempfile
 import time
 import warnings
 import zipfile
@@ -52,6 +51,7 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from archsearch.errors import DataError
+from archsearch.files import atomic_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -821,24 +821,14 @@ def _read_cache(path):
 def _write_cache(path, splits, names, source):
     """Writes the arrays atomically (a temporary file, then a rename); returns whether it could."""
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    except OSError as error:
-        warnings.warn(f"cannot write the data cache in {path.parent} ({error}); data will be decoded on every load", stacklevel=3)
-        return False
-    try:
-        with os.fdopen(handle, "wb") as file:
+        with atomic_file(path, "wb") as file:
             np.savez(
                 file, x_train=splits["train"][0], y_train=splits["train"][1], x_test=splits["test"][0],
                 y_test=splits["test"][1], class_names=np.array(names, dtype=str), source=np.array(source),
             )
-        os.replace(temporary, path)
     except OSError as error:
-        os.unlink(temporary)
         warnings.warn(f"cannot write the data cache {path} ({error}); data will be decoded on every load", stacklevel=3)
         return False
-    except BaseException:
-        os.unlink(temporary)
-        raise
     return True
 
 
