@@ -117,6 +117,16 @@ def _prepare(results, resume, overwrite, space):
             )
 
 
+def _check_same_data(results, previous, summary):
+    """Refuses to resume a run on other data (another --data-dir), which would mix trials of both."""
+    before = previous.get("data", {}).get("fingerprint")
+    if before and before != summary["fingerprint"]:
+        raise ArchsearchError(
+            f"{results}: the data changed since this run started (fingerprint {before} -> {summary['fingerprint']}, "
+            f"now {summary['source']}); resume with the data it started with, or start a new run"
+        )
+
+
 def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, log=print):
     """Runs a space end to end: search, retrain the top-k, test, leaderboard, export.
 
@@ -164,6 +174,7 @@ def _run_locked(space, results, data_dir, resume, log):
     previous = read_json(results / RUN) if resume else {}
     dataset = load_data(space.data, data_dir=data_dir)
     summary = data_summary(dataset)
+    _check_same_data(results, previous, summary)
     log(f"run {results}")
     log(f"data: {summary['source']}, {summary['counts']} images of shape {summary['shape']}, {len(summary['classes'])} classes")
     metadata = {

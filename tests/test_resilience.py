@@ -201,3 +201,19 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         write_json({"b": 2}, path)
     assert path.read_text() == "a\n1\n"  # the old file, whole
     assert [p.name for p in tmp_path.iterdir()] == ["trials.csv"]  # no temporary left behind
+
+
+def test_resume_on_other_data_is_refused_naming_both_fingerprints(digits_npz, tmp_path):
+    space = tiny_space(digits_npz)
+    results = tmp_path / "run"
+    results.mkdir()
+    write_json({"space_fingerprint": space.fingerprint(), "data": {"fingerprint": "0123456789abcdef0123"},
+                "status": "searching"}, results / "run.json")
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the search started on other data")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("archsearch.run._search", no_search)
+        with pytest.raises(ArchsearchError, match=r"the data changed since this run started \(fingerprint 0123456789abcdef0123 -> \w{20}"):
+            run(space, results, data_dir=str(digits_npz), resume=True, log=lambda line: None)
