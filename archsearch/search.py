@@ -9,11 +9,11 @@ Keras Tuner's own tuners, with a one-line report per finished trial.
 import math
 import re
 import time
-from pathlib import Path
 
 import keras
 import keras_tuner
 import keras_tuner.src.config
+from keras_tuner.src.engine import tuner_utils
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
@@ -167,14 +167,16 @@ def _mixin(tuner_class):
             # Each trial's weights and shuffling depend on its id alone, so a
             # resumed search repeats an interrupted trial exactly.
             keras.utils.set_random_seed(self.oracle.seed + int(trial.trial_id))
-            return super().run_trial(trial, *args, **kwargs)
+            if isinstance(self, keras_tuner.Hyperband):
+                return super().run_trial(trial, *args, **kwargs)
+            # Only Hyperband resumes from a trial's weights (the best are retrained from scratch):
+            # Keras Tuner's own run_trial would save them at every epoch, as the validation
+            # score, computed after training, is never in the epoch logs.
+            callbacks = [*self._deepcopy_callbacks(kwargs.pop("callbacks", [])), tuner_utils.TunerCallback(self, trial)]
+            return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
-            if not isinstance(self, keras_tuner.Hyperband):
-                # Only Hyperband resumes from a trial's weights; the best are retrained from scratch.
-                for checkpoint in Path(self.get_trial_dir(trial.trial_id)).glob("checkpoint*"):
-                    checkpoint.unlink()
             if self.report:
                 self.report(self)
             self._check_failures()

@@ -15,6 +15,7 @@ import pytest
 
 from archsearch import results as results_module
 from archsearch import search, training
+from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
 from archsearch.results import write_csv, write_json
 from archsearch.run import run
@@ -217,3 +218,15 @@ def test_resume_on_other_data_is_refused_naming_both_fingerprints(digits_npz, tm
         patch.setattr("archsearch.run._search", no_search)
         with pytest.raises(ArchsearchError, match=r"the data changed since this run started \(fingerprint 0123456789abcdef0123 -> \w{20}"):
             run(space, results, data_dir=str(digits_npz), resume=True, log=lambda line: None)
+
+
+def test_a_search_other_than_hyperband_saves_no_weights(digits_npz, tmp_path, monkeypatch):
+    from keras_tuner.src.engine import tuner_utils
+
+    saved = []
+    monkeypatch.setattr(tuner_utils.SaveBestEpoch, "_save_model", lambda self: saved.append(1))
+    space = tiny_space(digits_npz, max_trials=2)
+    dataset = load_data(space.data, cache_dir=tmp_path / "cache")
+    tuner = search.make_tuner(space, dataset, tmp_path / "run", overwrite=True)
+    tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+    assert len(tuner.oracle.trials) == 2 and saved == [] and not list((tmp_path / "run").rglob("checkpoint*"))
