@@ -6,6 +6,7 @@ trains and scores it on the validation split. `make_tuner()` returns one of
 Keras Tuner's own tuners, with a one-line report per finished trial.
 """
 
+import json
 import math
 import re
 import time
@@ -13,6 +14,7 @@ import time
 import keras
 import keras_tuner
 import keras_tuner.src.config
+import keras_tuner.src.utils
 from keras_tuner.src.engine import tuner_utils
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
@@ -20,11 +22,28 @@ from sklearn.metrics import balanced_accuracy_score
 from archsearch.architecture import check_constraints, plan
 from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
+from archsearch.files import atomic_file
 from archsearch.training import predict_classes, train
 
 # Keras Tuner prints every failed trial's traceback unless told otherwise; the
 # reasons are in trials.csv, and `archsearch --debug` turns the tracebacks back on.
 keras_tuner.src.config.DEBUG = False
+
+
+def _save_json_atomically(path, obj):
+    """Keras Tuner's `utils.save_json` through a temporary file and a rename.
+
+    Its own truncates, then writes: a kill in between left an empty
+    `trial.json` that stopped `--resume` with a JSONDecodeError
+    (found by `benchmarks/random_kills.py`).
+    """
+    text = json.dumps(obj)
+    with atomic_file(path) as file:
+        file.write(text)
+    return text
+
+
+keras_tuner.src.utils.save_json = _save_json_atomically
 
 OBJECTIVE = "val_accuracy"
 INFEASIBLE = "infeasible: "  # how an infeasible trial's message starts

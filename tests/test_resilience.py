@@ -230,3 +230,18 @@ def test_a_search_other_than_hyperband_saves_no_weights(digits_npz, tmp_path, mo
     tuner = search.make_tuner(space, dataset, tmp_path / "run", overwrite=True)
     tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
     assert len(tuner.oracle.trials) == 2 and saved == [] and not list((tmp_path / "run").rglob("checkpoint*"))
+
+
+def test_keras_tuners_state_files_survive_a_kill_mid_write(tmp_path, monkeypatch):
+    from keras_tuner.src import utils
+
+    path = tmp_path / "trial.json"
+    utils.save_json(str(path), {"status": "RUNNING"})
+
+    def killed(*args):
+        raise KeyboardInterrupt  # stands for a SIGKILL before the new file is in place
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        utils.save_json(str(path), {"status": "COMPLETED"})
+    assert json.loads(path.read_text()) == {"status": "RUNNING"} and not list(tmp_path.glob("*.tmp"))
