@@ -607,6 +607,8 @@ def _read_npz(path):
     labels = np.concatenate([splits["train"][1], splits["test"][1]])
     if "class_names" in contents:
         names = [str(n) for n in contents["class_names"].reshape(-1)]
+    elif labels.max() >= len(labels):  # not every class up to it can have an image: a stray label, not a class count
+        raise DataError(f"{path}: label {labels.max()} with {len(labels)} images and no class_names; expected labels 0 to the number of classes - 1")
     else:
         names = [str(i) for i in range(int(labels.max()) + 1)]
     if labels.min() < 0 or labels.max() >= len(names):

@@ -243,6 +243,7 @@ def test_npz_with_and_without_class_names(tmp_path):
         (dict(y_train=np.arange(19) % 2), r"x_train has 20 images but y_train has shape \(19,\)"),
         (dict(y_test=np.array([0, 1, 0, 1, 0, 5]), class_names=np.array(["a", "b"])), "labels range from 0 to 5; expected 0 to 1"),
         (dict(y_test=np.array([0, 1, 0, 1, 0, -1])), "labels range from -1 to 1"),
+        (dict(y_test=np.array([0, 1, 0, 1, 0, 2**40])), "label 1099511627776 with 26 images and no class_names"),
         (dict(y_train=np.arange(20) * 0.5), "y_train holds float64 values; expected integer class labels"),
         (dict(x_test=np.zeros((6, 6), np.uint8)), r"x_test has shape \(6, 6\); expected .* channels last"),
         (dict(x_test=np.zeros((6, 3, 6, 6), np.uint8)), r"x_test has shape \(6, 3, 6, 6\)"),
