@@ -13,7 +13,6 @@ import keras_tuner
 import pandas as pd
 import pytest
 
-from archsearch import results as results_module
 from archsearch import search, training
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
@@ -197,7 +196,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     write_csv(pd.DataFrame({"a": [1]}), path)
 
     # A crash in the middle of writing the new content:
-    monkeypatch.setattr(results_module.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         write_json({"b": 2}, path)
     assert path.read_text() == "a\n1\n"  # the old file, whole
