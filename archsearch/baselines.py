@@ -28,7 +28,9 @@ def least_squares(dataset):
     """Fits a least-squares classifier (+-1 targets, no regularization to speak of) on raw pixels.
 
     Returns:
-        A tuple `(train_accuracy, test Evaluation)`.
+        A tuple `(params, train_accuracy, test Evaluation)`; `params` counts
+        the fitted weights and biases: one column for two classes, as
+        scikit-learn fits a binary problem, else one per class.
     """
     x, y = dataset.full_train()
     start = time.perf_counter()
@@ -36,7 +38,7 @@ def least_squares(dataset):
     seconds = time.perf_counter() - start
     train_accuracy = float(np.mean(classifier.predict(_pixels(x)) == y))
     test = evaluate(classifier.predict(_pixels(dataset.x_test)), dataset.y_test, dataset.num_classes, seconds)
-    return train_accuracy, test
+    return classifier.coef_.size + classifier.intercept_.size, train_accuracy, test
 
 
 def mlp(dataset, seed=0, epochs=MLP_EPOCHS):

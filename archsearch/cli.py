@@ -294,6 +294,8 @@ def main(argv=None):
     if args.debug:
         import keras_tuner.src.config
 
+        import archsearch.search  # noqa: F401  its import turns Keras Tuner's tracebacks off: import it first
+
         keras_tuner.src.config.DEBUG = True
     try:
         return args.handler(args) or 0

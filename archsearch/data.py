@@ -40,7 +40,6 @@ import os
 import re
 import sys
 import tarfile
-import tempfile
 import time
 import warnings
 import zipfile
@@ -52,6 +51,7 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from archsearch.errors import DataError
+from archsearch.files import atomic_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -601,9 +601,14 @@ def _read_npz(path):
     if missing:
         raise DataError(f"{path}: missing arrays {', '.join(missing)}; expected x_train, y_train, x_test, y_test")
     splits = {split: _npz_split(path, split, contents) for split in ("train", "test")}
+    train_shape, test_shape = splits["train"][0].shape[1:], splits["test"][0].shape[1:]
+    if train_shape != test_shape:
+        raise DataError(f"{path}: x_train images are {train_shape} but x_test images are {test_shape}; expected one (H, W, C) for both splits")
     labels = np.concatenate([splits["train"][1], splits["test"][1]])
     if "class_names" in contents:
         names = [str(n) for n in contents["class_names"].reshape(-1)]
+    elif labels.max() >= len(labels):  # not every class up to it can have an image: a stray label, not a class count
+        raise DataError(f"{path}: label {labels.max()} with {len(labels)} images and no class_names; expected labels 0 to the number of classes - 1")
     else:
         names = [str(i) for i in range(int(labels.max()) + 1)]
     if labels.min() < 0 or labels.max() >= len(names):
@@ -818,24 +823,14 @@ def _read_cache(path):
 def _write_cache(path, splits, names, source):
     """Writes the arrays atomically (a temporary file, then a rename); returns whether it could."""
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    except OSError as error:
-        warnings.warn(f"cannot write the data cache in {path.parent} ({error}); data will be decoded on every load", stacklevel=3)
-        return False
-    try:
-        with os.fdopen(handle, "wb") as file:
+        with atomic_file(path, "wb") as file:
             np.savez(
                 file, x_train=splits["train"][0], y_train=splits["train"][1], x_test=splits["test"][0],
                 y_test=splits["test"][1], class_names=np.array(names, dtype=str), source=np.array(source),
             )
-        os.replace(temporary, path)
     except OSError as error:
-        os.unlink(temporary)
         warnings.warn(f"cannot write the data cache {path} ({error}); data will be decoded on every load", stacklevel=3)
         return False
-    except BaseException:
-        os.unlink(temporary)
-        raise
     return True
 
 
@@ -904,10 +899,9 @@ def load_data(data, *, data_dir=None, cache_dir=None):
 def peek(data, *, data_dir=None):
     """Returns `(image shape, number of classes)` without decoding the data.
 
-    Reads a folder's listing and a few image headers (an archive's listing
-    too), a `.npz`'s arrays, or tensorflow-datasets' metadata (no download).
-    A folder whose sampled images are all gray counts as one channel, as
-    `load_data()` does when all of them are.
+    Reads a folder's listing and every image's header (an archive's too),
+    a `.npz`'s arrays, or tensorflow-datasets' metadata (no download), so
+    that it gives the shape `load_data()` would.
 
     Args:
         data: the space's `Data` declaration.
@@ -928,8 +922,8 @@ def peek(data, *, data_dir=None):
         shape = splits["train"][0].shape[1:]
     else:
         tree = _Archive(local) if _local_kind(local) == "archive" else _Folder(local)
-        names, entries, _ = _tree_listing(tree, data)
-        shape = _sampled_shape(entries["train"])
+        names, entries, wheres = _tree_listing(tree, data)
+        shape = _listed_shape(entries, wheres)
     if data.classes:
         if local is not None:  # tfds learns some class names only when it downloads
             _check_classes(data.classes, list(names), str(local))
@@ -940,19 +934,37 @@ def peek(data, *, data_dir=None):
     return (height, width, 1 if data.grayscale else shape[2]), len(names)
 
 
-def _sampled_shape(entries, samples=20):
-    """The most common `(H, W)` of up to `samples` images spread over the entries, and 1 or 3 channels."""
-    shapes = collections.Counter()
-    for *_, job in entries[:: max(1, len(entries) // samples)][:samples]:
+def _header_chunk(jobs):
+    """Reads images' headers (no pixels); returns `(Counter of (height, width), channels: 1, or 3 if any is in color)`."""
+    sizes, channels = collections.Counter(), 1
+    for job in jobs:
         try:
             with Image.open(job if isinstance(job, str) else io.BytesIO(job)) as image:
-                shapes[(image.height, image.width, 1 if image.mode in GRAY_MODES else 3)] += 1
+                sizes[(image.height, image.width)] += 1
+                channels = max(channels, 1 if image.mode in GRAY_MODES else 3)
         except UNREADABLE_ERRORS:
             continue
-    if not shapes:
-        raise DataError(f"none of the sampled images can be read, e.g. {entries[0][1]}")
-    (height, width, _), _ = shapes.most_common(1)[0]
-    return height, width, max(channels for *_, channels in shapes)
+    return sizes, channels
+
+
+def _listed_shape(entries, wheres):
+    """The image shape `load_data()` gives a folder, from every image's header.
+
+    The most common training size, and 3 channels if any image of either
+    split is in color, as `_read_tree()` decides (a sample could miss the one
+    color image).
+    """
+    sizes, channels = collections.Counter(), 1
+    for split in ("train", "test"):
+        jobs = [entry[3] for entry in entries[split]]
+        for chunk_sizes, chunk_channels in _map(_header_chunk, [jobs[i : i + DECODE_CHUNK] for i in range(0, len(jobs), DECODE_CHUNK)]):
+            if split == "train":
+                sizes.update(chunk_sizes)
+            channels = max(channels, chunk_channels)
+    if not sizes:
+        raise DataError(f"{wheres['train']}: none of the images can be read, e.g. {entries['train'][0][1]}")
+    (height, width), _ = sizes.most_common(1)[0]
+    return height, width, channels
 
 
 def data_summary(dataset):

@@ -6,6 +6,7 @@ is adding a row here, then teaching the builder what it builds.
 """
 
 import dataclasses
+import math
 
 from archsearch.errors import SpaceError
 
@@ -57,6 +58,8 @@ class Dimension:
             value = float(value)
         if type(value) is not self.kind:
             raise SpaceError(f"{where}{self.name}={value!r}: expected {self.expected()}")
+        if self.kind is float and not math.isfinite(value):
+            raise SpaceError(f"{where}{self.name}={value!r}: expected {self.expected()}, a finite number")
         if self.values and value not in self.values:
             raise SpaceError(f"{where}{self.name}={value!r}: expected {self.expected()}")
         too_low = self.low is not None and value < self.low

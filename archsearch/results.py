@@ -1,12 +1,10 @@
 """The results directory: trials.csv, leaderboard.csv and run.json, written atomically.
 
 Every file is written to a temporary file beside it, then renamed over the
-old one, so a reader (or a crash) never sees half a CSV.
+old one, so a reader (or a crash) never sees half a CSV (`archsearch.files`).
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +12,7 @@ import pandas as pd
 from archsearch import dimensions
 from archsearch.architecture import plan
 from archsearch.errors import InfeasibleArchitecture
+from archsearch.files import atomic_file
 from archsearch.runs import LEADERBOARD, TRIALS
 from archsearch.search import INFEASIBLE, failure_reason
 
@@ -32,16 +31,8 @@ def write_atomic(path, text):
     """Writes `text` to `path` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_file(path) as file:
+        file.write(text)
 
 
 def write_csv(frame, path):

@@ -84,16 +84,17 @@ def summarize(evaluations):
         A dict with `test_accuracy`, `test_accuracy_std`,
         `test_balanced_error_rate`, `test_balanced_error_rate_std`,
         `test_recall` (per class, mean), `seeds` and `train_seconds` (mean).
-        The standard deviation is the sample one (ddof=1), 0 for one seed.
+        The standard deviation is the sample one (ddof=1); None for one
+        seed, where it is unknown, not zero.
     """
     accuracy = np.array([e.accuracy for e in evaluations])
     ber = np.array([e.balanced_error_rate for e in evaluations])
-    ddof = 1 if len(evaluations) > 1 else 0
+    several = len(evaluations) > 1
     return {
         "test_accuracy": float(accuracy.mean()),
-        "test_accuracy_std": float(accuracy.std(ddof=ddof)),
+        "test_accuracy_std": float(accuracy.std(ddof=1)) if several else None,
         "test_balanced_error_rate": float(ber.mean()),
-        "test_balanced_error_rate_std": float(ber.std(ddof=ddof)),
+        "test_balanced_error_rate_std": float(ber.std(ddof=1)) if several else None,
         "test_recall": np.mean([e.recall for e in evaluations], axis=0).tolist(),
         "seeds": len(evaluations),
         "train_seconds": float(np.mean([e.seconds for e in evaluations])),

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import filelock
 import keras
-import numpy as np
 
 from archsearch import baselines, dimensions
 from archsearch.architecture import plan
@@ -121,6 +120,16 @@ def _prepare(results, resume, overwrite, space):
             )
 
 
+def _check_same_data(results, previous, summary):
+    """Refuses to resume a run on other data (another --data-dir), which would mix trials of both."""
+    before = previous.get("data", {}).get("fingerprint")
+    if before and before != summary["fingerprint"]:
+        raise ArchsearchError(
+            f"{results}: the data changed since this run started (fingerprint {before} -> {summary['fingerprint']}, "
+            f"now {summary['source']}); resume with the data it started with, or start a new run"
+        )
+
+
 def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, tensorboard=False, log=print):
     """Runs a space end to end: search, retrain the top-k, test, leaderboard, export.
 
@@ -170,6 +179,7 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
     previous = read_json(results / RUN) if resume else {}
     dataset = load_data(space.data, data_dir=data_dir)
     summary = data_summary(dataset)
+    _check_same_data(results, previous, summary)
     log(f"run {results}")
     log(f"data: {summary['source']}, {summary['counts']} images of shape {summary['shape']}, {len(summary['classes'])} classes")
     metadata = {
@@ -283,18 +293,14 @@ def _retrain_once(point, dataset, seed, epochs, stem, callbacks):
 
 
 def _baseline_rows(dataset):
-    train_accuracy, test = baselines.least_squares(dataset)
-    params, mlp = baselines.mlp(dataset)
-    pixels = int(np.prod(dataset.shape))
+    squares_params, train_accuracy, squares = baselines.least_squares(dataset)
+    mlp_params, mlp = baselines.mlp(dataset)
     rows = []
-    for name, evaluation, count in (
-        ("least_squares", test, (pixels + 1) * dataset.num_classes),
-        ("mlp", mlp, params),
-    ):
-        rows.append({
+    for name, evaluation, count in (("least_squares", squares, squares_params), ("mlp", mlp, mlp_params)):
+        rows.append({  # one fit: no standard deviation (unknown, not zero)
             "trial_id": f"baseline:{name}", "baseline": True, "test_accuracy": evaluation.accuracy,
-            "test_accuracy_std": 0.0, "test_balanced_error_rate": evaluation.balanced_error_rate,
-            "test_balanced_error_rate_std": 0.0, "params": count, "seeds": 1, "train_seconds": evaluation.seconds,
+            "test_accuracy_std": None, "test_balanced_error_rate": evaluation.balanced_error_rate,
+            "test_balanced_error_rate_std": None, "params": count, "seeds": 1, "train_seconds": evaluation.seconds,
             **{f"test_recall_{n}": r for n, r in zip(dataset.class_names, evaluation.recall)},
         })
     rows[0]["train_accuracy"] = train_accuracy

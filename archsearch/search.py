@@ -6,26 +6,45 @@ trains and scores it on the validation split. `make_tuner()` returns one of
 Keras Tuner's own tuners, with a one-line report per finished trial.
 """
 
+import json
 import math
 import re
 import time
-from pathlib import Path
 
 import keras
 import keras_tuner
 import keras_tuner.src.config
+import keras_tuner.src.utils
+from keras_tuner.src.engine import tuner_utils
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from archsearch.architecture import check_constraints, plan
 from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
+from archsearch.files import atomic_file
 from archsearch.tensorboard_logs import write_scores
 from archsearch.training import predict_classes, train
 
 # Keras Tuner prints every failed trial's traceback unless told otherwise; the
 # reasons are in trials.csv, and `archsearch --debug` turns the tracebacks back on.
 keras_tuner.src.config.DEBUG = False
+
+
+def _save_json_atomically(path, obj):
+    """Keras Tuner's `utils.save_json` through a temporary file and a rename.
+
+    Its own truncates, then writes: a kill in between left an empty
+    `trial.json` that stopped `--resume` with a JSONDecodeError
+    (found by `benchmarks/random_kills.py`).
+    """
+    text = json.dumps(obj)
+    with atomic_file(path) as file:
+        file.write(text)
+    return text
+
+
+keras_tuner.src.utils.save_json = _save_json_atomically
 
 OBJECTIVE = "val_accuracy"
 INFEASIBLE = "infeasible: "  # how an infeasible trial's message starts
@@ -176,14 +195,18 @@ def _mixin(tuner_class):
             keras.utils.set_random_seed(self.oracle.seed + int(trial.trial_id))
             if self.trial_callbacks:
                 kwargs["callbacks"] = [*kwargs.get("callbacks", []), *self.trial_callbacks(trial.trial_id)]
-            return super().run_trial(trial, *args, **kwargs)
+            if isinstance(self, keras_tuner.Hyperband):
+                return super().run_trial(trial, *args, **kwargs)
+            # Only Hyperband resumes from a trial's weights (the best are retrained from scratch):
+            # Keras Tuner's own run_trial would save them at every epoch, as the validation
+            # score, computed after training, is never in the epoch logs.
+            callbacks = self._deepcopy_callbacks(kwargs.pop("callbacks", []))
+            self._configure_tensorboard_dir(callbacks, trial)  # per-trial log directories and HParams, as run_trial does
+            callbacks.append(tuner_utils.TunerCallback(self, trial))
+            return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
-            if not isinstance(self, keras_tuner.Hyperband):
-                # Only Hyperband resumes from a trial's weights; the best are retrained from scratch.
-                for checkpoint in Path(self.get_trial_dir(trial.trial_id)).glob("checkpoint*"):
-                    checkpoint.unlink()
             if self.report:
                 self.report(self)
             self._check_failures()

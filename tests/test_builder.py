@@ -59,7 +59,6 @@ def test_a_model_trains_a_step():
     rng = np.random.default_rng(0)
     history = model.fit(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 8), epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    assert keras.backend.backend() in ("tensorflow", "jax", "torch")
 
 
 def test_mixed_precision_keeps_probabilities_in_float32():

@@ -243,11 +243,13 @@ def test_npz_with_and_without_class_names(tmp_path):
         (dict(y_train=np.arange(19) % 2), r"x_train has 20 images but y_train has shape \(19,\)"),
         (dict(y_test=np.array([0, 1, 0, 1, 0, 5]), class_names=np.array(["a", "b"])), "labels range from 0 to 5; expected 0 to 1"),
         (dict(y_test=np.array([0, 1, 0, 1, 0, -1])), "labels range from -1 to 1"),
+        (dict(y_test=np.array([0, 1, 0, 1, 0, 2**40])), "label 1099511627776 with 26 images and no class_names"),
         (dict(y_train=np.arange(20) * 0.5), "y_train holds float64 values; expected integer class labels"),
         (dict(x_test=np.zeros((6, 6), np.uint8)), r"x_test has shape \(6, 6\); expected .* channels last"),
         (dict(x_test=np.zeros((6, 3, 6, 6), np.uint8)), r"x_test has shape \(6, 3, 6, 6\)"),
         (dict(x_train=np.full((20, 6, 6, 3), 0.5)), r"x_train holds float64 values from 0.5 to 0.5; expected uint8 .* multiply by 255"),
         (dict(class_names=np.array(["a", None], dtype=object)), "not a readable .npz"),
+        (dict(x_test=np.zeros((6, 9, 9, 1), np.uint8)), r"bad.npz: x_train images are \(6, 6, 3\) but x_test images are \(9, 9, 1\)"),
     ],
 )
 def test_bad_npz_is_named(tmp_path, arrays, message):
@@ -388,6 +390,16 @@ def test_peek_matches_the_loaded_shape(tmp_path):
         assert peek(declaration) == (dataset.shape, dataset.num_classes)
 
 
+def test_peek_agrees_with_the_load_when_one_color_image_or_odd_sizes_lie_outside_any_sample(tmp_path):
+    root = make_folder(tmp_path / "gray", classes=("a", "b"), train=30, test=3, mode="L")
+    Image.fromarray(np.full((8, 8, 3), (200, 0, 0), np.uint8)).save(root / "test" / "b" / "001.png")  # the one color image
+    for i in range(1, 30, 2):  # every other training image of class a has another size: still fewer than 8x8
+        Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "train" / "a" / f"{i:03d}.png")
+    dataset = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
+    assert dataset.shape == (8, 8, 3)
+    assert peek(Data(str(root))) == (dataset.shape, dataset.num_classes)
+
+
 def test_summary_counts_every_split_per_class(tmp_path):
     summary = data_summary(load_data(Data(str(make_folder(tmp_path / "pets", train=20)), validation=0.25)))
     assert json.loads(json.dumps(summary)) == summary
@@ -402,27 +414,22 @@ def test_summary_counts_every_split_per_class(tmp_path):
 
 @pytest.fixture(scope="module")
 def cifar(data_cifar_archive):
-    start = time.perf_counter()
-    dataset = load_data(Data("cifar10", validation=0.1), data_dir=str(data_cifar_archive))
-    return dataset, time.perf_counter() - start
+    return load_data(Data("cifar10", validation=0.1), data_dir=str(data_cifar_archive))
 
 
 def test_the_shared_cifar10_archive_loads_whole(cifar, data_cifar_archive):
-    dataset, seconds = cifar
+    dataset = cifar
     assert dataset.class_names == CIFAR_CLASSES and dataset.source == f"archive:{data_cifar_archive}"
     assert len(dataset.full_train()[0]) == 50_000 and len(dataset.x_test) == 10_000
     assert (len(dataset.x_train), len(dataset.x_val)) == (45_000, 5_000)
     assert dataset.shape == (32, 32, 3) and dataset.x_train.dtype == np.uint8
     assert np.bincount(dataset.y_test).tolist() == [1000] * 10 and np.bincount(dataset.y_val).tolist() == [500] * 10
-    assert seconds < 90, f"decoding CIFAR-10 took {seconds:.0f} s"
 
 
 def test_a_cached_load_of_cifar10_does_not_decode(cifar, data_cifar_archive, monkeypatch):
     monkeypatch.setattr(data_module, "_Archive", None)  # reading the archive would fail
-    start = time.perf_counter()
     dataset = load_data(Data("cifar10", validation=0.1), data_dir=str(data_cifar_archive))
-    assert dataset.fingerprint == cifar[0].fingerprint and np.array_equal(dataset.x_val, cifar[0].x_val)
-    assert time.perf_counter() - start < 15
+    assert dataset.fingerprint == cifar.fingerprint and np.array_equal(dataset.x_val, cifar.x_val)
 
 
 def test_car_versus_truck_has_the_notes_sizes(data_cifar_car_truck_folder):
@@ -438,7 +445,7 @@ def test_data_command_json(cifar, data_cifar_archive, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["counts"] == {"train": 45_000, "validation": 5_000, "test": 10_000}
     assert report["per_class"]["test"]["truck"] == 1000
-    assert report == {**data_summary(cifar[0]), "seconds": report["seconds"], "cache": report["cache"]}
+    assert report == {**data_summary(cifar), "seconds": report["seconds"], "cache": report["cache"]}
 
 
 def test_decoding_uses_threads_not_fork_once_jax_backends_run(tmp_path, monkeypatch):

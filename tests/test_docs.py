@@ -1,5 +1,6 @@
 """README.md stays true to the code."""
 
+import re
 from pathlib import Path
 
 from archsearch.dimensions import DIMENSIONS
@@ -18,3 +19,10 @@ def test_readme_gives_the_test_command_that_ci_runs():
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert "    python -m pytest\n" in README
     assert ci.strip().splitlines()[-1] == "python -m pytest"
+
+
+def test_files_a_user_clones_name_only_files_in_the_repository():
+    root = Path(__file__).resolve().parents[1]
+    for name in ("pyproject.toml", "README.md"):
+        for mentioned in re.findall(r"\b([\w./-]+\.md)\b", (root / name).read_text()):
+            assert (root / mentioned).exists() or (root / name).parent.joinpath(mentioned).exists(), f"{name} names {mentioned}, which a clone lacks"

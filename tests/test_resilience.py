@@ -13,8 +13,8 @@ import keras_tuner
 import pandas as pd
 import pytest
 
-from archsearch import results as results_module
 from archsearch import search, training
+from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
 from archsearch.results import write_csv, write_json
 from archsearch.run import run
@@ -196,8 +196,51 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     write_csv(pd.DataFrame({"a": [1]}), path)
 
     # A crash in the middle of writing the new content:
-    monkeypatch.setattr(results_module.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         write_json({"b": 2}, path)
     assert path.read_text() == "a\n1\n"  # the old file, whole
     assert [p.name for p in tmp_path.iterdir()] == ["trials.csv"]  # no temporary left behind
+
+
+def test_resume_on_other_data_is_refused_naming_both_fingerprints(digits_npz, tmp_path):
+    space = tiny_space(digits_npz)
+    results = tmp_path / "run"
+    results.mkdir()
+    write_json({"space_fingerprint": space.fingerprint(), "data": {"fingerprint": "0123456789abcdef0123"},
+                "status": "searching"}, results / "run.json")
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the search started on other data")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("archsearch.run._search", no_search)
+        with pytest.raises(ArchsearchError, match=r"the data changed since this run started \(fingerprint 0123456789abcdef0123 -> \w{20}"):
+            run(space, results, data_dir=str(digits_npz), resume=True, log=lambda line: None)
+
+
+def test_a_search_other_than_hyperband_saves_no_weights(digits_npz, tmp_path, monkeypatch):
+    from keras_tuner.src.engine import tuner_utils
+
+    saved = []
+    monkeypatch.setattr(tuner_utils.SaveBestEpoch, "_save_model", lambda self: saved.append(1))
+    space = tiny_space(digits_npz, max_trials=2)
+    dataset = load_data(space.data, cache_dir=tmp_path / "cache")
+    tuner = search.make_tuner(space, dataset, tmp_path / "run", overwrite=True)
+    tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+    assert len(tuner.oracle.trials) == 2 and saved == [] and not list((tmp_path / "run").rglob("checkpoint*"))
+
+
+def test_keras_tuners_state_files_survive_a_kill_mid_write(tmp_path, monkeypatch):
+    from keras_tuner.src import utils
+
+    path = tmp_path / "trial.json"
+    utils.save_json(str(path), {"status": "RUNNING"})
+
+    def killed(*args):
+        raise KeyboardInterrupt  # stands for a SIGKILL before the new file is in place
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        utils.save_json(str(path), {"status": "COMPLETED"})
+    assert json.loads(path.read_text()) == {"status": "RUNNING"} and not list(tmp_path.glob("*.tmp"))

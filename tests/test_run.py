@@ -10,10 +10,13 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice
+from archsearch.baselines import least_squares
 from archsearch.cli import main
+from archsearch.data import Dataset
 from archsearch.dimensions import RECIPE, TRAIN
 from archsearch.errors import ArchsearchError
 from archsearch.results import LEADERBOARD_COLUMNS, TRIAL_COLUMNS
+from archsearch.retrain import Evaluation, summarize
 from archsearch.run import apply_overrides, run
 
 
@@ -153,7 +156,7 @@ def test_leaderboard_command_prints_table_csv_and_markdown(finished, capsys):
     assert [row["rank"] for row in json.loads(capsys.readouterr().out)] == list(board["rank"].astype(object).where(board["rank"].notna(), None))
     assert main(["leaderboard", str(results)]) == 0
     table = capsys.readouterr().out
-    assert "test acc" in table and "least" in table
+    assert "acc %" in table and "BER %" in table and "least" in table  # headers may wrap
     first = next(line for line in table.splitlines() if line.strip().startswith("1 "))
     assert first.split()[:2] == ["1", str(board.loc[0, "trial_id"])]  # integers as integers, not 1.0
     assert "nan" not in table.lower() and "<NA>" not in table
@@ -197,3 +200,28 @@ def test_the_search_samples_the_same_points_for_the_same_seed_zero_included(digi
         return [oracle.populate_space(str(i))["values"] for i in range(4)]
 
     assert first_points(tmp_path / "a") == first_points(tmp_path / "b")
+
+
+def test_a_standard_deviation_over_one_seed_or_for_a_baseline_is_left_empty(finished):
+    results, _ = finished
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert list(board["seeds"]) == [1] * len(board)
+    for column in ("test_accuracy_std", "test_balanced_error_rate_std"):
+        assert board[column].isna().all(), board[column].tolist()
+
+
+def test_standard_deviations_over_seeds_are_the_sample_ones():
+    evaluations = [Evaluation(accuracy=a, balanced_error_rate=1 - a, recall=[a, a]) for a in (0.8, 0.9, 1.0)]
+    stats = summarize(evaluations)
+    assert stats["test_accuracy_std"] == pytest.approx(0.1) and stats["test_balanced_error_rate_std"] == pytest.approx(0.1)
+    assert summarize(evaluations[:1])["test_accuracy_std"] is None
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_the_least_squares_baseline_counts_the_weights_it_fits(num_classes):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (60, 4, 5, 1), dtype=np.uint8), np.arange(60) % num_classes
+    dataset = Dataset(x[:40], y[:40], x[40:50], y[40:50], x[50:], y[50:], [str(i) for i in range(num_classes)], "test", "f")
+    params, _, _ = least_squares(dataset)
+    columns = 1 if num_classes == 2 else num_classes  # a binary problem is one decision function
+    assert params == (4 * 5 + 1) * columns

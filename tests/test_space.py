@@ -127,3 +127,18 @@ def test_bundled_space_files_load():
     for file in files:
         space = load_space(file)
         assert space.description, file
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Recipe(growth=float("nan")),
+        lambda: Recipe(growth=choice(2.0, float("inf"))),
+        lambda: Train(learning_rate=log_uniform(1e-4, float("inf"))),
+        lambda: Train(weight_decay=uniform(float("nan"), 0.5)),
+        lambda: Train(dropout=float("-inf")),
+    ],
+)
+def test_non_finite_floats_are_refused_naming_the_dimension(make):
+    with pytest.raises(SpaceError, match=r"(growth|learning_rate|weight_decay|dropout)=.*a finite number"):
+        make()

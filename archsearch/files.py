@@ -1,0 +1,48 @@
+"""Files written atomically: to a temporary file beside the target, then renamed over it.
+
+A reader (or a crash) never sees half a file, and the file gets the
+permissions any new file gets (0666 less the umask), so a teammate or a
+server under another account can read results and caches: `tempfile.mkstemp`
+alone would leave them 0600.
+"""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def _umask():
+    """The process's umask (reading it means setting it, for an instant)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode="w"):
+    """Opens a temporary file that replaces `path` when the block ends without an error.
+
+    Args:
+        path: the file to write; its folder must exist.
+        mode: `"w"` for text, `"wb"` for bytes.
+
+    Example:
+
+    ```python
+    with atomic_file("results/x/trials.csv") as file:
+        file.write(text)
+    ```
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())
+        with os.fdopen(handle, mode) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
