@@ -167,9 +167,11 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, te
         lock.acquire(timeout=0)
     except filelock.Timeout:
         raise ArchsearchError(f"{results} is in use by another archsearch run (lock {results / '.lock'})") from None
-    with lock:
+    try:  # not `with lock:`, which would take it a second time and leave it held once at the end
         _prepare(results, bool(resume), overwrite, space)
         leaderboard = _run_locked(space, results, data_dir, bool(resume), tensorboard, log)
+    finally:
+        lock.release()
     leaderboard.attrs["run"] = str(results)
     return leaderboard
 

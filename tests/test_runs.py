@@ -249,3 +249,10 @@ def test_overwrite_never_deletes_a_run_that_holds_its_lock(two_runs, digits_npz,
         with pytest.raises(ArchsearchError, match="in use by another archsearch run"):
             run(tiny_space(digits_npz), busy, overwrite=True, log=lambda line: None)
     assert {path: digest for path, digest in checksums(busy).items() if path.name != ".lock"} == before
+
+
+def test_a_finished_run_lets_go_of_its_lock(two_runs):
+    import filelock
+
+    _, first, *_ = two_runs
+    filelock.FileLock(str(first / ".lock")).acquire(timeout=0)  # raises Timeout while anyone holds it
