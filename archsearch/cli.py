@@ -112,6 +112,7 @@ def run(args):
 
 def runs(args):
     from archsearch.runs import runs_frame
+    from archsearch.summary import clock, percent
 
     frame = runs_frame(args.results)
     if frame.empty:
@@ -121,24 +122,11 @@ def runs(args):
         return
     shown = pd.DataFrame({
         "run": frame["run"], "status": frame["status"],
-        "best test accuracy": [_accuracy(m, s) for m, s in zip(frame["test_accuracy"], frame["test_accuracy_std"])],
+        "best test accuracy": [percent(m, s) for m, s in zip(frame["test_accuracy"], frame["test_accuracy_std"])],
         "trials": frame["trials"].astype("string").fillna(""),
-        "wall time": [_clock(s) for s in frame["wall_seconds"]],
+        "wall time": [clock(s) for s in frame["wall_seconds"]],
     })
     print(shown.to_string(index=False))
-
-
-def _accuracy(mean, std):
-    if pd.isna(mean):
-        return ""
-    return f"{100 * mean:.2f}%" + ("" if pd.isna(std) else f" ± {100 * std:.2f}")
-
-
-def _clock(seconds):
-    if pd.isna(seconds):
-        return ""
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 def leaderboard(args):

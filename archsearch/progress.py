@@ -5,18 +5,13 @@ with the epoch, the last epoch's loss and accuracy, and the search's time
 left; elsewhere (CI logs, `nohup`) it prints one line per epoch instead.
 """
 
-import datetime
 import sys
 import time
 
 import keras
 
 from archsearch.results import TRIALS, trials_frame, write_csv
-
-
-def clock(seconds):
-    """Formats seconds as `H:MM:SS`."""
-    return str(datetime.timedelta(seconds=int(seconds)))
+from archsearch.summary import clock
 
 
 class TrialProgress:

@@ -28,7 +28,7 @@ from archsearch.export import stored_dataset
 from archsearch.history import HISTORY, read_history
 from archsearch.results import write_atomic
 from archsearch.runs import TRIALS, read_leaderboard, read_run, wall_seconds
-from archsearch.summary import describe_architecture, searched_dimensions
+from archsearch.summary import cell, describe_architecture, percent, searched_dimensions
 from archsearch.training import predict_classes
 
 REPORT = "report.html"
@@ -96,8 +96,8 @@ def write_report(run, *, stored=None, data_dir=None, log=None):
     ]
     point = _winner_point(winner, meta)
     lead = (f"Best: {html.escape(describe_architecture(point))} (trial {html.escape(str(winner['trial_id']))}): "
-            f"test accuracy {_percent(winner['test_accuracy'], winner['test_accuracy_std'])}, "
-            f"balanced error rate {_percent(winner['test_balanced_error_rate'], winner['test_balanced_error_rate_std'])} "
+            f"test accuracy {percent(winner['test_accuracy'], winner['test_accuracy_std'])}, "
+            f"balanced error rate {percent(winner['test_balanced_error_rate'], winner['test_balanced_error_rate_std'])} "
             f"over {winner['seeds']} seed(s), {int(winner['params']):,} parameters.")
     title = f"archsearch report: {meta['space']['name']}, run {run.name}"
     question = (meta.get("space_file_description") or "").split("\n")[0]
@@ -178,10 +178,10 @@ def _leaderboard_table(leaderboard, searched):
     shown = pd.DataFrame({
         "rank": leaderboard["rank"].astype("string").fillna(""),
         "trial": leaderboard["trial_id"].str.removeprefix("baseline:").str.replace("_", " "),
-        **{name: leaderboard[name].map(_cell) for name in searched},
-        "val accuracy": leaderboard["val_accuracy"].map(lambda v: _percent(v)),
-        "test accuracy": [_percent(m, s) for m, s in zip(leaderboard["test_accuracy"], leaderboard["test_accuracy_std"])],
-        "test BER": [_percent(m, s) for m, s in zip(leaderboard["test_balanced_error_rate"], leaderboard["test_balanced_error_rate_std"])],
+        **{name: leaderboard[name].map(cell) for name in searched},
+        "val accuracy": leaderboard["val_accuracy"].map(lambda v: percent(v)),
+        "test accuracy": [percent(m, s) for m, s in zip(leaderboard["test_accuracy"], leaderboard["test_accuracy_std"])],
+        "test BER": [percent(m, s) for m, s in zip(leaderboard["test_balanced_error_rate"], leaderboard["test_balanced_error_rate_std"])],
         "params": leaderboard["params"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
         "FLOPs": leaderboard["flops"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
         "seeds": leaderboard["seeds"].astype("string").fillna(""),
@@ -215,18 +215,6 @@ def _facts(run, meta):
 
 def _minutes(seconds):
     return "" if seconds is None else f"{seconds / 60:.1f} min"
-
-
-def _cell(value):
-    if value is None or pd.isna(value):
-        return ""
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _percent(mean, std=None):
-    if mean is None or pd.isna(mean):
-        return ""
-    return f"{100 * float(mean):.2f}%" + ("" if std is None or pd.isna(std) else f" ± {100 * float(std):.2f}")
 
 
 def _image(figure, alt):

@@ -52,10 +52,31 @@ def describe_architecture(point):
     return ", ".join(parts)
 
 
-def _percent(mean, std=None, sign="%"):
+def percent(mean, std=None, sign="%"):
+    """Formats a fraction as a percentage, with ` ± std` when a std is known; blank when missing.
+
+    Example:
+
+    >>> percent(0.99583, 0.002), percent(0.5), percent(None)
+    ('99.58% ± 0.20', '50.00%', '')
+    """
     if mean is None or pd.isna(mean):
         return ""
-    return f"{100 * mean:.2f}{sign}" + (f" ± {100 * std:.2f}" if std is not None and not pd.isna(std) else "")
+    return f"{100 * float(mean):.2f}{sign}" + (f" ± {100 * float(std):.2f}" if std is not None and not pd.isna(std) else "")
+
+
+def clock(seconds):
+    """Formats seconds as `H:MM:SS`; blank when missing.
+
+    Example:
+
+    >>> clock(3725.4), clock(None)
+    ('1:02:05', '')
+    """
+    if seconds is None or pd.isna(seconds):
+        return ""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 def headline(leaderboard, point, run_dir, export_line):
@@ -75,13 +96,13 @@ def headline(leaderboard, point, run_dir, export_line):
     baselines = leaderboard[leaderboard["baseline"].astype(bool)]
     lines = [
         f"best: {describe_architecture(point)} (trial {first['trial_id']})",
-        f"  test accuracy {_percent(first['test_accuracy'], first['test_accuracy_std'])}, "
-        f"BER {_percent(first['test_balanced_error_rate'], first['test_balanced_error_rate_std'])} "
+        f"  test accuracy {percent(first['test_accuracy'], first['test_accuracy_std'])}, "
+        f"BER {percent(first['test_balanced_error_rate'], first['test_balanced_error_rate_std'])} "
         f"(mean ± std over {seeds} seed{'s' * (seeds != 1)}), {int(first['params']):,} parameters",
     ]
     if not baselines.empty:
         lines.append("  baselines: " + ", ".join(
-            f"{row.trial_id.removeprefix('baseline:').replace('_', ' ')} {_percent(row.test_accuracy)}"
+            f"{row.trial_id.removeprefix('baseline:').replace('_', ' ')} {percent(row.test_accuracy)}"
             for row in baselines.itertuples()
         ))
     lines += [
@@ -102,7 +123,8 @@ def searched_dimensions(meta, frame):
     return [name for name in dimensions.RECIPE + dimensions.TRAIN if name in ranked and ranked[name].nunique() > 1]
 
 
-def _cell(value):
+def cell(value):
+    """Formats a table value: floats to 3 significant digits, blank when missing."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
     if isinstance(value, float):
@@ -143,12 +165,12 @@ def leaderboard_table(frame, searched, width=None):
     rows = frame.to_dict("records")
     trials = [str(r["trial_id"]).removeprefix("baseline:").replace("_", " ") if r["baseline"] else str(r["trial_id"]) for r in rows]
     columns = {
-        "rank": [_cell(row["rank"]) for row in rows],
-        **{name.replace("_", " "): [_cell(row.get(name)) for row in rows] for name in searched},
-        "val acc": [_percent(row.get("val_accuracy"), sign="") for row in rows],
-        "test acc %": [_percent(row["test_accuracy"], None if row["baseline"] else row.get("test_accuracy_std"), sign="")
+        "rank": [cell(row["rank"]) for row in rows],
+        **{name.replace("_", " "): [cell(row.get(name)) for row in rows] for name in searched},
+        "val acc": [percent(row.get("val_accuracy"), sign="") for row in rows],
+        "test acc %": [percent(row["test_accuracy"], None if row["baseline"] else row.get("test_accuracy_std"), sign="")
                        for row in rows],
-        "test BER %": [_percent(row["test_balanced_error_rate"], None if row["baseline"] else row.get("test_balanced_error_rate_std"),
+        "test BER %": [percent(row["test_balanced_error_rate"], None if row["baseline"] else row.get("test_balanced_error_rate_std"),
                                 sign="") for row in rows],
         "params": ["" if pd.isna(row["params"]) else f"{int(row['params']):,}" for row in rows],
     }
