@@ -188,7 +188,7 @@ def _contract(inference, stored, check):
             "channels": source_channels,
             "color": "RGB" if source_channels == 3 else "gray",
             "size": [height, width],
-            "conversion": (f"to ITU-R 601 luma inside the model; " if (source_channels, channels) == (3, 1) else "")
+            "conversion": ("to ITU-R 601 luma inside the model; " if (source_channels, channels) == (3, 1) else "")
             + f"images of another size are resized to {height}x{width} inside the model (bilinear, antialiased)",
             "source": stored.source,
         },

@@ -10,7 +10,8 @@ import time
 
 import keras
 
-from archsearch.results import TRIALS, trials_frame, write_csv
+from archsearch.results import trials_frame, write_csv
+from archsearch.runs import TRIALS
 from archsearch.summary import clock
 
 

@@ -13,7 +13,6 @@ from archsearch import dimensions
 from archsearch.architecture import plan
 from archsearch.errors import InfeasibleArchitecture
 from archsearch.files import atomic_file
-from archsearch.runs import LEADERBOARD, TRIALS
 from archsearch.search import INFEASIBLE, failure_reason
 
 TRIAL_COLUMNS = [
