@@ -7,9 +7,13 @@
   compiled steps instead of compiling them again.
 - On TensorFlow, its Python warnings are kept to errors: a search builds a
   new model per trial, and TensorFlow warns about "retracing" at every one.
+- `set_random_seed` and `keras_without_tensorflow`: seeding a trial and
+  saving a retrained model import no TensorFlow on the other backends.
 """
 
+import contextlib
 import logging
+from unittest import mock
 
 import keras
 
@@ -41,3 +45,42 @@ def configure_backend(mixed_precision=False):
 
     jax.config.update("jax_compilation_cache_dir", str(root / "jax"))
     return root / "jax"
+
+
+@contextlib.contextmanager
+def keras_without_tensorflow():
+    """Within it, Keras on JAX or PyTorch treats TensorFlow as not installed.
+
+    Keras imports TensorFlow wherever it is installed, on any backend, to seed
+    it (`keras.utils.set_random_seed`, for `tf.data` pipelines) and to
+    recognise its shapes when saving a `.keras` file: seconds of start-up in
+    a JAX run, and on a GPU a second framework beside JAX. archsearch has no
+    TensorFlow objects there to seed or save, so Keras's shared handle on the
+    module reads "not available" for the duration; nothing else changes.
+
+    Example:
+
+    >>> with keras_without_tensorflow():
+    ...     set_random_seed(7)
+    """
+    if keras.backend.backend() == "tensorflow":
+        yield
+        return
+    from keras.src.utils import module_utils
+
+    with mock.patch.object(module_utils.tensorflow, "_available", False):
+        yield
+
+
+def set_random_seed(seed):
+    """Seeds Python, NumPy and Keras with Keras's own function, importing no TensorFlow on JAX or PyTorch.
+
+    Args:
+        seed: an integer.
+
+    Example:
+
+    >>> set_random_seed(7)
+    """
+    with keras_without_tensorflow():
+        keras.utils.set_random_seed(seed)

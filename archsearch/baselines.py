@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from sklearn.linear_model import RidgeClassifier
 
+from archsearch.backend import set_random_seed
 from archsearch.retrain import evaluate
 from archsearch.training import predict_classes
 
@@ -47,7 +48,7 @@ def mlp(dataset, seed=0, epochs=MLP_EPOCHS):
     Returns:
         A tuple `(params, test Evaluation)`.
     """
-    keras.utils.set_random_seed(seed)
+    set_random_seed(seed)
     keras.backend.clear_session()
     x, y = dataset.full_train()
     model = keras.Sequential(

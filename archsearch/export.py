@@ -145,13 +145,12 @@ def export_model(model, out, stored, expected_accuracy):
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    tf = _tensorflow()  # before Keras's saving, which imports it too
     inference = inference_model(model, stored.shape[-1])
     inference.save(staging / "model.keras")
     reloaded = keras.saving.load_model(staging / "model.keras")
     accuracies = {"model.keras": _accuracy(lambda x: reloaded.predict_on_batch(x), stored)}
-    if saved_model_supported():
-        import tensorflow as tf
-
+    if tf is not None:
         _export_saved_model(inference, staging / "saved_model", stored.class_names)
         serve = tf.saved_model.load(str(staging / "saved_model")).signatures["serve"]
         accuracies["saved_model"] = _accuracy(lambda x: serve(image=tf.constant(x))["probabilities"].numpy(), stored)
@@ -214,13 +213,23 @@ def export_summary(out, check):
             f"{check['test_images']:,} test images right, as the leaderboard says")
 
 
-def saved_model_supported():
-    """Whether TensorFlow can be imported here, which writing a SavedModel needs."""
+def _tensorflow():
+    """Returns TensorFlow, or `None` where it is not installed (a SavedModel needs it).
+
+    On JAX or PyTorch, TensorFlow sees no GPU: the training backend holds the
+    device's memory, and TensorFlow would reserve most of the rest at its first
+    op. The export's few predictions run on the CPU.
+    """
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow as tf
     except ImportError:
-        return False
-    return True
+        return None
+    if keras.backend.backend() != "tensorflow":
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:  # TensorFlow already ran an op (a tfds source, say): too late, and it has its devices
+            pass
+    return tf
 
 
 def _export_saved_model(inference, path, class_names):

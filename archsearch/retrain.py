@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
 from archsearch.architecture import plan
+from archsearch.backend import set_random_seed
 from archsearch.builder import build_model
 from archsearch.training import predict_classes, train
 
@@ -66,7 +67,7 @@ def retrain(point, dataset, seed, epochs, callbacks=()):
     Returns:
         A tuple `(model, evaluation)`.
     """
-    keras.utils.set_random_seed(seed)
+    set_random_seed(seed)
     keras.backend.clear_session()
     x, y = dataset.full_train()
     model = build_model(plan(point, dataset.shape, dataset.num_classes))

@@ -18,6 +18,7 @@ import filelock
 import keras
 
 from archsearch import baselines, dimensions
+from archsearch.backend import keras_without_tensorflow
 from archsearch.architecture import plan
 from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError
@@ -289,7 +290,8 @@ def _retrain_once(point, dataset, seed, epochs, stem, callbacks):
     model, evaluation = retrain(point, dataset, seed, epochs, callbacks=callbacks)
     stem.parent.mkdir(parents=True, exist_ok=True)
     if seed == 0:
-        model.save(saved)
+        with keras_without_tensorflow():
+            model.save(saved)
     write_json(dataclasses.asdict(evaluation), record)
     return evaluation
 

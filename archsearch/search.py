@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from archsearch.architecture import check_constraints, plan
+from archsearch.backend import set_random_seed
 from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.files import atomic_file
@@ -192,7 +193,7 @@ def _mixin(tuner_class):
         def run_trial(self, trial, *args, **kwargs):
             # Each trial's weights and shuffling depend on its id alone, so a
             # resumed search repeats an interrupted trial exactly.
-            keras.utils.set_random_seed(self.oracle.seed + int(trial.trial_id))
+            set_random_seed(self.oracle.seed + int(trial.trial_id))
             if self.trial_callbacks:
                 kwargs["callbacks"] = [*kwargs.get("callbacks", []), *self.trial_callbacks(trial.trial_id)]
             if isinstance(self, keras_tuner.Hyperband):

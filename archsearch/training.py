@@ -25,7 +25,7 @@ class TrainingBatches(keras.utils.PyDataset):
         y: integer labels.
         batch_size: images per batch (at most `len(x)`).
         seed: seeds the order; `None` draws it from NumPy's global generator,
-            which `keras.utils.set_random_seed()` seeds.
+            which `archsearch.backend.set_random_seed()` seeds.
 
     Example:
 

@@ -72,3 +72,37 @@ def test_a_run_on_jax_needs_no_tensorflow_and_exports_the_savedmodel_later(digit
     result = subprocess.run([sys.executable, "-m", "archsearch", "export", str(results), "--out", str(out)], env=env, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (out / "saved_model" / "saved_model.pb").exists()
+
+
+# Stops a run as its export begins (which needs TensorFlow), after the search,
+# the retraining and the baselines have trained.
+_UNTIL_EXPORT = """
+import sys
+import archsearch.run
+
+def stop(*args, **kwargs):
+    print("imported before the export:", sorted(m for m in sys.modules if m.partition(".")[0] == "tensorflow")[:3])
+    sys.exit(0)
+
+archsearch.run.export_model = stop
+from archsearch.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") == "jax", reason="already running under JAX")
+def test_training_on_jax_imports_no_tensorflow_where_it_is_installed(digits_npz, tmp_path):
+    pytest.importorskip("jax")
+    pytest.importorskip("tensorflow")
+    space = tmp_path / "space.py"
+    space.write_text(
+        "from archsearch import Data, Recipe, Retrain, Search, Space, Train\n"
+        f"space = Space(name='jaxonly', data=Data({str(digits_npz)!r}, validation=0.25),\n"
+        "    recipe=Recipe(family='vgg', resolution=8, width=8, stages=1), train=Train(epochs=1, batch_size=64),\n"
+        "    search=Search(tuner='random', max_trials=1), retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-c", _UNTIL_EXPORT, "run", str(space), "--results", str(tmp_path / "results")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "imported before the export: []" in result.stdout, result.stdout[-3000:]
