@@ -19,7 +19,6 @@ from keras_tuner.src.engine import tuner_utils
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
-from archsearch.architecture import check_constraints, plan
 from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.files import atomic_file
@@ -126,9 +125,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
 
     def architecture(self, hp):
         """Plans the point `hp` holds; raises `InfeasibleArchitecture` if it cannot be trained."""
-        architecture = plan(self.space.sample(hp), self.input_shape, self.num_classes)
-        check_constraints(architecture, self.space.search.max_params, self.space.search.max_flops)
-        return architecture
+        return self.space.architecture(self.space.sample(hp), self.input_shape, self.num_classes)
 
     def build(self, hp):
         try:

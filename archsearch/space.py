@@ -17,6 +17,7 @@ from pathlib import Path
 import keras_tuner
 
 from archsearch import dimensions
+from archsearch.architecture import check_constraints, plan
 from archsearch.data import Data
 from archsearch.errors import ArchsearchError, SpaceError
 
@@ -326,6 +327,25 @@ class Space:
             else:
                 point[name] = value
         return point
+
+    def architecture(self, point, input_shape, num_classes):
+        """Plans a point of this space and checks it against the search's budgets.
+
+        Args:
+            point: a dict from dimension name to value, e.g. from `sample()`.
+            input_shape: the image shape `(H, W, C)`.
+            num_classes: the number of classes.
+
+        Returns:
+            The `Architecture`.
+
+        Raises:
+            InfeasibleArchitecture: for an impossible point, or one over
+                `max_params` or `max_flops` (its `architecture` then holds the plan).
+        """
+        architecture = plan(point, input_shape, num_classes)
+        check_constraints(architecture, self.search.max_params, self.search.max_flops)
+        return architecture
 
     def random_points(self, count, seed=0):
         """Draws points with Keras Tuner's own random sampling.
