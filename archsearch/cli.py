@@ -36,12 +36,12 @@ def _space_rows(space, sample, seed, data_dir):
         row = dict(point)
         try:
             architecture = planned = space.architecture(point, shape, num_classes)
-            row["infeasible"] = ""
+            reason = ""
         except InfeasibleArchitecture as error:
-            architecture, planned = None, error.architecture
-            row["infeasible"] = str(error)
+            architecture, planned, reason = None, error.architecture, str(error)
         if planned:
             row.update(stages=planned.point["stages"], params=planned.params, flops=planned.flops)
+        row["infeasible"] = reason
         architectures.append(architecture)
         rows.append(row)
     sampled = pd.DataFrame(rows).astype({"params": "Int64", "flops": "Int64"}, errors="ignore")
