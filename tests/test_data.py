@@ -447,7 +447,7 @@ def test_data_command_json(cifar, data_cifar_archive, capsys):
     assert report == {**data_summary(cifar), "seconds": report["seconds"], "cache": report["cache"]}
 
 
-def test_decoding_uses_threads_not_fork_once_jax_backends_run(tmp_path, monkeypatch):
+def test_decoding_does_not_fork_once_jax_backends_run(tmp_path, monkeypatch):
     import concurrent.futures
     import sys
     import types

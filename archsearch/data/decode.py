@@ -56,21 +56,22 @@ def _workers():
 
 
 def _map(function, tasks):
-    """Maps over tasks in parallel when there is more than one task and core.
+    """Maps over tasks in forked worker processes when there is more than one task and core.
 
-    Worker processes are forked: a spawned one would import TensorFlow again,
-    through the `archsearch` package, before decoding anything. Once JAX has
-    started its backends (and their threads), forking can deadlock, so threads
-    do the work instead (Pillow releases the GIL while it decodes).
+    One executor: on 2 free cores, CIFAR-10's 60,000 JPEGs decode in about
+    3.5 s in two forked workers and 5.6 s in this process alone; two threads
+    took 1.0 to 1.3 times as long as this process alone in 29 of 30 paired
+    tries (they hold the GIL for most of each small image; figures in
+    results/bench/README.md). A
+    fork server's or a spawned worker imports the data package again (about
+    1 s) and needs the caller's script to guard its main code, so workers are
+    forked. Once JAX has started its backends (and their threads), forking
+    can deadlock, so the tasks then run in this process.
     """
     workers = min(len(tasks), _workers())
-    if workers < 2:
+    if workers < 2 or not _fork_is_safe():
         return list(map(function, tasks))
-    if _fork_is_safe():
-        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    else:
-        pool = concurrent.futures.ThreadPoolExecutor(workers)
-    with pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         return list(pool.map(function, tasks))
 
 
