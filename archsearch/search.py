@@ -9,6 +9,7 @@ Keras Tuner's own tuners, with a one-line report per finished trial.
 import json
 import math
 import time
+import warnings
 
 import keras
 import keras_tuner
@@ -204,14 +205,17 @@ def _mixin(tuner_class):
         def _record_failure(self, trial, error):
             """Reports a failed trial's metrics to the oracle and keeps its reason for `on_trial_end`.
 
-            Keras Tuner takes metrics only with the objective: a failed trial's is NaN.
+            Keras Tuner takes metrics only with the objective: a failed trial's is NaN
+            (and NumPy's warning about its best value, NaN, is of no use to anyone).
             """
             infeasible = isinstance(error, InfeasibleArchitecture)
             architecture = error.architecture if infeasible else self.hypermodel.architecture(trial.hyperparameters)
             metrics = {OBJECTIVE: math.nan, **({INFEASIBLE_METRIC: 1.0} if infeasible else {})}
             if architecture:
                 metrics.update(params=architecture.params, flops=architecture.flops)
-            self.oracle.update_trial(trial.trial_id, metrics)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+                self.oracle.update_trial(trial.trial_id, metrics)
             self.failure_reasons[trial.trial_id] = failure_reason(error)
 
         def _train(self, trial, *args, **kwargs):

@@ -361,11 +361,11 @@ class Space:
         return architecture
 
     def random_points(self, count, seed=0):
-        """Draws points at random, as Keras Tuner's random search does: uniformly over
-        each declaration's values, in log scale for `log_uniform`.
+        """Draws points at random: uniformly over each declaration, in log scale for `log_uniform`.
 
-        NumPy draws them, so that `describe` imports neither Keras Tuner nor,
-        behind it, Keras and TensorFlow; the search samples with Keras Tuner.
+        As Keras Tuner's random search does, but with NumPy, so that `describe`
+        imports neither Keras Tuner nor, behind it, Keras and TensorFlow; the
+        search samples with Keras Tuner.
 
         Args:
             count: how many points.
@@ -376,7 +376,8 @@ class Space:
         """
         rng = np.random.default_rng(seed)
         declared = self.declarations()
-        return [{n: v.draw(rng) if hasattr(v, "draw") else v for n, v in declared.items()} for _ in range(count)]
+        return [{n: v.draw(rng) if isinstance(v, (Choice, IntRange, FloatRange)) else v for n, v in declared.items()}
+                for _ in range(count)]
 
     def size(self):
         """Returns the number of distinct points, or `math.inf` for a continuous space."""
