@@ -276,6 +276,6 @@ def check_constraints(architecture, max_params=None, max_flops=None):
         max_flops: largest allowed forward FLOPs per image, or `None`.
     """
     if max_params is not None and architecture.params > max_params:
-        raise InfeasibleArchitecture("max_params", max_params, f"the architecture has {architecture.params:,} parameters")
+        raise InfeasibleArchitecture("max_params", max_params, f"the architecture has {architecture.params:,} parameters", architecture)
     if max_flops is not None and architecture.flops > max_flops:
-        raise InfeasibleArchitecture("max_flops", max_flops, f"the architecture needs {architecture.flops:,} FLOPs per image")
+        raise InfeasibleArchitecture("max_flops", max_flops, f"the architecture needs {architecture.flops:,} FLOPs per image", architecture)

@@ -20,7 +20,6 @@ from archsearch.errors import ArchsearchError
 def _space_rows(space, sample, seed, data_dir):
     """Returns (declarations table, sampled points table, architectures) of a space."""
     from archsearch import dimensions
-    from archsearch.architecture import check_constraints, plan
     from archsearch.data import peek
     from archsearch.errors import InfeasibleArchitecture
 
@@ -36,14 +35,14 @@ def _space_rows(space, sample, seed, data_dir):
     for point in space.random_points(sample, seed):
         row = dict(point)
         try:
-            architecture = plan(point, shape, num_classes)
-            row.update(stages=architecture.point["stages"], params=architecture.params, flops=architecture.flops)
-            check_constraints(architecture, space.search.max_params, space.search.max_flops)
-            row["infeasible"] = ""
-            architectures.append(architecture)
+            architecture = planned = space.architecture(point, shape, num_classes)
+            reason = ""
         except InfeasibleArchitecture as error:
-            row["infeasible"] = str(error)
-            architectures.append(None)
+            architecture, planned, reason = None, error.architecture, str(error)
+        if planned:
+            row.update(stages=planned.point["stages"], params=planned.params, flops=planned.flops)
+        row["infeasible"] = reason
+        architectures.append(architecture)
         rows.append(row)
     sampled = pd.DataFrame(rows).astype({"params": "Int64", "flops": "Int64"}, errors="ignore")
     return declared, sampled, architectures, shape, num_classes

@@ -16,10 +16,12 @@ class InfeasibleArchitecture(ArchsearchError, ValueError):
         field: the dimension or constraint at fault, e.g. `"stages"`.
         value: its offending value.
         reason: what was expected instead.
+        architecture: the planned `Architecture`, when only a budget
+            (`max_params`, `max_flops`) rules it out.
     """
 
-    def __init__(self, field, value, reason):
-        self.field, self.value, self.reason = field, value, reason
+    def __init__(self, field, value, reason, architecture=None):
+        self.field, self.value, self.reason, self.architecture = field, value, reason, architecture
         super().__init__(f"{field}={value!r}: {reason}")
 
 

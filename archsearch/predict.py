@@ -18,7 +18,8 @@ import keras
 import numpy as np
 from PIL import Image
 
-from archsearch.data import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, UNREADABLE_ERRORS
+from archsearch.data.decode import UNREADABLE_ERRORS
+from archsearch.data.folders import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES
 from archsearch.errors import ArchsearchError
 from archsearch.export import MODEL_JSON
 

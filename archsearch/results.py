@@ -10,10 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from archsearch import dimensions
-from archsearch.architecture import plan
-from archsearch.errors import InfeasibleArchitecture
 from archsearch.files import atomic_file
-from archsearch.search import INFEASIBLE, failure_reason
 
 TRIAL_COLUMNS = [
     "trial_id", "status", "reason", *dimensions.RECIPE, *dimensions.TRAIN,
@@ -50,11 +47,14 @@ def read_json(path):
 
 
 def trial_status(trial):
-    """Returns `completed`, `infeasible`, `failed` or `running` for a Keras Tuner trial."""
+    """Returns `completed`, `infeasible`, `failed` or `running` for a Keras Tuner trial.
+
+    The search marks an infeasible sample with the trial metric `infeasible`.
+    """
     if trial.status == "COMPLETED":
         return "completed"
     if trial.status in ("FAILED", "INVALID"):
-        return "infeasible" if failure_reason(trial).startswith(INFEASIBLE) else "failed"
+        return "infeasible" if trial.metrics.exists("infeasible") else "failed"
     return "running"
 
 
@@ -67,20 +67,15 @@ def trials_frame(tuner):
     Returns:
         A DataFrame with the columns of `TRIAL_COLUMNS`; `epochs` is the
         number actually trained (Hyperband trains some trials for fewer).
+        A failed or infeasible trial's reason is its message, as the search
+        records it.
     """
-    hypermodel = tuner.hypermodel
     rows = []
     for trial_id, trial in tuner.oracle.trials.items():
         status = trial_status(trial)
-        point = hypermodel.space.sample(trial.hyperparameters.copy())
-        row = {"trial_id": trial_id, "status": status, "reason": failure_reason(trial) if status in ("failed", "infeasible") else ""}
-        row.update(point)
-        try:
-            architecture = plan(point, hypermodel.input_shape, hypermodel.num_classes)
-            row["params"], row["flops"] = architecture.params, architecture.flops
-        except InfeasibleArchitecture:
-            row["params"] = row["flops"] = None
-        for metric in ("val_accuracy", "val_balanced_error_rate", "seconds", "compile_seconds", "epochs"):
+        row = {"trial_id": trial_id, "status": status, "reason": (trial.message or "") if status in ("failed", "infeasible") else ""}
+        row.update(tuner.hypermodel.space.sample(trial.hyperparameters.copy()))
+        for metric in ("val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds", "epochs"):
             if trial.metrics.exists(metric):
                 row[metric] = trial.metrics.get_last_value(metric)
         rows.append(row)

@@ -208,7 +208,7 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
 
     record("searching")
     start = time.perf_counter()
-    trials = _search(space, dataset, results, resume, tensorboard, record, log)
+    tuner, trials = _search(space, dataset, results, resume, tensorboard, record, log)
     metadata["search_seconds"] = round(time.perf_counter() - start, 1)
     best = best_trials(trials, space.retrain.top_k)
     if best.empty:
@@ -217,7 +217,8 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
     record("retraining")
     epochs = space.retrain.epochs or space.max_epochs()
     start = time.perf_counter()
-    rows = [_retrain_trial(trial, position, len(best), space, dataset, epochs, results, log)
+    rows = [_retrain_trial(trial, tuner.oracle.get_trial(trial["trial_id"]).hyperparameters, position, len(best),
+                           space, dataset, epochs, results, log)
             for position, (_, trial) in enumerate(best.iterrows(), start=1)]
     metadata["retrain_seconds"] = round(time.perf_counter() - start, 1)
     leaderboard = leaderboard_frame(rows + _baseline_rows(dataset))
@@ -237,7 +238,7 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
 
 
 def _search(space, dataset, results, resume, tensorboard, record, log):
-    """Runs (or resumes) the Keras Tuner search; returns the trials table."""
+    """Runs (or resumes) the Keras Tuner search; returns the tuner and the trials table."""
     progress = TrialProgress(results, space.search.max_trials, log)
     tuner = make_tuner(space, dataset, results, overwrite=not resume, on_trial_end=progress,
                        trial_callbacks=lambda trial_id: [EpochHistory(results, trial_id, "search")])
@@ -249,13 +250,15 @@ def _search(space, dataset, results, resume, tensorboard, record, log):
         raise
     trials = trials_frame(tuner)
     write_csv(trials, results / TRIALS)
-    return trials
+    return tuner, trials
 
 
-def _retrain_trial(trial, position, count, space, dataset, epochs, results, log):
-    """Retrains one of the best trials once per seed; returns its leaderboard row."""
-    point = {n: dimensions.BY_NAME[n].parse(str(trial[n])) for n in dimensions.RECIPE + dimensions.TRAIN}
-    point["epochs"] = epochs
+def _retrain_trial(trial, hyperparameters, position, count, space, dataset, epochs, results, log):
+    """Retrains one of the best trials once per seed; returns its leaderboard row.
+
+    Its point comes typed from the trial's hyperparameters, not from the text of its trials.csv row.
+    """
+    point = {**space.sample(hyperparameters.copy()), "epochs": epochs}
     evaluations = []
     for seed in range(space.retrain.seeds):
         label = f"retrain {position}/{count} [{trial['trial_id']}] seed {seed}"

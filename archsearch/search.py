@@ -8,8 +8,8 @@ Keras Tuner's own tuners, with a one-line report per finished trial.
 
 import json
 import math
-import re
 import time
+import warnings
 
 import keras
 import keras_tuner
@@ -19,7 +19,6 @@ from keras_tuner.src.engine import tuner_utils
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
-from archsearch.architecture import check_constraints, plan
 from archsearch.backend import set_random_seed
 from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
@@ -48,7 +47,10 @@ def _save_json_atomically(path, obj):
 keras_tuner.src.utils.save_json = _save_json_atomically
 
 OBJECTIVE = "val_accuracy"
-INFEASIBLE = "infeasible: "  # how an infeasible trial's message starts
+INFEASIBLE = "infeasible: "  # how an infeasible trial's reason starts
+# The metric that marks an infeasible sample: metrics, unlike a trial's message,
+# reach a chief oracle from a worker (Keras Tuner's Trial proto has no message).
+INFEASIBLE_METRIC = "infeasible"
 INFEASIBLE_LIMIT = 10  # infeasible samples allowed per trial of the budget
 
 
@@ -127,15 +129,10 @@ class SpaceHyperModel(keras_tuner.HyperModel):
 
     def architecture(self, hp):
         """Plans the point `hp` holds; raises `InfeasibleArchitecture` if it cannot be trained."""
-        architecture = plan(self.space.sample(hp), self.input_shape, self.num_classes)
-        check_constraints(architecture, self.space.search.max_params, self.space.search.max_flops)
-        return architecture
+        return self.space.architecture(self.space.sample(hp), self.input_shape, self.num_classes)
 
     def build(self, hp):
-        try:
-            return build_model(self.architecture(hp))
-        except InfeasibleArchitecture as error:
-            raise keras_tuner.errors.FailedTrialError(INFEASIBLE + str(error)) from None
+        return build_model(self.architecture(hp))
 
     def fit(self, hp, model, x, y, validation_data, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Trains `model` and returns its validation scores, size and time.
@@ -143,7 +140,8 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         The validation split is scored once, after training. Hyperband passes
         `epochs` and `initial_epoch`; otherwise the point's own `epochs` is used.
         """
-        point = self.architecture(hp).point
+        architecture = self.architecture(hp)
+        point = architecture.point
         epochs = epochs or point["epochs"]
         monitor = _TrialMonitor()
         try:
@@ -161,6 +159,8 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         write_scores(callbacks, scores, epochs)
         return {
             **scores,
+            "params": architecture.params,
+            "flops": architecture.flops,
             "seconds": seconds,
             "compile_seconds": monitor.compile_seconds,
             "epochs": float(epochs),
@@ -176,6 +176,9 @@ def _mixin(tuner_class):
       failures in a row (Keras Tuner's own limit would count infeasible ones).
     - Each trial is seeded from its id; `trial_callbacks(trial_id)` adds
       callbacks for its training; `on_trial_end(tuner)` is called after each.
+    - A failed trial's reason is recorded where it is raised: it becomes the
+      trial's message (Keras Tuner's would be the traceback), and its size and
+      whether it was infeasible are reported to the oracle as metrics.
     """
 
     class Tuner(tuner_class):
@@ -185,12 +188,38 @@ def _mixin(tuner_class):
             self.report = on_trial_end
             self.trial_callbacks = trial_callbacks
             self.max_consecutive_failures = max_consecutive_failures
+            self.failure_reasons = {}  # trial id -> reason, until the trial ends
 
         def on_search_begin(self):
             super().on_search_begin()
             self._extend_budget()
 
         def run_trial(self, trial, *args, **kwargs):
+            try:
+                return self._train(trial, *args, **kwargs)
+            except Exception as error:
+                self._record_failure(trial, error)
+                if isinstance(error, InfeasibleArchitecture):  # failed for good: not to be retried
+                    raise keras_tuner.errors.FailedTrialError(self.failure_reasons[trial.trial_id]) from error
+                raise
+
+        def _record_failure(self, trial, error):
+            """Reports a failed trial's metrics to the oracle and keeps its reason for `on_trial_end`.
+
+            Keras Tuner takes metrics only with the objective: a failed trial's is NaN
+            (and NumPy's warning about its best value, NaN, is of no use to anyone).
+            """
+            infeasible = isinstance(error, InfeasibleArchitecture)
+            architecture = error.architecture if infeasible else self.hypermodel.architecture(trial.hyperparameters)
+            metrics = {OBJECTIVE: math.nan, **({INFEASIBLE_METRIC: 1.0} if infeasible else {})}
+            if architecture:
+                metrics.update(params=architecture.params, flops=architecture.flops)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+                self.oracle.update_trial(trial.trial_id, metrics)
+            self.failure_reasons[trial.trial_id] = failure_reason(error)
+
+        def _train(self, trial, *args, **kwargs):
             # Each trial's weights and shuffling depend on its id alone, so a
             # resumed search repeats an interrupted trial exactly.
             set_random_seed(self.oracle.seed + int(trial.trial_id))
@@ -207,6 +236,7 @@ def _mixin(tuner_class):
             return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
         def on_trial_end(self, trial):
+            trial.message = self.failure_reasons.pop(trial.trial_id, trial.message)
             super().on_trial_end(trial)
             if self.report:
                 self.report(self)
@@ -214,13 +244,13 @@ def _mixin(tuner_class):
             self._extend_budget()
 
         def _infeasible(self):
-            return [t for t in self.oracle.trials.values() if t.status == "FAILED" and failure_reason(t).startswith(INFEASIBLE)]
+            return [t for t in self.oracle.trials.values() if t.status == "FAILED" and t.metrics.exists(INFEASIBLE_METRIC)]
 
         def _extend_budget(self):
             infeasible = len(self._infeasible())
             if infeasible > INFEASIBLE_LIMIT * self.budget:
                 raise SearchStopped(
-                    f"{infeasible} sampled architectures were infeasible (e.g. {failure_reason(self._infeasible()[-1])}); "
+                    f"{infeasible} sampled architectures were infeasible (e.g. {self._infeasible()[-1].message}); "
                     "loosen the constraints or the space (`archsearch describe` shows which samples fail)"
                 )
             self.oracle.max_trials = self.budget + infeasible
@@ -230,10 +260,10 @@ def _mixin(tuner_class):
             for trial in (self.oracle.trials[i] for i in self.oracle.end_order):
                 if trial.status == "COMPLETED":
                     streak = []
-                elif trial.status == "FAILED" and not failure_reason(trial).startswith(INFEASIBLE):
+                elif trial.status == "FAILED" and not trial.metrics.exists(INFEASIBLE_METRIC):
                     streak.append(trial)
             if len(streak) >= self.max_consecutive_failures:
-                lines = "\n".join(f"  trial {t.trial_id}: {failure_reason(t)}" for t in streak)
+                lines = "\n".join(f"  trial {t.trial_id}: {t.message}" for t in streak)
                 raise SearchStopped(f"the search stopped after {len(streak)} failed trials in a row:\n{lines}")
 
     Tuner.__name__ = tuner_class.__name__
@@ -247,25 +277,22 @@ _TUNERS = {
 }
 
 
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\w*: ")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m|\[[0-9;]*m")
+def failure_reason(error):
+    """Returns why a trial failed, as `trials.csv` shows it.
 
+    Args:
+        error: the exception that ended the trial.
 
-def failure_reason(trial):
-    """Returns the message of the exception that failed a trial, e.g. `infeasible: ...`.
-
-    Keras Tuner keeps the whole traceback; the reason is its last
-    `SomeError: message` line (not simply its last line: Keras's messages
-    run over several lines), without the `FailedTrialError` prefix.
+    Returns:
+        `infeasible: <field>=<value>: <why>` for an infeasible sample; the
+        message of a `FailedTrialError` (`diverged: ...`, `out of memory: ...`);
+        else `<type>: <first line of the message>` (Keras's run over several).
     """
-    lines = [_ANSI.sub("", line).strip() for line in (trial.message or "").strip().splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
-        return ""
-    raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
-    reason = (raised or lines)[-1]
-    prefix = "keras_tuner.src.errors.FailedTrialError: "
-    return reason[len(prefix):] if reason.startswith(prefix) else reason
+    if isinstance(error, InfeasibleArchitecture):
+        return INFEASIBLE + str(error)
+    if isinstance(error, keras_tuner.errors.FailedTrialError):
+        return str(error)
+    return f"{type(error).__name__}: {next(iter(str(error).strip().splitlines()), '')}"
 
 
 def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None, trial_callbacks=None):

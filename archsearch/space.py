@@ -3,7 +3,9 @@
 A space file builds one `Space` from declarations only. Each dimension of the
 recipe or of training is either a fixed value or a declaration (`choice`,
 `int_range`, `uniform`, `log_uniform`); declarations map one-to-one onto Keras
-Tuner's `HyperParameters`, which does all the sampling.
+Tuner's `HyperParameters`, which does the search's sampling. This module does
+not import Keras Tuner (which imports Keras, and TensorFlow behind it), so
+that commands which only read a space (`describe`, `data`) stay light.
 """
 
 import dataclasses
@@ -14,9 +16,10 @@ import runpy
 import traceback
 from pathlib import Path
 
-import keras_tuner
+import numpy as np
 
 from archsearch import dimensions
+from archsearch.architecture import check_constraints, plan
 from archsearch.data import Data
 from archsearch.errors import ArchsearchError, SpaceError
 
@@ -40,6 +43,9 @@ class Choice:
             return dimension.parse(text)
         return hp.Choice(dimension.name, list(self.values))
 
+    def draw(self, rng):
+        return self.values[rng.integers(len(self.values))]
+
     def size(self):
         return len(self.values)
 
@@ -58,6 +64,9 @@ class IntRange:
     def register(self, hp, dimension):
         return hp.Int(dimension.name, self.low, self.high, step=self.step)
 
+    def draw(self, rng):
+        return self.low + self.step * int(rng.integers(self.size()))
+
     def size(self):
         return (self.high - self.low) // self.step + 1
 
@@ -75,6 +84,11 @@ class FloatRange:
 
     def register(self, hp, dimension):
         return hp.Float(dimension.name, self.low, self.high, sampling=self.sampling)
+
+    def draw(self, rng):
+        if self.sampling == "log":
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return float(rng.uniform(self.low, self.high))
 
     def size(self):
         return math.inf
@@ -327,8 +341,31 @@ class Space:
                 point[name] = value
         return point
 
+    def architecture(self, point, input_shape, num_classes):
+        """Plans a point of this space and checks it against the search's budgets.
+
+        Args:
+            point: a dict from dimension name to value, e.g. from `sample()`.
+            input_shape: the image shape `(H, W, C)`.
+            num_classes: the number of classes.
+
+        Returns:
+            The `Architecture`.
+
+        Raises:
+            InfeasibleArchitecture: for an impossible point, or one over
+                `max_params` or `max_flops` (its `architecture` then holds the plan).
+        """
+        architecture = plan(point, input_shape, num_classes)
+        check_constraints(architecture, self.search.max_params, self.search.max_flops)
+        return architecture
+
     def random_points(self, count, seed=0):
-        """Draws points with Keras Tuner's own random sampling.
+        """Draws points at random: uniformly over each declaration, in log scale for `log_uniform`.
+
+        As Keras Tuner's random search does, but with NumPy, so that `describe`
+        imports neither Keras Tuner nor, behind it, Keras and TensorFlow; the
+        search samples with Keras Tuner.
 
         Args:
             count: how many points.
@@ -337,15 +374,10 @@ class Space:
         Returns:
             A list of `count` dicts from dimension name to value.
         """
-        hp = keras_tuner.HyperParameters()
-        self.sample(hp)
-        points = []
-        for i in range(count):
-            drawn = keras_tuner.HyperParameters()
-            for j, parameter in enumerate(hp.space):
-                drawn.values[parameter.name] = parameter.random_sample(seed + 7919 * i + j)
-            points.append(self.sample(drawn))
-        return points
+        rng = np.random.default_rng(seed)
+        declared = self.declarations()
+        return [{n: v.draw(rng) if isinstance(v, (Choice, IntRange, FloatRange)) else v for n, v in declared.items()}
+                for _ in range(count)]
 
     def size(self):
         """Returns the number of distinct points, or `math.inf` for a continuous space."""

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from archsearch import data as data_module
 from archsearch.cli import main
-from archsearch.data import Data, data_summary, load_data, peek
+from archsearch.data import Data, data_summary, decode, load, load_data, peek
 from archsearch.errors import DataError
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -341,7 +340,7 @@ def test_the_cache_is_reused_on_a_second_load(tmp_path, monkeypatch):
         raise AssertionError("decoded again")
 
     with monkeypatch.context() as patched:
-        patched.setattr(data_module, "_decode_images", no_decoding)
+        patched.setattr(decode, "_decode_images", no_decoding)
         second = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
         other_split = load_data(Data(str(root), validation=0.5, seed=3), cache_dir=tmp_path / "cache")
     assert second.cache_path == first.cache_path and second.fingerprint == first.fingerprint
@@ -427,7 +426,7 @@ def test_the_shared_cifar10_archive_loads_whole(cifar, data_cifar_archive):
 
 
 def test_a_cached_load_of_cifar10_does_not_decode(cifar, data_cifar_archive, monkeypatch):
-    monkeypatch.setattr(data_module, "_Archive", None)  # reading the archive would fail
+    monkeypatch.setattr(load, "Archive", None)  # reading the archive would fail
     dataset = load_data(Data("cifar10", validation=0.1), data_dir=str(data_cifar_archive))
     assert dataset.fingerprint == cifar.fingerprint and np.array_equal(dataset.x_val, cifar.x_val)
 
@@ -448,12 +447,10 @@ def test_data_command_json(cifar, data_cifar_archive, capsys):
     assert report == {**data_summary(cifar), "seconds": report["seconds"], "cache": report["cache"]}
 
 
-def test_decoding_uses_threads_not_fork_once_jax_backends_run(tmp_path, monkeypatch):
+def test_decoding_does_not_fork_once_jax_backends_run(tmp_path, monkeypatch):
     import concurrent.futures
     import sys
     import types
-
-    from archsearch import data as data_module
 
     root = make_folder(tmp_path / "pets", train=12, test=4)
     expected = load_data(Data(str(root)), cache_dir=tmp_path / "first")
@@ -464,7 +461,7 @@ def test_decoding_uses_threads_not_fork_once_jax_backends_run(tmp_path, monkeypa
     running_jax = types.SimpleNamespace(backends_are_initialized=lambda: True)
     monkeypatch.setitem(sys.modules, "jax._src.xla_bridge", running_jax)
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_fork)
-    monkeypatch.setattr(data_module, "DECODE_CHUNK", 5)  # several tasks
-    monkeypatch.setattr(data_module, "_workers", lambda: 4)
+    monkeypatch.setattr(decode, "DECODE_CHUNK", 5)  # several tasks
+    monkeypatch.setattr(decode, "_workers", lambda: 4)
     again = load_data(Data(str(root)), cache_dir=tmp_path / "second")  # decodes again
     assert np.array_equal(again.x_train, expected.x_train) and np.array_equal(again.y_test, expected.y_test)

@@ -1,4 +1,4 @@
-"""Commands that only read files stay light: no Keras, Keras Tuner or TensorFlow imported."""
+"""Commands import only what they need: reading ones no Keras, Keras Tuner or TensorFlow; describe and data no TensorFlow."""
 
 import subprocess
 import sys
@@ -8,6 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_RUN = next((ROOT / "results" / "digits").glob("*/leaderboard.csv")).parent
+SPACES = ROOT / "search_spaces"
 
 PROBE = """
 import sys
@@ -21,9 +22,20 @@ print("imported:", ",".join(heavy))
 """
 
 
+def imported(argv):
+    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1]
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["leaderboard", str(COMMITTED_RUN)], ["runs", str(COMMITTED_RUN.parent)]],
                          ids=["help", "leaderboard", "runs"])
 def test_reading_commands_import_no_keras_or_tensorflow(argv):
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "imported: "
+    assert imported(argv) == "imported: "
+
+
+@pytest.mark.parametrize("command", ["describe", "data"])
+def test_describe_and_data_import_no_tensorflow_nor_keras_for_local_data(command, digits_npz):
+    # digits: scikit-learn's; cifar.py names a tensorflow-datasets source, read here from a local copy.
+    assert imported([command, str(SPACES / "digits.py")]) == "imported: "
+    assert imported([command, str(SPACES / "cifar.py"), "--data-dir", str(digits_npz)]) == "imported: "

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import keras
@@ -15,8 +16,8 @@ import pytest
 
 from archsearch import search, training
 from archsearch.data import load_data
-from archsearch.errors import ArchsearchError
-from archsearch.results import write_csv, write_json
+from archsearch.errors import ArchsearchError, InfeasibleArchitecture
+from archsearch.results import trial_status, trials_frame, write_csv, write_json
 from archsearch.run import run
 from test_run import tiny_space
 
@@ -163,15 +164,34 @@ def test_the_monitor_reads_only_the_first_steps_losses_then_checks_at_epoch_end(
 
 def test_the_failure_reason_is_the_raised_message_not_the_last_line_of_a_long_one():
     keras_message = (
-        "Traceback (most recent call last):\n  File \"tuner.py\", line 233, in _build_and_fit_model\n"
-        "RuntimeError: Unable to automatically build the model.\nException encountered:\n"
+        "Unable to automatically build the model.\nException encountered:\n"
         "\x1b[1mThis requires the tensorflow module.\x1b[0m\n\nArguments received by Functional.call():\n"
         "  \u2022 kwargs=<class 'inspect._empty'>'\n"
     )
-    trial = keras_tuner.engine.trial.Trial(hyperparameters=keras_tuner.HyperParameters(), message=keras_message)
-    assert search.failure_reason(trial) == "RuntimeError: Unable to automatically build the model."
-    trial.message = "Traceback ...\nkeras_tuner.src.errors.FailedTrialError: infeasible: stages=5: too many\n"
-    assert search.failure_reason(trial) == "infeasible: stages=5: too many"
+    assert search.failure_reason(RuntimeError(keras_message)) == "RuntimeError: Unable to automatically build the model."
+    assert search.failure_reason(InfeasibleArchitecture("stages", 5, "too many")) == "infeasible: stages=5: too many"
+
+
+def test_infeasible_samples_stay_infeasible_whatever_keras_tuner_calls_its_error(digits_npz, tmp_path, monkeypatch):
+    # As if Keras Tuner renamed FailedTrialError: the tracebacks it keeps as messages then end in another name.
+    format_exc = traceback.format_exc
+    monkeypatch.setattr(traceback, "format_exc", lambda: format_exc().replace("errors.FailedTrialError", "errors.TrialSkipped"))
+    space = tiny_space(digits_npz, max_trials=2, max_params=150, max_consecutive_failures=1)
+    run(space, tmp_path / "out", log=lambda line: None)
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv", dtype={"trial_id": str})
+    infeasible = trials[trials["status"] == "infeasible"]
+    assert len(infeasible) >= 1 and set(trials["status"]) == {"completed", "infeasible"}
+    assert infeasible["reason"].str.match(r"infeasible: max_params=150: the architecture has [\d,]+ parameters$").all()
+    assert (infeasible["params"] > 150).all() and infeasible["flops"].notna().all()  # planned, then over the budget
+
+    # The mark persists in trial.json (--resume) and survives Keras Tuner's Trial proto (a chief's oracle).
+    dataset = load_data(space.data)
+    resumed = search.make_tuner(space, dataset, tmp_path / "out", overwrite=False)
+    again = trials_frame(resumed).set_index("trial_id").loc[trials["trial_id"]]  # reloaded in the order of the file system
+    assert again["status"].tolist() == trials["status"].tolist() and again["reason"].tolist() == trials["reason"].fillna("").tolist()
+    for trial_id in infeasible["trial_id"]:
+        sent = keras_tuner.engine.trial.Trial.from_proto(resumed.oracle.get_trial(trial_id).to_proto())
+        assert trial_status(sent) == "infeasible" and sent.metrics.get_last_value("params") > 150
 
 
 def test_out_of_memory_fails_the_trial_and_the_search_goes_on(tmp_path, digits_npz, monkeypatch):

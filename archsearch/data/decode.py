@@ -1,0 +1,213 @@
+"""Decoding images with Pillow, in parallel, into one uint8 array per split.
+
+Unreadable images are skipped with a warning while they are at most 1% of
+their split. Images of other sizes are resized (bilinear) to `image_size`,
+or, without it, to the most common size; a folder of gray images keeps one
+channel unless any image is in color.
+"""
+
+import collections
+import concurrent.futures
+import io
+import multiprocessing
+import os
+import sys
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from archsearch.errors import DataError
+
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+MAX_UNREADABLE_FRACTION = 0.01
+DECODE_CHUNK = 1000  # images per task of the decoding pool
+UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def _decode_image(job, grayscale, size):
+    """Decodes one image (a path or its bytes) to uint8 `(H, W, C)`, C = 1 for gray images."""
+    with Image.open(job if isinstance(job, str) else io.BytesIO(job)) as image:
+        gray = grayscale or image.mode in GRAY_MODES
+        image = image.convert("L" if gray else "RGB")
+        if size and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.BILINEAR)
+        array = np.asarray(image)
+    return array[..., None] if gray else array
+
+
+def _decode_chunk(task):
+    """Decodes `[(index, job)]`; returns `({shape: (indices, stacked images)}, [(index, reason)])`."""
+    jobs, grayscale, size = task
+    groups, failures = collections.defaultdict(lambda: ([], [])), []
+    for index, job in jobs:
+        try:
+            array = _decode_image(job, grayscale, size)
+        except UNREADABLE_ERRORS as error:
+            failures.append((index, f"{type(error).__name__}: {error}"))
+            continue
+        groups[array.shape][0].append(index)
+        groups[array.shape][1].append(array)
+    return {shape: (np.array(indices), np.stack(arrays)) for shape, (indices, arrays) in groups.items()}, failures
+
+
+def _workers():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _map(function, tasks):
+    """Maps over tasks in forked worker processes when there is more than one task and core.
+
+    One executor: on 2 free cores, CIFAR-10's 60,000 JPEGs decode in about
+    3.5 s in two forked workers and 5.6 s in this process alone; two threads
+    took 1.0 to 1.3 times as long as this process alone in 29 of 30 paired
+    tries (they hold the GIL for most of each small image; figures in
+    results/bench/README.md). A
+    fork server's or a spawned worker imports the data package again (about
+    1 s) and needs the caller's script to guard its main code, so workers are
+    forked. Once JAX has started its backends (and their threads), forking
+    can deadlock, so the tasks then run in this process.
+    """
+    workers = min(len(tasks), _workers())
+    if workers < 2 or not _fork_is_safe():
+        return list(map(function, tasks))
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(function, tasks))
+
+
+def _fork_is_safe():
+    """Whether this process can fork: not where JAX's backends are running, as JAX itself warns."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    xla_bridge = sys.modules.get("jax._src.xla_bridge")
+    if xla_bridge is None:
+        return True
+    initialized = getattr(xla_bridge, "backends_are_initialized", None)
+    return initialized is not None and not initialized()
+
+
+def _decode_images(entries, data, where, size=None):
+    """Decodes a split's images in parallel.
+
+    Args:
+        entries: `[(label, relative name, identity, job)]`.
+        data: the `Data` (its `grayscale` and `image_size`).
+        where: the split folder, for messages.
+        size: the size to resize to when `data.image_size` is None (default:
+            the most common size).
+
+    Returns:
+        `(x, y)`, unreadable images skipped.
+    """
+    jobs = [(index, entry[3]) for index, entry in enumerate(entries)]
+    tasks = [(jobs[i : i + DECODE_CHUNK], data.grayscale, data.image_size) for i in range(0, len(jobs), DECODE_CHUNK)]
+    blocks, failures = [], []
+    for chunk_blocks, chunk_failures in _map(_decode_chunk, tasks):
+        blocks += chunk_blocks.values()
+        failures += chunk_failures
+    _check_unreadable(failures, entries, where)
+    x, kept = assemble(blocks, data.image_size or size, where, warn=data.image_size is None)
+    labels = np.array([label for label, *_ in entries], dtype=np.int32)
+    return x, labels[kept]
+
+
+def _check_unreadable(failures, entries, where):
+    if not failures:
+        return
+    names = [f"{where}/{entries[index][1]}" for index, _ in failures]
+    if len(failures) > MAX_UNREADABLE_FRACTION * len(entries):
+        raise DataError(
+            f"{where}: {len(failures)} of {len(entries)} images cannot be read (more than "
+            f"{MAX_UNREADABLE_FRACTION:.0%}), e.g. {names[0]} ({failures[0][1]}); remove or replace them"
+        )
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    warnings.warn(f"{where}: skipped {len(failures)} unreadable image(s): {', '.join(names[:5])}{more}", stacklevel=4)
+
+
+def assemble(blocks, size, where, warn):
+    """Puts decoded blocks `[(indices, images)]` back in index order, in one size and channel count.
+
+    Args:
+        blocks: decoded images grouped by shape, with their indices.
+        size: `(height, width)` to resize to, or None for the most common size.
+        where: the split, for the warning about resized images.
+        warn: whether to warn about resized images (not when the user chose the size).
+
+    Returns:
+        `(x, kept indices in order)`.
+    """
+    counts = collections.Counter()
+    for indices, images in blocks:
+        counts[images.shape[1:3]] += len(indices)
+    target = tuple(size) if size else counts.most_common(1)[0][0]
+    channels = max(images.shape[-1] for _, images in blocks)
+    odd = sum(counts.values()) - counts[target]
+    if warn and odd:
+        warnings.warn(
+            f"{where}: resized {odd} of {sum(counts.values())} images to {target[0]}x{target[1]}, the most common "
+            "training image size; set image_size=(height, width) to choose",
+            stacklevel=5,
+        )
+    kept = np.sort(np.concatenate([indices for indices, _ in blocks]))
+    x = np.empty((len(kept), *target, channels), np.uint8)
+    for indices, images in blocks:
+        x[np.searchsorted(kept, indices)] = _fit(images, target, channels)
+    return x, kept
+
+
+def _fit(images, size, channels):
+    """Resizes uint8 images `(N, H, W, C)` to `size` and repeats a gray channel to `channels`."""
+    if images.shape[1:3] != tuple(size):
+        images = np.stack([resize(image, size) for image in images])
+    return np.repeat(images, channels, axis=-1) if images.shape[-1] < channels else images
+
+
+def resize(image, size):
+    """Resizes one uint8 `(H, W, C)` image to `(height, width)`, bilinear."""
+    if image.shape[:2] == tuple(size):
+        return image
+    resized = np.asarray(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize((size[1], size[0]), Image.BILINEAR))
+    return resized.reshape(*size, image.shape[-1])
+
+
+def read_tree(data, listing):
+    """Decodes a folder's listed images; the test split takes the training split's size and channels."""
+    names, entries, wheres = listing
+    train = _decode_images(entries["train"], data, wheres["train"])
+    test = _decode_images(entries["test"], data, wheres["test"], size=train[0].shape[1:3])
+    channels = max(train[0].shape[-1], test[0].shape[-1])
+    splits = {"train": train, "test": test}
+    return {k: (_fit(x, x.shape[1:3], channels), y) for k, (x, y) in splits.items()}, names
+
+
+def _header_chunk(jobs):
+    """Reads images' headers (no pixels); returns `(Counter of (height, width), channels: 1, or 3 if any is in color)`."""
+    sizes, channels = collections.Counter(), 1
+    for job in jobs:
+        try:
+            with Image.open(job if isinstance(job, str) else io.BytesIO(job)) as image:
+                sizes[(image.height, image.width)] += 1
+                channels = max(channels, 1 if image.mode in GRAY_MODES else 3)
+        except UNREADABLE_ERRORS:
+            continue
+    return sizes, channels
+
+
+def listed_shape(entries, wheres):
+    """The image shape `load_data()` gives a folder, from every image's header.
+
+    The most common training size, and 3 channels if any image of either
+    split is in color, as `read_tree()` decides (a sample could miss the one
+    color image).
+    """
+    sizes, channels = collections.Counter(), 1
+    for split in ("train", "test"):
+        jobs = [entry[3] for entry in entries[split]]
+        for chunk_sizes, chunk_channels in _map(_header_chunk, [jobs[i : i + DECODE_CHUNK] for i in range(0, len(jobs), DECODE_CHUNK)]):
+            if split == "train":
+                sizes.update(chunk_sizes)
+            channels = max(channels, chunk_channels)
+    if not sizes:
+        raise DataError(f"{wheres['train']}: none of the images can be read, e.g. {entries['train'][0][1]}")
+    (height, width), _ = sizes.most_common(1)[0]
+    return height, width, channels
