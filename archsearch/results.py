@@ -13,11 +13,11 @@ from archsearch import dimensions
 from archsearch.architecture import plan
 from archsearch.errors import InfeasibleArchitecture
 from archsearch.files import atomic_file
-from archsearch.search import INFEASIBLE, failure_reason
+from archsearch.oracle import INFEASIBLE, failure_reason
 
 TRIAL_COLUMNS = [
     "trial_id", "status", "reason", *dimensions.RECIPE, *dimensions.TRAIN,
-    "val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds",
+    "val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds", "worker",
 ]
 LEADERBOARD_COLUMNS = [
     "rank", "trial_id", "baseline", *dimensions.RECIPE, *dimensions.TRAIN, "val_accuracy",
@@ -66,14 +66,16 @@ def trials_frame(tuner):
 
     Returns:
         A DataFrame with the columns of `TRIAL_COLUMNS`; `epochs` is the
-        number actually trained (Hyperband trains some trials for fewer).
+        number actually trained (Hyperband trains some trials for fewer);
+        `worker` names the worker a trial was last given to (blank without workers).
     """
     hypermodel = tuner.hypermodel
     rows = []
     for trial_id, trial in tuner.oracle.trials.items():
         status = trial_status(trial)
         point = hypermodel.space.sample(trial.hyperparameters.copy())
-        row = {"trial_id": trial_id, "status": status, "reason": failure_reason(trial) if status in ("failed", "infeasible") else ""}
+        row = {"trial_id": trial_id, "status": status, "reason": failure_reason(trial) if status in ("failed", "infeasible") else "",
+               "worker": tuner.oracle.workers.get(trial_id, "")}
         row.update(point)
         try:
             architecture = plan(point, hypermodel.input_shape, hypermodel.num_classes)

@@ -22,7 +22,7 @@ from archsearch.architecture import plan
 from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError
 from archsearch.export import export_model, export_summary, stored_dataset
-from archsearch.history import EpochHistory
+from archsearch.history import EpochHistory, record_epoch
 from archsearch.progress import EpochProgress, TrialProgress
 from archsearch.report import write_report
 from archsearch.results import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
@@ -238,11 +238,17 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
 def _search(space, dataset, results, resume, tensorboard, record, log):
     """Runs (or resumes) the Keras Tuner search; returns the trials table."""
     progress = TrialProgress(results, space.search.max_trials, log)
-    tuner = make_tuner(space, dataset, results, overwrite=not resume, on_trial_end=progress,
-                       trial_callbacks=lambda trial_id: [EpochHistory(results, trial_id, "search")])
+
+    def on_epoch(trial_id, report):
+        key = {"trial_id": trial_id, "phase": "search", "seed": None}
+        record_epoch(results, key, int(report["epoch"]), report["loss"], report["accuracy"], report["epoch_seconds"])
+
+    tuner = make_tuner(space, dataset, results, overwrite=not resume, on_epoch=on_epoch, on_trial_end=progress)
     try:
         tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
                      callbacks=[EpochProgress(progress), *([tensorboard_callback(results)] if tensorboard else [])], verbose=0)
+        if tuner.oracle.stop_reason:
+            raise SearchStopped(tuner.oracle.stop_reason)
     except SearchStopped as error:
         record("stopped", reason=str(error))
         raise

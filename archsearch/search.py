@@ -2,15 +2,15 @@
 
 `SpaceHyperModel` is the Keras Tuner `HyperModel` of a space: `build()` plans
 the sampled point and rejects infeasible ones before any training, `fit()`
-trains and scores it on the validation split. `make_tuner()` returns one of
-Keras Tuner's own tuners, with a one-line report per finished trial.
+trains and scores it on the validation split. `make_tuner()` returns a Keras
+Tuner tuner and its oracle (`archsearch.oracle`), with archsearch's trial policy.
 """
 
 import json
 import math
-import re
 import time
 
+import grpc
 import keras
 import keras_tuner
 import keras_tuner.src.config
@@ -23,6 +23,7 @@ from archsearch.architecture import check_constraints, plan
 from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.files import atomic_file
+from archsearch.oracle import EPOCH_REPORT, FAILURE, INFEASIBLE, policy
 from archsearch.tensorboard_logs import write_scores
 from archsearch.training import predict_classes, train
 
@@ -47,12 +48,11 @@ def _save_json_atomically(path, obj):
 keras_tuner.src.utils.save_json = _save_json_atomically
 
 OBJECTIVE = "val_accuracy"
-INFEASIBLE = "infeasible: "  # how an infeasible trial's message starts
-INFEASIBLE_LIMIT = 10  # infeasible samples allowed per trial of the budget
+IDLE_SECONDS = 1.0  # between a tuner's asks for a trial while the oracle has none to give
 
 
 class SearchStopped(ArchsearchError):
-    """Too many trials in a row failed; the message sums up why."""
+    """The oracle stopped the search (too many failed or infeasible trials); the message sums up why."""
 
 
 class _TrialMonitor(keras.callbacks.Callback):
@@ -166,33 +166,49 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         }
 
 
-def _mixin(tuner_class):
-    """Returns a subclass of a Keras Tuner tuner with archsearch's trial policy.
+class ChiefLost(keras_tuner.errors.FatalError):
+    """A worker's epoch report got no answer from the chief in time.
 
-    - Infeasible samples do not use up the budget: `max_trials` counts trials
-      that train, up to `INFEASIBLE_LIMIT` infeasible samples per trial.
-    - Failures: the search stops after `max_consecutive_failures` real
-      failures in a row (Keras Tuner's own limit would count infeasible ones).
+    Fatal, so that Keras Tuner stops the worker's search instead of failing
+    the trial and asking the lost chief for the next one.
+    """
+
+
+def _tuner(tuner_class):
+    """Returns a subclass of a Keras Tuner tuner that runs trials as archsearch does.
+
+    - It takes its oracle (from `archsearch.oracle.policy`) as an argument,
+      as `keras_tuner.Tuner` does (Hyperband's own `__init__` only builds one).
     - Each trial is seeded from its id; `trial_callbacks(trial_id)` adds
-      callbacks for its training; `on_trial_end(tuner)` is called after each.
+      callbacks for its training.
+    - Each epoch is reported to the oracle (`EPOCH_REPORT`): Keras Tuner
+      tells it nothing between a trial's start and its end, and on a worker
+      these reports are what renews its lease on the trial.
     """
 
     class Tuner(tuner_class):
-        def __init__(self, *args, budget, on_trial_end=None, trial_callbacks=None, max_consecutive_failures=5, **kwargs):
-            super().__init__(*args, max_consecutive_failed_trials=10**9, **kwargs)
-            self.budget = budget
-            self.report = on_trial_end
+        def __init__(self, oracle, hypermodel, *, trial_callbacks=None, **kwargs):
+            keras_tuner.Tuner.__init__(self, oracle, hypermodel, **kwargs)
+            self.seed = oracle.seed  # on a worker, `self.oracle` becomes Keras Tuner's OracleClient, which has none
             self.trial_callbacks = trial_callbacks
-            self.max_consecutive_failures = max_consecutive_failures
+            self.asked = False
 
-        def on_search_begin(self):
-            super().on_search_begin()
-            self._extend_budget()
+        def pre_create_trial(self):
+            # Keras Tuner asks again at once when the oracle answers IDLE (Hyperband waiting
+            # for running trials, or a lost worker's trial waiting for its lease to run out):
+            # from a worker, a stream of gRPC calls. This tuner waits a little between asks.
+            if self.asked:
+                time.sleep(IDLE_SECONDS)
+            self.asked = True
+
+        def on_trial_begin(self, trial):
+            self.asked = False
+            super().on_trial_begin(trial)
 
         def run_trial(self, trial, *args, **kwargs):
             # Each trial's weights and shuffling depend on its id alone, so a
             # resumed search repeats an interrupted trial exactly.
-            keras.utils.set_random_seed(self.oracle.seed + int(trial.trial_id))
+            keras.utils.set_random_seed(self.seed + int(trial.trial_id))
             if self.trial_callbacks:
                 kwargs["callbacks"] = [*kwargs.get("callbacks", []), *self.trial_callbacks(trial.trial_id)]
             if isinstance(self, keras_tuner.Hyperband):
@@ -205,69 +221,37 @@ def _mixin(tuner_class):
             callbacks.append(tuner_utils.TunerCallback(self, trial))
             return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
+        def on_epoch_begin(self, trial, model, epoch, logs=None):
+            self.epoch_start = time.perf_counter()
+
+        def on_epoch_end(self, trial, model, epoch, logs=None):
+            logs = logs or {}
+            figures = (epoch + 1, float(logs.get("loss", "nan")), float(logs.get("accuracy", "nan")),
+                       time.perf_counter() - self.epoch_start)
+            report = dict(zip(EPOCH_REPORT, figures))
+            try:
+                self.oracle.update_trial(trial.trial_id, report, step=epoch + 1)
+            except grpc.RpcError as error:
+                raise ChiefLost(error.code().name) from None
+
         def on_trial_end(self, trial):
+            if trial.message:  # it would not cross gRPC (see `archsearch.oracle`)
+                trial.hyperparameters.values[FAILURE] = trial.message
             super().on_trial_end(trial)
-            if self.report:
-                self.report(self)
-            self._check_failures()
-            self._extend_budget()
-
-        def _infeasible(self):
-            return [t for t in self.oracle.trials.values() if t.status == "FAILED" and failure_reason(t).startswith(INFEASIBLE)]
-
-        def _extend_budget(self):
-            infeasible = len(self._infeasible())
-            if infeasible > INFEASIBLE_LIMIT * self.budget:
-                raise SearchStopped(
-                    f"{infeasible} sampled architectures were infeasible (e.g. {failure_reason(self._infeasible()[-1])}); "
-                    "loosen the constraints or the space (`archsearch describe` shows which samples fail)"
-                )
-            self.oracle.max_trials = self.budget + infeasible
-
-        def _check_failures(self):
-            streak = []
-            for trial in (self.oracle.trials[i] for i in self.oracle.end_order):
-                if trial.status == "COMPLETED":
-                    streak = []
-                elif trial.status == "FAILED" and not failure_reason(trial).startswith(INFEASIBLE):
-                    streak.append(trial)
-            if len(streak) >= self.max_consecutive_failures:
-                lines = "\n".join(f"  trial {t.trial_id}: {failure_reason(t)}" for t in streak)
-                raise SearchStopped(f"the search stopped after {len(streak)} failed trials in a row:\n{lines}")
 
     Tuner.__name__ = tuner_class.__name__
     return Tuner
 
 
 _TUNERS = {
-    "random": _mixin(keras_tuner.RandomSearch),
-    "bayesian": _mixin(keras_tuner.BayesianOptimization),
-    "hyperband": _mixin(keras_tuner.Hyperband),
+    "random": (_tuner(keras_tuner.Tuner), policy(keras_tuner.oracles.RandomSearchOracle)),
+    "bayesian": (_tuner(keras_tuner.Tuner), policy(keras_tuner.oracles.BayesianOptimizationOracle)),
+    "hyperband": (_tuner(keras_tuner.Hyperband), policy(keras_tuner.oracles.HyperbandOracle)),
 }
 
 
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\w*: ")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m|\[[0-9;]*m")
-
-
-def failure_reason(trial):
-    """Returns the message of the exception that failed a trial, e.g. `infeasible: ...`.
-
-    Keras Tuner keeps the whole traceback; the reason is its last
-    `SomeError: message` line (not simply its last line: Keras's messages
-    run over several lines), without the `FailedTrialError` prefix.
-    """
-    lines = [_ANSI.sub("", line).strip() for line in (trial.message or "").strip().splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
-        return ""
-    raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
-    reason = (raised or lines)[-1]
-    prefix = "keras_tuner.src.errors.FailedTrialError: "
-    return reason[len(prefix):] if reason.startswith(prefix) else reason
-
-
-def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None, trial_callbacks=None):
+def make_tuner(space, dataset, directory, *, overwrite, trial_callbacks=None, on_epoch=None, on_trial_end=None,
+               lease_floor=None):
     """Returns the Keras Tuner tuner a space asks for.
 
     Args:
@@ -276,29 +260,36 @@ def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None, trial
         directory: where Keras Tuner keeps its state (trial JSON files,
             checkpoints); a run resumes from it when `overwrite` is false.
         overwrite: start afresh rather than resume.
-        on_trial_end: called with the tuner after each trial.
         trial_callbacks: called with a trial's id, returns Keras callbacks for
-            that trial's training alone (its per-epoch history, say).
+            that trial's training alone (its progress, say).
+        on_epoch: called with a trial's id and its report (`epoch`, `loss`,
+            `accuracy`, `epoch_seconds`) after each epoch of a trial.
+        on_trial_end: called with the tuner and the trial's id after each trial.
+        lease_floor: the shortest lease, in seconds, of a trial on a worker;
+            `None` for a search without workers.
 
     Returns:
         A Keras Tuner tuner whose `search(x, y, validation_data=...)` runs it.
     """
     search = space.search
-    kwargs = dict(
-        hypermodel=SpaceHyperModel(space, dataset),
+    tuner_class, oracle_class = _TUNERS[search.tuner]
+    options = dict(
         objective=keras_tuner.Objective(OBJECTIVE, "max"),
         # Keras Tuner reads a seed of 0 as "no seed" (`seed or random.randint(...)`) and would
         # sample other points in every run: it gets the space's seed plus one.
         seed=search.seed + 1,
-        directory=str(directory),
-        project_name="tuner",
-        overwrite=overwrite,
-        on_trial_end=on_trial_end,
-        trial_callbacks=trial_callbacks,
-        max_consecutive_failures=search.max_consecutive_failures,
         budget=search.max_trials,
+        max_consecutive_failures=search.max_consecutive_failures,
+        lease_floor=lease_floor,
     )
     if search.tuner == "hyperband":
         # Hyperband has no cap of its own: the budget sets the oracle's max_trials.
-        return _TUNERS["hyperband"](max_epochs=space.max_epochs(), factor=3, hyperband_iterations=None, **kwargs)
-    return _TUNERS[search.tuner](max_trials=search.max_trials, **kwargs)
+        oracle = oracle_class(max_epochs=space.max_epochs(), factor=3, hyperband_iterations=None, **options)
+    else:
+        oracle = oracle_class(max_trials=search.max_trials, **options)
+    tuner = tuner_class(oracle, SpaceHyperModel(space, dataset), directory=str(directory), project_name="tuner",
+                        overwrite=overwrite, trial_callbacks=trial_callbacks)
+    oracle.on_epoch = on_epoch
+    if on_trial_end:
+        oracle.on_trial_end = lambda trial: on_trial_end(tuner, trial.trial_id)
+    return tuner

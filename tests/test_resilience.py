@@ -13,7 +13,7 @@ import keras_tuner
 import pandas as pd
 import pytest
 
-from archsearch import search, training
+from archsearch import oracle, search, training
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
 from archsearch.results import write_csv, write_json
@@ -169,9 +169,9 @@ def test_the_failure_reason_is_the_raised_message_not_the_last_line_of_a_long_on
         "  \u2022 kwargs=<class 'inspect._empty'>'\n"
     )
     trial = keras_tuner.engine.trial.Trial(hyperparameters=keras_tuner.HyperParameters(), message=keras_message)
-    assert search.failure_reason(trial) == "RuntimeError: Unable to automatically build the model."
+    assert oracle.failure_reason(trial) == "RuntimeError: Unable to automatically build the model."
     trial.message = "Traceback ...\nkeras_tuner.src.errors.FailedTrialError: infeasible: stages=5: too many\n"
-    assert search.failure_reason(trial) == "infeasible: stages=5: too many"
+    assert oracle.failure_reason(trial) == "infeasible: stages=5: too many"
 
 
 def test_out_of_memory_fails_the_trial_and_the_search_goes_on(tmp_path, digits_npz, monkeypatch):
