@@ -171,7 +171,7 @@ def policy(oracle_class):
             return now - max(calls.values())
 
         def _check_budget(self):
-            infeasible = self.infeasible()
+            infeasible = self._infeasible()
             if len(infeasible) > INFEASIBLE_LIMIT * self.budget:
                 self.stop_reason = (
                     f"{len(infeasible)} sampled architectures were infeasible (e.g. {failure_reason(infeasible[-1])}); "
@@ -179,8 +179,7 @@ def policy(oracle_class):
                 )
             self.max_trials = self.budget + len(infeasible)
 
-        def infeasible(self):
-            """The trials whose sample could not be trained."""
+        def _infeasible(self):
             return [t for t in self.trials.values() if t.status == TrialStatus.FAILED and failure_reason(t).startswith(INFEASIBLE)]
 
         def _check_failures(self):
@@ -216,7 +215,8 @@ def policy(oracle_class):
             if message is not None:
                 trial.message = message
             if trial.trial_id in self.end_order:
-                self._log(f"trial {trial.trial_id}: a second result, from a worker whose lease had run out, is ignored")
+                self._log(f"trial {trial.trial_id}: a second result is ignored (a worker's lease had run out, "
+                          "but the worker was only slow)")
                 return
             if trial.trial_id in self._retry_queue:  # its lease ran out, but its worker was only slow
                 self._retry_queue.remove(trial.trial_id)
