@@ -8,8 +8,9 @@ reach it over gRPC, so every decision about the search is taken here:
   use it up (up to `INFEASIBLE_LIMIT` of them per trial of the budget).
 - Failures: after `max_consecutive_failures` real failures in a row the
   oracle stops handing out trials and `stop_reason` says why.
-- Epochs: a trial reports each epoch (`EPOCH_REPORT`); the oracle passes the
-  figures to `on_epoch` and, with workers, renews the trial's lease.
+- Epochs: a trial reports each epoch (`EPOCH_REPORT`), and that it is alive
+  (`ALIVE`) within long ones; the oracle passes an epoch's figures to
+  `on_epoch` and, with workers, renews the trial's lease at every report.
 - Leases (with workers): a trial whose worker has not reported for longer
   than its lease goes to the next worker that asks. The lease is
   `LEASE_FACTOR` times the trial's longest epoch so far (before its first
@@ -27,6 +28,7 @@ from keras_tuner.src.engine.trial import Trial, TrialStatus
 INFEASIBLE = "infeasible: "  # how an infeasible trial's message starts
 INFEASIBLE_LIMIT = 10  # infeasible samples allowed per trial of the budget
 EPOCH_REPORT = ("epoch", "loss", "accuracy", "epoch_seconds")  # the metrics of an epoch's report
+ALIVE = "alive"  # the metric of a report within an epoch: the trial's worker is training it
 FAILURE = "archsearch/failure"  # carries a failed trial's message from a worker (see `end_trial`)
 FINGERPRINT = "archsearch/fingerprint"  # shows workers what the chief's trials depend on (see `get_space`)
 LEASE_FACTOR = 3  # epochs vary: the first one compiles, and other jobs share the machine
@@ -195,16 +197,18 @@ def policy(oracle_class):
 
         @synchronized
         def update_trial(self, trial_id, metrics, step=0):
-            if not set(EPOCH_REPORT) <= set(metrics):
+            epoch = set(EPOCH_REPORT) <= set(metrics)
+            if not (epoch or ALIVE in metrics):
                 return super().update_trial(trial_id, metrics, step=step)
             trial = self.trials[trial_id]
             if trial_id in self.end_order:  # from a worker whose trial was handed on and has ended since
                 return trial
             now = self.heard[trial_id] = time.monotonic()
             self._called(trial_id, now)
-            self.longest_epoch[trial_id] = max(self.longest_epoch.get(trial_id, 0.0), metrics["epoch_seconds"])
-            if self.on_epoch:
-                self.on_epoch(trial_id, metrics)
+            if epoch:
+                self.longest_epoch[trial_id] = max(self.longest_epoch.get(trial_id, 0.0), metrics["epoch_seconds"])
+                if self.on_epoch:
+                    self.on_epoch(trial_id, metrics)
             return trial
 
         @synchronized

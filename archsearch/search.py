@@ -23,7 +23,7 @@ from archsearch.architecture import check_constraints, plan
 from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.files import atomic_file
-from archsearch.oracle import EPOCH_REPORT, FAILURE, INFEASIBLE, policy
+from archsearch.oracle import ALIVE, EPOCH_REPORT, FAILURE, INFEASIBLE, policy
 from archsearch.tensorboard_logs import write_scores
 from archsearch.training import predict_classes, train
 
@@ -49,6 +49,7 @@ keras_tuner.src.utils.save_json = _save_json_atomically
 
 OBJECTIVE = "val_accuracy"
 IDLE_SECONDS = 1.0  # between a tuner's asks for a trial while the oracle has none to give
+ALIVE_SECONDS = 5.0  # the longest a training tuner goes without a report to the oracle, epochs allowing
 
 
 class SearchStopped(ArchsearchError):
@@ -181,9 +182,10 @@ def _tuner(tuner_class):
       as `keras_tuner.Tuner` does (Hyperband's own `__init__` only builds one).
     - Each trial is seeded from its id; `trial_callbacks(trial_id)` adds
       callbacks for its training.
-    - Each epoch is reported to the oracle (`EPOCH_REPORT`): Keras Tuner
-      tells it nothing between a trial's start and its end, and on a worker
-      these reports are what renews its lease on the trial.
+    - Each epoch is reported to the oracle (`EPOCH_REPORT`), and a sign of
+      life (`ALIVE`) every `ALIVE_SECONDS` within long epochs: Keras Tuner
+      tells the oracle nothing between a trial's start and its end, and on a
+      worker these reports are what renews its lease on the trial.
     """
 
     class Tuner(tuner_class):
@@ -222,15 +224,24 @@ def _tuner(tuner_class):
             return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
         def on_epoch_begin(self, trial, model, epoch, logs=None):
-            self.epoch_start = time.perf_counter()
+            self.epoch_start = self.reported = time.perf_counter()
+
+        def on_batch_end(self, trial, model, batch, logs=None):
+            # Within a long epoch too (the first of a search has no time to go by), so
+            # that the chief does not take a worker that trains for one that is lost.
+            if time.perf_counter() - self.reported > ALIVE_SECONDS:
+                self._report(trial, {ALIVE: 1.0}, step=0)
 
         def on_epoch_end(self, trial, model, epoch, logs=None):
             logs = logs or {}
             figures = (epoch + 1, float(logs.get("loss", "nan")), float(logs.get("accuracy", "nan")),
                        time.perf_counter() - self.epoch_start)
-            report = dict(zip(EPOCH_REPORT, figures))
+            self._report(trial, dict(zip(EPOCH_REPORT, figures)), step=epoch + 1)
+
+        def _report(self, trial, metrics, step):
+            self.reported = time.perf_counter()
             try:
-                self.oracle.update_trial(trial.trial_id, report, step=epoch + 1)
+                self.oracle.update_trial(trial.trial_id, metrics, step=step)
             except grpc.RpcError as error:
                 raise ChiefLost(error.code().name) from None
 

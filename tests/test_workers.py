@@ -16,29 +16,27 @@ import sys
 import time
 from pathlib import Path
 
+import keras_tuner
 import pandas as pd
 import pytest
+from keras_tuner.src.engine.trial import Trial
 
 from archsearch import distributed
 from archsearch.cli import main
-from archsearch.run import run
+from archsearch.oracle import ALIVE, EPOCH_REPORT, FAILURE, failure_reason, policy
+from archsearch.run import apply_overrides, run
+from archsearch.space import load_space
+from archsearch.supervisor import MAX_RESTARTS, Workers
+from test_resilience import space_file, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = {"ARCHSEARCH_LEASE_FLOOR": "3", "ARCHSEARCH_CHIEF_TIMEOUT": "5", "PYTHONUNBUFFERED": "1"}
+# A lease floor over a trial's first step (compiling) on a busy machine: shorter, and the chief
+# takes workers that compile for lost ones.
+FAST = {"ARCHSEARCH_LEASE_FLOOR": "8", "ARCHSEARCH_CHIEF_TIMEOUT": "5", "PYTHONUNBUFFERED": "1"}
 BOUND = 240  # seconds any wait for a process may take
-
-
-def space_file(tmp_path, npz, max_trials=4, epochs=20):
-    """A tiny space whose trials take a few seconds (20 short epochs), to be killed in the middle of."""
-    path = tmp_path / "space.py"
-    path.write_text(
-        "from archsearch import *\n"
-        f"space = Space(name='workers', data=Data({str(npz)!r}, validation=0.25),\n"
-        "    recipe=Recipe(family=choice('vgg', 'resnet'), width=choice(4, 8), resolution=8, stages=1, blocks_per_stage=1),\n"
-        f"    train=Train(epochs={epochs}, batch_size=32), search=Search(max_trials={max_trials}, seed=3),\n"
-        "    retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
-    )
-    return path
+# Trials of 20 short epochs: a few seconds of training, to be killed in the middle of.
+TRIALS = dict(epochs=20, resolution=8, stages=1, batch_size=32)
+LIGHT = ["--seeds", "1", "--retrain-epochs", "1"]  # the chief's retraining, after the search, kept short
 
 
 def free_port():
@@ -87,15 +85,6 @@ def output(process):
     return process.log.read_text()
 
 
-def wait_for(condition, timeout=BOUND):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def exit_status(process, timeout=BOUND):
     return process.wait(timeout=timeout)
 
@@ -131,8 +120,8 @@ def mid_trial(chief, results, worker):
 
 
 def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(processes, digits_npz, tmp_path):
-    space, results = space_file(tmp_path, digits_npz, max_trials=4, epochs=3), tmp_path / "out"
-    chief = processes.start("run", str(space), "--results", str(results), "--workers", "2")
+    space, results = space_file(tmp_path, digits_npz, **{**TRIALS, "epochs": 3}), tmp_path / "out"
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--workers", "2")
     assert exit_status(chief) == 0, output(chief)
     searched = trials(results)
     assert len(searched) == 4 and searched["trial_id"].is_unique and (searched["status"] == "completed").all()
@@ -144,17 +133,15 @@ def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(proce
     assert sorted(completions(chief)) == ["0", "1", "2", "3"]
 
     # Trials are seeded by their id, wherever they run: one process trains the same.
-    from archsearch.space import load_space
-
     alone = tmp_path / "alone"
-    run(load_space(space), alone, log=lambda line: None)
+    run(apply_overrides(load_space(space), seeds=1, retrain_epochs=1), alone, log=lambda line: None)
     columns = ["trial_id", "family", "width", "val_accuracy", "val_balanced_error_rate"]
     pd.testing.assert_frame_equal(trials(alone)[columns], searched[columns])
 
 
 def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(processes, digits_npz, tmp_path):
-    space, results = space_file(tmp_path, digits_npz), tmp_path / "out"
-    chief = processes.start("run", str(space), "--results", str(results), "--workers", "2")
+    space, results = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out"
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--workers", "2")
     wait_for(lambda: mid_trial(chief, results, "worker0"))
     trial_id = mid_trial(chief, results, "worker0")
     pid = int(re.findall(r"worker0 started \(pid (\d+)", output(chief))[-1])
@@ -168,8 +155,8 @@ def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(processe
 
 
 def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, digits_npz, tmp_path):
-    space, results, port = space_file(tmp_path, digits_npz), tmp_path / "out", free_port()
-    chief = processes.start("run", str(space), "--results", str(results), "--chief", f"127.0.0.1:{port}")
+    space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}")
     workers = [processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", f"w{i}") for i in range(2)]
     wait_for(lambda: mid_trial(chief, results, "w0"))
     trial_id = mid_trial(chief, results, "w0")
@@ -185,15 +172,15 @@ def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, d
 
 
 def test_when_every_worker_is_killed_the_chief_stops_with_its_reason(processes, digits_npz, tmp_path):
-    space, results, port = space_file(tmp_path, digits_npz), tmp_path / "out", free_port()
-    chief = processes.start("run", str(space), "--results", str(results), "--chief", f"127.0.0.1:{port}")
+    space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}")
     workers = [processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", f"w{i}") for i in range(2)]
     wait_for(lambda: mid_trial(chief, results, "w0") and mid_trial(chief, results, "w1"))
     for worker in workers:
         worker.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     assert exit_status(chief, timeout=60) == 2
-    assert time.monotonic() - killed < 45  # the leases (3 x the longest epoch, at least 3 s), and a little
+    assert time.monotonic() - killed < 45  # the leases (3 x the longest epoch, at least 8 s), and a little
     assert re.search(r"archsearch: error: every worker is gone \(no worker has called for \d+ s\)", output(chief))
     assert json.loads((results / "run.json").read_text())["status"] == "stopped"
 
@@ -207,9 +194,9 @@ def gone(pid):
 
 
 def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(processes, digits_npz, tmp_path):
-    space, results, port = space_file(tmp_path, digits_npz), tmp_path / "out", free_port()
+    space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
     # One worker that the chief starts, and one started elsewhere, as on another machine.
-    chief = processes.start("run", str(space), "--results", str(results), "--chief", f"127.0.0.1:{port}", "--workers", "1")
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}", "--workers", "1")
     elsewhere = processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", "w1")
     wait_for(lambda: completions(chief) and (mid_trial(chief, results, "worker0") or mid_trial(chief, results, "w1")))
     chief.send_signal(signal.SIGKILL)
@@ -225,7 +212,7 @@ def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(
     finished = finished[finished["status"] == "completed"]["trial_id"]
     stamps = {t: (results / "tuner" / f"trial_{t}" / "trial.json").stat().st_mtime_ns for t in finished}
 
-    resumed = processes.start("run", str(space), "--results", str(results), "--resume", "--workers", "2")
+    resumed = processes.start("run", str(space), "--results", str(results), *LIGHT, "--resume", "--workers", "2")
     assert exit_status(resumed) == 0, output(resumed)
     searched = trials(results)
     assert len(searched) == 4 and (searched["status"] == "completed").all()
@@ -237,7 +224,7 @@ def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(
 def test_a_second_chief_on_the_same_port_fails_clearly(digits_npz, tmp_path, capsys):
     first = distributed.Chief("127.0.0.1", 0)
     try:
-        code = main(["run", str(space_file(tmp_path, digits_npz)), "--results", str(tmp_path / "second"),
+        code = main(["run", str(space_file(tmp_path, digits_npz, **TRIALS)), "--results", str(tmp_path / "second"),
                      "--chief", f"127.0.0.1:{first.port}"])
     finally:
         first.server.stop(grace=None)
@@ -246,43 +233,47 @@ def test_a_second_chief_on_the_same_port_fails_clearly(digits_npz, tmp_path, cap
     assert not (tmp_path / "second").exists()
 
 
-def test_a_silent_workers_trial_goes_to_the_next_after_a_lease_derived_from_its_epochs(tmp_path):
-    import keras_tuner
-
-    from archsearch.oracle import EPOCH_REPORT, policy
-
+def chiefs_oracle(tmp_path, budget):
+    """A chief's oracle (lease floor 5 s) on a space of four widths, without a tuner."""
     hp = keras_tuner.HyperParameters()
     hp.Choice("width", [4, 8, 16, 32])
     oracle = policy(keras_tuner.oracles.RandomSearchOracle)(
-        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=2, seed=1, hyperparameters=hp,
-        budget=2, lease_floor=5.0)
+        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=budget, seed=1, hyperparameters=hp,
+        budget=budget, lease_floor=5.0)
     oracle._set_project_dir(str(tmp_path), "tuner")
+    oracle.verbose = 0
+    return oracle
+
+
+def test_a_silent_workers_trial_goes_to_the_next_after_a_lease_derived_from_its_epochs(tmp_path):
+    oracle = chiefs_oracle(tmp_path, budget=2)
     lines = []
-    oracle.log, oracle.verbose = lines.append, 0
+    oracle.log = lines.append
     first = oracle.create_trial("a")
     assert oracle.lease(first.trial_id) == 5.0  # no epoch yet: the floor
     oracle.update_trial(first.trial_id, dict(zip(EPOCH_REPORT, (1, 2.3, 0.1, 4.0))), step=1)
     assert oracle.lease(first.trial_id) == 12.0  # three times its longest epoch
     second = oracle.create_trial("b")
     oracle.update_trial(second.trial_id, {"val_accuracy": 0.4}, step=1)
-    oracle.end_trial(keras_tuner.engine.trial.Trial(second.hyperparameters, second.trial_id, "COMPLETED"))
+    oracle.end_trial(Trial(second.hyperparameters, second.trial_id, "COMPLETED"))
     assert oracle.create_trial("b").status == "IDLE"  # the budget is handed out, but "a" may yet be lost
 
+    oracle.heard[first.trial_id] -= 13
+    oracle.update_trial(first.trial_id, {ALIVE: 1.0})  # a sign of life within a long epoch
+    assert oracle.create_trial("b").status == "IDLE"
     oracle.heard[first.trial_id] -= 13  # "a" has said nothing for longer than its lease
     again = oracle.create_trial("b")
     assert again.trial_id == first.trial_id and oracle.workers[first.trial_id] == "b"
     assert f"trial {first.trial_id}: no report from a for 13 s (its lease: 12 s); handed to the next worker" in lines
     oracle.update_trial(first.trial_id, {"val_accuracy": 0.5}, step=1)
-    oracle.end_trial(keras_tuner.engine.trial.Trial(again.hyperparameters, first.trial_id, "COMPLETED"))
-    late = keras_tuner.engine.trial.Trial(first.hyperparameters, first.trial_id, "FAILED", message="late")
+    oracle.end_trial(Trial(again.hyperparameters, first.trial_id, "COMPLETED"))
+    late = Trial(first.hyperparameters, first.trial_id, "FAILED", message="late")
     oracle.end_trial(late)  # "a" was only slow: its result comes second
     assert oracle.trials[first.trial_id].status == "COMPLETED" and oracle.end_order == [second.trial_id, first.trial_id]
     assert oracle.create_trial("b").status == "STOPPED"
 
 
 def test_the_supervisor_pins_gpus_and_restarts_a_crashed_worker_but_not_one_that_reported_an_error(tmp_path, monkeypatch):
-    from archsearch.supervisor import MAX_RESTARTS, Workers
-
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     # Stands for `archsearch worker`: says which GPU it sees, then crashes (w0) or reports an error (w1).
     script = "import os, sys; print(os.environ['CUDA_VISIBLE_DEVICES']); sys.exit(1 if sys.argv[-1] == 'w0' else 2)"
@@ -295,3 +286,15 @@ def test_the_supervisor_pins_gpus_and_restarts_a_crashed_worker_but_not_one_that
     assert (tmp_path / "workers" / "w1.log").read_text().split() == ["5"]
     assert f"w0 exited with status 1; not restarted: it was restarted {MAX_RESTARTS} times already" in lines
     assert "w1 exited with status 2: an error it reported (see its output); not restarted" in lines
+
+
+def test_a_failed_trials_reason_crosses_grpc_which_drops_trial_messages(tmp_path):
+    oracle = chiefs_oracle(tmp_path, budget=1)
+    trial = oracle.create_trial("a")
+    sent = Trial(trial.hyperparameters.copy(), trial.trial_id, "FAILED")
+    sent.hyperparameters.values[FAILURE] = "Traceback ...\nkeras_tuner.src.errors.FailedTrialError: infeasible: too big\n"
+    received = Trial.from_proto(sent.to_proto())  # as Keras Tuner's client sends it, and its servicer reads it
+    assert received.message is None
+    oracle.end_trial(received)
+    ended = oracle.trials[trial.trial_id]
+    assert failure_reason(ended) == "infeasible: too big" and FAILURE not in ended.hyperparameters.values
