@@ -1,4 +1,4 @@
-"""The `archsearch` command line: run, runs, describe, data, leaderboard, report, export, predict.
+"""The `archsearch` command line: run, worker, runs, describe, data, leaderboard, report, export, predict.
 
 Errors that archsearch understands (a bad space file, missing data, an
 infeasible architecture, ...) print one line and exit with status 2;
@@ -96,9 +96,21 @@ def data(args):
 
 def run(args):
     from archsearch.backend import configure_backend
+    from archsearch.distributed import LOOPBACK, Chief, parse_address
     from archsearch.run import apply_overrides, run as run_space
     from archsearch.space import load_space
+    from archsearch.supervisor import SHARED_GPU, Workers
 
+    if args.workers < 0:
+        raise ArchsearchError(f"--workers {args.workers}: expected 0 or more")
+    chief = workers = None
+    if args.chief or args.workers:
+        if args.tensorboard:
+            raise ArchsearchError("--tensorboard writes its logs where trials train: it does not go with --workers or --chief")
+        chief = Chief(*parse_address(args.chief) if args.chief else (LOOPBACK, 0))
+        workers = Workers(args.workers, _worker_command(args))
+        if workers.gpus:  # the chief builds a model on the first GPU, which its first worker uses
+            os.environ.update(SHARED_GPU)
     configure_backend(mixed_precision=args.mixed_precision)
 
     space = apply_overrides(
@@ -106,7 +118,46 @@ def run(args):
         top_k=args.top_k, retrain_epochs=args.retrain_epochs, seeds=args.seeds, seed=args.seed,
     )
     run_space(space, args.results, data_dir=args.data_dir, resume=args.resume or False, overwrite=args.overwrite,
-              tensorboard=args.tensorboard)
+              tensorboard=args.tensorboard, chief=chief, workers=workers)
+
+
+def _worker_command(args):
+    """The `archsearch worker` command line, before `--chief`, for the space and trial options of `args`."""
+    command = [sys.executable, "-m", "archsearch", *(["--debug"] if args.debug else []), "worker", args.space]
+    for option in ("data_dir", "tuner", "epochs", "seed"):
+        if getattr(args, option) is not None:
+            command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    return command + (["--mixed-precision"] if args.mixed_precision else [])
+
+
+def worker(args):
+    import socket
+
+    from archsearch.backend import configure_backend
+    from archsearch.distributed import parse_address, work
+    from archsearch.run import apply_overrides
+    from archsearch.space import load_space
+    from archsearch.supervisor import Workers, exit_with_supervisor
+
+    address = parse_address(args.chief)
+    if args.workers < 1:
+        raise ArchsearchError(f"--workers {args.workers}: expected 1 or more")
+    if args.workers > 1:
+        base = args.id or socket.gethostname()
+        workers = Workers(args.workers, _worker_command(args), ids=[f"{base}-{i}" for i in range(args.workers)])
+        workers.start(args.chief, args.results)
+        try:
+            workers.wait()
+        finally:
+            workers.stop()
+        if any(workers.exits.values()):
+            raise ArchsearchError(f"not every worker ended well: {workers.summary()}")
+        return
+    exit_with_supervisor(_note)
+    configure_backend(mixed_precision=args.mixed_precision)
+    space = apply_overrides(load_space(args.space), tuner=args.tuner, epochs=args.epochs, seed=args.seed)
+    work(space, address, worker_id=args.id or f"{socket.gethostname()}-{os.getpid()}", data_dir=args.data_dir,
+         results=args.results)
 
 
 def runs(args):
@@ -205,6 +256,15 @@ def predict(args):
     return 1 if unreadable else 0
 
 
+def _trial_options(p):
+    """The options a chief and its workers must be given alike: they change what a trial trains."""
+    p.add_argument("--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)")
+    p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"))
+    p.add_argument("--epochs", type=int, help="training epochs of every trial")
+    p.add_argument("--seed", type=int, help="seed of the search")
+    p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="archsearch", description="Search the VGG/ResNet recipe for the best image classifier.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -213,21 +273,34 @@ def _parser():
     p = commands.add_parser("run", help="search, retrain, test, write results and export the winner")
     p.add_argument("space", help="a space file, e.g. search_spaces/cifar.py")
     p.add_argument("--results", metavar="DIR", help="use exactly this run directory (default: a new one, results/<space name>/<run id>)")
-    p.add_argument("--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)")
-    p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"))
+    _trial_options(p)
     p.add_argument("--max-trials", type=int)
-    p.add_argument("--epochs", type=int, help="training epochs of every trial")
     p.add_argument("--top-k", type=int, help="architectures to retrain")
     p.add_argument("--retrain-epochs", type=int)
     p.add_argument("--seeds", type=int, help="retrainings per architecture")
-    p.add_argument("--seed", type=int, help="seed of the search")
     p.add_argument("--resume", nargs="?", const=True, metavar="RUN",
                    help="continue a run: the one --results names, else RUN, else the space's most recent unfinished run")
     p.add_argument("--overwrite", action="store_true", help="start the run that --results names over (deletes it)")
-    p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard logs, one run per trial with its hyperparameters, to <run>/tensorboard")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="train the trials in N worker processes on this machine (one per GPU), this one serving them")
+    p.add_argument("--chief", metavar="HOST:PORT",
+                   help="serve the search at HOST:PORT to workers started with `archsearch worker SPACE --chief HOST:PORT` "
+                        "(default with --workers: 127.0.0.1 and a free port); no authentication: see the README")
     p.set_defaults(handler=run)
+
+    p = commands.add_parser("worker", help="train trials of a search that `archsearch run --chief` serves")
+    p.add_argument("space", help="the chief's space file")
+    p.add_argument("--chief", required=True, metavar="HOST:PORT", help="where the chief serves the search")
+    _trial_options(p)
+    p.add_argument("--id", help="this worker's name (default: host name and process id); a worker restarted "
+                                "with the same name gets its unfinished trial back")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run N worker processes here (one per GPU), named ID-0, ID-1, ..., restarted when they die")
+    p.add_argument("--results", metavar="RUN",
+                   help="the chief's run directory, where this machine shares the chief's disk (Hyperband needs it)")
+    p.set_defaults(handler=worker)
 
     p = commands.add_parser("describe", help="show a space and sample architectures, without training")
     p.add_argument("space")

@@ -5,8 +5,9 @@ retraining), `seed` (the retraining's seed; blank for a trial), `epoch`
 (1-based), `loss`, `accuracy` (on the training batches) and `seconds`.
 
 A training that starts again (a resumed run repeats an interrupted trial or
-retraining) first drops the rows it is about to write again, so no epoch
-appears twice; the file is rewritten atomically after every epoch.
+retraining) drops the rows it writes again, so no epoch appears twice; the
+file is rewritten atomically after every epoch. A search's trials report
+their epochs to the oracle, which may be on another machine; it writes them.
 """
 
 import time
@@ -29,8 +30,32 @@ def read_history(run):
     return pd.read_csv(path, dtype={"trial_id": str}).convert_dtypes()
 
 
+def record_epoch(run, key, epoch, loss, accuracy, seconds):
+    """Writes one epoch of one training into the run's `history.csv`.
+
+    Rows of the same training from this epoch on are dropped first: they are
+    from an earlier attempt that this one repeats.
+
+    Args:
+        run: the run directory.
+        key: `{"trial_id": ..., "phase": ..., "seed": ...}`, the training.
+        epoch: 1-based.
+        loss, accuracy: on the training batches.
+        seconds: the epoch's time.
+    """
+    rows = read_history(run)
+    if len(rows):
+        seed = rows["seed"].isna() if key["seed"] is None else rows["seed"] == key["seed"]
+        mine = (rows["trial_id"] == key["trial_id"]) & (rows["phase"] == key["phase"]) & seed
+        rows = rows[~(mine & (rows["epoch"] >= epoch))]
+    row = {**key, "epoch": epoch, "loss": loss, "accuracy": accuracy, "seconds": round(seconds, 3)}
+    new = pd.DataFrame([row], columns=COLUMNS)
+    rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
+    write_csv(rows.astype({"seed": "Int64", "epoch": "Int64"}), Path(run) / HISTORY)
+
+
 class EpochHistory(keras.callbacks.Callback):
-    """Appends one row per epoch of a training to the run's `history.csv`.
+    """Appends one row per epoch of a training to the run's `history.csv` (`record_epoch`).
 
     Args:
         run: the run directory.
@@ -47,27 +72,13 @@ class EpochHistory(keras.callbacks.Callback):
 
     def __init__(self, run, trial_id, phase, seed=None):
         super().__init__()
-        self.path = Path(run) / HISTORY
+        self.run = run
         self.key = {"trial_id": str(trial_id), "phase": phase, "seed": seed}
 
-    def _mine(self, frame):
-        seed = frame["seed"].isna() if self.key["seed"] is None else frame["seed"] == self.key["seed"]
-        return (frame["trial_id"] == self.key["trial_id"]) & (frame["phase"] == self.key["phase"]) & seed
-
-    def on_train_begin(self, logs=None):
-        self.rows = None
-
     def on_epoch_begin(self, epoch, logs=None):
-        if self.rows is None:
-            # This training starts at `epoch` (Hyperband continues trials): drop older rows from it on.
-            rows = read_history(self.path.parent)
-            self.rows = rows[~(self._mine(rows) & (rows["epoch"] > epoch))] if len(rows) else rows
         self.epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        row = {**self.key, "epoch": epoch + 1, "loss": float(logs.get("loss", "nan")),
-               "accuracy": float(logs.get("accuracy", "nan")), "seconds": round(time.perf_counter() - self.epoch_start, 3)}
-        new = pd.DataFrame([row], columns=COLUMNS)
-        self.rows = new if self.rows.empty else pd.concat([self.rows, new], ignore_index=True)
-        write_csv(self.rows.astype({"seed": "Int64", "epoch": "Int64"}), self.path)
+        record_epoch(self.run, self.key, epoch + 1, float(logs.get("loss", "nan")), float(logs.get("accuracy", "nan")),
+                     time.perf_counter() - self.epoch_start)

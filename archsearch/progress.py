@@ -18,6 +18,8 @@ from archsearch.summary import clock
 class TrialProgress:
     """Writes trials.csv and prints one line after every trial, with the time left.
 
+    Called with the tuner and the id of the trial that ended.
+
     Args:
         results: the run directory.
         max_trials: the search's budget of trained trials.
@@ -35,21 +37,23 @@ class TrialProgress:
         """What the trial about to train is called, e.g. `trial 3/8`."""
         return f"trial {min(self.trained + 1, self.max_trials)}/{self.max_trials}"
 
-    def __call__(self, tuner):
+    def __call__(self, tuner, trial_id):
         trials = trials_frame(tuner)
         write_csv(trials, self.results / TRIALS)
         self.done_here += 1
-        last = trials.iloc[-1]
-        self.trained = int((trials["status"] != "infeasible").sum())
+        ended = trials[trials["status"] != "running"]
+        trial = ended.set_index("trial_id").loc[trial_id]
+        self.trained = int((ended["status"] != "infeasible").sum())
         elapsed = time.perf_counter() - self.start
         self.remaining = elapsed / self.done_here * max(0, self.max_trials - self.trained)
         best = trials.loc[trials["status"] == "completed", "val_accuracy"].max()
-        score = last["reason"]
-        if last["status"] == "completed":
-            score = (f"completed, val_accuracy={last['val_accuracy']:.4f} "
-                     f"(trained in {last['seconds']:.1f} s, {last['compile_seconds']:.1f} s of it compiling)")
+        score = trial["reason"]
+        if trial["status"] == "completed":
+            score = (f"completed, val_accuracy={trial['val_accuracy']:.4f} "
+                     f"(trained in {trial['seconds']:.1f} s, {trial['compile_seconds']:.1f} s of it compiling)")
+        worker = f" on {trial['worker']}" if trial["worker"] else ""
         self.log(
-            f"trial {self.trained}/{self.max_trials} [{last['trial_id']}] {score} | "
+            f"trial {self.trained}/{self.max_trials} [{trial_id}] {score}{worker} | "
             f"best {best:.4f} | elapsed {clock(elapsed)}, remaining ~{clock(self.remaining)}"
         )
 

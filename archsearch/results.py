@@ -11,10 +11,11 @@ import pandas as pd
 
 from archsearch import dimensions
 from archsearch.files import atomic_file
+from archsearch.oracle import is_infeasible
 
 TRIAL_COLUMNS = [
     "trial_id", "status", "reason", *dimensions.RECIPE, *dimensions.TRAIN,
-    "val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds",
+    "val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds", "worker",
 ]
 LEADERBOARD_COLUMNS = [
     "rank", "trial_id", "baseline", *dimensions.RECIPE, *dimensions.TRAIN, "val_accuracy",
@@ -47,14 +48,11 @@ def read_json(path):
 
 
 def trial_status(trial):
-    """Returns `completed`, `infeasible`, `failed` or `running` for a Keras Tuner trial.
-
-    The search marks an infeasible sample with the trial metric `infeasible`.
-    """
+    """Returns `completed`, `infeasible`, `failed` or `running` for a Keras Tuner trial."""
     if trial.status == "COMPLETED":
         return "completed"
     if trial.status in ("FAILED", "INVALID"):
-        return "infeasible" if trial.metrics.exists("infeasible") else "failed"
+        return "infeasible" if is_infeasible(trial) else "failed"
     return "running"
 
 
@@ -66,14 +64,16 @@ def trials_frame(tuner):
 
     Returns:
         A DataFrame with the columns of `TRIAL_COLUMNS`; `epochs` is the
-        number actually trained (Hyperband trains some trials for fewer).
-        A failed or infeasible trial's reason is its message, as the search
-        records it.
+        number actually trained (Hyperband trains some trials for fewer);
+        `worker` names the worker a trial was last given to (blank without
+        workers). A failed or infeasible trial's reason is its message, as
+        the search records it.
     """
     rows = []
     for trial_id, trial in tuner.oracle.trials.items():
         status = trial_status(trial)
-        row = {"trial_id": trial_id, "status": status, "reason": (trial.message or "") if status in ("failed", "infeasible") else ""}
+        row = {"trial_id": trial_id, "status": status, "reason": (trial.message or "") if status in ("failed", "infeasible") else "",
+               "worker": tuner.oracle.workers.get(trial_id, "")}
         row.update(tuner.hypermodel.space.sample(trial.hyperparameters.copy()))
         for metric in ("val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds", "epochs"):
             if trial.metrics.exists(metric):

@@ -21,9 +21,10 @@ from archsearch import baselines, dimensions
 from archsearch.backend import keras_without_tensorflow
 from archsearch.architecture import plan
 from archsearch.data import data_summary, load_data
+from archsearch.distributed import fingerprint, lease_floor
 from archsearch.errors import ArchsearchError
 from archsearch.export import export_model, export_summary, stored_dataset
-from archsearch.history import EpochHistory
+from archsearch.history import EpochHistory, record_epoch
 from archsearch.progress import EpochProgress, TrialProgress
 from archsearch.report import write_report
 from archsearch.results import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
@@ -131,7 +132,8 @@ def _check_same_data(results, previous, summary):
         )
 
 
-def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, tensorboard=False, log=print):
+def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, tensorboard=False, chief=None, workers=None,
+        log=print):
     """Runs a space end to end: search, retrain the top-k, test, leaderboard, export.
 
     Every run has a directory of its own: by default a new one,
@@ -149,6 +151,10 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, te
         overwrite: start the run named by `results` over, once its lock is held.
         tensorboard: also write TensorBoard logs of the search, one run per
             trial with its hyperparameters (`<run>/tensorboard`; TensorFlow backend).
+        chief: an `archsearch.distributed.Chief`: serve the search to
+            workers through it instead of training its trials here.
+        workers: with `chief`, the `archsearch.supervisor.Workers` to start
+            on this machine.
         log: where progress lines go.
 
     Returns:
@@ -170,14 +176,14 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, te
         raise ArchsearchError(f"{results} is in use by another archsearch run (lock {results / '.lock'})") from None
     try:  # not `with lock:`, which would take it a second time and leave it held once at the end
         _prepare(results, bool(resume), overwrite, space)
-        leaderboard = _run_locked(space, results, data_dir, bool(resume), tensorboard, log)
+        leaderboard = _run_locked(space, results, data_dir, bool(resume), tensorboard, chief, workers, log)
     finally:
         lock.release()
     leaderboard.attrs["run"] = str(results)
     return leaderboard
 
 
-def _run_locked(space, results, data_dir, resume, tensorboard, log):
+def _run_locked(space, results, data_dir, resume, tensorboard, chief, workers, log):
     session_start = time.perf_counter()
     previous = read_json(results / RUN) if resume else {}
     dataset = load_data(space.data, data_dir=data_dir)
@@ -199,6 +205,8 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
         "device": device_description(),
         "python": platform.python_version(),
     }
+    if chief:
+        metadata.update(chief=str(chief), workers=workers.count if workers else 0)
 
     def record(status, **extra):
         """Writes run.json with the run's status and its wall time over all sessions."""
@@ -208,7 +216,7 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
 
     record("searching")
     start = time.perf_counter()
-    tuner, trials = _search(space, dataset, results, resume, tensorboard, record, log)
+    tuner, trials = _search(space, dataset, results, resume, tensorboard, chief, workers, record, log)
     metadata["search_seconds"] = round(time.perf_counter() - start, 1)
     best = best_trials(trials, space.retrain.top_k)
     if best.empty:
@@ -237,14 +245,24 @@ def _run_locked(space, results, data_dir, resume, tensorboard, log):
     return leaderboard
 
 
-def _search(space, dataset, results, resume, tensorboard, record, log):
-    """Runs (or resumes) the Keras Tuner search; returns the tuner and the trials table."""
+def _search(space, dataset, results, resume, tensorboard, chief, workers, record, log):
+    """Runs (or resumes) the Keras Tuner search, here or on workers; returns the tuner and the trials table."""
     progress = TrialProgress(results, space.search.max_trials, log)
-    tuner = make_tuner(space, dataset, results, overwrite=not resume, on_trial_end=progress,
-                       trial_callbacks=lambda trial_id: [EpochHistory(results, trial_id, "search")])
+
+    def on_epoch(trial_id, report):
+        key = {"trial_id": trial_id, "phase": "search", "seed": None}
+        record_epoch(results, key, int(report["epoch"]), report["loss"], report["accuracy"], report["epoch_seconds"])
+
+    tuner = make_tuner(space, dataset, results, overwrite=not resume, on_epoch=on_epoch, on_trial_end=progress,
+                       lease_floor=lease_floor() if chief else None)
     try:
-        tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
-                     callbacks=[EpochProgress(progress), *([tensorboard_callback(results)] if tensorboard else [])], verbose=0)
+        if chief:
+            chief.serve(tuner, workers, fingerprint(space, dataset), results, log)
+        else:
+            tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
+                         callbacks=[EpochProgress(progress), *([tensorboard_callback(results)] if tensorboard else [])], verbose=0)
+        if tuner.oracle.stop_reason:
+            raise SearchStopped(tuner.oracle.stop_reason)
     except SearchStopped as error:
         record("stopped", reason=str(error))
         raise

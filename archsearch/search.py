@@ -2,8 +2,8 @@
 
 `SpaceHyperModel` is the Keras Tuner `HyperModel` of a space: `build()` plans
 the sampled point and rejects infeasible ones before any training, `fit()`
-trains and scores it on the validation split. `make_tuner()` returns one of
-Keras Tuner's own tuners, with a one-line report per finished trial.
+trains and scores it on the validation split. `make_tuner()` returns a Keras
+Tuner tuner and its oracle (`archsearch.oracle`), with archsearch's trial policy.
 """
 
 import json
@@ -11,6 +11,7 @@ import math
 import time
 import warnings
 
+import grpc
 import keras
 import keras_tuner
 import keras_tuner.src.config
@@ -23,6 +24,7 @@ from archsearch.backend import set_random_seed
 from archsearch.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.files import atomic_file
+from archsearch.oracle import ALIVE, EPOCH_REPORT, FAILURE, INFEASIBLE, INFEASIBLE_METRIC, policy
 from archsearch.tensorboard_logs import write_scores
 from archsearch.training import predict_classes, train
 
@@ -47,15 +49,12 @@ def _save_json_atomically(path, obj):
 keras_tuner.src.utils.save_json = _save_json_atomically
 
 OBJECTIVE = "val_accuracy"
-INFEASIBLE = "infeasible: "  # how an infeasible trial's reason starts
-# The metric that marks an infeasible sample: metrics, unlike a trial's message,
-# reach a chief oracle from a worker (Keras Tuner's Trial proto has no message).
-INFEASIBLE_METRIC = "infeasible"
-INFEASIBLE_LIMIT = 10  # infeasible samples allowed per trial of the budget
+IDLE_SECONDS = 1.0  # between a tuner's asks for a trial while the oracle has none to give
+ALIVE_SECONDS = 5.0  # the longest a training tuner goes without a report to the oracle, epochs allowing
 
 
 class SearchStopped(ArchsearchError):
-    """Too many trials in a row failed; the message sums up why."""
+    """The oracle stopped the search (too many failed or infeasible trials); the message sums up why."""
 
 
 class _TrialMonitor(keras.callbacks.Callback):
@@ -167,36 +166,55 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         }
 
 
-def _mixin(tuner_class):
-    """Returns a subclass of a Keras Tuner tuner with archsearch's trial policy.
+class ChiefLost(keras_tuner.errors.FatalError):
+    """A worker's epoch report got no answer from the chief in time.
 
-    - Infeasible samples do not use up the budget: `max_trials` counts trials
-      that train, up to `INFEASIBLE_LIMIT` infeasible samples per trial.
-    - Failures: the search stops after `max_consecutive_failures` real
-      failures in a row (Keras Tuner's own limit would count infeasible ones).
+    Fatal, so that Keras Tuner stops the worker's search instead of failing
+    the trial and asking the lost chief for the next one.
+    """
+
+
+def _tuner(tuner_class):
+    """Returns a subclass of a Keras Tuner tuner that runs trials as archsearch does.
+
+    - It takes its oracle (from `archsearch.oracle.policy`) as an argument,
+      as `keras_tuner.Tuner` does (Hyperband's own `__init__` only builds one).
     - Each trial is seeded from its id; `trial_callbacks(trial_id)` adds
-      callbacks for its training; `on_trial_end(tuner)` is called after each.
+      callbacks for its training.
+    - Each epoch is reported to the oracle (`EPOCH_REPORT`), and a sign of
+      life (`ALIVE`) every `ALIVE_SECONDS` within long epochs: Keras Tuner
+      tells the oracle nothing between a trial's start and its end, and on a
+      worker these reports are what renews its lease on the trial.
     - A failed trial's reason is recorded where it is raised: it becomes the
       trial's message (Keras Tuner's would be the traceback), and its size and
       whether it was infeasible are reported to the oracle as metrics.
     """
 
     class Tuner(tuner_class):
-        def __init__(self, *args, budget, on_trial_end=None, trial_callbacks=None, max_consecutive_failures=5, **kwargs):
-            super().__init__(*args, max_consecutive_failed_trials=10**9, **kwargs)
-            self.budget = budget
-            self.report = on_trial_end
+        def __init__(self, oracle, hypermodel, *, trial_callbacks=None, **kwargs):
+            keras_tuner.Tuner.__init__(self, oracle, hypermodel, **kwargs)
+            self.seed = oracle.seed  # on a worker, `self.oracle` becomes Keras Tuner's OracleClient, which has none
             self.trial_callbacks = trial_callbacks
-            self.max_consecutive_failures = max_consecutive_failures
+            self.asked = False
             self.failure_reasons = {}  # trial id -> reason, until the trial ends
 
-        def on_search_begin(self):
-            super().on_search_begin()
-            self._extend_budget()
+        def pre_create_trial(self):
+            # Keras Tuner asks again at once when the oracle answers IDLE (Hyperband waiting
+            # for running trials, or a lost worker's trial waiting for its lease to run out):
+            # from a worker, a stream of gRPC calls. This tuner waits a little between asks.
+            if self.asked:
+                time.sleep(IDLE_SECONDS)
+            self.asked = True
+
+        def on_trial_begin(self, trial):
+            self.asked = False
+            super().on_trial_begin(trial)
 
         def run_trial(self, trial, *args, **kwargs):
             try:
                 return self._train(trial, *args, **kwargs)
+            except ChiefLost:
+                raise
             except Exception as error:
                 self._record_failure(trial, error)
                 if isinstance(error, InfeasibleArchitecture):  # failed for good: not to be retried
@@ -216,13 +234,13 @@ def _mixin(tuner_class):
                 metrics.update(params=architecture.params, flops=architecture.flops)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
-                self.oracle.update_trial(trial.trial_id, metrics)
+                self._report(trial, metrics, step=0)
             self.failure_reasons[trial.trial_id] = failure_reason(error)
 
         def _train(self, trial, *args, **kwargs):
             # Each trial's weights and shuffling depend on its id alone, so a
             # resumed search repeats an interrupted trial exactly.
-            set_random_seed(self.oracle.seed + int(trial.trial_id))
+            set_random_seed(self.seed + int(trial.trial_id))
             if self.trial_callbacks:
                 kwargs["callbacks"] = [*kwargs.get("callbacks", []), *self.trial_callbacks(trial.trial_id)]
             if isinstance(self, keras_tuner.Hyperband):
@@ -235,46 +253,36 @@ def _mixin(tuner_class):
             callbacks.append(tuner_utils.TunerCallback(self, trial))
             return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
+        def on_epoch_begin(self, trial, model, epoch, logs=None):
+            self.epoch_start = self.reported = time.perf_counter()
+
+        def on_batch_end(self, trial, model, batch, logs=None):
+            # Within a long epoch too (the first of a search has no time to go by), so
+            # that the chief does not take a worker that trains for one that is lost.
+            if time.perf_counter() - self.reported > ALIVE_SECONDS:
+                self._report(trial, {ALIVE: 1.0}, step=0)
+
+        def on_epoch_end(self, trial, model, epoch, logs=None):
+            logs = logs or {}
+            figures = (epoch + 1, float(logs.get("loss", "nan")), float(logs.get("accuracy", "nan")),
+                       time.perf_counter() - self.epoch_start)
+            self._report(trial, dict(zip(EPOCH_REPORT, figures)), step=epoch + 1)
+
+        def _report(self, trial, metrics, step):
+            self.reported = time.perf_counter()
+            try:
+                self.oracle.update_trial(trial.trial_id, metrics, step=step)
+            except grpc.RpcError as error:
+                raise ChiefLost(error.code().name) from None
+
         def on_trial_end(self, trial):
             trial.message = self.failure_reasons.pop(trial.trial_id, trial.message)
+            if trial.message:  # it would not cross gRPC (see `archsearch.oracle`)
+                trial.hyperparameters.values[FAILURE] = trial.message
             super().on_trial_end(trial)
-            if self.report:
-                self.report(self)
-            self._check_failures()
-            self._extend_budget()
-
-        def _infeasible(self):
-            return [t for t in self.oracle.trials.values() if t.status == "FAILED" and t.metrics.exists(INFEASIBLE_METRIC)]
-
-        def _extend_budget(self):
-            infeasible = len(self._infeasible())
-            if infeasible > INFEASIBLE_LIMIT * self.budget:
-                raise SearchStopped(
-                    f"{infeasible} sampled architectures were infeasible (e.g. {self._infeasible()[-1].message}); "
-                    "loosen the constraints or the space (`archsearch describe` shows which samples fail)"
-                )
-            self.oracle.max_trials = self.budget + infeasible
-
-        def _check_failures(self):
-            streak = []
-            for trial in (self.oracle.trials[i] for i in self.oracle.end_order):
-                if trial.status == "COMPLETED":
-                    streak = []
-                elif trial.status == "FAILED" and not trial.metrics.exists(INFEASIBLE_METRIC):
-                    streak.append(trial)
-            if len(streak) >= self.max_consecutive_failures:
-                lines = "\n".join(f"  trial {t.trial_id}: {t.message}" for t in streak)
-                raise SearchStopped(f"the search stopped after {len(streak)} failed trials in a row:\n{lines}")
 
     Tuner.__name__ = tuner_class.__name__
     return Tuner
-
-
-_TUNERS = {
-    "random": _mixin(keras_tuner.RandomSearch),
-    "bayesian": _mixin(keras_tuner.BayesianOptimization),
-    "hyperband": _mixin(keras_tuner.Hyperband),
-}
 
 
 def failure_reason(error):
@@ -295,7 +303,15 @@ def failure_reason(error):
     return f"{type(error).__name__}: {next(iter(str(error).strip().splitlines()), '')}"
 
 
-def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None, trial_callbacks=None):
+_TUNERS = {
+    "random": (_tuner(keras_tuner.Tuner), policy(keras_tuner.oracles.RandomSearchOracle)),
+    "bayesian": (_tuner(keras_tuner.Tuner), policy(keras_tuner.oracles.BayesianOptimizationOracle)),
+    "hyperband": (_tuner(keras_tuner.Hyperband), policy(keras_tuner.oracles.HyperbandOracle)),
+}
+
+
+def make_tuner(space, dataset, directory, *, overwrite, trial_callbacks=None, on_epoch=None, on_trial_end=None,
+               lease_floor=None):
     """Returns the Keras Tuner tuner a space asks for.
 
     Args:
@@ -304,29 +320,36 @@ def make_tuner(space, dataset, directory, *, overwrite, on_trial_end=None, trial
         directory: where Keras Tuner keeps its state (trial JSON files,
             checkpoints); a run resumes from it when `overwrite` is false.
         overwrite: start afresh rather than resume.
-        on_trial_end: called with the tuner after each trial.
         trial_callbacks: called with a trial's id, returns Keras callbacks for
-            that trial's training alone (its per-epoch history, say).
+            that trial's training alone (its progress, say).
+        on_epoch: called with a trial's id and its report (`epoch`, `loss`,
+            `accuracy`, `epoch_seconds`) after each epoch of a trial.
+        on_trial_end: called with the tuner and the trial's id after each trial.
+        lease_floor: the shortest lease, in seconds, of a trial on a worker;
+            `None` for a search without workers.
 
     Returns:
         A Keras Tuner tuner whose `search(x, y, validation_data=...)` runs it.
     """
     search = space.search
-    kwargs = dict(
-        hypermodel=SpaceHyperModel(space, dataset),
+    tuner_class, oracle_class = _TUNERS[search.tuner]
+    options = dict(
         objective=keras_tuner.Objective(OBJECTIVE, "max"),
         # Keras Tuner reads a seed of 0 as "no seed" (`seed or random.randint(...)`) and would
         # sample other points in every run: it gets the space's seed plus one.
         seed=search.seed + 1,
-        directory=str(directory),
-        project_name="tuner",
-        overwrite=overwrite,
-        on_trial_end=on_trial_end,
-        trial_callbacks=trial_callbacks,
-        max_consecutive_failures=search.max_consecutive_failures,
         budget=search.max_trials,
+        max_consecutive_failures=search.max_consecutive_failures,
+        lease_floor=lease_floor,
     )
     if search.tuner == "hyperband":
         # Hyperband has no cap of its own: the budget sets the oracle's max_trials.
-        return _TUNERS["hyperband"](max_epochs=space.max_epochs(), factor=3, hyperband_iterations=None, **kwargs)
-    return _TUNERS[search.tuner](max_trials=search.max_trials, **kwargs)
+        oracle = oracle_class(max_epochs=space.max_epochs(), factor=3, hyperband_iterations=None, **options)
+    else:
+        oracle = oracle_class(max_trials=search.max_trials, **options)
+    tuner = tuner_class(oracle, SpaceHyperModel(space, dataset), directory=str(directory), project_name="tuner",
+                        overwrite=overwrite, trial_callbacks=trial_callbacks)
+    oracle.on_epoch = on_epoch
+    if on_trial_end:
+        oracle.on_trial_end = lambda trial: on_trial_end(tuner, trial.trial_id)
+    return tuner

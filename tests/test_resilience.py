@@ -24,13 +24,13 @@ from test_run import tiny_space
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def space_file(tmp_path, npz, max_trials=4, epochs=4):
+def space_file(tmp_path, npz, max_trials=4, epochs=4, resolution=16, stages=2, batch_size=16):
     path = tmp_path / "space.py"
     path.write_text(
         "from archsearch import *\n"
         f"space = Space(name='resume', data=Data({str(npz)!r}, validation=0.25),\n"
-        "    recipe=Recipe(family=choice('vgg', 'resnet'), width=choice(8, 16), resolution=16, stages=2, blocks_per_stage=1),\n"
-        f"    train=Train(epochs={epochs}, batch_size=16), search=Search(max_trials={max_trials}, seed=3),\n"
+        f"    recipe=Recipe(family=choice('vgg', 'resnet'), width=choice(8, 16), resolution={resolution}, stages={stages}, blocks_per_stage=1),\n"
+        f"    train=Train(epochs={epochs}, batch_size={batch_size}), search=Search(max_trials={max_trials}, seed=3),\n"
         "    retrain=Retrain(top_k=1, epochs=2, seeds=2))\n"
     )
     return path

@@ -1,0 +1,263 @@
+"""A search on several workers, with Keras Tuner's chief/worker engine.
+
+The chief (`Chief`) serves the run's oracle over gRPC with Keras Tuner's own
+servicer. A worker (`work()`) is a Keras Tuner tuner that Keras Tuner points
+at the chief through `KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP` and
+`KERASTUNER_ORACLE_PORT`: it asks for trials, trains them and reports each
+epoch and result, and the chief writes the run's files. What archsearch
+changes in that engine (the oracle's part is in `archsearch.oracle`):
+
+- The chief listens on the address it is given, loopback unless told
+  otherwise, with gRPC's SO_REUSEPORT off: Keras Tuner's leaves it on, and a
+  second chief on the same port would share it silently instead of failing.
+- The chief returns as soon as the last trial has ended (Keras Tuner's
+  checks every 20 s), and stops with a message when every worker is gone
+  (Keras Tuner's waits for ever).
+- A worker waits `chief_timeout()` seconds for each answer (Keras Tuner's
+  waits an hour per call), then stops with a message; it never overwrites
+  (Keras Tuner's worker with `overwrite=True` deletes the project directory,
+  the chief's state included when they share it), and it checks that it has
+  the chief's space and data before training anything.
+
+Keras Tuner's gRPC channel has no authentication: whoever reaches the port
+can take trials and hand in results. Listen on loopback, on a private
+network, or reach the chief through an SSH tunnel.
+"""
+
+import errno
+import hashlib
+import ipaddress
+import json
+import os
+import socket
+import tempfile
+import time
+from concurrent import futures
+
+import grpc
+import keras
+from keras_tuner.src import protos
+from keras_tuner.src.distribute import oracle_chief, oracle_client
+
+from archsearch.data import load_data
+from archsearch.errors import ArchsearchError
+from archsearch.oracle import FINGERPRINT
+from archsearch.progress import EpochProgress
+from archsearch.search import ChiefLost, SearchStopped, make_tuner
+from archsearch.supervisor import Workers
+
+LOOPBACK = "127.0.0.1"
+POLL_SECONDS = 0.25  # how often the chief looks at its workers
+STOP_GRACE_SECONDS = 3.0  # after the last trial, for idle workers to hear that the search is over
+
+
+def lease_floor():
+    """The shortest lease of a trial on a worker: `ARCHSEARCH_LEASE_FLOOR` seconds, 120 by default."""
+    return _seconds("ARCHSEARCH_LEASE_FLOOR", 120.0)
+
+
+def chief_timeout():
+    """How long a worker waits for the chief's answer: `ARCHSEARCH_CHIEF_TIMEOUT` seconds, 120 by default."""
+    return _seconds("ARCHSEARCH_CHIEF_TIMEOUT", 120.0)
+
+
+def _seconds(variable, default):
+    value = os.environ.get(variable, str(default))
+    try:
+        return float(value)
+    except ValueError:
+        raise ArchsearchError(f"{variable}={value}: expected a number of seconds") from None
+
+
+def parse_address(text):
+    """Splits `HOST:PORT` (`[::1]:8765` for IPv6) into `(host, port)`."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ArchsearchError(f"--chief {text}: expected HOST:PORT, e.g. {LOOPBACK}:8765")
+    return host, int(port)
+
+
+def is_loopback(host):
+    """Whether `host` is this machine's loopback interface (only this machine can reach it)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def fingerprint(space, dataset):
+    """A digest of what a trial's result depends on, which chief and workers must share.
+
+    The space's data, dimensions, tuner, constraints and seed, the data's own
+    fingerprint and the precision; not the budgets or the retraining, which
+    are the chief's alone.
+    """
+    described = space.to_dict()
+    search = described["search"]
+    shared = {
+        "data": described["data"], "dimensions": described["dimensions"], "data_fingerprint": dataset.fingerprint,
+        "tuner": search["tuner"], "seed": search["seed"], "max_params": search["max_params"],
+        "max_flops": search["max_flops"], "precision": keras.mixed_precision.dtype_policy().name,
+    }
+    return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Chief:
+    """The chief's gRPC server: it listens from the start, and serves a search with `serve()`.
+
+    Listening comes first, before a run directory exists, so that an address
+    another chief holds fails at once, with nothing to clean up.
+
+    Args:
+        host: the interface to listen on (`127.0.0.1`: only this machine).
+        port: the port; 0 takes a free one (`self.port` says which).
+
+    Raises:
+        ArchsearchError: the address cannot be listened on, saying why.
+
+    Example:
+
+    ```python
+    chief = Chief("127.0.0.1", 8765)
+    chief.serve(tuner, workers, fingerprint(space, dataset), run_dir)
+    ```
+    """
+
+    def __init__(self, host, port):
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            self.port = self.server.add_insecure_port(target)
+        except RuntimeError:
+            raise ArchsearchError(f"cannot listen on {target}: {_bind_error(host, port)}") from None
+        self.host = host
+
+    def __str__(self):
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def serve(self, tuner, workers, fingerprint_value, results, log=print):
+        """Serves a tuner's oracle until the search is over, then stops listening.
+
+        Args:
+            tuner: from `archsearch.search.make_tuner()` with a `lease_floor`.
+            workers: the `archsearch.supervisor.Workers` to start on this
+                machine once the chief serves, or `None`.
+            fingerprint_value: `fingerprint()` of the chief's space and data.
+            results: the run directory, which this machine's workers share.
+            log: where lines go.
+
+        Raises:
+            SearchStopped: every worker is gone before the search is over.
+        """
+        oracle = tuner.oracle
+        oracle.log, oracle.verbose, oracle.fingerprint = log, 0, fingerprint_value
+        workers = workers or Workers(0, [])
+        tuner.save()
+        servicer = oracle_chief.OracleServicer(oracle)
+        protos.get_service_grpc().add_OracleServicer_to_server(servicer, self.server)
+        self.server.start()
+        try:
+            log(f"chief: serving the search on {self}")
+            if not is_loopback(self.host):
+                log(f"warning: {self.host} is not loopback: Keras Tuner's gRPC has no authentication, so anyone who "
+                    "reaches this port can take trials and send results; use a private network or an SSH tunnel")
+            everywhere = self.host in ("0.0.0.0", "::")  # every interface: a worker names one of them
+            if workers.count == 0:
+                address = f"HOST:{self.port}` (HOST: an address of this machine)" if everywhere else f"{self}`"
+                log(f"waiting for workers: on each machine, run `archsearch worker SPACE --chief {address}")
+            workers.start(f"{LOOPBACK}:{self.port}" if everywhere else str(self), results)
+            _wait(oracle, servicer, workers)
+        finally:
+            workers.stop()
+            self.server.stop(grace=None)
+
+
+def _bind_error(host, port):
+    """Why the operating system refuses `host:port`, in words."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return "the port is in use (by another archsearch chief, or another program); choose another port"
+            return f"{error.strerror} (is {host} an address of this machine?)"
+    return "gRPC could not bind it"
+
+
+def _wait(oracle, servicer, workers):
+    """Returns once the search is over; raises `SearchStopped` once every worker is gone."""
+    over_since = None
+    while True:
+        time.sleep(POLL_SECONDS)
+        workers.poll()
+        now = time.monotonic()
+        if servicer.stop_triggered and not oracle.ongoing_trials:
+            over_since = over_since or now
+            if not oracle.tuner_ids or now - over_since > STOP_GRACE_SECONDS:
+                return
+        if workers.alive():
+            continue
+        silent = oracle.silent_for(now, ignore=workers.ids)  # workers started elsewhere
+        if (silent is None and workers.count) or (silent or 0) > oracle.lease_floor:
+            gone = [workers.summary()] if workers.count else []
+            if silent is not None:
+                gone.append(f"no {'other ' if workers.count else ''}worker has called for {silent:.0f} s")
+            raise SearchStopped(
+                f"every worker is gone ({'; '.join(gone)}), and the search cannot go on; "
+                "continue it with `archsearch run SPACE --resume` and new workers"
+            )
+
+
+def work(space, address, *, worker_id, data_dir=None, results=None, log=print):
+    """Trains the chief's trials until it has none left.
+
+    Args:
+        space: the `Space`, with the same trial-relevant options as the
+            chief's (`fingerprint()` is checked).
+        address: the chief's `(host, port)`.
+        worker_id: this worker's Keras Tuner id; a worker restarted with the
+            same id gets its unfinished trial back.
+        data_dir: a local copy of the data, as for `archsearch run`.
+        results: the chief's run directory, when this worker shares its
+            disk (Hyperband continues trials from checkpoints kept there);
+            else a temporary directory holds what Keras Tuner writes.
+        log: where lines go.
+
+    Raises:
+        ArchsearchError: the chief has another space or data, or stopped
+            answering for `chief_timeout()` seconds.
+    """
+    if "chief" in worker_id:  # Keras Tuner takes any tuner whose id says "chief" for the chief
+        raise ArchsearchError(f"--id {worker_id}: a worker's id must not contain 'chief'")
+    if space.search.tuner == "hyperband" and results is None:
+        raise ArchsearchError(
+            "Hyperband continues trials from checkpoints kept in the chief's run directory: give this worker that "
+            "directory with --results RUN (on the chief's machine, or a shared disk), or use the random or bayesian tuner"
+        )
+    dataset = load_data(space.data, data_dir=data_dir)
+    host, port = address
+    os.environ.update(KERASTUNER_TUNER_ID=worker_id, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
+    timeout = chief_timeout()
+    oracle_client.TIMEOUT = timeout  # Keras Tuner's client waits this long for every answer (its own: an hour)
+    with tempfile.TemporaryDirectory(prefix="archsearch-worker-") as scratch:
+        tuner = make_tuner(space, dataset, results or scratch, overwrite=False,
+                           trial_callbacks=lambda trial_id: [EpochProgress(f"{worker_id} trial {trial_id}")])
+        try:
+            chief_value = tuner.oracle.get_space().values.get(FINGERPRINT)
+            if chief_value != fingerprint(space, dataset):
+                raise ArchsearchError(
+                    f"the chief at {host}:{port} searches another space, data or precision: start this worker with "
+                    "the chief's SPACE file and its --tuner, --epochs, --seed, --data-dir and --mixed-precision (a data "
+                    "folder's fingerprint covers its files' names, sizes and times: copy it with `rsync -a`, or use an archive)"
+                )
+            log(f"{worker_id}: training trials for the chief at {host}:{port}")
+            tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+        except (grpc.RpcError, ChiefLost) as error:
+            code = error.code().name if isinstance(error, grpc.RpcError) else str(error)
+            why = f"no answer within {timeout:.0f} s" if code == "DEADLINE_EXCEEDED" else code
+            raise ArchsearchError(f"lost the chief at {host}:{port} ({why}); this worker stops") from None
+    log(f"{worker_id}: the chief has no trials left; done")

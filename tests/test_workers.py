@@ -1,0 +1,300 @@
+"""A search on several workers: Keras Tuner's chief/worker engine, and what befalls it.
+
+Every process a test starts (chief, workers, and the workers a chief starts)
+is ended by its process id when the test ends, and every wait is bounded.
+Leases and the workers' patience are cut to seconds through their
+environment variables.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras_tuner
+import pandas as pd
+import pytest
+from keras_tuner.src.engine.trial import Trial
+
+from archsearch import distributed
+from archsearch.cli import main
+from archsearch.oracle import ALIVE, EPOCH_REPORT, FAILURE, policy
+from archsearch.run import apply_overrides, run
+from archsearch.space import load_space
+from archsearch.supervisor import MAX_RESTARTS, Workers
+from test_resilience import space_file, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+# A lease floor over a trial's first step (compiling) on a busy machine: shorter, and the chief
+# takes workers that compile for lost ones.
+FAST = {"ARCHSEARCH_LEASE_FLOOR": "8", "ARCHSEARCH_CHIEF_TIMEOUT": "5", "PYTHONUNBUFFERED": "1"}
+BOUND = 240  # seconds any wait for a process may take
+# Trials of 20 short epochs: a few seconds of training, to be killed in the middle of.
+TRIALS = dict(epochs=20, resolution=8, stages=1, batch_size=32)
+LIGHT = ["--seeds", "1", "--retrain-epochs", "1"]  # the chief's retraining, after the search, kept short
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Processes:
+    """Starts archsearch commands with their output in files; ends them all, by process id, at the end."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path, self.started, self.count = tmp_path, [], 0
+
+    def start(self, *argv):
+        self.count += 1
+        log = self.tmp_path / f"{self.count}-{argv[0]}.log"
+        with open(log, "w") as output:
+            process = subprocess.Popen([sys.executable, "-m", "archsearch", *argv], stdout=output,
+                                       stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **FAST})
+        process.log = log
+        self.started.append(process)
+        return process
+
+    def end(self):
+        pids = {p.pid for p in self.started}
+        for process in self.started:  # and the workers that chiefs started, which they name
+            pids |= {int(pid) for pid in re.findall(r"started \(pid (\d+)", output(process))}
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for process in self.started:
+            process.wait(timeout=30)
+
+
+@pytest.fixture
+def processes(tmp_path):
+    started = Processes(tmp_path)
+    yield started
+    started.end()
+
+
+def output(process):
+    return process.log.read_text()
+
+
+def exit_status(process, timeout=BOUND):
+    return process.wait(timeout=timeout)
+
+
+def worker_of(process, trial_id):
+    found = re.findall(rf"^trial {trial_id} started on (\S+)", output(process), re.MULTILINE)
+    return found[-1] if found else None
+
+
+def epochs_reported(results, trial_id):
+    path = results / "history.csv"
+    if not path.exists():
+        return 0
+    history = pd.read_csv(path, dtype={"trial_id": str})
+    return int(((history["trial_id"] == trial_id) & (history["phase"] == "search")).sum())
+
+
+def completions(*chiefs):
+    """The ids of the trials each chief's output reports as ended, in order."""
+    return [m for chief in chiefs for m in re.findall(r"^trial \d+/\d+ \[(\d+)\]", output(chief), re.MULTILINE)]
+
+
+def trials(results):
+    return pd.read_csv(results / "trials.csv", dtype={"trial_id": str})
+
+
+def mid_trial(chief, results, worker):
+    """A trial that `worker` has trained at least one epoch of, and has not finished; or None."""
+    for trial_id in re.findall(rf"^trial (\d+) started on {worker}$", output(chief), re.MULTILINE):
+        if epochs_reported(results, trial_id) and trial_id not in completions(chief):
+            return trial_id
+    return None
+
+
+def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(processes, digits_npz, tmp_path):
+    space, results = space_file(tmp_path, digits_npz, **{**TRIALS, "epochs": 3}), tmp_path / "out"
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--workers", "2")
+    assert exit_status(chief) == 0, output(chief)
+    searched = trials(results)
+    assert len(searched) == 4 and searched["trial_id"].is_unique and (searched["status"] == "completed").all()
+    assert set(searched["worker"]) == {"worker0", "worker1"}
+    for name in ("leaderboard.csv", "history.csv", "report.html", "best/model.keras", "best/saved_model/saved_model.pb"):
+        assert (results / name).exists(), name
+    meta = json.loads((results / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["workers"] == 2
+    assert sorted(completions(chief)) == ["0", "1", "2", "3"]
+
+    # Trials are seeded by their id, wherever they run: one process trains the same.
+    alone = tmp_path / "alone"
+    run(apply_overrides(load_space(space), seeds=1, retrain_epochs=1), alone, log=lambda line: None)
+    columns = ["trial_id", "family", "width", "val_accuracy", "val_balanced_error_rate"]
+    pd.testing.assert_frame_equal(trials(alone)[columns], searched[columns])
+
+
+def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(processes, digits_npz, tmp_path):
+    space, results = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out"
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--workers", "2")
+    wait_for(lambda: mid_trial(chief, results, "worker0"))
+    trial_id = mid_trial(chief, results, "worker0")
+    pid = int(re.findall(r"worker0 started \(pid (\d+)", output(chief))[-1])
+    os.kill(pid, signal.SIGKILL)
+    assert exit_status(chief) == 0, output(chief)
+    assert "worker0 was killed by SIGKILL; restarting it (1 of 3)" in output(chief)
+    assert f"trial {trial_id} started on worker0 again (it was restarted)" in output(chief)
+    searched = trials(results)
+    assert len(searched) == 4 and (searched["status"] == "completed").all()
+    assert sorted(completions(chief)) == ["0", "1", "2", "3"]
+
+
+def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, digits_npz, tmp_path):
+    space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}")
+    workers = [processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", f"w{i}") for i in range(2)]
+    wait_for(lambda: mid_trial(chief, results, "w0"))
+    trial_id = mid_trial(chief, results, "w0")
+    workers[0].send_signal(signal.SIGKILL)
+    assert exit_status(chief) == 0, output(chief)
+    assert exit_status(workers[1]) == 0, output(workers[1])
+    assert re.search(rf"trial {trial_id}: no report from w0 for \d+ s \(its lease: \d+ s\); handed to the next worker",
+                     output(chief))
+    searched = trials(results).set_index("trial_id")
+    assert len(searched) == 4 and (searched["status"] == "completed").all()
+    assert searched.loc[trial_id, "worker"] == "w1"
+    assert sorted(completions(chief)) == ["0", "1", "2", "3"]  # each trial ended once: none lost, none twice
+
+
+def test_when_every_worker_is_killed_the_chief_stops_with_its_reason(processes, digits_npz, tmp_path):
+    space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}")
+    workers = [processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", f"w{i}") for i in range(2)]
+    wait_for(lambda: mid_trial(chief, results, "w0") and mid_trial(chief, results, "w1"))
+    for worker in workers:
+        worker.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    assert exit_status(chief, timeout=60) == 2
+    assert time.monotonic() - killed < 45  # the leases (3 x the longest epoch, at least 8 s), and a little
+    assert re.search(r"archsearch: error: every worker is gone \(no worker has called for \d+ s\)", output(chief))
+    assert json.loads((results / "run.json").read_text())["status"] == "stopped"
+
+
+def gone(pid):
+    """Whether a process has ended (a zombie that no one has reaped yet has)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(processes, digits_npz, tmp_path):
+    space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
+    # One worker that the chief starts, and one started elsewhere, as on another machine.
+    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}", "--workers", "1")
+    elsewhere = processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", "w1")
+    wait_for(lambda: completions(chief) and (mid_trial(chief, results, "worker0") or mid_trial(chief, results, "w1")))
+    chief.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    pid = int(re.findall(r"worker0 started \(pid (\d+)", output(chief))[-1])
+    wait_for(lambda: gone(pid), timeout=10)  # it watches the chief that started it, if its call to it does not fail first
+    said = (results / "workers" / "worker0.log").read_text()
+    assert f"the process that started this worker (pid {chief.pid}) is gone" in said or "lost the chief" in said
+    assert exit_status(elsewhere, timeout=60) == 2  # it gave up waiting for answers
+    assert f"archsearch: error: lost the chief at 127.0.0.1:{port}" in output(elsewhere)
+    assert time.monotonic() - killed < 45  # an epoch, and the worker's 5 s of patience, twice at most
+    finished = trials(results)
+    finished = finished[finished["status"] == "completed"]["trial_id"]
+    stamps = {t: (results / "tuner" / f"trial_{t}" / "trial.json").stat().st_mtime_ns for t in finished}
+
+    resumed = processes.start("run", str(space), "--results", str(results), *LIGHT, "--resume", "--workers", "2")
+    assert exit_status(resumed) == 0, output(resumed)
+    searched = trials(results)
+    assert len(searched) == 4 and (searched["status"] == "completed").all()
+    assert sorted(completions(chief, resumed)) == ["0", "1", "2", "3"]  # each trial ended once over both sessions
+    for trial_id, stamp in stamps.items():  # trials that had ended were not trained again
+        assert (results / "tuner" / f"trial_{trial_id}" / "trial.json").stat().st_mtime_ns == stamp
+
+
+def test_a_second_chief_on_the_same_port_fails_clearly(digits_npz, tmp_path, capsys):
+    first = distributed.Chief("127.0.0.1", 0)
+    try:
+        code = main(["run", str(space_file(tmp_path, digits_npz, **TRIALS)), "--results", str(tmp_path / "second"),
+                     "--chief", f"127.0.0.1:{first.port}"])
+    finally:
+        first.server.stop(grace=None)
+    assert code == 2
+    assert f"archsearch: error: cannot listen on 127.0.0.1:{first.port}: the port is in use" in capsys.readouterr().err
+    assert not (tmp_path / "second").exists()
+
+
+def chiefs_oracle(tmp_path, budget):
+    """A chief's oracle (lease floor 5 s) on a space of four widths, without a tuner."""
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("width", [4, 8, 16, 32])
+    oracle = policy(keras_tuner.oracles.RandomSearchOracle)(
+        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=budget, seed=1, hyperparameters=hp,
+        budget=budget, lease_floor=5.0)
+    oracle._set_project_dir(str(tmp_path), "tuner")
+    oracle.verbose = 0
+    return oracle
+
+
+def test_a_silent_workers_trial_goes_to_the_next_after_a_lease_derived_from_its_epochs(tmp_path):
+    oracle = chiefs_oracle(tmp_path, budget=2)
+    lines = []
+    oracle.log = lines.append
+    first = oracle.create_trial("a")
+    assert oracle.lease(first.trial_id) == 5.0  # no epoch yet: the floor
+    oracle.update_trial(first.trial_id, dict(zip(EPOCH_REPORT, (1, 2.3, 0.1, 4.0))), step=1)
+    assert oracle.lease(first.trial_id) == 12.0  # three times its longest epoch
+    second = oracle.create_trial("b")
+    oracle.update_trial(second.trial_id, {"val_accuracy": 0.4}, step=1)
+    oracle.end_trial(Trial(second.hyperparameters, second.trial_id, "COMPLETED"))
+    assert oracle.create_trial("b").status == "IDLE"  # the budget is handed out, but "a" may yet be lost
+
+    oracle.heard[first.trial_id] -= 13
+    oracle.update_trial(first.trial_id, {ALIVE: 1.0})  # a sign of life within a long epoch
+    assert oracle.create_trial("b").status == "IDLE"
+    oracle.heard[first.trial_id] -= 13  # "a" has said nothing for longer than its lease
+    again = oracle.create_trial("b")
+    assert again.trial_id == first.trial_id and oracle.workers[first.trial_id] == "b"
+    assert f"trial {first.trial_id}: no report from a for 13 s (its lease: 12 s); handed to the next worker" in lines
+    oracle.update_trial(first.trial_id, {"val_accuracy": 0.5}, step=1)
+    oracle.end_trial(Trial(again.hyperparameters, first.trial_id, "COMPLETED"))
+    late = Trial(first.hyperparameters, first.trial_id, "FAILED", message="late")
+    oracle.end_trial(late)  # "a" was only slow: its result comes second
+    assert oracle.trials[first.trial_id].status == "COMPLETED" and oracle.end_order == [second.trial_id, first.trial_id]
+    assert oracle.create_trial("b").status == "STOPPED"
+
+
+def test_the_supervisor_pins_gpus_and_restarts_a_crashed_worker_but_not_one_that_reported_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    # Stands for `archsearch worker`: says which GPU it sees, then crashes (w0) or reports an error (w1).
+    script = "import os, sys; print(os.environ['CUDA_VISIBLE_DEVICES']); sys.exit(1 if sys.argv[-1] == 'w0' else 2)"
+    lines = []
+    workers = Workers(2, [sys.executable, "-c", script], ids=["w0", "w1"], log=lines.append)
+    workers.start("127.0.0.1:1", run=tmp_path)
+    workers.wait()
+    assert workers.restarts == {"w0": MAX_RESTARTS, "w1": 0}
+    assert (tmp_path / "workers" / "w0.log").read_text().split() == ["3"] * (MAX_RESTARTS + 1)
+    assert (tmp_path / "workers" / "w1.log").read_text().split() == ["5"]
+    assert f"w0 exited with status 1; not restarted: it was restarted {MAX_RESTARTS} times already" in lines
+    assert "w1 exited with status 2: an error it reported (see its output); not restarted" in lines
+
+
+def test_a_failed_trials_reason_crosses_grpc_which_drops_trial_messages(tmp_path):
+    oracle = chiefs_oracle(tmp_path, budget=1)
+    trial = oracle.create_trial("a")
+    sent = Trial(trial.hyperparameters.copy(), trial.trial_id, "FAILED")
+    sent.hyperparameters.values[FAILURE] = "infeasible: too big"  # the reason, as the tuner records it where it is raised
+    received = Trial.from_proto(sent.to_proto())  # as Keras Tuner's client sends it, and its servicer reads it
+    assert received.message is None
+    oracle.end_trial(received)
+    ended = oracle.trials[trial.trial_id]
+    assert ended.message == "infeasible: too big" and FAILURE not in ended.hyperparameters.values
