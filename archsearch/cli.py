@@ -228,7 +228,7 @@ def export(args):
     model = keras.saving.load_model(stem + ".keras")
     data_declaration = Data(**read_json(os.path.join(args.results, RUN))["space"]["data"])
     stored = stored_dataset(data_declaration, load_data(data_declaration, data_dir=args.data_dir), data_dir=args.data_dir)
-    check = export_model(model, args.out, stored, read_json(stem + ".json")["accuracy"])
+    check = export_model(model, args.out, stored, read_json(stem + ".json")["accuracy"], crop_to_aspect_ratio=data_declaration.crop_to_aspect_ratio)
     print(f"exported rank {args.rank} (trial {trial_id}, seed 0): {export_summary(args.out, check)}")
 
 

@@ -6,7 +6,9 @@ An export folder (`best/` of a run) holds:
   with plain `keras.saving.load_model`): uint8 images as the data source
   stores them, of any size, in; class probabilities out. In front of the
   trained layers sit the data layer's own conversions (ITU-R 601 luma where
-  a grayscale space reads color images, a resize to the training size);
+  a grayscale space reads color images, a resize to the training size,
+  from the centred window of its aspect ratio where the data declares
+  `crop_to_aspect_ratio`);
   training-only augmentation is left out.
 - `saved_model/`: the same model as a TensorFlow SavedModel with two
   signatures, `serve` (a uint8 image batch) and `serve_bytes` (a batch of
@@ -54,7 +56,7 @@ def stored_dataset(data, dataset, *, data_dir=None):
     return load_data(dataclasses.replace(data, grayscale=False), data_dir=data_dir)
 
 
-def inference_model(model, source_channels):
+def inference_model(model, source_channels, crop_to_aspect_ratio=False):
     """Returns the exported inference model of a trained model.
 
     The trained layers (and their weights) are reused, less the training-only
@@ -68,6 +70,9 @@ def inference_model(model, source_channels):
     Args:
         model: a trained model from `archsearch.builder.build_model()`.
         source_channels: 1 or 3, the channels of the source's images.
+        crop_to_aspect_ratio: resize from the largest centred window of the
+            training size's aspect ratio, as the data did (its `Data`
+            declaration's option of that name).
 
     Returns:
         A `keras.Model`: uint8 images `(batch, height, width, source_channels)`
@@ -84,7 +89,7 @@ def inference_model(model, source_channels):
     height, width, channels = model.input_shape[1:]
     image = keras.Input((None, None, source_channels), dtype="uint8", name="image")
     pixels = _luma(image) if (source_channels, channels) == (3, 1) else image
-    resized = keras.layers.Resizing(height, width, antialias=True, dtype="float32", name="resize")(pixels)
+    resized = keras.layers.Resizing(height, width, crop_to_aspect_ratio=crop_to_aspect_ratio, antialias=True, dtype="float32", name="resize")(pixels)
     adapter = keras.Model(image, _round_to_uint8(resized, "round"), name="source_to_training")
     classifier = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=_inference_call)
     return keras.Model(image, classifier(adapter(image)), name=f"{model.name}_inference")
@@ -118,7 +123,7 @@ def _round_to_uint8(tensor, name):
     return keras.layers.Discretization(bin_boundaries=[k - 0.5 for k in range(1, 256)], name=name)(tensor)
 
 
-def export_model(model, out, stored, expected_accuracy):
+def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=False):
     """Writes `out/model.keras`, `out/saved_model/` and `out/model.json`, and checks them.
 
     Each export is reloaded and predicts the whole test split, fed as the
@@ -133,6 +138,7 @@ def export_model(model, out, stored, expected_accuracy):
         out: the folder to write (replaced if present).
         stored: the data as the source stores it, from `stored_dataset()`.
         expected_accuracy: the test accuracy the leaderboard records for `model`.
+        crop_to_aspect_ratio: as for `inference_model()`: the data's option.
 
     Returns:
         The check's figures: `test_images`, `expected_test_accuracy`, and
@@ -146,7 +152,7 @@ def export_model(model, out, stored, expected_accuracy):
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     tf = _tensorflow()  # before Keras's saving, which imports it too
-    inference = inference_model(model, stored.shape[-1])
+    inference = inference_model(model, stored.shape[-1], crop_to_aspect_ratio)
     inference.save(staging / "model.keras")
     reloaded = keras.saving.load_model(staging / "model.keras")
     accuracies = {"model.keras": _accuracy(lambda x: reloaded.predict_on_batch(x), stored)}
@@ -177,7 +183,9 @@ def _accuracy(predict, stored):
 
 def _contract(inference, stored, check):
     """The content of `model.json`: what a caller needs to feed the model and read its outputs."""
-    height, width, channels = inference.get_layer("source_to_training").output_shape[1:]
+    adapter = inference.get_layer("source_to_training")
+    height, width, channels = adapter.output_shape[1:]
+    window = " from their centred window of that aspect ratio" if adapter.get_layer("resize").crop_to_aspect_ratio else ""
     source_channels = stored.shape[-1]
     batch = f"uint8 [batch, height, width, {source_channels}]"
     return {
@@ -188,7 +196,7 @@ def _contract(inference, stored, check):
             "color": "RGB" if source_channels == 3 else "gray",
             "size": [height, width],
             "conversion": ("to ITU-R 601 luma inside the model; " if (source_channels, channels) == (3, 1) else "")
-            + f"images of another size are resized to {height}x{width} inside the model (bilinear, antialiased)",
+            + f"images of another size are resized to {height}x{width}{window} inside the model (bilinear, antialiased)",
             "source": stored.source,
         },
         "signatures": {

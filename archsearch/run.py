@@ -235,7 +235,8 @@ def _run_locked(space, results, data_dir, resume, tensorboard, chief, workers, l
     record("exporting")
     stem = _retrain_stem(results, best.iloc[0]["trial_id"], 0)
     stored = stored_dataset(space.data, dataset, data_dir=data_dir)
-    check = export_model(keras.saving.load_model(stem.with_suffix(".keras")), results / "best", stored, read_json(stem.with_suffix(".json"))["accuracy"])
+    check = export_model(keras.saving.load_model(stem.with_suffix(".keras")), results / "best", stored, read_json(stem.with_suffix(".json"))["accuracy"],
+                         crop_to_aspect_ratio=space.data.crop_to_aspect_ratio)
     record("complete", export_check=check, retrain_epochs=epochs)
     winner_row = next(row for row in rows if row["trial_id"] == leaderboard.iloc[0]["trial_id"])
     architecture = plan({n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes)

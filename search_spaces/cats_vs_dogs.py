@@ -1,8 +1,9 @@
 """Cats versus dogs at larger R: is it worth paying for resolution, with a conv7 stem to shrink it fast?
 
-Photos of mixed sizes: the model resizes the smaller side to R and center-crops.
-Bring them as an image folder (`--data-dir`) resized to one size, or let
-tensorflow-datasets download them.
+Photos of mixed sizes: the loader cuts each one's centred square and resizes it
+to 160x160 (`crop_to_aspect_ratio`, not a squash), then the model resizes that
+to R. Bring them as an image folder (`--data-dir`), or let tensorflow-datasets
+download them.
 """
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice, log_uniform
@@ -10,7 +11,8 @@ from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice, log_
 space = Space(
     name="cats_vs_dogs",
     # tfds has only a train split here: hold out its last fifth as the test split.
-    data=Data("cats_vs_dogs", image_size=(160, 160), validation=0.1, train_split="train[:80%]", test_split="train[80%:]"),
+    data=Data("cats_vs_dogs", image_size=(160, 160), crop_to_aspect_ratio=True, validation=0.1,
+              train_split="train[:80%]", test_split="train[80%:]"),
     recipe=Recipe(
         family="resnet",
         resolution=choice(64, 96, 128),

@@ -157,6 +157,29 @@ def test_images_of_mixed_sizes_are_resized_to_the_most_common(tmp_path):
     assert load_data(Data(str(root), image_size=(6, 10))).shape == (6, 10, 3)
 
 
+def _wide_photo(height=20, width=40):
+    """A gray photo twice as wide as high: black left and right quarters, a white middle half."""
+    pixels = np.zeros((height, width), np.uint8)
+    pixels[:, width // 4 : 3 * width // 4] = 255
+    return pixels
+
+
+def test_crop_to_aspect_ratio_resizes_the_centred_window_instead_of_stretching(tmp_path):
+    root = make_folder(tmp_path / "pets", size=(10, 10), mode="L")
+    Image.fromarray(_wide_photo()).save(root / "train" / "cat" / "wide.png")
+    x = np.stack([_wide_photo()[None, ..., None]] * 3)[:, 0]  # the same photo in a .npz
+    arrays = npz(tmp_path / "wide.npz", x_train=np.concatenate([x] * 4), y_train=np.arange(12) % 2, x_test=x, y_test=np.arange(3) % 2)
+    for source in (str(root), arrays):
+        squashed = load_data(Data(source, image_size=(10, 10), validation=0.25)).full_train()
+        cropped = load_data(Data(source, image_size=(10, 10), crop_to_aspect_ratio=True, validation=0.25)).full_train()
+        wide = [i for i, image in enumerate(squashed[0]) if image.max() == 255 and image[:, 0].max() < 40]  # the photo, stretched
+        assert len(wide) == (1 if source == str(root) else 12), source  # its black quarters stay at the edges
+        assert all(cropped[0][i].min() > 200 for i in wide), source  # the centred square: white (its edges blend with the black beyond)
+    # The exported model crops an image of another size the same way (see test_export).
+    assert decode.crop_box(20, 40, (10, 10)) == (10, 0, 30, 20)
+    assert decode.crop_box(31, 23, (10, 14)) == (0, 7, 23, 23)  # Keras: rounded down, centred
+
+
 def test_a_few_unreadable_images_are_skipped_and_named(tmp_path):
     root = make_folder(tmp_path / "pets", train=110)
     (root / "train" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
@@ -311,7 +334,7 @@ def test_tfds_data_sets_become_arrays(tmp_path):
         (dict(classes=["a"]), "classes"), (dict(classes=["a", "a"]), "classes"), (dict(classes="ab"), "classes"),
         (dict(classes=["a", ""]), "classes"), (dict(per_class=0), "per_class"), (dict(per_class=2.5), "per_class"),
         (dict(test_per_class=-1), "test_per_class"), (dict(image_size=(32,)), "image_size"),
-        (dict(image_size=(32, 0)), "image_size"), (dict(grayscale="yes"), "grayscale"), (dict(seed=1.5), "seed"),
+        (dict(image_size=(32, 0)), "image_size"), (dict(grayscale="yes"), "grayscale"), (dict(crop_to_aspect_ratio=1), "crop_to_aspect_ratio"), (dict(seed=1.5), "seed"),
         (dict(train_split=""), "train_split"), (dict(test_split="train"), "test_split"), (dict(source=""), "source"),
     ],
 )
@@ -321,7 +344,7 @@ def test_bad_declarations_name_the_field(kwargs, field):
 
 
 def test_declarations_round_trip_through_json():
-    data = Data("cifar10", classes=("automobile", "truck"), grayscale=True, image_size=[24, 24], per_class=np.int64(50))
+    data = Data("cifar10", classes=("automobile", "truck"), grayscale=True, image_size=[24, 24], crop_to_aspect_ratio=True, per_class=np.int64(50))
     assert Data(**json.loads(json.dumps(data.to_dict()))) == data
     assert data.to_dict()["classes"] == ["automobile", "truck"] and data.image_size == (24, 24)
     with pytest.raises(TypeError):

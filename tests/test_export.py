@@ -18,6 +18,7 @@ from archsearch import Data, Recipe, Retrain, Search, Space, Train
 from archsearch.architecture import plan
 from archsearch.builder import build_model
 from archsearch.cli import main
+from archsearch.data import decode
 from archsearch.export import inference_model
 from archsearch.run import run
 
@@ -100,6 +101,16 @@ def test_luma_and_resize_inside_the_model_match_the_data_layer():
     pillow = np.asarray(Image.fromarray(large[0]).convert("L").resize((14, 10), Image.BILINEAR))
     resized = keras.ops.convert_to_numpy(adapter(large))[0, ..., 0]
     assert np.abs(resized.astype(int) - pillow).max() <= 1  # the data layer's bilinear resize, within one level
+
+
+def test_the_exported_model_crops_to_the_aspect_ratio_where_the_data_did():
+    model = build_model(plan({"width": 4, "resolution": 8}, (10, 14, 3), 2))
+    adapter = inference_model(model, 3, crop_to_aspect_ratio=True).get_layer("source_to_training")
+    tall = np.random.default_rng(3).integers(0, 256, (31, 23, 3), dtype=np.uint8)
+    loaded = decode.resize(tall, (10, 14), crop=True)  # what the data layer makes of it
+    assert np.abs(keras.ops.convert_to_numpy(adapter(tall[None]))[0].astype(int) - loaded).max() <= 1
+    stretched = keras.ops.convert_to_numpy(inference_model(model, 3).get_layer("source_to_training")(tall[None]))[0]
+    assert np.abs(stretched.astype(int) - loaded).max() > 50  # without the option the window is another one
 
 
 def test_saved_model_cli_lists_the_named_inputs_and_outputs(gray_run):

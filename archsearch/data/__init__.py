@@ -12,14 +12,16 @@ Policies:
   and modification times; a `.npz` or archive: a hash of its bytes; a
   tensorflow-datasets name: its full versioned name) and by the options that
   change the arrays (`classes`, `grayscale`, `per_class`, `test_per_class`,
-  `image_size`, the split names). The validation split is carved afterwards,
+  `image_size`, `crop_to_aspect_ratio`, the split names). The validation split is carved afterwards,
   so changing `validation` or `seed` reuses the cache.
 - Unreadable images in a folder are skipped with a warning that names them,
   as long as they are at most 1% of their split; more than that is an error,
   since it usually means the folder is not what the space thinks it is.
   Files that are not images by their extension are ignored, with a warning.
 - Images of other sizes are resized (bilinear) to `image_size`, or, without
-  it, to the most common size of the training split, with a warning.
+  it, to the most common size of the training split, with a warning. They
+  are stretched, or with `crop_to_aspect_ratio=True` resized from their
+  largest centred window of the target's aspect ratio (Keras's option).
 - A folder of gray images loads with one channel, unless any of its images
   is in color; `grayscale=True` converts everything to one channel of ITU-R
   601 luma, exactly as Pillow's `convert("L")`.

@@ -89,7 +89,7 @@ def array_options(splits, names, data, where):
         if data.grayscale and x.shape[-1] == 3:
             x = _luma(x)
         if data.image_size:
-            x = np.stack([resize(image, data.image_size) for image in x]) if len(x) else x
+            x = np.stack([resize(image, data.image_size, data.crop_to_aspect_ratio) for image in x]) if len(x) else x
         result[split] = (x.astype(np.uint8, copy=False), y.astype(np.int32, copy=False))
     return result, names
 

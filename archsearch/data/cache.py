@@ -18,6 +18,8 @@ _CACHE_VERSION = 2  # bump when the cached arrays' meaning changes
 def cache_key(identity, data):
     """Digest of the source's identity and of the options that change the cached arrays."""
     options = {k: data.to_dict()[k] for k in ("classes", "grayscale", "per_class", "test_per_class", "image_size", "train_split", "test_split")}
+    if data.crop_to_aspect_ratio:  # only when set: the caches and run fingerprints of earlier versions stay valid
+        options["crop_to_aspect_ratio"] = True
     text = json.dumps({"version": _CACHE_VERSION, "identity": identity, "options": options}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

@@ -30,6 +30,10 @@ class Data:
         test_per_class: the same cap for the test split (default: none).
         image_size: `(height, width)` every image is resized to; without it,
             images of other sizes are resized to the most common size.
+        crop_to_aspect_ratio: resize without distortion: each image is first
+            cut to its largest centred window of the target's aspect ratio,
+            as Keras's `image_dataset_from_directory` does (default: the
+            whole image is stretched to the target size).
         data_dir: tensorflow-datasets' own `data_dir`.
         train_split: name of the training split: a folder name, or a
             tensorflow-datasets split such as `"train[:80%]"`.
@@ -52,6 +56,7 @@ class Data:
     per_class: int = None
     test_per_class: int = None
     image_size: tuple = None
+    crop_to_aspect_ratio: bool = False
     data_dir: str = None
     train_split: str = "train"
     test_split: str = "test"
@@ -65,8 +70,9 @@ class Data:
             raise DataError(f"data: validation={self.validation!r}: expected a fraction between 0 and 1, e.g. 0.1")
         if self.classes is not None:
             self._set("classes", _checked_classes(self.classes))
-        if not isinstance(self.grayscale, bool):
-            raise DataError(f"data: grayscale={self.grayscale!r}: expected True or False")
+        for field in ("grayscale", "crop_to_aspect_ratio"):
+            if not isinstance(getattr(self, field), bool):
+                raise DataError(f"data: {field}={getattr(self, field)!r}: expected True or False")
         for field in ("per_class", "test_per_class"):
             value = getattr(self, field)
             if value is not None and (not _is_int(value) or value < 1):

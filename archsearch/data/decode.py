@@ -2,7 +2,8 @@
 
 Unreadable images are skipped with a warning while they are at most 1% of
 their split. Images of other sizes are resized (bilinear) to `image_size`,
-or, without it, to the most common size; a folder of gray images keeps one
+or, without it, to the most common size, stretched or, with
+`crop_to_aspect_ratio`, from their centred window of its aspect ratio; a folder of gray images keeps one
 channel unless any image is in color.
 """
 
@@ -25,24 +26,48 @@ DECODE_CHUNK = 1000  # images per task of the decoding pool
 UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
-def _decode_image(job, grayscale, size):
+def _decode_image(job, grayscale, size, crop):
     """Decodes one image (a path or its bytes) to uint8 `(H, W, C)`, C = 1 for gray images."""
     with Image.open(job if isinstance(job, str) else io.BytesIO(job)) as image:
         gray = grayscale or image.mode in GRAY_MODES
         image = image.convert("L" if gray else "RGB")
-        if size and image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.BILINEAR)
+        if size:
+            image = _resized(image, size, crop)
         array = np.asarray(image)
     return array[..., None] if gray else array
 
 
+def _resized(image, size, crop):
+    """A Pillow image resized to `(height, width)`, bilinear; with `crop`, from its centred window of that aspect ratio."""
+    if crop:  # cut first, then resize: Pillow's `box=` would blend in pixels beyond the window, as Keras does not
+        image = image.crop(crop_box(image.height, image.width, size))
+    if image.size == (size[1], size[0]):
+        return image
+    return image.resize((size[1], size[0]), Image.BILINEAR)
+
+
+def crop_box(height, width, size):
+    """The largest centred window of an image with the aspect ratio of `size`, as Pillow's `(left, top, right, bottom)`.
+
+    Written out rather than taken from Pillow's `ImageOps.fit` (which crops at
+    fractional pixels) so that it is exactly the window of Keras's
+    `Resizing(crop_to_aspect_ratio=True)`, which the exported model applies to
+    images of other sizes: the same rounding down, in the same order.
+    """
+    target_height, target_width = size
+    crop_height = max(min(height, int(width * target_height / target_width)), 1)
+    crop_width = max(min(width, int(height * target_width / target_height)), 1)
+    top, left = int((height - crop_height) / 2), int((width - crop_width) / 2)
+    return left, top, left + crop_width, top + crop_height
+
+
 def _decode_chunk(task):
     """Decodes `[(index, job)]`; returns `({shape: (indices, stacked images)}, [(index, reason)])`."""
-    jobs, grayscale, size = task
+    jobs, grayscale, size, crop = task
     groups, failures = collections.defaultdict(lambda: ([], [])), []
     for index, job in jobs:
         try:
-            array = _decode_image(job, grayscale, size)
+            array = _decode_image(job, grayscale, size, crop)
         except UNREADABLE_ERRORS as error:
             failures.append((index, f"{type(error).__name__}: {error}"))
             continue
@@ -100,13 +125,13 @@ def _decode_images(entries, data, where, size=None):
         `(x, y)`, unreadable images skipped.
     """
     jobs = [(index, entry[3]) for index, entry in enumerate(entries)]
-    tasks = [(jobs[i : i + DECODE_CHUNK], data.grayscale, data.image_size) for i in range(0, len(jobs), DECODE_CHUNK)]
+    tasks = [(jobs[i : i + DECODE_CHUNK], data.grayscale, data.image_size, data.crop_to_aspect_ratio) for i in range(0, len(jobs), DECODE_CHUNK)]
     blocks, failures = [], []
     for chunk_blocks, chunk_failures in _map(_decode_chunk, tasks):
         blocks += chunk_blocks.values()
         failures += chunk_failures
     _check_unreadable(failures, entries, where)
-    x, kept = assemble(blocks, data.image_size or size, where, warn=data.image_size is None)
+    x, kept = assemble(blocks, data.image_size or size, where, warn=data.image_size is None, crop=data.crop_to_aspect_ratio)
     labels = np.array([label for label, *_ in entries], dtype=np.int32)
     return x, labels[kept]
 
@@ -124,7 +149,7 @@ def _check_unreadable(failures, entries, where):
     warnings.warn(f"{where}: skipped {len(failures)} unreadable image(s): {', '.join(names[:5])}{more}", stacklevel=4)
 
 
-def assemble(blocks, size, where, warn):
+def assemble(blocks, size, where, warn, crop=False):
     """Puts decoded blocks `[(indices, images)]` back in index order, in one size and channel count.
 
     Args:
@@ -132,6 +157,7 @@ def assemble(blocks, size, where, warn):
         size: `(height, width)` to resize to, or None for the most common size.
         where: the split, for the warning about resized images.
         warn: whether to warn about resized images (not when the user chose the size).
+        crop: resize from each image's centred window of the target's aspect ratio.
 
     Returns:
         `(x, kept indices in order)`.
@@ -151,22 +177,22 @@ def assemble(blocks, size, where, warn):
     kept = np.sort(np.concatenate([indices for indices, _ in blocks]))
     x = np.empty((len(kept), *target, channels), np.uint8)
     for indices, images in blocks:
-        x[np.searchsorted(kept, indices)] = _fit(images, target, channels)
+        x[np.searchsorted(kept, indices)] = _fit(images, target, channels, crop)
     return x, kept
 
 
-def _fit(images, size, channels):
+def _fit(images, size, channels, crop=False):
     """Resizes uint8 images `(N, H, W, C)` to `size` and repeats a gray channel to `channels`."""
     if images.shape[1:3] != tuple(size):
-        images = np.stack([resize(image, size) for image in images])
+        images = np.stack([resize(image, size, crop) for image in images])
     return np.repeat(images, channels, axis=-1) if images.shape[-1] < channels else images
 
 
-def resize(image, size):
-    """Resizes one uint8 `(H, W, C)` image to `(height, width)`, bilinear."""
+def resize(image, size, crop=False):
+    """Resizes one uint8 `(H, W, C)` image to `(height, width)`, bilinear; with `crop`, from its centred window of that aspect ratio."""
     if image.shape[:2] == tuple(size):
         return image
-    resized = np.asarray(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).resize((size[1], size[0]), Image.BILINEAR))
+    resized = np.asarray(_resized(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image), size, crop))
     return resized.reshape(*size, image.shape[-1])
 
 

@@ -48,7 +48,7 @@ def read_tfds(data):
     image, label = tfds_features(info, data)
     fixed = None not in image.shape
     splits = {
-        key: _tfds_arrays(tfds, dataset, fixed, data.image_size, f"tfds:{data.source}[{split}]")
+        key: _tfds_arrays(tfds, dataset, fixed, data, f"tfds:{data.source}[{split}]")
         for key, split, dataset in zip(("train", "test"), (data.train_split, data.test_split), datasets)
     }
     return splits, list(label.names)
@@ -62,14 +62,15 @@ def tfds_features(info, data):
     return info.features[keys[0]], info.features[keys[1]]
 
 
-def _tfds_arrays(tfds, dataset, fixed, size, where):
-    """Returns `(x, y)` of one tfds split: in batches when its images share a size, else one by one."""
+def _tfds_arrays(tfds, dataset, fixed, data, where):
+    """Returns `(x, y)` of one tfds split: in batches when its images share a size, else one by one (resized as `data` asks)."""
+    size = data.image_size
     if fixed:
-        batches = list(tfds.as_numpy(dataset.batch(4096)))
+        batches = list(tfds.as_numpy(dataset.batch(4096)))  # resized afterwards, with the other array sources
         return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
     blocks, labels = [], []
     for index, (image, label) in enumerate(tfds.as_numpy(dataset)):
-        blocks.append((np.array([index]), resize(image, size)[None] if size else image[None]))
+        blocks.append((np.array([index]), resize(image, size, data.crop_to_aspect_ratio)[None] if size else image[None]))
         labels.append(label)
-    x, _ = assemble(blocks, size, where, warn=size is None)
+    x, _ = assemble(blocks, size, where, warn=size is None, crop=data.crop_to_aspect_ratio)
     return x, np.array(labels)
