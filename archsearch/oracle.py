@@ -6,6 +6,8 @@ reach it over gRPC, so every decision about the search is taken here:
 
 - Budget: `max_trials` counts trials that train; infeasible samples do not
   use it up (up to `INFEASIBLE_LIMIT` of them per trial of the budget).
+  Trial ids have one width throughout, that of the most trials a search
+  can create (`00` to `88` for a budget of 8).
 - Failures: after `max_consecutive_failures` real failures in a row the
   oracle stops handing out trials and `stop_reason` says why.
 - Epochs: a trial reports each epoch (`EPOCH_REPORT`), and that it is alive
@@ -165,7 +167,12 @@ def policy(oracle_class):
                     f"{len(infeasible)} sampled architectures were infeasible (e.g. {infeasible[-1].message}); "
                     "loosen the constraints or the space (`archsearch describe` shows which samples fail)"
                 )
-            self.max_trials = self.budget + len(infeasible)
+            # Keras Tuner stops at `max_trials` and pads trial ids to its width: ids would
+            # change width mid-search ("7", then "08") as infeasible samples raise the limit.
+            # Under the limit, `max_trials` is the most trials a search can create, so every
+            # id has that width; at the limit, it is the limit, and Keras Tuner stops.
+            limit = self.budget + len(infeasible)
+            self.max_trials = limit if len(self.trials) >= limit else self.budget * (INFEASIBLE_LIMIT + 1) + 1
 
         def _infeasible(self):
             return [t for t in self.trials.values() if is_infeasible(t)]

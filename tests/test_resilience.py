@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from archsearch import search, training
+from archsearch.oracle import INFEASIBLE_METRIC, policy
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.results import trial_status, trials_frame, write_csv, write_json
@@ -59,7 +60,7 @@ def completed_trials(results):
 
 
 def _mid_trial(results):
-    return len(completed_trials(results)) >= 1 and (results / "tuner" / "trial_1").exists()
+    return len(completed_trials(results)) >= 1 and len(list((results / "tuner").glob("trial_*"))) >= 2
 
 
 def _mid_retraining(results):
@@ -264,3 +265,23 @@ def test_keras_tuners_state_files_survive_a_kill_mid_write(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         utils.save_json(str(path), {"status": "COMPLETED"})
     assert json.loads(path.read_text()) == {"status": "RUNNING"} and not list(tmp_path.glob("*.tmp"))
+
+
+def test_trial_ids_keep_one_width_while_infeasible_samples_raise_the_limit(tmp_path):
+    hp = keras_tuner.HyperParameters()
+    hp.Float("learning_rate", 1e-3, 1e-1)
+    oracle = policy(keras_tuner.oracles.RandomSearchOracle)(
+        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=1, seed=1, hyperparameters=hp, budget=1)
+    oracle._set_project_dir(str(tmp_path), "tuner")
+    oracle.verbose = 0
+    ids = []
+    for _ in range(10):  # ten infeasible samples: the budget of one trained trial allows them all
+        trial = oracle.create_trial("tuner0")
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.0, INFEASIBLE_METRIC: 1.0})
+        oracle.end_trial(keras_tuner.engine.trial.Trial(trial.hyperparameters, trial.trial_id, "FAILED", message="infeasible: x"))
+        ids.append(trial.trial_id)
+    trained = oracle.create_trial("tuner0")
+    oracle.update_trial(trained.trial_id, {"val_accuracy": 0.5})
+    oracle.end_trial(keras_tuner.engine.trial.Trial(trained.hyperparameters, trained.trial_id, "COMPLETED"))
+    assert oracle.create_trial("tuner0").status == "STOPPED"
+    assert ids + [trained.trial_id] == [f"{i:02d}" for i in range(11)]  # Keras Tuner alone: "0" to "9", then "10"

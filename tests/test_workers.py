@@ -130,7 +130,7 @@ def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(proce
         assert (results / name).exists(), name
     meta = json.loads((results / "run.json").read_text())
     assert meta["status"] == "complete" and meta["workers"] == 2
-    assert sorted(completions(chief)) == ["0", "1", "2", "3"]
+    assert sorted(completions(chief)) == ["00", "01", "02", "03"]
 
     # Trials are seeded by their id, wherever they run: one process trains the same.
     alone = tmp_path / "alone"
@@ -151,7 +151,7 @@ def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(processe
     assert f"trial {trial_id} started on worker0 again (it was restarted)" in output(chief)
     searched = trials(results)
     assert len(searched) == 4 and (searched["status"] == "completed").all()
-    assert sorted(completions(chief)) == ["0", "1", "2", "3"]
+    assert sorted(completions(chief)) == ["00", "01", "02", "03"]
 
 
 def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, digits_npz, tmp_path):
@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, d
     searched = trials(results).set_index("trial_id")
     assert len(searched) == 4 and (searched["status"] == "completed").all()
     assert searched.loc[trial_id, "worker"] == "w1"
-    assert sorted(completions(chief)) == ["0", "1", "2", "3"]  # each trial ended once: none lost, none twice
+    assert sorted(completions(chief)) == ["00", "01", "02", "03"]  # each trial ended once: none lost, none twice
 
 
 def test_when_every_worker_is_killed_the_chief_stops_with_its_reason(processes, digits_npz, tmp_path):
@@ -216,7 +216,7 @@ def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(
     assert exit_status(resumed) == 0, output(resumed)
     searched = trials(results)
     assert len(searched) == 4 and (searched["status"] == "completed").all()
-    assert sorted(completions(chief, resumed)) == ["0", "1", "2", "3"]  # each trial ended once over both sessions
+    assert sorted(completions(chief, resumed)) == ["00", "01", "02", "03"]  # each trial ended once over both sessions
     for trial_id, stamp in stamps.items():  # trials that had ended were not trained again
         assert (results / "tuner" / f"trial_{trial_id}" / "trial.json").stat().st_mtime_ns == stamp
 
