@@ -37,9 +37,21 @@ FAILURE = "archsearch/failure"  # carries a failed trial's message from a worker
 FINGERPRINT = "archsearch/fingerprint"  # shows workers what the chief's trials depend on (see `get_space`)
 LEASE_FACTOR = 3  # epochs vary: the first one compiles, and other jobs share the machine
 
+
 def is_infeasible(trial):
     """Whether a trial ended as an infeasible sample (the tuner marks it with `INFEASIBLE_METRIC`)."""
     return trial.status == TrialStatus.FAILED and trial.metrics.exists(INFEASIBLE_METRIC)
+
+
+def creation_order(trial_id):
+    """Sort key of trial ids in the order Keras Tuner created them ("7" before "08" before "10").
+
+    Example:
+
+    >>> sorted(["10", "08", "7"], key=creation_order)
+    ['7', '08', '10']
+    """
+    return (0, int(trial_id), "") if trial_id.isdigit() else (1, 0, trial_id)
 
 
 def synchronized(method):
@@ -235,6 +247,9 @@ def policy(oracle_class):
 
         def reload(self):
             super().reload()
+            # Keras Tuner reloads trials in the file system's order; trials.csv and its ties
+            # between equal scores (`get_best_trials` sorts stably) follow creation order.
+            self.trials = dict(sorted(self.trials.items(), key=lambda item: creation_order(item[0])))
             if self.lease_floor is None:
                 return
             # Keras Tuner queues every trial that was running when the chief stopped for the next
