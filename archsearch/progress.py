@@ -62,7 +62,9 @@ class EpochProgress(keras.callbacks.Callback):
     """Shows a training's epochs as they go: a bar on a terminal, else a line per epoch.
 
     It reads the loss only at epoch ends (where training already waits for
-    it), never per step, so the accelerator's queue of steps never drains.
+    it), never per step, and Keras may move its bar on a thread of its own
+    (`async_safe`; rich's progress bar takes its own lock), so the
+    accelerator's queue of steps never drains.
 
     Args:
         label: what is training, e.g. `"retrain 1/2 seed 0"`; or a
@@ -70,6 +72,8 @@ class EpochProgress(keras.callbacks.Callback):
             training begins (Keras Tuner copies callbacks per trial).
         stream: where to write (default `sys.stdout`).
     """
+
+    async_safe = True
 
     def __init__(self, label, stream=None):
         super().__init__()

@@ -60,23 +60,26 @@ class SearchStopped(ArchsearchError):
 class _TrialMonitor(keras.callbacks.Callback):
     """Stops a diverging trial at a non-finite loss, and times compilation.
 
-    Only the first `TIMED_STEPS` steps wait for their loss: the first one's
-    time, less that of a typical later one, is reported as `compile_seconds`.
-    Later steps are not read, so the accelerator's queue of steps never drains
-    on the host; the loss is checked again at every epoch's end.
+    Only the first `TIMED_STEPS` steps are read: the first one's time, less
+    that of a typical later one, is reported as `compile_seconds`; the loss
+    is checked again at every epoch's end. Keras runs the batch ends of an
+    `async_safe` callback on threads of its own (on JAX, PyTorch and NumPy),
+    so waiting for a step's loss there never holds the training loop: the
+    next steps are already queued on the accelerator.
     """
 
     TIMED_STEPS = 10
+    async_safe = True
 
     def __init__(self):
         super().__init__()
-        self.step_ends = []
+        self.start, self.step_ends = 0.0, []
 
     def on_train_begin(self, logs=None):
-        self.step_ends = [time.perf_counter()]
+        self.start, self.step_ends = time.perf_counter(), []
 
     def on_train_batch_end(self, batch, logs=None):
-        if len(self.step_ends) > self.TIMED_STEPS:
+        if len(self.step_ends) >= self.TIMED_STEPS:
             return
         loss = float((logs or {}).get("loss", 0.0))  # waits for the step to finish
         self.step_ends.append(time.perf_counter())
@@ -92,7 +95,7 @@ class _TrialMonitor(keras.callbacks.Callback):
 
     @property
     def compile_seconds(self):
-        steps = np.diff(self.step_ends)
+        steps = np.diff([self.start, *sorted(self.step_ends)])  # the threads may record their ends out of order
         if len(steps) < 2:
             return float("nan")
         return max(0.0, float(steps[0] - np.median(steps[1:])))
@@ -252,6 +255,15 @@ def _tuner(tuner_class):
             self._configure_tensorboard_dir(callbacks, trial)  # per-trial log directories and HParams, as run_trial does
             callbacks.append(tuner_utils.TunerCallback(self, trial))
             return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
+
+        def _build_and_fit_model(self, trial, *args, **kwargs):
+            for callback in kwargs.get("callbacks", []):
+                if isinstance(callback, tuner_utils.TunerCallback):
+                    # Its batch end is `on_batch_end` below, which reports now and then that the trial
+                    # lives: Keras may run it on a thread of its own, and keep the steps queued (see
+                    # `_TrialMonitor`). Keras Tuner's own `run_trial` (Hyperband's) adds one too.
+                    callback.async_safe = True
+            return super()._build_and_fit_model(trial, *args, **kwargs)
 
         def on_epoch_begin(self, trial, model, epoch, logs=None):
             self.epoch_start = self.reported = time.perf_counter()

@@ -60,9 +60,14 @@ RESNET9 = dict(
 )
 
 class EpochClock(keras.callbacks.Callback):
-    """Records the end time of every epoch and of the first training steps (waiting for them)."""
+    """Records the end time of every epoch and of the first training steps (waiting for them).
+
+    `async_safe`: Keras waits for the steps on threads of its own (on JAX), as
+    for archsearch's own callbacks, so the clock does not slow the training it times.
+    """
 
     STEPS = 10
+    async_safe = True
 
     def __init__(self):
         super().__init__()
@@ -76,6 +81,7 @@ class EpochClock(keras.callbacks.Callback):
             if logs and "loss" in logs:
                 float(logs["loss"])  # wait for the step
             self.steps.append(time.perf_counter())
+            self.steps.sort()  # the threads may record their ends out of order
 
     def on_epoch_end(self, epoch, logs=None):
         self.marks.append(time.perf_counter())
@@ -85,6 +91,7 @@ class StepTrace(keras.callbacks.Callback):
     """Writes a JAX profiler trace (XLA ops, host activity) of steps 20-39 of the second epoch into `directory`."""
 
     FIRST, LAST = 20, 39
+    async_safe = True  # stops the trace on Keras's callback thread: the traced steps queue as they would untraced
 
     def __init__(self, directory):
         super().__init__()

@@ -179,13 +179,47 @@ def test_export_command_writes_a_checked_saved_model(finished, tmp_path, capsys)
     assert "no rank 9" in capsys.readouterr().err
 
 
-def test_hyperband_runs_with_its_own_epoch_schedule(digits_npz, tmp_path):
+def fits_of(monkeypatch):
+    """Records the callbacks of every `keras.Model.fit` call, one list per call."""
+    fits, real_fit = [], keras.Model.fit
+
+    def fit(model, *args, **kwargs):
+        fits.append(list(kwargs.get("callbacks") or []))
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    return fits
+
+
+def step_blocking(callbacks):
+    """The callbacks that make Keras wait for every training step on the host (as Keras decides it).
+
+    A callback with a batch end of its own gets each step's logs as Python
+    numbers, so the host waits for the step, unless it is `async_safe`:
+    then Keras calls it on a thread of its own and goes on queueing steps.
+    """
+    base = keras.callbacks.Callback
+    return [type(c).__name__ for c in callbacks if not getattr(c, "async_safe", False)
+            and (type(c).on_train_batch_end is not base.on_train_batch_end or type(c).on_batch_end is not base.on_batch_end)]
+
+
+def test_no_trial_or_retraining_waits_on_the_host_for_every_step(digits_npz, tmp_path, monkeypatch):
+    fits = fits_of(monkeypatch)
+    space = apply_overrides(tiny_space(digits_npz, max_trials=1), top_k=1, seeds=1)
+    run(space, tmp_path / "run", log=lambda line: None)
+    assert len(fits) == 3  # a trial, a retraining and the mlp baseline
+    assert [step_blocking(callbacks) for callbacks in fits] == [[], [], []]
+
+
+def test_hyperband_runs_with_its_own_epoch_schedule(digits_npz, tmp_path, monkeypatch):
+    fits = fits_of(monkeypatch)
     space = tiny_space(digits_npz, max_trials=4)
     space = apply_overrides(space, tuner="hyperband", epochs=3, top_k=1)
     run(space, tmp_path / "hb", log=lambda line: None)
     trials = pd.read_csv(tmp_path / "hb" / "trials.csv")
     assert len(trials) == 4 and (trials["status"] == "completed").all()
     assert set(trials["epochs"]) <= {1, 2, 3}
+    assert all(step_blocking(callbacks) == [] for callbacks in fits)  # Keras Tuner's own run_trial adds callbacks
 
 
 def test_the_search_samples_the_same_points_for_the_same_seed_zero_included(digits_npz, tmp_path):
