@@ -88,31 +88,37 @@ class EpochClock(keras.callbacks.Callback):
 
 
 class StepTrace(keras.callbacks.Callback):
-    """Writes a JAX profiler trace (XLA ops, host activity) of steps 20-39 of the second epoch into `directory`."""
+    """Writes a JAX profiler trace (XLA ops, host activity) of 20 steps of the second epoch into `directory`.
 
-    FIRST, LAST = 20, 39
+    From step 20 on, or from its middle where the epoch is shorter (a small CPU rehearsal).
+    """
+
+    STEPS = 20
     async_safe = True  # stops the trace on Keras's callback thread: the traced steps queue as they would untraced
 
     def __init__(self, directory):
         super().__init__()
         self.directory, self.epoch, self.tracing = directory, 0, False
 
+    def on_train_begin(self, logs=None):
+        self.first = min(self.STEPS, (self.params.get("steps") or 0) // 2)
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.epoch == 1 and batch == self.FIRST:
+        if self.epoch == 1 and batch == self.first:
             import jax
 
             jax.profiler.start_trace(self.directory)
             self.tracing = True
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.tracing and batch == self.LAST:
+        if self.tracing and batch == self.first + self.STEPS - 1:
             self._stop(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.tracing:  # an epoch shorter than LAST steps
+        if self.tracing:  # an epoch that ended first
             self._stop(logs)
 
     def _stop(self, logs):

@@ -1,5 +1,6 @@
 """The benchmark scripts keep working: a tiny ResNet-9 run without the PyTorch peer, and a search summary."""
 
+import gzip
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import search_summary  # noqa: E402
+import trace_summary  # noqa: E402
 
 
 def test_resnet9_benchmark_runs_both_keras_paths_in_rotating_order(data_cifar_archive, tmp_path):
@@ -43,3 +45,28 @@ def test_search_summary_of_a_finished_run(digits_npz, tmp_path):
     assert figures["achieved_tflops"] > 0 and figures["fraction_of_bf16_peak"] is None  # a CPU has no bf16 peak here
     assert figures["best_val_accuracy"] == round(trials["val_accuracy"].max(), 4)
     assert search_summary.peak_tflops_of("gpu:0 NVIDIA H100 80GB HBM3") == 989.0
+
+
+def test_trace_summary_finds_a_streams_busy_time_idle_gaps_and_costliest_ops(tmp_path):
+    # A GPU-shaped trace: one compute stream with two fusions, a 400 us wait for the host, then a convolution.
+    def op(name, ts, dur):
+        return {"ph": "X", "pid": 1, "tid": 7, "name": name, "ts": ts, "dur": dur}
+
+    events = [
+        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "pid": 1, "tid": 7, "name": "thread_name", "args": {"name": "Stream #13(Compute)"}},
+        op("fusion.12", 0, 100), op("fusion.7", 100, 50), op("convolution_3", 550, 450),
+        {"ph": "X", "pid": 2, "tid": 1, "name": "train_step", "ts": 0, "dur": 1000},
+    ]
+    folder = tmp_path / "plugins" / "profile" / "run"
+    folder.mkdir(parents=True)
+    with gzip.open(folder / "host.trace.json.gz", "wt") as file:
+        json.dump({"traceEvents": events}, file)
+
+    frame = trace_summary.events_of(trace_summary.find_trace(tmp_path))
+    assert trace_summary.busy_and_gaps(frame["start"][frame["tid"] == 7], frame["end"][frame["tid"] == 7], gap=100) == (600.0, [400.0])
+    text = trace_summary.summarize(frame, gap=100)
+    assert "traced window: 1.0 ms, 4 events" in text
+    stream = next(line for line in text.splitlines() if "Stream #13(Compute)" in line and "/device:GPU:0" in line)
+    assert stream.split()[-5:] == ["3", "0.600", "0.600", "1", "0.400"]  # events, busy ms, share, gaps, gap ms
+    assert [trace_summary.op_kind(n) for n in ("fusion.12", "convolution_3", "copy")] == ["fusion", "convolution", "copy"]
