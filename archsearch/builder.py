@@ -19,6 +19,12 @@ def _preprocess(layer, shape_in):
     return stack
 
 
+# Keras's `steps_per_execution`: training steps between the host's turns at the loop (callbacks,
+# and on JAX the trainer's bookkeeping of every variable). Keras's default, 1, until the GPU
+# measurement (issue 17) shows whether more pays; `benchmarks/resnet9.py --steps-per-execution`
+# sets it for that comparison. The updates are the same whatever its value.
+STEPS_PER_EXECUTION = 1
+
 # The layers `_augment` adds: random in training, the identity at inference, so an export leaves them out.
 TRAINING_ONLY_LAYERS = (RandomShift, keras.layers.RandomFlip)
 
@@ -127,5 +133,6 @@ def compile_model(model, point, steps):
         optimizer=make_optimizer(point, steps),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION,
     )
     return model

@@ -8,7 +8,8 @@
 #   benchmarks/gpu.sh resnet9   the ResNet-9-like point: archsearch vs bare Keras vs
 #                               PyTorch (bf16, channels_last, torch.compile), EPOCHS=20;
 #                               TRACE=DIR adds a JAX profiler trace of 20 archsearch steps, brought
-#                               back as resnet9_trace.json.gz with its summary, resnet9_trace.txt
+#                               back as resnet9_trace.json.gz with its summary, resnet9_trace.txt;
+#                               SPE=N trains both Keras paths with Keras's steps_per_execution=N
 #   benchmarks/gpu.sh search    search_spaces/cifar.py for MINUTES=8 of wall time, then
 #                               trials per GPU-hour, compile share, achieved TFLOP/s
 #   benchmarks/gpu.sh cifar10   search_spaces/cifar10_gpu.py (search, retraining, export) for at
@@ -67,7 +68,7 @@ check)
 resnet9)
   # JAX takes 75% of the GPU's memory at start unless told otherwise; leave PyTorch its share.
   XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45} python3 benchmarks/resnet9.py --data-dir "$data" --epochs "${EPOCHS:-20}" --batch-size 512 --mixed-precision \
-    --repeats "${REPEATS:-1}" ${LIMIT:+--limit "$LIMIT" --test-limit "$LIMIT"} ${TRACE:+--trace "$TRACE"} --out "$out/resnet9_gpu.csv" 2>&1 \
+    --repeats "${REPEATS:-1}" ${LIMIT:+--limit "$LIMIT" --test-limit "$LIMIT"} ${TRACE:+--trace "$TRACE"} ${SPE:+--steps-per-execution "$SPE"} --out "$out/resnet9_gpu.csv" 2>&1 \
     | tee "$out/resnet9_gpu.log"
   if [ -n "${TRACE:-}" ]; then  # $OUT's files come back from two folders down at most: the trace's lies deeper
     cp "$(find "$TRACE" -name '*.trace.json.gz' | sort | tail -1)" "$out/resnet9_trace.json.gz"

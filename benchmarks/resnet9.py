@@ -37,6 +37,7 @@ import math
 import os
 import platform
 import sys
+import threading
 import time
 
 import keras
@@ -44,7 +45,7 @@ import keras_tuner
 import numpy as np
 import pandas as pd
 
-from archsearch import dimensions
+from archsearch import builder, dimensions
 from archsearch.architecture import plan
 from archsearch.builder import build_model, compile_model
 from archsearch.data import Data, load_data
@@ -98,7 +99,8 @@ class StepTrace(keras.callbacks.Callback):
 
     def __init__(self, directory):
         super().__init__()
-        self.directory, self.epoch, self.tracing = directory, 0, False
+        self.directory, self.epoch, self.tracing, self.traced = directory, 0, False, False
+        self.lock = threading.Lock()  # batch ends come on several threads
 
     def on_train_begin(self, logs=None):
         self.first = min(self.STEPS, (self.params.get("steps") or 0) // 2)
@@ -107,26 +109,28 @@ class StepTrace(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.epoch == 1 and batch == self.first:
+        if self.epoch == 1 and batch >= self.first and not (self.tracing or self.traced):  # batches go by steps_per_execution
             import jax
 
             jax.profiler.start_trace(self.directory)
             self.tracing = True
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.tracing and batch == self.first + self.STEPS - 1:
-            self._stop(logs)
+        with self.lock:
+            if self.tracing and batch >= self.first + self.STEPS - 1:
+                self._stop(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.tracing:  # an epoch that ended first
-            self._stop(logs)
+        with self.lock:
+            if self.tracing:  # an epoch that ended first
+                self._stop(logs)
 
     def _stop(self, logs):
         import jax
 
         float(logs["loss"])  # the traced steps have finished
         jax.profiler.stop_trace()
-        self.tracing = False
+        self.tracing, self.traced = False, True
 
 
 def accuracy_of(probabilities, labels):
@@ -292,8 +296,11 @@ def main(argv=None):
     parser.add_argument("--target", type=float, default=0.94, help="test accuracy for seconds_to_target")
     parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: search_summary.BF16_PEAK_TFLOPS)")
     parser.add_argument("--trace", help="JAX only: write a profiler trace of 20 steps of the archsearch path's second epoch (first repeat) here")
+    parser.add_argument("--steps-per-execution", type=int, default=builder.STEPS_PER_EXECUTION,
+                        help="Keras's steps_per_execution for both Keras paths (default: archsearch's)")
     parser.add_argument("--out", default="results/bench/resnet9.csv")
     args = parser.parse_args(argv)
+    builder.STEPS_PER_EXECUTION = args.steps_per_execution
 
     if args.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
@@ -306,6 +313,7 @@ def main(argv=None):
     context = dict(
         backend=keras.backend.backend(), precision=keras.mixed_precision.dtype_policy().name,
         device=device_description(), machine=platform.machine(), cpus=os.cpu_count(),
+        steps_per_execution=args.steps_per_execution,
     )
     systems = ["archsearch", "keras"] + ([] if args.no_peer else ["pytorch"])
     rows = []

@@ -44,3 +44,21 @@ def test_padded_prediction_equals_keras_predict():
     for batch_size in (5, 37, 512):
         np.testing.assert_allclose(predict_probabilities(model, images, batch_size), expected, atol=1e-6)
     assert np.array_equal(predict_classes(model, images), np.argmax(expected, axis=1))
+
+
+def test_steps_per_execution_changes_no_update(monkeypatch):
+    # 7 steps an epoch: with 3 steps per execution the last execution of each epoch has 1.
+    from archsearch import builder
+
+    architecture = plan({"width": 4, "stages": 1, "batch_size": 8, "augment": True}, (8, 8, 1), 3)
+    images = np.random.default_rng(0).integers(0, 256, (60, 8, 8, 1), dtype="uint8")
+    weights = {}
+    for steps in (1, 3):
+        monkeypatch.setattr(builder, "STEPS_PER_EXECUTION", steps)
+        keras.utils.set_random_seed(0)
+        model = build_model(architecture)
+        train(model, architecture.point, images, np.arange(60) % 3, epochs=2)
+        assert model.steps_per_execution == steps and model.optimizer.iterations.numpy() == 14
+        weights[steps] = model.get_weights()
+    for one, three in zip(weights[1], weights[3]):
+        np.testing.assert_allclose(one, three, rtol=1e-5, atol=1e-6)
