@@ -11,7 +11,12 @@ Reads `trials.csv` and `run.json` of a results directory:
 - achieved TFLOP/s: 3x the planned forward FLOPs per training image, times
   the images trained, over the training seconds, summed over completed
   trials; as a fraction of the GPU's bf16 peak, from `BF16_PEAK_TFLOPS` by
-  the device named in run.json, or `--peak-tflops`.
+  the device named in run.json, or `--peak-tflops`;
+- once retrained, the rank-1 architecture's training seconds per seed with
+  compilation left out (the first epoch's time less a typical epoch's, from
+  `history.csv`), and their mean as the seconds to `--target` test accuracy
+  when its mean over seeds reached it: airbench's convention (a fixed
+  schedule, one test evaluation at its end, compilation not counted).
 
     python benchmarks/search_summary.py results/cifar10
 """
@@ -21,6 +26,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 # Dense bfloat16 peak of the GPU's data sheet (SXM parts), TFLOP/s.
@@ -32,7 +38,7 @@ def peak_tflops_of(device):
     return next((peak for name, peak in BF16_PEAK_TFLOPS.items() if name in (device or "")), None)
 
 
-def summarize(results, peak_tflops=None, search_seconds=None):
+def summarize(results, peak_tflops=None, search_seconds=None, target=0.94):
     """Returns the speed figures of the run in `results` as a dict."""
     results = Path(results)
     trials = pd.read_csv(results / "trials.csv")
@@ -63,12 +69,30 @@ def summarize(results, peak_tflops=None, search_seconds=None):
     }
     board = results / "leaderboard.csv"
     if board.exists():
-        ranked = pd.read_csv(board)
+        ranked = pd.read_csv(board, dtype={"trial_id": str})
         first = ranked[ranked["rank"] == 1].iloc[0]
         figures["rank1_test_accuracy"] = round(float(first["test_accuracy"]), 4)
         figures["rank1_test_accuracy_std"] = round(float(first["test_accuracy_std"]), 4)
         figures["retrain_seconds"] = meta.get("retrain_seconds")
+        seconds = training_seconds_without_compile(results / "history.csv", first["trial_id"])
+        figures["rank1_train_seconds_without_compile"] = seconds
+        figures[f"rank1_seconds_to_{target:g}"] = (
+            round(float(np.mean(seconds)), 2) if seconds and first["test_accuracy"] >= target else None)
     return figures
+
+
+def training_seconds_without_compile(history, trial_id):
+    """Per retrained seed of a trial: its epochs' seconds, less the first epoch's excess over a typical one."""
+    if not history.exists():
+        return []
+    epochs = pd.read_csv(history, dtype={"trial_id": str})
+    retrained = epochs[(epochs["trial_id"] == trial_id) & (epochs["phase"] == "retrain")]
+    seconds = []
+    for _, seed in retrained.sort_values("epoch").groupby("seed"):
+        times = seed["seconds"].to_numpy()
+        compile_seconds = max(0.0, times[0] - float(np.median(times[1:]))) if len(times) > 1 else 0.0
+        seconds.append(round(float(times.sum() - compile_seconds), 2))
+    return seconds
 
 
 def main(argv=None):
@@ -76,8 +100,9 @@ def main(argv=None):
     parser.add_argument("results", help="a results directory of `archsearch run`")
     parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: from BF16_PEAK_TFLOPS)")
     parser.add_argument("--search-seconds", type=float, help="the search's wall time, where run.json lacks it")
+    parser.add_argument("--target", type=float, default=0.94, help="test accuracy for the rank-1 seconds to target")
     args = parser.parse_args(argv)
-    print(json.dumps(summarize(args.results, args.peak_tflops, args.search_seconds), indent=2))
+    print(json.dumps(summarize(args.results, args.peak_tflops, args.search_seconds, args.target), indent=2))
 
 
 if __name__ == "__main__":

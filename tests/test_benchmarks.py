@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from archsearch.run import run
+from archsearch.run import apply_overrides, run
 from test_run import tiny_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +35,8 @@ def test_resnet9_benchmark_runs_both_keras_paths_in_rotating_order(data_cifar_ar
 
 def test_search_summary_of_a_finished_run(digits_npz, tmp_path):
     results = tmp_path / "tiny"
-    run(tiny_space(digits_npz), results, log=lambda line: None)
-    figures = search_summary.summarize(results)
+    run(apply_overrides(tiny_space(digits_npz), retrain_epochs=3, seeds=2), results, log=lambda line: None)
+    figures = search_summary.summarize(results, target=0.0)
     trials = pd.read_csv(results / "trials.csv")
     meta = json.loads((results / "run.json").read_text())
     assert figures["trials_trained"] == 3 and figures["search_seconds"] == meta["search_seconds"] > 0
@@ -45,6 +45,15 @@ def test_search_summary_of_a_finished_run(digits_npz, tmp_path):
     assert figures["achieved_tflops"] > 0 and figures["fraction_of_bf16_peak"] is None  # a CPU has no bf16 peak here
     assert figures["best_val_accuracy"] == round(trials["val_accuracy"].max(), 4)
     assert search_summary.peak_tflops_of("gpu:0 NVIDIA H100 80GB HBM3") == 989.0
+
+    # The rank-1 architecture's retrainings, compilation left out: all epochs less the first one's excess.
+    first = pd.read_csv(results / "leaderboard.csv", dtype={"trial_id": str}).iloc[0]
+    history = pd.read_csv(results / "history.csv", dtype={"trial_id": str})
+    seeds = history[(history["trial_id"] == first["trial_id"]) & (history["phase"] == "retrain")].groupby("seed")["seconds"]
+    expected = [round(s.sum() - max(0.0, s.iloc[0] - s.iloc[1:].median()), 2) for _, s in seeds]
+    assert len(expected) == 2 and figures["rank1_train_seconds_without_compile"] == expected
+    assert figures["rank1_seconds_to_0"] == round(sum(expected) / 2, 2)
+    assert search_summary.summarize(results, target=1.01)["rank1_seconds_to_1.01"] is None  # never reached
 
 
 def test_trace_summary_finds_a_streams_busy_time_idle_gaps_and_costliest_ops(tmp_path):
