@@ -101,6 +101,23 @@ class _TrialMonitor(keras.callbacks.Callback):
         return max(0.0, float(steps[0] - np.median(steps[1:])))
 
 
+class _TunerReports(tuner_utils.TunerCallback):
+    """Keras Tuner's callback to the tuner, with a batch end that Keras may run on a thread of its own.
+
+    Keras Tuner's passes `self.model` to the tuner at every batch end. On
+    JAX, reading `Callback.model` copies the training state into the model's
+    variables: from another thread, mid-step, that state may already be
+    given to the next step, and training fails ("Buffer has been deleted or
+    donated"). The tuner's `on_batch_end` only reports now and then that the
+    trial lives, and takes no model here.
+    """
+
+    async_safe = True
+
+    def on_batch_end(self, batch, logs=None):
+        self.tuner.on_batch_end(self.trial, None, batch, logs)
+
+
 def _out_of_memory(error):
     """Whether an error from training is the device (or host) running out of memory."""
     text = f"{type(error).__name__}: {error}"
@@ -253,17 +270,14 @@ def _tuner(tuner_class):
             # score, computed after training, is never in the epoch logs.
             callbacks = self._deepcopy_callbacks(kwargs.pop("callbacks", []))
             self._configure_tensorboard_dir(callbacks, trial)  # per-trial log directories and HParams, as run_trial does
-            callbacks.append(tuner_utils.TunerCallback(self, trial))
+            callbacks.append(_TunerReports(self, trial))
             return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
         def _build_and_fit_model(self, trial, *args, **kwargs):
-            for callback in kwargs.get("callbacks", []):
-                if isinstance(callback, tuner_utils.TunerCallback):
-                    # Its batch end is `on_batch_end` below, which reports now and then that the trial
-                    # lives: Keras may run it on a thread of its own, and keep the steps queued (see
-                    # `_TrialMonitor`). Keras Tuner's own `run_trial` (Hyperband's) adds one too.
-                    callback.async_safe = True
-            return super()._build_and_fit_model(trial, *args, **kwargs)
+            # Keras Tuner's own `run_trial` (Hyperband's) adds its callback too.
+            callbacks = [_TunerReports(c.tuner, c.trial) if type(c) is tuner_utils.TunerCallback else c
+                         for c in kwargs.pop("callbacks", [])]
+            return super()._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
         def on_epoch_begin(self, trial, model, epoch, logs=None):
             self.epoch_start = self.reported = time.perf_counter()

@@ -106,3 +106,40 @@ def test_training_on_jax_imports_no_tensorflow_where_it_is_installed(digits_npz,
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "imported before the export: []" in result.stdout, result.stdout[-3000:]
+
+
+# Records the threads that copy JAX's training state into a model's variables, then runs archsearch.
+_STATE_SYNCS = """
+import sys, threading
+from keras.src.backend.jax.trainer import JAXTrainer
+sync, threads = JAXTrainer.jax_state_sync, set()
+
+def recorded(model):
+    threads.add(threading.current_thread().name)
+    return sync(model)
+
+JAXTrainer.jax_state_sync = recorded
+from archsearch.cli import main
+code = main(sys.argv[1:])
+print("state synced on:", sorted(threads))
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("tuner", ["random", "hyperband"])
+def test_on_jax_no_callback_touches_the_training_state_from_another_thread(digits_npz, tmp_path, tuner):
+    # Keras runs archsearch's batch ends on threads of its own (they are async_safe). There, reading
+    # `Callback.model` would copy the state mid-step, while the next step may already hold it.
+    pytest.importorskip("jax")
+    space = tmp_path / "space.py"
+    space.write_text(
+        "from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice\n"
+        f"space = Space(name='threads', data=Data({str(digits_npz)!r}, validation=0.25),\n"
+        "    recipe=Recipe(family='vgg', resolution=8, width=choice(4, 8), stages=1), train=Train(epochs=2, batch_size=16),\n"
+        f"    search=Search(tuner={tuner!r}, max_trials=2), retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-c", _STATE_SYNCS, "run", str(space), "--results", str(tmp_path / "results")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "state synced on: ['MainThread']" in result.stdout, result.stdout[-3000:]
