@@ -10,7 +10,9 @@
 #                               TRACE=DIR adds a JAX profiler trace of 20 archsearch steps, brought
 #                               back as resnet9_gpu_trace.json.gz with its summary, resnet9_gpu_trace.txt;
 #                               SPE=N trains both Keras paths with Keras's steps_per_execution=N
-#                               (files resnet9_gpu_speN.*); NO_PEER=1 leaves PyTorch out
+#                               (files resnet9_gpu_speN.*); WAIT=1 makes Keras wait for every step
+#                               on the host, as before 2026-11-25 (files *_wait.*); NO_PEER=1 leaves
+#                               PyTorch out
 #   benchmarks/gpu.sh search    search_spaces/cifar.py for MINUTES=8 of wall time, then
 #                               trials per GPU-hour, compile share, achieved TFLOP/s
 #   benchmarks/gpu.sh cifar10   search_spaces/cifar10_gpu.py (search, retraining, export) for at
@@ -67,11 +69,11 @@ check)
   cp /tmp/digits/trials.csv "$out/check_digits_trials.csv"
   ;;
 resnet9)
-  name=resnet9_gpu${SPE:+_spe$SPE}  # so that runs with and without SPE in one call keep their files apart
+  name=resnet9_gpu${SPE:+_spe$SPE}${WAIT:+_wait}  # so that the variants run in one call keep their files apart
   # JAX takes 75% of the GPU's memory at start unless told otherwise; leave PyTorch its share.
   XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45} python3 benchmarks/resnet9.py --data-dir "$data" --epochs "${EPOCHS:-20}" --batch-size 512 --mixed-precision \
     --repeats "${REPEATS:-1}" ${LIMIT:+--limit "$LIMIT" --test-limit "$LIMIT"} ${TRACE:+--trace "$TRACE"} ${SPE:+--steps-per-execution "$SPE"} \
-    ${NO_PEER:+--no-peer} --out "$out/$name.csv" 2>&1 | tee "$out/$name.log"
+    ${NO_PEER:+--no-peer} ${WAIT:+--wait-every-step} --out "$out/$name.csv" 2>&1 | tee "$out/$name.log"
   if [ -n "${TRACE:-}" ]; then  # $OUT's files come back from two folders down at most: the trace's lies deeper
     cp "$(find "$TRACE" -name '*.trace.json.gz' | sort | tail -1)" "$out/${name}_trace.json.gz"
     python3 benchmarks/trace_summary.py "$TRACE" > "$out/${name}_trace.txt"

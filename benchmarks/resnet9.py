@@ -137,7 +137,14 @@ def accuracy_of(probabilities, labels):
     return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 
-def bench_keras(dataset, point, tool, trace=None):
+class WaitEveryStep(keras.callbacks.Callback):
+    """A batch end that does nothing and is not `async_safe`: Keras then waits on the host for every step (as before 2026-11-25)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
+def bench_keras(dataset, point, tool, trace=None, wait_every_step=False):
     """Trains the point with archsearch's trial path (`tool=True`) or a bare `model.fit`.
 
     Returns:
@@ -146,7 +153,7 @@ def bench_keras(dataset, point, tool, trace=None):
     keras.utils.set_random_seed(0)
     keras.backend.clear_session()
     clock = EpochClock()
-    callbacks = [clock] + ([StepTrace(trace)] if trace else [])
+    callbacks = [clock] + ([StepTrace(trace)] if trace else []) + ([WaitEveryStep()] if wait_every_step else [])
     if tool:
         space = Space(
             name="bench",
@@ -298,6 +305,7 @@ def main(argv=None):
     parser.add_argument("--trace", help="JAX only: write a profiler trace of 20 steps of the archsearch path's second epoch (first repeat) here")
     parser.add_argument("--steps-per-execution", type=int, default=builder.STEPS_PER_EXECUTION,
                         help="Keras's steps_per_execution for both Keras paths (default: archsearch's)")
+    parser.add_argument("--wait-every-step", action="store_true", help="make Keras wait on the host for every step, as before 2026-11-25")
     parser.add_argument("--out", default="results/bench/resnet9.csv")
     args = parser.parse_args(argv)
     builder.STEPS_PER_EXECUTION = args.steps_per_execution
@@ -313,7 +321,7 @@ def main(argv=None):
     context = dict(
         backend=keras.backend.backend(), precision=keras.mixed_precision.dtype_policy().name,
         device=device_description(), machine=platform.machine(), cpus=os.cpu_count(),
-        steps_per_execution=args.steps_per_execution,
+        steps_per_execution=args.steps_per_execution, wait_every_step=args.wait_every_step,
     )
     systems = ["archsearch", "keras"] + ([] if args.no_peer else ["pytorch"])
     rows = []
@@ -324,7 +332,7 @@ def main(argv=None):
                 extra = {**context, "backend": "torch", "precision": "bf16 autocast"}
             else:
                 trace = args.trace if system == "archsearch" and repeat == 0 else None
-                clock, accuracy, params = bench_keras(dataset, point, tool=system == "archsearch", trace=trace)
+                clock, accuracy, params = bench_keras(dataset, point, tool=system == "archsearch", trace=trace, wait_every_step=args.wait_every_step)
                 extra = context
             if params != architecture.params:
                 raise AssertionError(f"{system} has {params} parameters, the plan {architecture.params}: not the same model")
