@@ -310,6 +310,11 @@ class Space:
         for field, kind in (("data", Data), ("recipe", Recipe), ("train", Train), ("search", Search), ("retrain", Retrain)):
             if not isinstance(getattr(self, field), kind):
                 raise SpaceError(f"space: {field}={getattr(self, field)!r}: expected {kind.__name__}(...)")
+        if self.search.tuner == "hyperband" and not self.searched():  # Keras Tuner's Hyperband would start no trial
+            raise SpaceError(
+                "search: tuner='hyperband' shares epochs among many architectures, but this space fixes every "
+                "dimension: vary one with choice(...) or a range, or train its one architecture with tuner='random'"
+            )
 
     def declarations(self):
         """Returns a dict of every dimension's fixed value or declaration, in table order."""

@@ -78,6 +78,7 @@ def test_size_counts_distinct_points_or_says_continuous():
         (lambda: Search(max_trials=0), "max_trials=0"),
         (lambda: Retrain(seeds=0), "seeds=0"),
         (lambda: Space(name="a/b"), "name='a/b'"),
+        (lambda: Space(name="one", search=Search(tuner="hyperband")), r"tuner='hyperband' shares epochs .* fixes every dimension"),
     ],
 )
 def test_bad_declarations_name_the_field(make, message):
