@@ -60,12 +60,13 @@ class SearchStopped(ArchsearchError):
 class _TrialMonitor(keras.callbacks.Callback):
     """Stops a diverging trial at a non-finite loss, and times compilation.
 
-    Only the first `TIMED_STEPS` steps are read: the first one's time, less
-    that of a typical later one, is reported as `compile_seconds`; the loss
-    is checked again at every epoch's end. Keras runs the batch ends of an
-    `async_safe` callback on threads of its own (on JAX, PyTorch and NumPy),
-    so waiting for a step's loss there never holds the training loop: the
-    next steps are already queued on the accelerator.
+    Keras hands each batch end its step's loss as a Python number, having
+    waited for the step: for an `async_safe` callback on JAX, PyTorch and
+    NumPy, on threads of its own, so the training loop goes on queueing
+    steps (TensorFlow's trainer waits in the loop). The loss is checked at
+    every step; a non-finite one fails the trial at the loop's next step or
+    epoch end. The end times of the first `TIMED_STEPS` steps give
+    `compile_seconds`: the first step's time less a typical later one's.
     """
 
     TIMED_STEPS = 10
@@ -79,10 +80,9 @@ class _TrialMonitor(keras.callbacks.Callback):
         self.start, self.step_ends = time.perf_counter(), []
 
     def on_train_batch_end(self, batch, logs=None):
-        if len(self.step_ends) >= self.TIMED_STEPS:
-            return
-        loss = float((logs or {}).get("loss", 0.0))  # waits for the step to finish
-        self.step_ends.append(time.perf_counter())
+        loss = float((logs or {}).get("loss", 0.0))
+        if len(self.step_ends) < self.TIMED_STEPS:
+            self.step_ends.append(time.perf_counter())
         self._check(loss, f"step {batch}")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -102,17 +102,21 @@ class _TrialMonitor(keras.callbacks.Callback):
 
 
 class _TunerReports(tuner_utils.TunerCallback):
-    """Keras Tuner's callback to the tuner, with a batch end that Keras may run on a thread of its own.
+    """Keras Tuner's callback to the tuner, with batch hooks that pass no model.
 
-    Keras Tuner's passes `self.model` to the tuner at every batch end. On
-    JAX, reading `Callback.model` copies the training state into the model's
-    variables: from another thread, mid-step, that state may already be
-    given to the next step, and training fails ("Buffer has been deleted or
-    donated"). The tuner's `on_batch_end` only reports now and then that the
-    trial lives, and takes no model here.
+    Keras Tuner's passes `self.model` to the tuner at every batch's begin and
+    end. On JAX, reading `Callback.model` copies the whole training state
+    into the model's variables: at every step, host time; and from the
+    thread Keras may run a batch end on (`async_safe`), mid-step, that state
+    may already be given to the next step, and training fails ("Buffer has
+    been deleted or donated"). The tuner's batch hooks only report now and
+    then that the trial lives, and take no model here.
     """
 
     async_safe = True
+
+    def on_batch_begin(self, batch, logs=None):
+        self.tuner.on_batch_begin(self.trial, None, batch, logs)
 
     def on_batch_end(self, batch, logs=None):
         self.tuner.on_batch_end(self.trial, None, batch, logs)
@@ -270,11 +274,12 @@ def _tuner(tuner_class):
             # score, computed after training, is never in the epoch logs.
             callbacks = self._deepcopy_callbacks(kwargs.pop("callbacks", []))
             self._configure_tensorboard_dir(callbacks, trial)  # per-trial log directories and HParams, as run_trial does
-            callbacks.append(_TunerReports(self, trial))
+            callbacks.append(tuner_utils.TunerCallback(self, trial))  # as run_trial does; see _build_and_fit_model
             return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
         def _build_and_fit_model(self, trial, *args, **kwargs):
-            # Keras Tuner's own `run_trial` (Hyperband's) adds its callback too.
+            # Keras Tuner's callback, added by `run_trial` (ours, or Keras Tuner's own for Hyperband),
+            # becomes one whose batch hooks pass no model (see `_TunerReports`).
             callbacks = [_TunerReports(c.tuner, c.trial) if type(c) is tuner_utils.TunerCallback else c
                          for c in kwargs.pop("callbacks", [])]
             return super()._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)

@@ -219,6 +219,7 @@ def test_hyperband_runs_with_its_own_epoch_schedule(digits_npz, tmp_path, monkey
     trials = pd.read_csv(tmp_path / "hb" / "trials.csv")
     assert len(trials) == 4 and (trials["status"] == "completed").all()
     assert set(trials["epochs"]) <= {1, 2, 3}
+    assert len(fits) >= 6  # 4 trials, a retraining and the mlp baseline
     assert all(step_blocking(callbacks) == [] for callbacks in fits)  # Keras Tuner's own run_trial adds callbacks
 
 
