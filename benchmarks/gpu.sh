@@ -12,7 +12,7 @@
 #                               SPE=N trains both Keras paths with Keras's steps_per_execution=N
 #                               (files resnet9_gpu_speN.*); WAIT=1 makes Keras wait for every step
 #                               on the host, as before 2026-11-25 (files *_wait.*); NO_PEER=1 leaves
-#                               PyTorch out
+#                               PyTorch out (WAIT and NO_PEER: any non-empty value)
 #   benchmarks/gpu.sh search    search_spaces/cifar.py for MINUTES=8 of wall time, then
 #                               trials per GPU-hour, compile share, achieved TFLOP/s
 #   benchmarks/gpu.sh cifar10   search_spaces/cifar10_gpu.py (search, retraining, export) for at
@@ -75,8 +75,14 @@ resnet9)
     --repeats "${REPEATS:-1}" ${LIMIT:+--limit "$LIMIT" --test-limit "$LIMIT"} ${TRACE:+--trace "$TRACE"} ${SPE:+--steps-per-execution "$SPE"} \
     ${NO_PEER:+--no-peer} ${WAIT:+--wait-every-step} --out "$out/$name.csv" 2>&1 | tee "$out/$name.log"
   if [ -n "${TRACE:-}" ]; then  # $OUT's files come back from two folders down at most: the trace's lies deeper
-    cp "$(find "$TRACE" -name '*.trace.json.gz' | sort | tail -1)" "$out/${name}_trace.json.gz"
-    python3 benchmarks/trace_summary.py "$TRACE" > "$out/${name}_trace.txt"
+    trace=$(find "$TRACE" -name '*.trace.json.gz' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-)
+    if [ -z "$trace" ]; then
+      echo "no trace under $TRACE: the trace is of the second epoch (EPOCHS=2 or more)" >&2
+    else
+      cp "$trace" "$out/${name}_trace.json.gz"
+      ls -l "$out/${name}_trace.json.gz"  # files over 16 MiB do not come back; the summary does
+      python3 benchmarks/trace_summary.py "$trace" > "$out/${name}_trace.txt"
+    fi
   fi
   ;;
 search)

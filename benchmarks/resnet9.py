@@ -5,9 +5,9 @@ four stages of 64/128/256/512 maps, one residual block each, max-pool
 halvings, batch norm, global-average-pool head, random shift and flip.
 In one process this script trains it, `--repeats` times each, with:
 
-- `archsearch`: one search trial's training path (`SpaceHyperModel.fit`:
-  the tool's batches and callbacks, then scoring on the validation split) on
-  the current Keras backend;
+- `archsearch`: a one-trial search, as `archsearch run` trains a trial (the
+  tuner, its callbacks and progress lines, the tool's batches, then scoring
+  on the validation split) on the current Keras backend;
 - `keras`: a bare `model.fit` of the same model on the same number of images
   (the tool's overhead is the ratio of the two throughputs);
 - `pytorch`: the same architecture written directly in PyTorch with
@@ -37,11 +37,11 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import threading
 import time
 
 import keras
-import keras_tuner
 import numpy as np
 import pandas as pd
 
@@ -49,7 +49,8 @@ from archsearch import builder, dimensions
 from archsearch.architecture import plan
 from archsearch.builder import build_model, compile_model
 from archsearch.data import Data, load_data
-from archsearch.search import SpaceHyperModel
+from archsearch.progress import EpochProgress
+from archsearch.search import make_tuner
 from archsearch.run import device_description
 from archsearch.space import Recipe, Search, Space, Train
 from search_summary import peak_tflops_of
@@ -60,8 +61,15 @@ RESNET9 = dict(
     schedule="cosine", augment=True,
 )
 
-class EpochClock(keras.callbacks.Callback):
-    """Records the end time of every epoch and of the first training steps (waiting for them).
+class SharedCallback(keras.callbacks.Callback):
+    """Keras Tuner deep-copies a trial's callbacks: this one stays itself, so the benchmark reads what it recorded."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class EpochClock(SharedCallback):
+    """Records the end time of every epoch and of the first training steps (waiting for them), and the trained model.
 
     `async_safe`: Keras waits for the steps on threads of its own (on JAX), as
     for archsearch's own callbacks, so the clock does not slow the training it times.
@@ -87,8 +95,11 @@ class EpochClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.marks.append(time.perf_counter())
 
+    def on_train_end(self, logs=None):
+        self.trained = self.model
 
-class StepTrace(keras.callbacks.Callback):
+
+class StepTrace(SharedCallback):
     """Writes a JAX profiler trace (XLA ops, host activity) of 20 steps of the second epoch into `directory`.
 
     From step 20 on, or from its middle where the epoch is shorter (a small CPU rehearsal).
@@ -137,7 +148,7 @@ def accuracy_of(probabilities, labels):
     return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 
-class WaitEveryStep(keras.callbacks.Callback):
+class WaitEveryStep(SharedCallback):
     """A batch end that does nothing and is not `async_safe`: Keras then waits on the host for every step (as before 2026-11-25)."""
 
     def on_train_batch_end(self, batch, logs=None):
@@ -154,17 +165,18 @@ def bench_keras(dataset, point, tool, trace=None, wait_every_step=False):
     keras.backend.clear_session()
     clock = EpochClock()
     callbacks = [clock] + ([StepTrace(trace)] if trace else []) + ([WaitEveryStep()] if wait_every_step else [])
-    if tool:
+    if tool:  # a one-trial search: the tuner's callbacks and the progress lines, as in `archsearch run`
         space = Space(
             name="bench",
             recipe=Recipe(**{k: point[k] for k in dimensions.RECIPE if k in point}),
             train=Train(**{k: point[k] for k in dimensions.TRAIN if k in point}),
             search=Search(max_trials=1),
         )
-        hypermodel = SpaceHyperModel(space, dataset)
-        hp = keras_tuner.HyperParameters()
-        model = hypermodel.build(hp)
-        hypermodel.fit(hp, model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val), callbacks=callbacks)
+        with tempfile.TemporaryDirectory() as directory:
+            tuner = make_tuner(space, dataset, directory, overwrite=True,
+                               trial_callbacks=lambda trial_id: [EpochProgress(f"archsearch trial {trial_id}"), *callbacks])
+            tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+        model = clock.trained
     else:
         model = build_model(plan(point, dataset.shape, dataset.num_classes))
         steps = len(dataset.x_train) // point["batch_size"]

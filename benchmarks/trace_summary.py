@@ -74,9 +74,11 @@ def busy_and_gaps(starts, ends, gap):
 
 def summarize(events, gap=100.0, top_lanes=4, top_ops=12):
     """Returns the summary's text."""
+    if events.empty:
+        return "the trace holds no complete events (was the profiler stopped before any step ran?)"
     window = events["end"].max() - events["start"].min()
     lanes = []
-    for (process, thread, tid), lane in events.groupby(["process", "thread", "tid"]):
+    for (process, thread, tid), lane in events.groupby(["process", "thread", "tid"], dropna=False):
         busy, gaps = busy_and_gaps(lane["start"], lane["end"], gap)
         lanes.append({"process": process, "thread": thread, "tid": tid, "events": len(lane), "busy_ms": busy / 1e3,
                       "busy_share": busy / window, f"gaps_over_{gap:g}us": len(gaps), "gap_ms": sum(gaps) / 1e3})
@@ -84,7 +86,7 @@ def summarize(events, gap=100.0, top_lanes=4, top_ops=12):
     lines = [f"traced window: {window / 1e3:.1f} ms, {len(events)} events", "",
              lanes.head(12).to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
     for process, thread, tid in lanes[["process", "thread", "tid"]].head(top_lanes).itertuples(index=False):
-        lane = events[(events["process"] == process) & (events["tid"] == tid)]
+        lane = events[(events["process"] == process) & (events["thread"] == thread) & (events["tid"].eq(tid) | (events["tid"].isna() & pd.isna(tid)))]
         kinds = lane.assign(kind=lane["name"].map(op_kind), ms=(lane["end"] - lane["start"]) / 1e3)
         table = kinds.groupby("kind")["ms"].agg(["count", "sum"]).sort_values("sum", ascending=False).head(top_ops)
         lines += [f"{process} / {thread} ({tid}): ops by total time (nested events count in each of their parents)",
