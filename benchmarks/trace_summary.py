@@ -47,7 +47,7 @@ def events_of(path):
     processes = {e["pid"]: e["args"]["name"] for e in meta if e.get("name") == "process_name"}
     threads = {(e["pid"], e.get("tid")): e["args"]["name"] for e in meta if e.get("name") == "thread_name"}
     rows = [
-        (processes.get(e["pid"], str(e["pid"])), threads.get((e["pid"], e.get("tid")), str(e.get("tid"))), e.get("tid"),
+        (processes.get(e["pid"], str(e["pid"])), threads.get((e["pid"], e.get("tid")), str(e.get("tid"))), e.get("tid", -1),
          e.get("name", ""), float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0.0)))
         for e in trace["traceEvents"] if e.get("ph") == "X"
     ]
@@ -78,7 +78,7 @@ def summarize(events, gap=100.0, top_lanes=4, top_ops=12):
         return "the trace holds no complete events (was the profiler stopped before any step ran?)"
     window = events["end"].max() - events["start"].min()
     lanes = []
-    for (process, thread, tid), lane in events.groupby(["process", "thread", "tid"], dropna=False):
+    for (process, thread, tid), lane in events.groupby(["process", "thread", "tid"]):
         busy, gaps = busy_and_gaps(lane["start"], lane["end"], gap)
         lanes.append({"process": process, "thread": thread, "tid": tid, "events": len(lane), "busy_ms": busy / 1e3,
                       "busy_share": busy / window, f"gaps_over_{gap:g}us": len(gaps), "gap_ms": sum(gaps) / 1e3})
@@ -86,7 +86,7 @@ def summarize(events, gap=100.0, top_lanes=4, top_ops=12):
     lines = [f"traced window: {window / 1e3:.1f} ms, {len(events)} events", "",
              lanes.head(12).to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
     for process, thread, tid in lanes[["process", "thread", "tid"]].head(top_lanes).itertuples(index=False):
-        lane = events[(events["process"] == process) & (events["thread"] == thread) & (events["tid"].eq(tid) | (events["tid"].isna() & pd.isna(tid)))]
+        lane = events[(events["process"] == process) & (events["tid"] == tid)]
         kinds = lane.assign(kind=lane["name"].map(op_kind), ms=(lane["end"] - lane["start"]) / 1e3)
         table = kinds.groupby("kind")["ms"].agg(["count", "sum"]).sort_values("sum", ascending=False).head(top_ops)
         lines += [f"{process} / {thread} ({tid}): ops by total time (nested events count in each of their parents)",
