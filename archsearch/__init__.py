@@ -7,7 +7,7 @@ and `log_uniform`.
 
 The names are imported on first use (PEP 562), so that `import archsearch`
 alone loads neither Keras nor TensorFlow: the command line first sets up
-what it prints (`archsearch.console`), and commands that only read CSVs stay
+what it prints (`archsearch.cli.console`), and commands that only read CSVs stay
 fast. `archsearch.RandomShift` is the layer that loading a training-time
 `model.keras` needs; accessing it registers it.
 """
@@ -16,8 +16,8 @@ import importlib
 
 _WHERE = {
     "Data": "archsearch.data",
-    "RandomShift": "archsearch.layers",
-    **{name: "archsearch.space" for name in ("Recipe", "Retrain", "Search", "Space", "Train", "choice", "int_range", "log_uniform", "uniform")},
+    "RandomShift": "archsearch.model.layers",
+    **{name: "archsearch.recipe.space" for name in ("Recipe", "Retrain", "Search", "Space", "Train", "choice", "int_range", "log_uniform", "uniform")},
 }
 
 __all__ = sorted(_WHERE)

@@ -2,6 +2,6 @@
 
 import sys
 
-from archsearch.cli import console_main
+from archsearch.cli.main import console_main
 
 sys.exit(console_main())

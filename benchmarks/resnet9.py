@@ -45,14 +45,16 @@ import keras
 import numpy as np
 import pandas as pd
 
-from archsearch import builder, dimensions
-from archsearch.architecture import plan
-from archsearch.builder import build_model, compile_model
+from archsearch.model import builder
+
+from archsearch.recipe import dimensions
+from archsearch.recipe.architecture import plan
+from archsearch.model.builder import build_model, compile_model
 from archsearch.data import Data, load_data
-from archsearch.progress import EpochProgress
-from archsearch.search import make_tuner
-from archsearch.run import device_description
-from archsearch.space import Recipe, Search, Space, Train
+from archsearch.output.progress import EpochProgress
+from archsearch.search.tuners import make_tuner
+from archsearch.pipeline.runner import device_description
+from archsearch.recipe.space import Recipe, Search, Space, Train
 from search_summary import peak_tflops_of
 
 RESNET9 = dict(

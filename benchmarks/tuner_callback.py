@@ -24,12 +24,12 @@ import numpy as np
 from keras_tuner.src.engine import tuner_utils
 from sklearn.datasets import load_digits
 
-from archsearch import dimensions
-from archsearch.architecture import plan
-from archsearch.builder import build_model
+from archsearch.recipe import dimensions
+from archsearch.recipe.architecture import plan
+from archsearch.model.builder import build_model
 from archsearch.data import Data, load_data
-from archsearch.search import _TunerReports
-from archsearch.training import train
+from archsearch.search.tuners import _TunerReports
+from archsearch.model.training import train
 
 
 class IdleTuner:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from archsearch.architecture import _conv, check_constraints, plan, resolve_stages
-from archsearch.dimensions import defaults
+from archsearch.recipe.architecture import _conv, check_constraints, plan, resolve_stages
+from archsearch.recipe.dimensions import defaults
 from archsearch.errors import InfeasibleArchitecture
 
 SMALL_VGG = dict(family="vgg", resolution=32, width=16, stages=2, blocks_per_stage=1)

@@ -33,7 +33,7 @@ class NotInstalled:
         if name.partition(".")[0] in ("tensorflow", "tensorflow_datasets", "tf_keras"):
             raise ModuleNotFoundError(f"No module named {name!r}")
 sys.meta_path.insert(0, NotInstalled())
-from archsearch.cli import main
+from archsearch.cli.main import main
 code = main(sys.argv[1:])
 assert not [m for m in sys.modules if m.startswith("tensorflow")], "TensorFlow was imported"
 import jax
@@ -78,14 +78,14 @@ def test_a_run_on_jax_needs_no_tensorflow_and_exports_the_savedmodel_later(digit
 # the retraining and the baselines have trained.
 _UNTIL_EXPORT = """
 import sys
-import archsearch.run
+import archsearch.pipeline.runner
 
 def stop(*args, **kwargs):
     print("imported before the export:", sorted(m for m in sys.modules if m.partition(".")[0] == "tensorflow")[:3])
     sys.exit(0)
 
-archsearch.run.export_model = stop
-from archsearch.cli import main
+archsearch.pipeline.runner.export_model = stop
+from archsearch.cli.main import main
 main(sys.argv[1:])
 """
 
@@ -124,7 +124,7 @@ def recorded(model):
     return sync(model)
 
 JAXTrainer.jax_state_sync = recorded
-from archsearch.cli import main
+from archsearch.cli.main import main
 code = main(sys.argv[1:])
 print("state synced on:", sorted(threads))
 print("copies by callbacks:", sorted(set(copies)), len(copies))

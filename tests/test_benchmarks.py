@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from archsearch.run import apply_overrides, run
+from archsearch.pipeline.runner import apply_overrides, run
 from test_run import tiny_space
 
 ROOT = Path(__file__).resolve().parents[1]

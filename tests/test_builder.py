@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from archsearch.architecture import plan
-from archsearch.builder import build_model, compile_model
-from archsearch.layers import RandomShift
+from archsearch.recipe.architecture import plan
+from archsearch.model.builder import build_model, compile_model
+from archsearch.model.layers import RandomShift
 
 POINTS = {
     "small_vgg": dict(family="vgg", resolution=32, width=16, stages=2, blocks_per_stage=1),

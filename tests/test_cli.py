@@ -5,15 +5,15 @@ import sys
 
 
 def test_debug_turns_keras_tuners_tracebacks_on_for_the_whole_command(tmp_path):
-    # A fresh process: archsearch.search must not yet be imported, as in a real `archsearch --debug run`.
+    # A fresh process: archsearch.search.tuners must not yet be imported, as in a real `archsearch --debug run`.
     script = (
         "import sys\n"
-        "from archsearch.cli import main\n"
+        "from archsearch.cli.main import main\n"
         "try:\n"
         f"    main(['--debug', 'describe', {str(tmp_path / 'missing.py')!r}])\n"
         "except Exception:\n"
         "    pass\n"
-        "import archsearch.search, keras_tuner.src.config\n"
+        "import archsearch.search.tuners, keras_tuner.src.config\n"
         "print(keras_tuner.src.config.DEBUG)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from archsearch.cli import main
+from archsearch.cli.main import main
 from archsearch.data import Data, data_summary, decode, load, load_data, peek
 from archsearch.errors import DataError
 

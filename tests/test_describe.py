@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from archsearch.architecture import plan
-from archsearch.builder import build_model
-from archsearch.cli import main
-from archsearch.dimensions import RECIPE, TRAIN
+from archsearch.recipe.architecture import plan
+from archsearch.model.builder import build_model
+from archsearch.cli.main import main
+from archsearch.recipe.dimensions import RECIPE, TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = str(ROOT / "search_spaces" / "cifar.py")

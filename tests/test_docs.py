@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from archsearch.dimensions import DIMENSIONS
+from archsearch.recipe.dimensions import DIMENSIONS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

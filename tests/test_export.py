@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train
-from archsearch.architecture import plan
-from archsearch.builder import build_model
-from archsearch.cli import main
+from archsearch.recipe.architecture import plan
+from archsearch.model.builder import build_model
+from archsearch.cli.main import main
 from archsearch.data import decode
-from archsearch.export import inference_model
-from archsearch.run import run
+from archsearch.output.export import inference_model
+from archsearch.pipeline.runner import run
 
 CLASSES = ("bars", "rings")
 

@@ -12,7 +12,7 @@ SPACES = ROOT / "search_spaces"
 
 PROBE = """
 import sys
-from archsearch.cli import main
+from archsearch.cli.main import main
 try:
     main({argv!r})
 except SystemExit:

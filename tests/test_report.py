@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from archsearch.cli import main
-from archsearch.history import COLUMNS, EpochHistory, read_history
-from archsearch.run import apply_overrides, run
+from archsearch.cli.main import main
+from archsearch.records.history import COLUMNS, EpochHistory, read_history
+from archsearch.pipeline.runner import apply_overrides, run
 from chromium import IMAGES, Chromium, find_chromium
 from test_run import tiny_space
 

@@ -10,14 +10,14 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice
-from archsearch.baselines import least_squares
-from archsearch.cli import main
+from archsearch.pipeline.baselines import least_squares
+from archsearch.cli.main import main
 from archsearch.data import Dataset
-from archsearch.dimensions import RECIPE, TRAIN
+from archsearch.recipe.dimensions import RECIPE, TRAIN
 from archsearch.errors import ArchsearchError
-from archsearch.results import LEADERBOARD_COLUMNS, TRIAL_COLUMNS
-from archsearch.retrain import Evaluation, summarize
-from archsearch.run import apply_overrides, run
+from archsearch.records.tables import LEADERBOARD_COLUMNS, TRIAL_COLUMNS
+from archsearch.pipeline.retrain import Evaluation, summarize
+from archsearch.pipeline.runner import apply_overrides, run
 
 
 def tiny_space(npz, name="tiny", max_trials=3, **search):
@@ -225,7 +225,7 @@ def test_hyperband_runs_with_its_own_epoch_schedule(digits_npz, tmp_path, monkey
 
 def test_the_search_samples_the_same_points_for_the_same_seed_zero_included(digits_npz, tmp_path):
     from archsearch.data import load_data
-    from archsearch.search import make_tuner
+    from archsearch.search.tuners import make_tuner
 
     space = apply_overrides(tiny_space(digits_npz), seed=0)
     dataset = load_data(space.data)

@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 from test_run import tiny_space
 
-from archsearch.cli import main
+from archsearch.cli.main import main
 from archsearch.errors import ArchsearchError
-from archsearch.progress import EpochProgress
-from archsearch.run import run
-from archsearch.runs import list_runs, read_leaderboard, read_run, run_status, runs_frame
-from archsearch.space import load_space
-from archsearch.summary import MAX_WIDTH, describe_architecture, leaderboard_table, searched_dimensions
+from archsearch.output.progress import EpochProgress
+from archsearch.pipeline.runner import run
+from archsearch.records.directory import list_runs, read_leaderboard, read_run, run_status, runs_frame
+from archsearch.recipe.space import load_space
+from archsearch.output.summary import MAX_WIDTH, describe_architecture, leaderboard_table, searched_dimensions
 
 ROOT = Path(__file__).resolve().parents[1]
 # What TensorFlow, absl, CUDA and oneDNN print at start-up, and Python's warnings of dependencies.

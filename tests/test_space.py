@@ -6,9 +6,9 @@ import keras_tuner
 import pytest
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice, int_range, log_uniform, uniform
-from archsearch.dimensions import DIMENSIONS, RECIPE, TRAIN
+from archsearch.recipe.dimensions import DIMENSIONS, RECIPE, TRAIN
 from archsearch.errors import SpaceError
-from archsearch.space import load_space
+from archsearch.recipe.space import load_space
 
 
 def make_space(**recipe):

@@ -6,9 +6,9 @@ import string
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from archsearch.dimensions import BY_NAME, RECIPE, TRAIN
+from archsearch.recipe.dimensions import BY_NAME, RECIPE, TRAIN
 from archsearch.errors import SpaceError
-from archsearch.space import Space, load_space
+from archsearch.recipe.space import Space, load_space
 
 NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
 JUNK = st.one_of(

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 
-from archsearch.architecture import plan
-from archsearch.builder import build_model
-from archsearch.training import TrainingBatches, predict_classes, predict_probabilities, train
+from archsearch.recipe.architecture import plan
+from archsearch.model.builder import build_model
+from archsearch.model.training import TrainingBatches, predict_classes, predict_probabilities, train
 
 
 def test_training_batches_are_full_reshuffled_each_epoch_and_cover_every_image():
@@ -48,7 +48,7 @@ def test_padded_prediction_equals_keras_predict():
 
 def test_steps_per_execution_changes_no_update(monkeypatch):
     # 7 steps an epoch: with 3 steps per execution the last execution of each epoch has 1.
-    from archsearch import builder
+    from archsearch.model import builder
 
     architecture = plan({"width": 4, "stages": 1, "batch_size": 8, "augment": True}, (8, 8, 1), 3)
     images = np.random.default_rng(0).integers(0, 256, (60, 8, 8, 1), dtype="uint8")

@@ -21,12 +21,12 @@ import pandas as pd
 import pytest
 from keras_tuner.src.engine.trial import Trial
 
-from archsearch import distributed
-from archsearch.cli import main
-from archsearch.oracle import ALIVE, EPOCH_REPORT, FAILURE, policy
-from archsearch.run import apply_overrides, run
-from archsearch.space import load_space
-from archsearch.supervisor import MAX_RESTARTS, Workers
+from archsearch.search import distributed
+from archsearch.cli.main import main
+from archsearch.search.oracle import ALIVE, EPOCH_REPORT, FAILURE, policy
+from archsearch.pipeline.runner import apply_overrides, run
+from archsearch.recipe.space import load_space
+from archsearch.search.supervisor import MAX_RESTARTS, Workers
 from test_resilience import space_file, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from archsearch import dimensions
+from archsearch.recipe import dimensions
 
 MAX_WIDTH = 120
 _DECLARATION = re.compile(r"^(choice|int_range|uniform|log_uniform)\(")

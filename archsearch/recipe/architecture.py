@@ -12,7 +12,7 @@ image; batch norm, ReLU, pooling and additions are left out (under 1% here).
 import dataclasses
 import math
 
-from archsearch import dimensions
+from archsearch.recipe import dimensions
 from archsearch.errors import InfeasibleArchitecture, SpaceError
 
 #: `stages="auto"` stacks stages until the feature map is smaller than this.

@@ -1,7 +1,7 @@
 """`report.html`: what a person looks at after a run, one self-contained page.
 
 The page reads the run's files (`trials.csv`, `leaderboard.csv`,
-`history.csv`, `run.json`) and draws the figures of `archsearch.plots`
+`history.csv`, `run.json`) and draws the figures of `archsearch.output.plots`
 into it as PNG data URIs, so it opens offline and can be mailed alone.
 The winner's confusion matrix and misclassified images come from its
 exported model (`best/model.keras`, the product the run delivers) applied
@@ -20,16 +20,18 @@ import keras
 import numpy as np
 import pandas as pd
 
-from archsearch import dimensions, plots
-from archsearch.architecture import plan
+from archsearch.recipe import dimensions
+
+from archsearch.output import plots
+from archsearch.recipe.architecture import plan
 from archsearch.data import Data, data_summary, load_data
 from archsearch.errors import ArchsearchError
-from archsearch.export import stored_dataset
-from archsearch.history import HISTORY, read_history
-from archsearch.results import write_atomic
-from archsearch.runs import TRIALS, read_leaderboard, read_run, wall_seconds
-from archsearch.summary import cell, describe_architecture, percent, searched_dimensions
-from archsearch.training import predict_classes
+from archsearch.output.export import stored_dataset
+from archsearch.records.history import HISTORY, read_history
+from archsearch.records.tables import write_atomic
+from archsearch.records.directory import TRIALS, read_leaderboard, read_run, wall_seconds
+from archsearch.output.summary import cell, describe_architecture, percent, searched_dimensions
+from archsearch.model.training import predict_classes
 
 REPORT = "report.html"
 DPI = 100
@@ -55,7 +57,7 @@ def write_report(run, *, stored=None, data_dir=None, log=None):
     Args:
         run: a run directory with `trials.csv`, `leaderboard.csv` and `run.json`.
         stored: the test data as the source stores it (from
-            `archsearch.export.stored_dataset()`); loaded from the run's data
+            `archsearch.output.export.stored_dataset()`); loaded from the run's data
             declaration when not given.
         data_dir: a local copy of the data, as for `archsearch run --data-dir`.
         log: called with a line on anything the page had to leave out.

@@ -6,8 +6,8 @@ under TensorFlow, JAX and PyTorch.
 
 import keras
 
-from archsearch.architecture import Architecture
-from archsearch.layers import RandomShift
+from archsearch.recipe.architecture import Architecture
+from archsearch.model.layers import RandomShift
 
 
 def _preprocess(layer, shape_in):
@@ -75,14 +75,14 @@ def build_model(architecture: Architecture):
     inside it.
 
     Args:
-        architecture: from `archsearch.architecture.plan()`.
+        architecture: from `archsearch.recipe.architecture.plan()`.
 
     Returns:
         A functional `keras.Model`, not compiled.
 
     Example:
 
-    >>> from archsearch.architecture import plan
+    >>> from archsearch.recipe.architecture import plan
     >>> model = build_model(plan({"width": 16}, (32, 32, 3), 10))
     >>> model.output_shape
     (None, 10)

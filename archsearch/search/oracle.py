@@ -1,7 +1,7 @@
 """The oracle: Keras Tuner's, with archsearch's trial policy and, for workers, leases on trials.
 
 The oracle hands out trials and records how each ended. In a run with
-workers (`archsearch.distributed`) it lives in the chief, and the workers
+workers (`archsearch.search.distributed`) it lives in the chief, and the workers
 reach it over gRPC, so every decision about the search is taken here:
 
 - Budget: `max_trials` counts trials that train; infeasible samples do not

@@ -5,7 +5,7 @@ servicer. A worker (`work()`) is a Keras Tuner tuner that Keras Tuner points
 at the chief through `KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP` and
 `KERASTUNER_ORACLE_PORT`: it asks for trials, trains them and reports each
 epoch and result, and the chief writes the run's files. What archsearch
-changes in that engine (the oracle's part is in `archsearch.oracle`):
+changes in that engine (the oracle's part is in `archsearch.search.oracle`):
 
 - The chief listens on the address it is given, loopback unless told
   otherwise, with gRPC's SO_REUSEPORT off: Keras Tuner's leaves it on, and a
@@ -41,10 +41,10 @@ from keras_tuner.src.distribute import oracle_chief, oracle_client
 
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
-from archsearch.oracle import FINGERPRINT
-from archsearch.progress import EpochProgress
-from archsearch.search import ChiefLost, SearchStopped, make_tuner
-from archsearch.supervisor import Workers
+from archsearch.search.oracle import FINGERPRINT
+from archsearch.output.progress import EpochProgress
+from archsearch.search.tuners import ChiefLost, SearchStopped, make_tuner
+from archsearch.search.supervisor import Workers
 
 LOOPBACK = "127.0.0.1"
 POLL_SECONDS = 0.25  # how often the chief looks at its workers
@@ -142,8 +142,8 @@ class Chief:
         """Serves a tuner's oracle until the search is over, then stops listening.
 
         Args:
-            tuner: from `archsearch.search.make_tuner()` with a `lease_floor`.
-            workers: the `archsearch.supervisor.Workers` to start on this
+            tuner: from `archsearch.search.tuners.make_tuner()` with a `lease_floor`.
+            workers: the `archsearch.search.supervisor.Workers` to start on this
                 machine once the chief serves, or `None`.
             fingerprint_value: `fingerprint()` of the chief's space and data.
             results: the run directory, which this machine's workers share.

@@ -3,7 +3,7 @@
 `SpaceHyperModel` is the Keras Tuner `HyperModel` of a space: `build()` plans
 the sampled point and rejects infeasible ones before any training, `fit()`
 trains and scores it on the validation split. `make_tuner()` returns a Keras
-Tuner tuner and its oracle (`archsearch.oracle`), with archsearch's trial policy.
+Tuner tuner and its oracle (`archsearch.search.oracle`), with archsearch's trial policy.
 """
 
 import json
@@ -20,13 +20,13 @@ from keras_tuner.src.engine import tuner_utils
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
-from archsearch.backend import set_random_seed
-from archsearch.builder import build_model
+from archsearch.model.backend import set_random_seed
+from archsearch.model.builder import build_model
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.files import atomic_file
-from archsearch.oracle import ALIVE, EPOCH_REPORT, FAILURE, INFEASIBLE, INFEASIBLE_METRIC, policy
-from archsearch.tensorboard_logs import write_scores
-from archsearch.training import predict_classes, train
+from archsearch.search.oracle import ALIVE, EPOCH_REPORT, FAILURE, INFEASIBLE, INFEASIBLE_METRIC, policy
+from archsearch.search.tensorboard_logs import write_scores
+from archsearch.model.training import predict_classes, train
 
 # Keras Tuner prints every failed trial's traceback unless told otherwise; the
 # reasons are in trials.csv, and `archsearch --debug` turns the tracebacks back on.
@@ -201,7 +201,7 @@ class ChiefLost(keras_tuner.errors.FatalError):
 def _tuner(tuner_class):
     """Returns a subclass of a Keras Tuner tuner that runs trials as archsearch does.
 
-    - It takes its oracle (from `archsearch.oracle.policy`) as an argument,
+    - It takes its oracle (from `archsearch.search.oracle.policy`) as an argument,
       as `keras_tuner.Tuner` does (Hyperband's own `__init__` only builds one).
     - Each trial is seeded from its id; `trial_callbacks(trial_id)` adds
       callbacks for its training.
@@ -308,7 +308,7 @@ def _tuner(tuner_class):
 
         def on_trial_end(self, trial):
             trial.message = self.failure_reasons.pop(trial.trial_id, trial.message)
-            if trial.message:  # it would not cross gRPC (see `archsearch.oracle`)
+            if trial.message:  # it would not cross gRPC (see `archsearch.search.oracle`)
                 trial.hyperparameters.values[FAILURE] = trial.message
             super().on_trial_end(trial)
 

@@ -14,9 +14,9 @@ import keras
 import numpy as np
 from sklearn.linear_model import RidgeClassifier
 
-from archsearch.backend import set_random_seed
-from archsearch.retrain import evaluate
-from archsearch.training import predict_classes
+from archsearch.model.backend import set_random_seed
+from archsearch.pipeline.retrain import evaluate
+from archsearch.model.training import predict_classes
 
 MLP_EPOCHS = 10
 

@@ -21,7 +21,7 @@ from PIL import Image
 from archsearch.data.decode import UNREADABLE_ERRORS
 from archsearch.data.folders import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES
 from archsearch.errors import ArchsearchError
-from archsearch.export import MODEL_JSON
+from archsearch.output.export import MODEL_JSON
 
 
 def export_folder(results):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from archsearch import dimensions
-from archsearch.architecture import check_constraints, plan
+from archsearch.recipe import dimensions
+from archsearch.recipe.architecture import check_constraints, plan
 from archsearch.data import Data
 from archsearch.errors import ArchsearchError, SpaceError
 

@@ -10,9 +10,9 @@ import time
 
 import keras
 
-from archsearch.results import trials_frame, write_csv
-from archsearch.runs import TRIALS
-from archsearch.summary import clock
+from archsearch.records.tables import trials_frame, write_csv
+from archsearch.records.directory import TRIALS
+from archsearch.output.summary import clock
 
 
 class TrialProgress:

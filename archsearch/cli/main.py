@@ -13,13 +13,13 @@ import sys
 
 import pandas as pd
 
-from archsearch.console import interrupt_outside_gc_callbacks, quiet
+from archsearch.cli.console import interrupt_outside_gc_callbacks, quiet
 from archsearch.errors import ArchsearchError
 
 
 def _space_rows(space, sample, seed, data_dir):
     """Returns (declarations table, sampled points table, architectures) of a space."""
-    from archsearch import dimensions
+    from archsearch.recipe import dimensions
     from archsearch.data import peek
     from archsearch.errors import InfeasibleArchitecture
 
@@ -49,7 +49,7 @@ def _space_rows(space, sample, seed, data_dir):
 
 
 def describe(args):
-    from archsearch.space import load_space
+    from archsearch.recipe.space import load_space
 
     space = load_space(args.space)
     declared, sampled, architectures, shape, num_classes = _space_rows(space, args.sample, args.seed, args.data_dir)
@@ -82,7 +82,7 @@ def describe(args):
 
 def data(args):
     from archsearch.data import data_summary, load_data
-    from archsearch.space import load_space
+    from archsearch.recipe.space import load_space
 
     summary = data_summary(load_data(load_space(args.space).data, data_dir=args.data_dir))
     if args.format == "json":
@@ -95,11 +95,11 @@ def data(args):
 
 
 def run(args):
-    from archsearch.backend import configure_backend
-    from archsearch.distributed import LOOPBACK, Chief, parse_address
-    from archsearch.run import apply_overrides, run as run_space
-    from archsearch.space import load_space
-    from archsearch.supervisor import SHARED_GPU, Workers
+    from archsearch.model.backend import configure_backend
+    from archsearch.search.distributed import LOOPBACK, Chief, parse_address
+    from archsearch.pipeline.runner import apply_overrides, run as run_space
+    from archsearch.recipe.space import load_space
+    from archsearch.search.supervisor import SHARED_GPU, Workers
 
     if args.workers < 0:
         raise ArchsearchError(f"--workers {args.workers}: expected 0 or more")
@@ -133,11 +133,11 @@ def _worker_command(args):
 def worker(args):
     import socket
 
-    from archsearch.backend import configure_backend
-    from archsearch.distributed import parse_address, work
-    from archsearch.run import apply_overrides
-    from archsearch.space import load_space
-    from archsearch.supervisor import Workers, exit_with_supervisor
+    from archsearch.model.backend import configure_backend
+    from archsearch.search.distributed import parse_address, work
+    from archsearch.pipeline.runner import apply_overrides
+    from archsearch.recipe.space import load_space
+    from archsearch.search.supervisor import Workers, exit_with_supervisor
 
     address = parse_address(args.chief)
     if args.workers < 1:
@@ -161,8 +161,8 @@ def worker(args):
 
 
 def runs(args):
-    from archsearch.runs import runs_frame
-    from archsearch.summary import clock, percent
+    from archsearch.records.directory import runs_frame
+    from archsearch.output.summary import clock, percent
 
     frame = runs_frame(args.results)
     if frame.empty:
@@ -180,8 +180,8 @@ def runs(args):
 
 
 def leaderboard(args):
-    from archsearch.runs import read_leaderboard, read_run, resolve_run
-    from archsearch.summary import leaderboard_table, searched_dimensions
+    from archsearch.records.directory import read_leaderboard, read_run, resolve_run
+    from archsearch.output.summary import leaderboard_table, searched_dimensions
 
     run_dir = resolve_run(args.results, log=_note)
     frame = read_leaderboard(run_dir)
@@ -201,8 +201,8 @@ def _note(line):
 
 
 def report(args):
-    from archsearch.report import write_report
-    from archsearch.runs import resolve_run
+    from archsearch.output.report import write_report
+    from archsearch.records.directory import resolve_run
 
     path = write_report(resolve_run(args.results, log=_note), data_dir=args.data_dir, log=_note)
     print(f"report: {path}")
@@ -212,9 +212,9 @@ def export(args):
     import keras
 
     from archsearch.data import Data, load_data
-    from archsearch.export import export_model, export_summary, stored_dataset
-    from archsearch.results import read_json
-    from archsearch.runs import RUN, read_leaderboard, resolve_run
+    from archsearch.output.export import export_model, export_summary, stored_dataset
+    from archsearch.records.tables import read_json
+    from archsearch.records.directory import RUN, read_leaderboard, resolve_run
 
     args.results = str(resolve_run(args.results, log=_note))
     frame = read_leaderboard(args.results)
@@ -233,9 +233,9 @@ def export(args):
 
 
 def predict(args):
-    from archsearch.export import MODEL_JSON
-    from archsearch.predict import predict as predict_images
-    from archsearch.runs import resolve_run
+    from archsearch.output.export import MODEL_JSON
+    from archsearch.output.predict import predict as predict_images
+    from archsearch.records.directory import resolve_run
 
     # An export folder is used as it is; a space's folder stands for its latest complete run.
     results = args.results
@@ -354,7 +354,7 @@ def main(argv=None):
     if args.debug:
         import keras_tuner.src.config
 
-        import archsearch.search  # noqa: F401  its import turns Keras Tuner's tracebacks off: import it first
+        import archsearch.search.tuners  # noqa: F401  its import turns Keras Tuner's tracebacks off: import it first
 
         keras_tuner.src.config.DEBUG = True
     try:
@@ -369,7 +369,7 @@ def main(argv=None):
 def console_main():
     """Entry point of the `archsearch` console script and `python -m archsearch`: `main()`, quietly.
 
-    The filter on standard error (`archsearch.console.quiet()`) is set up for
+    The filter on standard error (`archsearch.cli.console.quiet()`) is set up for
     the whole process, so it is done here, in the program's entry point, and
     not in `main()`, which tests call in their own process.
     """

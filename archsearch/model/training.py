@@ -12,7 +12,7 @@ import time
 import keras
 import numpy as np
 
-from archsearch.builder import compile_model
+from archsearch.model.builder import compile_model
 
 PREDICT_BATCH = 512
 
@@ -25,7 +25,7 @@ class TrainingBatches(keras.utils.PyDataset):
         y: integer labels.
         batch_size: images per batch (at most `len(x)`).
         seed: seeds the order; `None` draws it from NumPy's global generator,
-            which `archsearch.backend.set_random_seed()` seeds.
+            which `archsearch.model.backend.set_random_seed()` seeds.
 
     Example:
 
@@ -57,7 +57,7 @@ def train(model, point, x, y, epochs, *, initial_epoch=0, callbacks=()):
     """Compiles `model` with the point's optimizer and trains it on full shuffled batches.
 
     Args:
-        model: from `archsearch.builder.build_model()`.
+        model: from `archsearch.model.builder.build_model()`.
         point: the architecture's point (`batch_size`, optimizer, schedule...).
         x: training images.
         y: training labels.

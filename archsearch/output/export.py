@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from archsearch.builder import TRAINING_ONLY_LAYERS
+from archsearch.model.builder import TRAINING_ONLY_LAYERS
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
 
@@ -68,7 +68,7 @@ def inference_model(model, source_channels, crop_to_aspect_ratio=False):
     that resize unchanged.
 
     Args:
-        model: a trained model from `archsearch.builder.build_model()`.
+        model: a trained model from `archsearch.model.builder.build_model()`.
         source_channels: 1 or 3, the channels of the source's images.
         crop_to_aspect_ratio: resize from the largest centred window of the
             training size's aspect ratio, as the data did (its `Data`
@@ -80,8 +80,8 @@ def inference_model(model, source_channels, crop_to_aspect_ratio=False):
 
     Example:
 
-    >>> from archsearch.architecture import plan
-    >>> from archsearch.builder import build_model
+    >>> from archsearch.recipe.architecture import plan
+    >>> from archsearch.model.builder import build_model
     >>> trained = build_model(plan({"width": 8, "augment": True}, (32, 32, 1), 2))
     >>> inference_model(trained, 3).input_shape
     (None, None, None, 3)
@@ -134,7 +134,7 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
     SavedModel later.
 
     Args:
-        model: a trained model from `archsearch.builder.build_model()`.
+        model: a trained model from `archsearch.model.builder.build_model()`.
         out: the folder to write (replaced if present).
         stored: the data as the source stores it, from `stored_dataset()`.
         expected_accuracy: the test accuracy the leaderboard records for `model`.

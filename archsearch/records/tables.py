@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from archsearch import dimensions
+from archsearch.recipe import dimensions
 from archsearch.files import atomic_file
-from archsearch.oracle import is_infeasible
+from archsearch.search.oracle import is_infeasible
 
 TRIAL_COLUMNS = [
     "trial_id", "status", "reason", *dimensions.RECIPE, *dimensions.TRAIN,
@@ -60,7 +60,7 @@ def trials_frame(tuner):
     """Returns one row per trial of a tuner, in the order trials were created.
 
     Args:
-        tuner: a tuner from `archsearch.search.make_tuner()`.
+        tuner: a tuner from `archsearch.search.tuners.make_tuner()`.
 
     Returns:
         A DataFrame with the columns of `TRIAL_COLUMNS`; `epochs` is the

@@ -17,23 +17,25 @@ from pathlib import Path
 import filelock
 import keras
 
-from archsearch import baselines, dimensions
-from archsearch.backend import keras_without_tensorflow
-from archsearch.architecture import plan
+from archsearch.pipeline import baselines
+
+from archsearch.recipe import dimensions
+from archsearch.model.backend import keras_without_tensorflow
+from archsearch.recipe.architecture import plan
 from archsearch.data import data_summary, load_data
-from archsearch.distributed import fingerprint, lease_floor
+from archsearch.search.distributed import fingerprint, lease_floor
 from archsearch.errors import ArchsearchError
-from archsearch.export import export_model, export_summary, stored_dataset
-from archsearch.history import EpochHistory, record_epoch
-from archsearch.progress import EpochProgress, TrialProgress
-from archsearch.report import write_report
-from archsearch.results import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
-from archsearch.retrain import Evaluation, retrain, summarize
-from archsearch.runs import LEADERBOARD, RUN, TRIALS, is_run, latest_unfinished, new_run_dir
-from archsearch.search import SearchStopped, make_tuner
-from archsearch.space import Train
-from archsearch.summary import headline, leaderboard_table
-from archsearch.tensorboard_logs import tensorboard_callback
+from archsearch.output.export import export_model, export_summary, stored_dataset
+from archsearch.records.history import EpochHistory, record_epoch
+from archsearch.output.progress import EpochProgress, TrialProgress
+from archsearch.output.report import write_report
+from archsearch.records.tables import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
+from archsearch.pipeline.retrain import Evaluation, retrain, summarize
+from archsearch.records.directory import LEADERBOARD, RUN, TRIALS, is_run, latest_unfinished, new_run_dir
+from archsearch.search.tuners import SearchStopped, make_tuner
+from archsearch.recipe.space import Train
+from archsearch.output.summary import headline, leaderboard_table
+from archsearch.search.tensorboard_logs import tensorboard_callback
 
 PACKAGES = ("archsearch", "keras", "keras-tuner", "tensorflow", "jax", "numpy", "pandas", "scikit-learn")
 
@@ -137,7 +139,7 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, te
     """Runs a space end to end: search, retrain the top-k, test, leaderboard, export.
 
     Every run has a directory of its own: by default a new one,
-    `results/<space name>/<run id>` (see `archsearch.runs`). No other run is
+    `results/<space name>/<run id>` (see `archsearch.records.directory`). No other run is
     read, changed or deleted.
 
     Args:
@@ -151,9 +153,9 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, te
         overwrite: start the run named by `results` over, once its lock is held.
         tensorboard: also write TensorBoard logs of the search, one run per
             trial with its hyperparameters (`<run>/tensorboard`; TensorFlow backend).
-        chief: an `archsearch.distributed.Chief`: serve the search to
+        chief: an `archsearch.search.distributed.Chief`: serve the search to
             workers through it instead of training its trials here.
-        workers: with `chief`, the `archsearch.supervisor.Workers` to start
+        workers: with `chief`, the `archsearch.search.supervisor.Workers` to start
             on this machine.
         log: where progress lines go.
 
@@ -163,7 +165,7 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, te
     Example:
 
     ```python
-    from archsearch.space import load_space
+    from archsearch.recipe.space import load_space
     leaderboard = run(load_space("search_spaces/digits.py"))
     ```
     """

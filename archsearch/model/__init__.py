@@ -1,0 +1,1 @@
+"""The model of a planned architecture: its layers, building, training, and the backend's settings."""

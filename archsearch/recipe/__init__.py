@@ -1,0 +1,1 @@
+"""The declarations a space file makes: the recipe's dimensions, a planned architecture, the space."""
