@@ -1,4 +1,4 @@
-"""Shared data fixtures: a private data cache, digits, and the real CIFAR-10 archive when one is given.
+"""Shared fixtures: a private data cache, digits, the real CIFAR-10 archive when one is given, and small spaces.
 
 Tests on the real CIFAR-10 JPEG archive find it through `ARCHSEARCH_TEST_CIFAR`
 (a path to `cifar10-jpg.tar.gz`, an image folder archive). Without it they skip,
@@ -9,6 +9,7 @@ run, never skip.
 
 import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,56 @@ def digits_npz(tmp_path_factory):
     path = tmp_path_factory.mktemp("npz") / "digits.npz"
     np.savez(path, x_train=x[:600], y_train=y[:600], x_test=x[1500:], y_test=y[1500:])
     return path
+
+
+def _tiny_space(npz, name="tiny", max_trials=3, **search):
+    from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice
+
+    return Space(
+        name=name,
+        data=Data(str(npz), validation=0.25),
+        recipe=Recipe(family=choice("vgg", "resnet"), resolution=8, width=choice(4, 8), stages=1, blocks_per_stage=1),
+        train=Train(epochs=1, batch_size=64),
+        search=Search(tuner="random", max_trials=max_trials, seed=1, **search),
+        retrain=Retrain(top_k=2, epochs=1, seeds=1),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_space():
+    """Makes the smallest space that searches: `tiny_space(npz, name="tiny", max_trials=3, **search)`."""
+    return _tiny_space
+
+
+def _space_file(tmp_path, npz, max_trials=4, epochs=4, resolution=16, stages=2, batch_size=16):
+    path = tmp_path / "space.py"
+    path.write_text(
+        "from archsearch import *\n"
+        f"space = Space(name='resume', data=Data({str(npz)!r}, validation=0.25),\n"
+        f"    recipe=Recipe(family=choice('vgg', 'resnet'), width=choice(8, 16), resolution={resolution}, "
+        f"stages={stages}, blocks_per_stage=1),\n"
+        f"    train=Train(epochs={epochs}, batch_size={batch_size}), search=Search(max_trials={max_trials}, seed=3),\n"
+        "    retrain=Retrain(top_k=1, epochs=2, seeds=2))\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def space_file():
+    """Writes a small space file for commands run in their own process: `space_file(tmp_path, npz, ...)`."""
+    return _space_file
+
+
+def _wait_for(condition, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture(scope="session")
+def wait_for():
+    """Waits until `condition()` holds: `wait_for(condition, timeout=240)`; fails the test on time-out."""
+    return _wait_for

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from archsearch.pipeline.runner import apply_overrides, run
-from test_run import tiny_space
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -34,7 +33,7 @@ def test_resnet9_benchmark_runs_both_keras_paths_in_rotating_order(data_cifar_ar
     assert "overhead ratio archsearch / bare keras: median" in result.stdout
 
 
-def test_search_summary_of_a_finished_run(digits_npz, tmp_path):
+def test_search_summary_of_a_finished_run(digits_npz, tmp_path, tiny_space):
     results = tmp_path / "tiny"
     run(apply_overrides(tiny_space(digits_npz), retrain_epochs=3, seeds=2), results, log=lambda line: None)
     figures = search_summary.summarize(results, target=0.0)

@@ -1,5 +1,7 @@
-"""Commands import only what they need: reading ones no Keras, Keras Tuner or TensorFlow; describe and data no TensorFlow."""
+"""Imports: commands import only what they need (reading ones no Keras, Keras Tuner or TensorFlow; describe and data
+no TensorFlow), and packages import only the packages below them."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +41,25 @@ def test_describe_and_data_import_no_tensorflow_nor_keras_for_local_data(command
     # digits: scikit-learn's; cifar.py names a tensorflow-datasets source, read here from a local copy.
     assert imported([command, str(SPACES / "digits.py")]) == "imported: "
     assert imported([command, str(SPACES / "cifar.py"), "--data-dir", str(digits_npz)]) == "imported: "
+
+
+def test_packages_import_only_the_packages_below_them(capsys):
+    """import-linter's layers contract in pyproject.toml, over every import, those inside functions too."""
+    from importlinter import cli
+
+    code = cli.lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    assert code == cli.EXIT_STATUS_SUCCESS, capsys.readouterr().out
+
+
+def test_the_module_map_draws_the_contracts_layers_and_every_module():
+    tomllib = pytest.importorskip("tomllib")
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    expected = [sorted(name.strip() for name in layer.split("|")) for layer in reversed(layers)]
+    document = (ROOT / "docs" / "architecture.md").read_text()
+    headings = [line for line in document.splitlines() if line.startswith("## ") and "`archsearch." in line]
+    drawn = [sorted(re.findall(r"`(archsearch\.[a-z_]+)`", heading)) for heading in headings]
+    assert drawn == expected  # one section per layer, from the foundations up, as the contract has them
+    modules = sorted(str(p.relative_to(ROOT / "archsearch")) for p in (ROOT / "archsearch").rglob("*.py")
+                     if p.name not in ("__init__.py", "__main__.py"))
+    missing = [module for module in modules if f"`{module}`" not in document]
+    assert not missing, f"docs/architecture.md does not name {missing}"

@@ -12,7 +12,6 @@ from archsearch.cli.main import main
 from archsearch.records.history import COLUMNS, EpochHistory, read_history
 from archsearch.pipeline.runner import apply_overrides, run
 from chromium import IMAGES, Chromium, find_chromium
-from test_run import tiny_space
 
 EPOCHS = 2
 CHROMIUM_VARIABLE = "ARCHSEARCH_TEST_CHROMIUM"  # .ci/run sets it, so that in CI the browser test runs, never skips
@@ -31,7 +30,7 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def finished(digits_npz, tmp_path_factory):
+def finished(digits_npz, tmp_path_factory, tiny_space):
     """A finished tiny run with two epochs per training, two seeds and TensorBoard logs."""
     results = tmp_path_factory.mktemp("report") / "tiny"
     space = apply_overrides(tiny_space(digits_npz), epochs=EPOCHS, retrain_epochs=EPOCHS, seeds=2)

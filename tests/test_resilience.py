@@ -22,21 +22,10 @@ from archsearch.data import load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.records.tables import trial_status, trials_frame, write_csv, write_json
 from archsearch.pipeline.runner import run
-from test_run import tiny_space
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def space_file(tmp_path, npz, max_trials=4, epochs=4, resolution=16, stages=2, batch_size=16):
-    path = tmp_path / "space.py"
-    path.write_text(
-        "from archsearch import *\n"
-        f"space = Space(name='resume', data=Data({str(npz)!r}, validation=0.25),\n"
-        f"    recipe=Recipe(family=choice('vgg', 'resnet'), width=choice(8, 16), resolution={resolution}, stages={stages}, blocks_per_stage=1),\n"
-        f"    train=Train(epochs={epochs}, batch_size={batch_size}), search=Search(max_trials={max_trials}, seed=3),\n"
-        "    retrain=Retrain(top_k=1, epochs=2, seeds=2))\n"
-    )
-    return path
 
 
 def start(space, results, *extra):
@@ -47,13 +36,6 @@ def start(space, results, *extra):
     )
 
 
-def wait_for(condition, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def completed_trials(results):
@@ -77,7 +59,7 @@ def _mid_export(results):
     "moment, delay", [(_mid_trial, 0.5), (_mid_retraining, 0.5), (_mid_export, 0.0)],
     ids=["during-a-trial", "during-retraining", "during-export"],
 )
-def test_kill_then_resume(tmp_path, digits_npz, moment, delay):
+def test_kill_then_resume(tmp_path, digits_npz, moment, delay, space_file, wait_for):
     space, results = space_file(tmp_path, digits_npz), tmp_path / "out"
     process = start(space, results)
     wait_for(lambda: moment(results), timeout=300)
@@ -109,7 +91,7 @@ def test_kill_then_resume(tmp_path, digits_npz, moment, delay):
     assert not (results / "best.partial").exists()
 
 
-def test_a_second_run_on_the_same_results_is_locked_out(tmp_path, digits_npz):
+def test_a_second_run_on_the_same_results_is_locked_out(tmp_path, digits_npz, space_file, wait_for):
     space, results = space_file(tmp_path, digits_npz, max_trials=2, epochs=3), tmp_path / "out"
     first = start(space, results)
     wait_for(lambda: (results / "run.json").exists())
@@ -120,7 +102,7 @@ def test_a_second_run_on_the_same_results_is_locked_out(tmp_path, digits_npz):
     assert json.loads((results / "run.json").read_text())["status"] == "complete"
 
 
-def test_a_changed_space_is_not_resumed(tmp_path, digits_npz):
+def test_a_changed_space_is_not_resumed(tmp_path, digits_npz, tiny_space):
     results = tmp_path / "out"
     run(tiny_space(digits_npz), results, log=lambda line: None)
     changed = tiny_space(digits_npz, max_trials=4)
@@ -133,7 +115,7 @@ def _nan_loss(model, point, steps):
     return model
 
 
-def test_diverging_trials_fail_with_their_reason_and_the_search_stops_after_the_limit(tmp_path, digits_npz, monkeypatch):
+def test_diverging_trials_fail_with_their_reason_and_the_search_stops_after_the_limit(tmp_path, digits_npz, monkeypatch, tiny_space):
     monkeypatch.setattr(training, "compile_model", _nan_loss)
     space = tiny_space(digits_npz, max_trials=6, max_consecutive_failures=2)
     with pytest.raises(search.SearchStopped, match="2 failed trials in a row") as stopped:
@@ -168,7 +150,7 @@ def test_the_failure_reason_is_the_raised_message_not_the_last_line_of_a_long_on
     assert search.failure_reason(InfeasibleArchitecture("stages", 5, "too many")) == "infeasible: stages=5: too many"
 
 
-def test_infeasible_samples_stay_infeasible_whatever_keras_tuner_calls_its_error(digits_npz, tmp_path, monkeypatch):
+def test_infeasible_samples_stay_infeasible_whatever_keras_tuner_calls_its_error(digits_npz, tmp_path, monkeypatch, tiny_space):
     # As if Keras Tuner renamed FailedTrialError: the tracebacks it keeps as messages then end in another name.
     format_exc = traceback.format_exc
     monkeypatch.setattr(traceback, "format_exc", lambda: format_exc().replace("errors.FailedTrialError", "errors.TrialSkipped"))
@@ -194,7 +176,7 @@ def test_infeasible_samples_stay_infeasible_whatever_keras_tuner_calls_its_error
         assert trial_status(sent) == "infeasible" and sent.metrics.get_last_value("params") > 150
 
 
-def test_out_of_memory_fails_the_trial_and_the_search_goes_on(tmp_path, digits_npz, monkeypatch):
+def test_out_of_memory_fails_the_trial_and_the_search_goes_on(tmp_path, digits_npz, monkeypatch, tiny_space):
     real_fit = keras.Model.fit
     calls = []
 
@@ -223,7 +205,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["trials.csv"]  # no temporary left behind
 
 
-def test_resume_on_other_data_is_refused_naming_both_fingerprints(digits_npz, tmp_path):
+def test_resume_on_other_data_is_refused_naming_both_fingerprints(digits_npz, tmp_path, tiny_space):
     space = tiny_space(digits_npz)
     results = tmp_path / "run"
     results.mkdir()
@@ -239,7 +221,7 @@ def test_resume_on_other_data_is_refused_naming_both_fingerprints(digits_npz, tm
             run(space, results, data_dir=str(digits_npz), resume=True, log=lambda line: None)
 
 
-def test_a_search_other_than_hyperband_saves_no_weights(digits_npz, tmp_path, monkeypatch):
+def test_a_search_other_than_hyperband_saves_no_weights(digits_npz, tmp_path, monkeypatch, tiny_space):
     from keras_tuner.src.engine import tuner_utils
 
     saved = []

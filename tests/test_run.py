@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice
 from archsearch.pipeline.baselines import least_squares
 from archsearch.cli.main import main
 from archsearch.data import Dataset
@@ -20,19 +19,10 @@ from archsearch.pipeline.retrain import Evaluation, summarize
 from archsearch.pipeline.runner import apply_overrides, run
 
 
-def tiny_space(npz, name="tiny", max_trials=3, **search):
-    return Space(
-        name=name,
-        data=Data(str(npz), validation=0.25),
-        recipe=Recipe(family=choice("vgg", "resnet"), resolution=8, width=choice(4, 8), stages=1, blocks_per_stage=1),
-        train=Train(epochs=1, batch_size=64),
-        search=Search(tuner="random", max_trials=max_trials, seed=1, **search),
-        retrain=Retrain(top_k=2, epochs=1, seeds=1),
-    )
 
 
 @pytest.fixture(scope="module")
-def finished(digits_npz, tmp_path_factory):
+def finished(digits_npz, tmp_path_factory, tiny_space):
     """One finished run, shared by the tests that only read it."""
     results = tmp_path_factory.mktemp("run") / "tiny"
     leaderboard = run(tiny_space(digits_npz), results, log=lambda line: None)
@@ -88,7 +78,7 @@ def test_saved_model_and_keras_model_predict_the_same(finished, digits_npz):
     np.testing.assert_allclose(served.numpy(), keras_probabilities, atol=1e-5)
 
 
-def test_the_test_split_does_not_influence_the_search(finished, digits_npz, tmp_path):
+def test_the_test_split_does_not_influence_the_search(finished, digits_npz, tmp_path, tiny_space):
     results, _ = finished
     arrays = dict(np.load(digits_npz))
     arrays["y_test"] = np.random.default_rng(0).permutation(arrays["y_test"])
@@ -102,13 +92,13 @@ def test_the_test_split_does_not_influence_the_search(finished, digits_npz, tmp_
     pd.testing.assert_frame_equal(before, after)
 
 
-def test_an_existing_run_is_refused_without_resume_or_overwrite(finished, digits_npz):
+def test_an_existing_run_is_refused_without_resume_or_overwrite(finished, digits_npz, tiny_space):
     results, _ = finished
     with pytest.raises(ArchsearchError, match="--resume .* --overwrite"):
         run(tiny_space(digits_npz), results, log=lambda line: None)
 
 
-def test_overrides_win_over_the_space_file(digits_npz):
+def test_overrides_win_over_the_space_file(digits_npz, tiny_space):
     space = apply_overrides(tiny_space(digits_npz), tuner="bayesian", max_trials=7, epochs=3, top_k=1, retrain_epochs=4, seeds=5, seed=9)
     assert (space.search.tuner, space.search.max_trials, space.search.seed) == ("bayesian", 7, 9)
     assert space.declarations()["epochs"] == 3
@@ -133,7 +123,7 @@ def test_command_line_overrides_reach_the_run(digits_npz, tmp_path, capsys):
     assert "rank" in capsys.readouterr().out
 
 
-def test_infeasible_samples_are_recorded_and_the_search_goes_on(digits_npz, tmp_path):
+def test_infeasible_samples_are_recorded_and_the_search_goes_on(digits_npz, tmp_path, tiny_space):
     # All 4 points: only vgg at width 4 (102 parameters) fits under 150.
     space = tiny_space(digits_npz, max_trials=4, max_params=150)
     run(space, tmp_path / "tiny", log=lambda line: None)
@@ -203,7 +193,7 @@ def step_blocking(callbacks):
             and (type(c).on_train_batch_end is not base.on_train_batch_end or type(c).on_batch_end is not base.on_batch_end)]
 
 
-def test_no_trial_or_retraining_waits_on_the_host_for_every_step(digits_npz, tmp_path, monkeypatch):
+def test_no_trial_or_retraining_waits_on_the_host_for_every_step(digits_npz, tmp_path, monkeypatch, tiny_space):
     fits = fits_of(monkeypatch)
     space = apply_overrides(tiny_space(digits_npz, max_trials=1), top_k=1, seeds=1)
     run(space, tmp_path / "run", log=lambda line: None)
@@ -211,7 +201,7 @@ def test_no_trial_or_retraining_waits_on_the_host_for_every_step(digits_npz, tmp
     assert [step_blocking(callbacks) for callbacks in fits] == [[], [], []]
 
 
-def test_hyperband_runs_with_its_own_epoch_schedule(digits_npz, tmp_path, monkeypatch):
+def test_hyperband_runs_with_its_own_epoch_schedule(digits_npz, tmp_path, monkeypatch, tiny_space):
     fits = fits_of(monkeypatch)
     space = tiny_space(digits_npz, max_trials=4)
     space = apply_overrides(space, tuner="hyperband", epochs=3, top_k=1)
@@ -223,7 +213,7 @@ def test_hyperband_runs_with_its_own_epoch_schedule(digits_npz, tmp_path, monkey
     assert all(step_blocking(callbacks) == [] for callbacks in fits)  # Keras Tuner's own run_trial adds callbacks
 
 
-def test_the_search_samples_the_same_points_for_the_same_seed_zero_included(digits_npz, tmp_path):
+def test_the_search_samples_the_same_points_for_the_same_seed_zero_included(digits_npz, tmp_path, tiny_space):
     from archsearch.data import load_data
     from archsearch.search.tuners import make_tuner
 

@@ -15,7 +15,6 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from test_run import tiny_space
 
 from archsearch.cli.main import main
 from archsearch.errors import ArchsearchError
@@ -35,7 +34,7 @@ def checksums(folder):
 
 
 @pytest.fixture(scope="module")
-def two_runs(digits_npz, tmp_path_factory):
+def two_runs(digits_npz, tmp_path_factory, tiny_space):
     """Two runs of one space with no results directory named, from a fresh working folder."""
     workdir = tmp_path_factory.mktemp("project")
     before = Path.cwd()
@@ -87,7 +86,7 @@ def test_leaderboard_of_a_space_folder_uses_its_latest_complete_run_and_says_so(
     assert captured.out == (second / "leaderboard.csv").read_text()
 
 
-def test_resume_continues_the_most_recent_unfinished_run_or_the_one_named(two_runs, digits_npz, tmp_path, monkeypatch):
+def test_resume_continues_the_most_recent_unfinished_run_or_the_one_named(two_runs, digits_npz, tmp_path, monkeypatch, tiny_space):
     workdir, first, second, *_ = two_runs
     root = tmp_path / "results" / "tiny"
     shutil.copytree(first, root / first.name)
@@ -111,7 +110,7 @@ def test_resume_continues_the_most_recent_unfinished_run_or_the_one_named(two_ru
         run(tiny_space(digits_npz), resume=True, log=lambda line: None)
 
 
-def test_overwrite_only_applies_to_a_named_run(digits_npz, tmp_path, monkeypatch):
+def test_overwrite_only_applies_to_a_named_run(digits_npz, tmp_path, monkeypatch, tiny_space):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ArchsearchError, match="--overwrite starts one named run over: name it with --results DIR"):
         run(tiny_space(digits_npz), overwrite=True, log=lambda line: None)
@@ -238,7 +237,7 @@ def test_an_interrupted_run_says_how_to_resume_instead_of_a_traceback(tmp_path):
     assert "Traceback" not in err
 
 
-def test_overwrite_never_deletes_a_run_that_holds_its_lock(two_runs, digits_npz, tmp_path):
+def test_overwrite_never_deletes_a_run_that_holds_its_lock(two_runs, digits_npz, tmp_path, tiny_space):
     import filelock
 
     _, first, *_ = two_runs

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras_tuner
@@ -27,7 +26,6 @@ from archsearch.search.oracle import ALIVE, EPOCH_REPORT, FAILURE, policy
 from archsearch.pipeline.runner import apply_overrides, run
 from archsearch.recipe.space import load_space
 from archsearch.search.supervisor import MAX_RESTARTS, Workers
-from test_resilience import space_file, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 # A lease floor over a trial's first step (compiling) on a busy machine: shorter, and the chief
@@ -119,7 +117,7 @@ def mid_trial(chief, results, worker):
     return None
 
 
-def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(processes, digits_npz, tmp_path):
+def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(processes, digits_npz, tmp_path, space_file):
     space, results = space_file(tmp_path, digits_npz, **{**TRIALS, "epochs": 3}), tmp_path / "out"
     chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--workers", "2")
     assert exit_status(chief) == 0, output(chief)
@@ -139,7 +137,7 @@ def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(proce
     pd.testing.assert_frame_equal(trials(alone)[columns], searched[columns])
 
 
-def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(processes, digits_npz, tmp_path):
+def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(processes, digits_npz, tmp_path, space_file, wait_for):
     space, results = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out"
     chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--workers", "2")
     wait_for(lambda: mid_trial(chief, results, "worker0"))
@@ -154,7 +152,7 @@ def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(processe
     assert sorted(completions(chief)) == ["00", "01", "02", "03"]
 
 
-def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, digits_npz, tmp_path):
+def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, digits_npz, tmp_path, space_file, wait_for):
     space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
     chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}")
     workers = [processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", f"w{i}") for i in range(2)]
@@ -171,17 +169,16 @@ def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, d
     assert sorted(completions(chief)) == ["00", "01", "02", "03"]  # each trial ended once: none lost, none twice
 
 
-def test_when_every_worker_is_killed_the_chief_stops_with_its_reason(processes, digits_npz, tmp_path):
+def test_when_every_worker_is_killed_the_chief_stops_with_its_reason(processes, digits_npz, tmp_path, space_file, wait_for):
     space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
     chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}")
     workers = [processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", f"w{i}") for i in range(2)]
     wait_for(lambda: mid_trial(chief, results, "w0") and mid_trial(chief, results, "w1"))
     for worker in workers:
         worker.send_signal(signal.SIGKILL)
-    killed = time.monotonic()
     assert exit_status(chief, timeout=60) == 2
-    assert time.monotonic() - killed < 45  # the leases (3 x the longest epoch, at least 8 s), and a little
-    assert re.search(r"archsearch: error: every worker is gone \(no worker has called for \d+ s\)", output(chief))
+    silent = re.search(r"archsearch: error: every worker is gone \(no worker has called for (\d+) s\)", output(chief))
+    assert silent and int(silent.group(1)) >= float(FAST["ARCHSEARCH_LEASE_FLOOR"])  # it waited out the lease floor
     assert json.loads((results / "run.json").read_text())["status"] == "stopped"
 
 
@@ -193,21 +190,19 @@ def gone(pid):
         return True
 
 
-def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(processes, digits_npz, tmp_path):
+def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(processes, digits_npz, tmp_path, space_file, wait_for):
     space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
     # One worker that the chief starts, and one started elsewhere, as on another machine.
     chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}", "--workers", "1")
     elsewhere = processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", "w1")
     wait_for(lambda: completions(chief) and (mid_trial(chief, results, "worker0") or mid_trial(chief, results, "w1")))
     chief.send_signal(signal.SIGKILL)
-    killed = time.monotonic()
     pid = int(re.findall(r"worker0 started \(pid (\d+)", output(chief))[-1])
     wait_for(lambda: gone(pid), timeout=10)  # it watches the chief that started it, if its call to it does not fail first
     said = (results / "workers" / "worker0.log").read_text()
     assert f"the process that started this worker (pid {chief.pid}) is gone" in said or "lost the chief" in said
     assert exit_status(elsewhere, timeout=60) == 2  # it gave up waiting for answers
     assert f"archsearch: error: lost the chief at 127.0.0.1:{port}" in output(elsewhere)
-    assert time.monotonic() - killed < 45  # an epoch, and the worker's 5 s of patience, twice at most
     finished = trials(results)
     finished = finished[finished["status"] == "completed"]["trial_id"]
     stamps = {t: (results / "tuner" / f"trial_{t}" / "trial.json").stat().st_mtime_ns for t in finished}
@@ -221,7 +216,7 @@ def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(
         assert (results / "tuner" / f"trial_{trial_id}" / "trial.json").stat().st_mtime_ns == stamp
 
 
-def test_a_second_chief_on_the_same_port_fails_clearly(digits_npz, tmp_path, capsys):
+def test_a_second_chief_on_the_same_port_fails_clearly(digits_npz, tmp_path, capsys, space_file):
     first = distributed.Chief("127.0.0.1", 0)
     try:
         code = main(["run", str(space_file(tmp_path, digits_npz, **TRIALS)), "--results", str(tmp_path / "second"),

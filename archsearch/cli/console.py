@@ -88,3 +88,8 @@ def interrupt_outside_gc_callbacks():
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
+
+
+def note(line):
+    """A remark for the person at the terminal, kept out of the output scripts read (standard error)."""
+    print(line, file=sys.stderr)

@@ -117,7 +117,9 @@ def load_data(data, *, data_dir=None, cache_dir=None):
 
     Example:
 
-    >>> dataset = load_data(Data("digits", validation=0.2))
+    >>> import tempfile
+    >>> from archsearch import Data
+    >>> dataset = load_data(Data("digits", validation=0.2), cache_dir=tempfile.mkdtemp())
     >>> dataset.shape, dataset.num_classes
     ((8, 8, 1), 10)
     """

@@ -1,0 +1,81 @@
+"""`archsearch describe SPACE`: the space and sampled architectures, without training."""
+
+import json
+import math
+import sys
+
+import pandas as pd
+
+
+def add_parser(commands):
+    p = commands.add_parser("describe", help="show a space and sample architectures, without training")
+    p.add_argument("space")
+    p.add_argument("--sample", type=int, default=5, help="architectures to sample (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--summary", action="store_true", help="also print each sample's layer table")
+    p.add_argument("--data-dir", help="local copy of the data (only its shape and classes are read)")
+    p.set_defaults(handler=handle)
+
+
+def _space_rows(space, sample, seed, data_dir):
+    """Returns (declarations table, sampled points table, architectures) of a space."""
+    from archsearch.data import peek
+    from archsearch.errors import InfeasibleArchitecture
+    from archsearch.recipe import dimensions
+
+    declared = pd.DataFrame(
+        [
+            {"dimension": name, "group": dimensions.BY_NAME[name].group,
+             "value": v.describe() if hasattr(v, "describe") else repr(v)}
+            for name, v in space.declarations().items()
+        ]
+    )
+    shape, num_classes = peek(space.data, data_dir=data_dir)
+    rows, architectures = [], []
+    for point in space.random_points(sample, seed):
+        row = dict(point)
+        try:
+            architecture = planned = space.architecture(point, shape, num_classes)
+            reason = ""
+        except InfeasibleArchitecture as error:
+            architecture, planned, reason = None, error.architecture, str(error)
+        if planned:
+            row.update(stages=planned.point["stages"], params=planned.params, flops=planned.flops)
+        row["infeasible"] = reason
+        architectures.append(architecture)
+        rows.append(row)
+    sampled = pd.DataFrame(rows).astype({"params": "Int64", "flops": "Int64"}, errors="ignore")
+    return declared, sampled, architectures, shape, num_classes
+
+
+def handle(args):
+    from archsearch.recipe.space import load_space
+
+    space = load_space(args.space)
+    declared, sampled, architectures, shape, num_classes = _space_rows(space, args.sample, args.seed, args.data_dir)
+    size = space.size()
+    if args.format == "csv":
+        sys.stdout.write(sampled.to_csv(index=False))
+    elif args.format == "json":
+        document = {
+            "name": space.name, "description": space.description, "input_shape": list(shape),
+            "num_classes": num_classes, "dimensions": space.to_dict()["dimensions"],
+            "architectures": None if math.isinf(size) else size,
+            "samples": json.loads(sampled.to_json(orient="records")),
+        }
+        if args.summary:
+            document["summaries"] = [a.summary() if a else None for a in architectures]
+        print(json.dumps(document, indent=2, default=list))
+    else:
+        print(f"{space.name}: {space.description}\n")
+        print(f"input {shape}, {num_classes} classes")
+        print("architectures: " + ("continuous space" if math.isinf(size) else f"{size:,} distinct points"))
+        print(declared.to_string(index=False))
+        print(f"\n{args.sample} sampled (seed {args.seed}):")
+        print(sampled.to_string(index=False))
+    if args.summary and args.format == "table":
+        for i, architecture in enumerate(architectures):
+            if architecture:
+                print(f"\nsample {i}: {architecture.params:,} params, {architecture.flops:,} FLOPs per image")
+                print(pd.DataFrame(architecture.summary()).to_string(index=False))

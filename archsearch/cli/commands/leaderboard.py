@@ -1,0 +1,29 @@
+"""`archsearch leaderboard RUN`: a finished run's leaderboard, as a table, CSV, Markdown or JSON."""
+
+import sys
+
+from archsearch.cli.commands import RUN_HELP
+from archsearch.cli.console import note
+
+
+def add_parser(commands):
+    p = commands.add_parser("leaderboard", help="print a finished run's leaderboard")
+    p.add_argument("results", help=RUN_HELP)
+    p.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
+    p.set_defaults(handler=handle)
+
+
+def handle(args):
+    from archsearch.output.summary import leaderboard_table, searched_dimensions
+    from archsearch.records.directory import read_leaderboard, read_run, resolve_run
+
+    run_dir = resolve_run(args.results, log=note)
+    frame = read_leaderboard(run_dir)
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        print(frame.to_json(orient="records", indent=2))
+    elif args.format == "markdown":
+        print(frame[[c for c in frame.columns if not c.startswith("test_recall_")]].to_markdown(index=False))
+    else:
+        print(leaderboard_table(frame, searched_dimensions(read_run(run_dir), frame)))

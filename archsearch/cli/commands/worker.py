@@ -1,0 +1,69 @@
+"""`archsearch worker SPACE --chief HOST:PORT`: trains trials of a search that a chief serves."""
+
+import os
+import sys
+
+from archsearch.cli.console import note
+from archsearch.errors import ArchsearchError
+
+
+def trial_options(p):
+    """The options a chief and its workers must be given alike: they change what a trial trains."""
+    p.add_argument("--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)")
+    p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"))
+    p.add_argument("--epochs", type=int, help="training epochs of every trial")
+    p.add_argument("--seed", type=int, help="seed of the search")
+    p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
+
+
+def worker_command(args):
+    """The `archsearch worker` command line, before `--chief`, for the space and trial options of `args`."""
+    command = [sys.executable, "-m", "archsearch", *(["--debug"] if args.debug else []), "worker", args.space]
+    for option in ("data_dir", "tuner", "epochs", "seed"):
+        if getattr(args, option) is not None:
+            command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    return command + (["--mixed-precision"] if args.mixed_precision else [])
+
+
+def add_parser(commands):
+    p = commands.add_parser("worker", help="train trials of a search that `archsearch run --chief` serves")
+    p.add_argument("space", help="the chief's space file")
+    p.add_argument("--chief", required=True, metavar="HOST:PORT", help="where the chief serves the search")
+    trial_options(p)
+    p.add_argument("--id", help="this worker's name (default: host name and process id); a worker restarted "
+                                "with the same name gets its unfinished trial back")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run N worker processes here (one per GPU), named ID-0, ID-1, ..., restarted when they die")
+    p.add_argument("--results", metavar="RUN",
+                   help="the chief's run directory, where this machine shares the chief's disk (Hyperband needs it)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args):
+    import socket
+
+    from archsearch.model.backend import configure_backend
+    from archsearch.pipeline.runner import apply_overrides
+    from archsearch.recipe.space import load_space
+    from archsearch.search.distributed import parse_address, work
+    from archsearch.search.supervisor import Workers, exit_with_supervisor
+
+    address = parse_address(args.chief)
+    if args.workers < 1:
+        raise ArchsearchError(f"--workers {args.workers}: expected 1 or more")
+    if args.workers > 1:
+        base = args.id or socket.gethostname()
+        workers = Workers(args.workers, worker_command(args), ids=[f"{base}-{i}" for i in range(args.workers)])
+        workers.start(args.chief, args.results)
+        try:
+            workers.wait()
+        finally:
+            workers.stop()
+        if any(workers.exits.values()):
+            raise ArchsearchError(f"not every worker ended well: {workers.summary()}")
+        return
+    exit_with_supervisor(note)
+    configure_backend(mixed_precision=args.mixed_precision)
+    space = apply_overrides(load_space(args.space), tuner=args.tuner, epochs=args.epochs, seed=args.seed)
+    work(space, address, worker_id=args.id or f"{socket.gethostname()}-{os.getpid()}", data_dir=args.data_dir,
+         results=args.results)
