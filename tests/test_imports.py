@@ -39,3 +39,12 @@ def test_describe_and_data_import_no_tensorflow_nor_keras_for_local_data(command
     # digits: scikit-learn's; cifar.py names a tensorflow-datasets source, read here from a local copy.
     assert imported([command, str(SPACES / "digits.py")]) == "imported: "
     assert imported([command, str(SPACES / "cifar.py"), "--data-dir", str(digits_npz)]) == "imported: "
+
+
+def test_writing_a_run_s_files_imports_no_keras_tuner():
+    # Atomic writes, the run directory and the leaderboard read and write files only: Keras Tuner is the search's.
+    modules = "archsearch.files, archsearch.records.directory, archsearch.records.tables"
+    probe = f"import sys\nimport {modules}\nprint(sorted(m for m in ('keras', 'keras_tuner', 'tensorflow', 'jax') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"

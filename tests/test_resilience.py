@@ -20,7 +20,8 @@ from archsearch.model import training
 from archsearch.search.oracle import INFEASIBLE_METRIC, policy
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
-from archsearch.records.tables import trial_status, trials_frame, write_csv, write_json
+from archsearch.files import write_csv, write_json
+from archsearch.search.trials import trial_status, trials_frame
 from archsearch.pipeline.runner import run
 from test_run import tiny_space
 

@@ -213,7 +213,7 @@ def export(args):
 
     from archsearch.data import Data, load_data
     from archsearch.output.export import export_model, export_summary, stored_dataset
-    from archsearch.records.tables import read_json
+    from archsearch.files import read_json
     from archsearch.records.directory import RUN, read_leaderboard, resolve_run
 
     args.results = str(resolve_run(args.results, log=_note))

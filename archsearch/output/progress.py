@@ -10,7 +10,8 @@ import time
 
 import keras
 
-from archsearch.records.tables import trials_frame, write_csv
+from archsearch.files import write_csv
+from archsearch.search.trials import trials_frame
 from archsearch.records.directory import TRIALS
 from archsearch.output.summary import clock
 

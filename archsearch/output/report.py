@@ -28,7 +28,7 @@ from archsearch.data import Data, data_summary, load_data
 from archsearch.errors import ArchsearchError
 from archsearch.output.export import stored_dataset
 from archsearch.records.history import HISTORY, read_history
-from archsearch.records.tables import write_atomic
+from archsearch.files import write_atomic
 from archsearch.records.directory import TRIALS, read_leaderboard, read_run, wall_seconds
 from archsearch.output.summary import cell, describe_architecture, percent, searched_dimensions
 from archsearch.model.training import predict_classes

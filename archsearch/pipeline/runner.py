@@ -29,7 +29,9 @@ from archsearch.output.export import export_model, export_summary, stored_datase
 from archsearch.records.history import EpochHistory, record_epoch
 from archsearch.output.progress import EpochProgress, TrialProgress
 from archsearch.output.report import write_report
-from archsearch.records.tables import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
+from archsearch.files import read_json, write_csv, write_json
+from archsearch.records.tables import best_trials, leaderboard_frame
+from archsearch.search.trials import trials_frame
 from archsearch.pipeline.retrain import Evaluation, retrain, summarize
 from archsearch.records.directory import LEADERBOARD, RUN, TRIALS, is_run, latest_unfinished, new_run_dir
 from archsearch.search.tuners import SearchStopped, make_tuner

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from archsearch.records.tables import write_csv
+from archsearch.files import write_csv
 
 HISTORY = "history.csv"
 COLUMNS = ["trial_id", "phase", "seed", "epoch", "loss", "accuracy", "seconds"]
