@@ -235,7 +235,7 @@ def test_resume_on_other_data_is_refused_naming_both_fingerprints(digits_npz, tm
         raise AssertionError("the search started on other data")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("archsearch.pipeline.runner._search", no_search)
+        patch.setattr("archsearch.pipeline.runner._Session.search", no_search)
         with pytest.raises(ArchsearchError, match=r"the data changed since this run started \(fingerprint 0123456789abcdef0123 -> \w{20}"):
             run(space, results, data_dir=str(digits_npz), resume=True, log=lambda line: None)
 

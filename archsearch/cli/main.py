@@ -180,11 +180,11 @@ def runs(args):
 
 
 def leaderboard(args):
-    from archsearch.records.directory import read_leaderboard, read_run, resolve_run
+    from archsearch.records.directory import resolve_run
     from archsearch.output.summary import leaderboard_table, searched_dimensions
 
     run_dir = resolve_run(args.results, log=_note)
-    frame = read_leaderboard(run_dir)
+    frame = run_dir.read_leaderboard()
     if args.format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif args.format == "json":
@@ -192,7 +192,7 @@ def leaderboard(args):
     elif args.format == "markdown":
         print(frame[[c for c in frame.columns if not c.startswith("test_recall_")]].to_markdown(index=False))
     else:
-        print(leaderboard_table(frame, searched_dimensions(read_run(run_dir), frame)))
+        print(leaderboard_table(frame, searched_dimensions(run_dir.read_run(), frame)))
 
 
 def _note(line):
@@ -209,26 +209,11 @@ def report(args):
 
 
 def export(args):
-    import keras
+    from archsearch.output.export import export_retrained, export_summary
+    from archsearch.records.directory import resolve_run
 
-    from archsearch.data import Data, load_data
-    from archsearch.output.export import export_model, export_summary, stored_dataset
-    from archsearch.files import read_json
-    from archsearch.records.directory import RUN, read_leaderboard, resolve_run
-
-    args.results = str(resolve_run(args.results, log=_note))
-    frame = read_leaderboard(args.results)
-    ranked = frame[frame["rank"] == args.rank]
-    if ranked.empty:
-        raise ArchsearchError(f"{args.results}: no rank {args.rank} in the leaderboard (ranks 1 to {int(frame['rank'].max())})")
-    trial_id = ranked.iloc[0]["trial_id"]
-    stem = os.path.join(args.results, "retrain", f"trial_{trial_id}_seed0")
-    if not os.path.exists(stem + ".keras"):
-        raise ArchsearchError(f"{stem}.keras: the retrained model of rank {args.rank} is missing; rerun with --resume")
-    model = keras.saving.load_model(stem + ".keras")
-    data_declaration = Data(**read_json(os.path.join(args.results, RUN))["space"]["data"])
-    stored = stored_dataset(data_declaration, load_data(data_declaration, data_dir=args.data_dir), data_dir=args.data_dir)
-    check = export_model(model, args.out, stored, read_json(stem + ".json")["accuracy"], crop_to_aspect_ratio=data_declaration.crop_to_aspect_ratio)
+    run_dir = resolve_run(args.results, log=_note)
+    trial_id, check, _ = export_retrained(run_dir, args.rank, args.out, data_dir=args.data_dir)
     print(f"exported rank {args.rank} (trial {trial_id}, seed 0): {export_summary(args.out, check)}")
 
 
@@ -238,14 +223,14 @@ def predict(args):
     from archsearch.records.directory import resolve_run
 
     # An export folder is used as it is; a space's folder stands for its latest complete run.
-    results = args.results
-    if not os.path.isfile(os.path.join(results, MODEL_JSON)):
+    run_dir = args.results
+    if not os.path.isfile(os.path.join(run_dir, MODEL_JSON)):
         try:
-            results = resolve_run(results, log=_note)
+            run_dir = resolve_run(run_dir, log=_note)
         except ArchsearchError:
-            raise ArchsearchError(f"{results}: no exported model ({MODEL_JSON} and model.keras) and no complete run here") from None
+            raise ArchsearchError(f"{run_dir}: no exported model ({MODEL_JSON} and model.keras) and no complete run here") from None
     try:
-        classified, unreadable = predict_images(results, args.paths, args.out, batch_size=args.batch_size)
+        classified, unreadable = predict_images(run_dir, args.paths, args.out, batch_size=args.batch_size)
     except BrokenPipeError:  # the reader of standard output (say, `head`) stopped: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's documentation advises
         return 0
