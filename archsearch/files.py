@@ -3,10 +3,12 @@
 A reader (or a crash) never sees half a file, and the file gets the
 permissions any new file gets (0666 less the umask), so a teammate or a
 server under another account can read results and caches: `tempfile.mkstemp`
-alone would leave them 0600.
+alone would leave them 0600. `write_csv()`, `write_json()` and `write_atomic()`
+write a whole table, document or text that way.
 """
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -46,3 +48,26 @@ def atomic_file(path, mode="w"):
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def write_atomic(path, text):
+    """Writes `text` to `path` through a temporary file and a rename, creating its folder if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as file:
+        file.write(text)
+
+
+def write_csv(frame, path):
+    """Writes a DataFrame as CSV, without its index, atomically."""
+    write_atomic(path, frame.to_csv(index=False))
+
+
+def write_json(data, path):
+    """Writes JSON-ready data, indented, atomically (values JSON cannot hold are written as text)."""
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def read_json(path):
+    """Reads a JSON file."""
+    return json.loads(Path(path).read_text())

@@ -78,13 +78,13 @@ def test_a_run_on_jax_needs_no_tensorflow_and_exports_the_savedmodel_later(digit
 # the retraining and the baselines have trained.
 _UNTIL_EXPORT = """
 import sys
-import archsearch.pipeline.runner
+import archsearch.output.export
 
 def stop(*args, **kwargs):
     print("imported before the export:", sorted(m for m in sys.modules if m.partition(".")[0] == "tensorflow")[:3])
     sys.exit(0)
 
-archsearch.pipeline.runner.export_model = stop
+archsearch.output.export.export_model = stop
 from archsearch.cli.main import main
 main(sys.argv[1:])
 """

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from archsearch.data import Data, load_data
-from archsearch.records.tables import write_csv, write_json
+from archsearch.files import write_csv, write_json
 
 
 @pytest.fixture(params=[0o022, 0o077])

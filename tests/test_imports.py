@@ -63,3 +63,12 @@ def test_the_module_map_draws_the_contracts_layers_and_every_module():
                      if p.name not in ("__init__.py", "__main__.py"))
     missing = [module for module in modules if f"`{module}`" not in document]
     assert not missing, f"docs/architecture.md does not name {missing}"
+
+
+def test_writing_a_run_s_files_imports_no_keras_tuner():
+    # Atomic writes, the run directory and the leaderboard read and write files only: Keras Tuner is the search's.
+    modules = "archsearch.files, archsearch.records.directory, archsearch.records.tables"
+    probe = f"import sys\nimport {modules}\nprint(sorted(m for m in ('keras', 'keras_tuner', 'tensorflow', 'jax') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"

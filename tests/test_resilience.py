@@ -20,7 +20,8 @@ from archsearch.model import training
 from archsearch.search.oracle import INFEASIBLE_METRIC, policy
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
-from archsearch.records.tables import trial_status, trials_frame, write_csv, write_json
+from archsearch.files import write_csv, write_json
+from archsearch.search.trials import trial_status, trials_frame
 from archsearch.pipeline.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,7 +217,7 @@ def test_resume_on_other_data_is_refused_naming_both_fingerprints(digits_npz, tm
         raise AssertionError("the search started on other data")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("archsearch.pipeline.runner._search", no_search)
+        patch.setattr("archsearch.pipeline.runner._Session.search", no_search)
         with pytest.raises(ArchsearchError, match=r"the data changed since this run started \(fingerprint 0123456789abcdef0123 -> \w{20}"):
             run(space, results, data_dir=str(digits_npz), resume=True, log=lambda line: None)
 

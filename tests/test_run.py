@@ -14,7 +14,8 @@ from archsearch.cli.main import main
 from archsearch.data import Dataset
 from archsearch.recipe.dimensions import RECIPE, TRAIN
 from archsearch.errors import ArchsearchError
-from archsearch.records.tables import LEADERBOARD_COLUMNS, TRIAL_COLUMNS
+from archsearch.records.tables import LEADERBOARD_COLUMNS
+from archsearch.search.trials import TRIAL_COLUMNS
 from archsearch.pipeline.retrain import Evaluation, summarize
 from archsearch.pipeline.runner import apply_overrides, run
 

@@ -27,8 +27,10 @@ import keras
 import numpy as np
 
 from archsearch.model.builder import TRAINING_ONLY_LAYERS
-from archsearch.data import load_data
+from archsearch.data import Data, load_data
 from archsearch.errors import ArchsearchError
+from archsearch.files import read_json
+from archsearch.records.directory import RunDir
 
 MODEL_JSON = "model.json"
 CHECK_BATCH = 256  # test images per prediction call of the export check
@@ -172,6 +174,47 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return check
+
+
+def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None):
+    """Exports the retrained model (seed 0) of one rank of a run's leaderboard, checked as `export_model()` does.
+
+    The data is the run's own: its `run.json` declares it, and the export
+    check feeds the test split as that source stores it.
+
+    Args:
+        run_dir: the run directory (a `RunDir` or a path) of a run with a leaderboard.
+        rank: the leaderboard rank to export (1: the winner).
+        out: the folder to write (replaced if present).
+        data_dir: a local copy of the data, as for `archsearch run --data-dir`.
+        dataset: the run's data already loaded (a run exporting its winner),
+            instead of loading it again.
+
+    Returns:
+        A tuple `(trial_id, check, stored)`: the trial exported, the check's
+        figures, and the data as the source stores it (`stored_dataset()`).
+
+    Raises:
+        ArchsearchError: the rank is not in the leaderboard, its retrained
+            model is missing, or the export check fails.
+    """
+    run_dir = RunDir(run_dir)
+    frame = run_dir.read_leaderboard()
+    ranked = frame[frame["rank"] == rank]
+    if ranked.empty:
+        raise ArchsearchError(f"{run_dir}: no rank {rank} in the leaderboard (ranks 1 to {int(frame['rank'].max())})")
+    trial_id = ranked.iloc[0]["trial_id"]
+    saved = run_dir.retrained_model(trial_id, 0)
+    if not saved.exists():
+        raise ArchsearchError(f"{saved}: the retrained model of rank {rank} is missing; rerun with --resume")
+    model = keras.saving.load_model(saved)
+    data = Data(**run_dir.read_run()["space"]["data"])
+    if dataset is None:
+        dataset = load_data(data, data_dir=data_dir)
+    stored = stored_dataset(data, dataset, data_dir=data_dir)
+    expected = read_json(run_dir.retrained_result(trial_id, 0))["accuracy"]
+    check = export_model(model, out, stored, expected, crop_to_aspect_ratio=data.crop_to_aspect_ratio)
+    return trial_id, check, stored
 
 
 def _accuracy(predict, stored):

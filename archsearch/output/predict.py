@@ -22,23 +22,24 @@ from archsearch.data.decode import UNREADABLE_ERRORS
 from archsearch.data.folders import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES
 from archsearch.errors import ArchsearchError
 from archsearch.output.export import MODEL_JSON
+from archsearch.records.directory import RunDir
 
 
-def export_folder(results):
-    """Returns the folder holding an export: `results` itself, or its `best/`.
+def export_folder(run_dir):
+    """Returns the folder holding an export: `run_dir` itself, or its `best/`.
 
     Args:
-        results: a run's results directory, or a folder `archsearch export --out` wrote.
+        run_dir: a run directory, or a folder `archsearch export --out` wrote.
 
     Raises:
         ArchsearchError: if neither holds `model.keras` and `model.json`.
     """
-    for folder in (Path(results), Path(results) / "best"):
+    for folder in (Path(run_dir), RunDir(run_dir).best):
         if (folder / "model.keras").is_file() and (folder / MODEL_JSON).is_file():
             return folder
     raise ArchsearchError(
-        f"{results}: no exported model (model.keras and {MODEL_JSON}, here or in best/); "
-        f"run `archsearch export {results} --out DIR` to write one"
+        f"{run_dir}: no exported model (model.keras and {MODEL_JSON}, here or in best/); "
+        f"run `archsearch export {run_dir} --out DIR` to write one"
     )
 
 
@@ -88,7 +89,7 @@ def _archive_images(path):
         raise ArchsearchError(f"{path}: cannot read the archive ({error})") from None
 
 
-def predict(results, paths, out=None, *, batch_size=256, log=None):
+def predict(run_dir, paths, out=None, *, batch_size=256, log=None):
     """Classifies image files with the exported model of a run and writes a CSV.
 
     The CSV has one row per readable image: `path`, `class_name`,
@@ -97,7 +98,7 @@ def predict(results, paths, out=None, *, batch_size=256, log=None):
     still classified.
 
     Args:
-        results: a run's results directory, or an export folder.
+        run_dir: a run directory, or an export folder.
         paths: image files, folders or archives of images.
         out: the CSV file to write (default: standard output).
         batch_size: images decoded and predicted at a time.
@@ -114,7 +115,7 @@ def predict(results, paths, out=None, *, batch_size=256, log=None):
     ```
     """
     log = log or (lambda line: print(line, file=sys.stderr))
-    folder = export_folder(results)
+    folder = export_folder(run_dir)
     contract = json.loads((folder / MODEL_JSON).read_text())
     names, mode = contract["class_names"], "RGB" if contract["input"]["channels"] == 3 else "L"
     images = list_images(paths)

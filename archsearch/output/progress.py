@@ -10,24 +10,23 @@ import time
 
 import keras
 
-from archsearch.records.tables import trials_frame, write_csv
-from archsearch.records.directory import TRIALS
 from archsearch.output.summary import clock
 
 
 class TrialProgress:
-    """Writes trials.csv and prints one line after every trial, with the time left.
+    """Prints one line after every trial, with the time left.
 
-    Called with the tuner and the id of the trial that ended.
+    Called with the trials table (`archsearch.search.trials.trials_frame()`,
+    which the run has just written to trials.csv) and the id of the trial
+    that ended.
 
     Args:
-        results: the run directory.
         max_trials: the search's budget of trained trials.
         log: where lines go.
     """
 
-    def __init__(self, results, max_trials, log):
-        self.results, self.max_trials, self.log = results, max_trials, log
+    def __init__(self, max_trials, log):
+        self.max_trials, self.log = max_trials, log
         self.start = time.perf_counter()
         self.done_here = 0
         self.trained = 0  # trials that trained (not infeasible), resumed ones included
@@ -37,9 +36,7 @@ class TrialProgress:
         """What the trial about to train is called, e.g. `trial 3/8`."""
         return f"trial {min(self.trained + 1, self.max_trials)}/{self.max_trials}"
 
-    def __call__(self, tuner, trial_id):
-        trials = trials_frame(tuner)
-        write_csv(trials, self.results / TRIALS)
+    def __call__(self, trials, trial_id):
         self.done_here += 1
         ended = trials[trials["status"] != "running"]
         trial = ended.set_index("trial_id").loc[trial_id]

@@ -14,7 +14,6 @@ import base64
 import datetime
 import html
 import io
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -27,13 +26,12 @@ from archsearch.recipe.architecture import plan
 from archsearch.data import Data, data_summary, load_data
 from archsearch.errors import ArchsearchError
 from archsearch.output.export import stored_dataset
-from archsearch.records.history import HISTORY, read_history
-from archsearch.records.tables import write_atomic
-from archsearch.records.directory import TRIALS, read_leaderboard, read_run, wall_seconds
+from archsearch.files import write_atomic
+from archsearch.records.history import read_history
+from archsearch.records.directory import HISTORY, RunDir, wall_seconds
 from archsearch.output.summary import cell, describe_architecture, percent, searched_dimensions
 from archsearch.model.training import predict_classes
 
-REPORT = "report.html"
 DPI = 100
 
 STYLE = """
@@ -51,11 +49,12 @@ dt { font-weight: 600; } dd { margin: 0; overflow-wrap: anywhere; }
 """
 
 
-def write_report(run, *, stored=None, data_dir=None, log=None):
+def write_report(run_dir, *, stored=None, data_dir=None, log=None):
     """Writes `report.html` into a run directory.
 
     Args:
-        run: a run directory with `trials.csv`, `leaderboard.csv` and `run.json`.
+        run_dir: a run directory (a `RunDir` or a path) with `trials.csv`,
+            `leaderboard.csv` and `run.json`.
         stored: the test data as the source stores it (from
             `archsearch.output.export.stored_dataset()`); loaded from the run's data
             declaration when not given.
@@ -71,11 +70,11 @@ def write_report(run, *, stored=None, data_dir=None, log=None):
     write_report("results/digits/2026-11-25_02-22-04")
     ```
     """
-    run = Path(run)
-    meta = read_run(run)
-    trials = pd.read_csv(run / TRIALS, dtype={"trial_id": str})
-    leaderboard = read_leaderboard(run)
-    history = read_history(run)
+    run_dir = RunDir(run_dir)
+    meta = run_dir.read_run()
+    trials = run_dir.read_trials()
+    leaderboard = run_dir.read_leaderboard()
+    history = read_history(run_dir)
     searched = searched_dimensions(meta, leaderboard)
     winner = leaderboard[leaderboard["rank"] == 1].iloc[0]
     class_names = [str(name) for name in meta["data"]["classes"]]
@@ -90,26 +89,26 @@ def write_report(run, *, stored=None, data_dir=None, log=None):
                  "failed and infeasible trials are counted under each value."),
         _section("Search progress", _image(plots.progress_figure(trials), "best validation accuracy so far"),
                  "Each trial's validation accuracy and the best so far, by trial number and by the trials' summed training time."),
-        _winner_section(run, meta, leaderboard, history, winner, class_names, stored, data_dir, log),
+        _winner_section(run_dir, meta, leaderboard, history, winner, class_names, stored, data_dir, log),
         _section("Leaderboard", f'<div class="scroll">{_leaderboard_table(leaderboard, searched)}</div>',
                  "Ranked by validation accuracy; the test split was used only to fill in the test columns. "
                  "Every column is in leaderboard.csv."),
-        _section("The run", _facts(run, meta), ""),
+        _section("The run", _facts(meta), ""),
     ]
     point = _winner_point(winner, meta)
     lead = (f"Best: {html.escape(describe_architecture(point))} (trial {html.escape(str(winner['trial_id']))}): "
             f"test accuracy {percent(winner['test_accuracy'], winner['test_accuracy_std'])}, "
             f"balanced error rate {percent(winner['test_balanced_error_rate'], winner['test_balanced_error_rate_std'])} "
             f"over {winner['seeds']} seed(s), {int(winner['params']):,} parameters.")
-    title = f"archsearch report: {meta['space']['name']}, run {run.name}"
+    title = f"archsearch report: {meta['space']['name']}, run {run_dir.name}"
     question = (meta.get("space_file_description") or "").split("\n")[0]
     page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f'<link rel="icon" href="data:,">\n<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n'
             f'<h1>{html.escape(title)}</h1>\n<p class="note">{html.escape(question)}</p>\n'
             f'<p class="lead">{lead}</p>\n' + "\n".join(sections) + "\n</body>\n</html>\n")
-    write_atomic(run / REPORT, page)
-    return run / REPORT
+    write_atomic(run_dir.report_html, page)
+    return run_dir.report_html
 
 
 def _ranges(meta):
@@ -124,7 +123,7 @@ def _winner_point(winner, meta):
     return plan(point, tuple(meta["data"]["shape"]), len(meta["data"]["classes"])).point
 
 
-def _winner_section(run, meta, leaderboard, history, winner, class_names, stored, data_dir, log):
+def _winner_section(run_dir, meta, leaderboard, history, winner, class_names, stored, data_dir, log):
     parts = []
     rows = history[history["trial_id"] == str(winner["trial_id"])]
     if len(rows):
@@ -133,7 +132,7 @@ def _winner_section(run, meta, leaderboard, history, winner, class_names, stored
                              "(train split), then each retraining seed from scratch (train and validation splits)."))
     else:
         parts.append(_note(f"No per-epoch history: {HISTORY} is missing (runs made before it was recorded)."))
-    predictions = _winner_predictions(run, meta, stored, data_dir)
+    predictions = _winner_predictions(run_dir, meta, stored, data_dir)
     if isinstance(predictions, str):
         if log:
             log(f"report: no confusion matrix or misclassified images: {predictions}")
@@ -157,9 +156,9 @@ def _winner_section(run, meta, leaderboard, history, winner, class_names, stored
     return _section("The winner", "\n".join(parts), "")
 
 
-def _winner_predictions(run, meta, stored, data_dir):
+def _winner_predictions(run_dir, meta, stored, data_dir):
     """Returns (test images, labels, predicted classes) of the exported winner, or why there are none."""
-    model_path = run / "best" / "model.keras"
+    model_path = run_dir.best / "model.keras"
     if not model_path.is_file():
         return f"{model_path} is missing (a committed run keeps no weights; `archsearch export` or a rerun makes it)"
     if stored is None:
@@ -192,7 +191,7 @@ def _leaderboard_table(leaderboard, searched):
     return shown.to_html(index=False, border=0)
 
 
-def _facts(run, meta):
+def _facts(meta):
     data = meta["data"]
     facts = {
         "space": f"{meta['space']['name']} (fingerprint {meta.get('space_fingerprint', '?')})",

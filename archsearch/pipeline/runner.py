@@ -1,6 +1,6 @@
 """`archsearch run`: search, retrain the best, test once, write results, export the winner.
 
-Each step leaves its output in the results directory as soon as it is done
+Each step leaves its output in the run directory as soon as it is done
 (`trials.csv` after every trial, one JSON per retraining), so a run that is
 stopped can be resumed with `resume=True` without redoing finished work.
 """
@@ -9,12 +9,9 @@ import dataclasses
 import datetime
 import importlib.metadata
 import platform
-import shutil
 import sys
 import time
-from pathlib import Path
 
-import filelock
 import keras
 
 from archsearch.pipeline import baselines
@@ -25,13 +22,15 @@ from archsearch.recipe.architecture import plan
 from archsearch.data import data_summary, load_data
 from archsearch.search.distributed import fingerprint, lease_floor
 from archsearch.errors import ArchsearchError
-from archsearch.output.export import export_model, export_summary, stored_dataset
+from archsearch.files import read_json, write_json
+from archsearch.output.export import export_retrained, export_summary
 from archsearch.records.history import EpochHistory, record_epoch
 from archsearch.output.progress import EpochProgress, TrialProgress
 from archsearch.output.report import write_report
-from archsearch.records.tables import best_trials, leaderboard_frame, read_json, trials_frame, write_csv, write_json
+from archsearch.records.tables import best_trials, leaderboard_frame
 from archsearch.pipeline.retrain import Evaluation, retrain, summarize
-from archsearch.records.directory import LEADERBOARD, RUN, TRIALS, is_run, latest_unfinished, new_run_dir
+from archsearch.records.directory import choose_run
+from archsearch.search.trials import trials_frame
 from archsearch.search.tuners import SearchStopped, make_tuner
 from archsearch.recipe.space import Train
 from archsearch.output.summary import headline, leaderboard_table
@@ -90,48 +89,17 @@ def device_description():
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def _run_dir(space, results, resume, overwrite):
-    """The run directory a command means (see `run()`); creates a new one when starting afresh."""
-    if resume not in (False, None, True):
-        results = resume  # --resume DIR
-    if results is not None:
-        results = Path(results)
-        if resume and not is_run(results):
-            raise ArchsearchError(f"{results}: no run to resume here (no {RUN})")
-        if is_run(results) and not (resume or overwrite):
-            raise ArchsearchError(
-                f"{results} already holds a run; pass --resume to continue it or --overwrite to start over"
-            )
-        return results
-    root = Path("results") / space.name
-    if overwrite:
-        raise ArchsearchError("--overwrite starts one named run over: name it with --results DIR")
-    return latest_unfinished(root) if resume else new_run_dir(root)
-
-
-def _prepare(results, resume, overwrite, space):
+def _prepare(run_dir, resume, overwrite, space):
     """With the run's lock held: clears the run for `overwrite`, or checks that a resumed run is this space's."""
-    if overwrite and is_run(results):
-        for entry in results.iterdir():
-            if entry.name != ".lock":
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    if overwrite and run_dir.is_run():
+        run_dir.clear()
     elif resume:
-        previous = read_json(results / RUN).get("space_fingerprint")
+        previous = run_dir.read_run().get("space_fingerprint")
         if previous != space.fingerprint():
             raise ArchsearchError(
-                f"{results}: the space changed since this run started (fingerprint {previous} -> "
+                f"{run_dir}: the space changed since this run started (fingerprint {previous} -> "
                 f"{space.fingerprint()}); start a new run instead"
             )
-
-
-def _check_same_data(results, previous, summary):
-    """Refuses to resume a run on other data (another --data-dir), which would mix trials of both."""
-    before = previous.get("data", {}).get("fingerprint")
-    if before and before != summary["fingerprint"]:
-        raise ArchsearchError(
-            f"{results}: the data changed since this run started (fingerprint {before} -> {summary['fingerprint']}, "
-            f"now {summary['source']}); resume with the data it started with, or start a new run"
-        )
 
 
 def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, tensorboard=False, chief=None, workers=None,
@@ -169,155 +137,182 @@ def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, te
     leaderboard = run(load_space("search_spaces/digits.py"))
     ```
     """
-    results = _run_dir(space, results, resume, overwrite)
-    results.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(results / ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        raise ArchsearchError(f"{results} is in use by another archsearch run (lock {results / '.lock'})") from None
-    try:  # not `with lock:`, which would take it a second time and leave it held once at the end
-        _prepare(results, bool(resume), overwrite, space)
-        leaderboard = _run_locked(space, results, data_dir, bool(resume), tensorboard, chief, workers, log)
-    finally:
-        lock.release()
-    leaderboard.attrs["run"] = str(results)
+    run_dir = choose_run(space.name, results, resume=resume, overwrite=overwrite)
+    with run_dir.locked():
+        _prepare(run_dir, bool(resume), overwrite, space)
+        session = _Session(space, run_dir, data_dir=data_dir, resume=bool(resume), log=log)
+        leaderboard = session.run(tensorboard=tensorboard, chief=chief, workers=workers)
+    leaderboard.attrs["run"] = str(run_dir)
     return leaderboard
 
 
-def _run_locked(space, results, data_dir, resume, tensorboard, chief, workers, log):
-    session_start = time.perf_counter()
-    previous = read_json(results / RUN) if resume else {}
-    dataset = load_data(space.data, data_dir=data_dir)
-    summary = data_summary(dataset)
-    _check_same_data(results, previous, summary)
-    log(f"run {results}")
-    log(f"data: {summary['source']}, {summary['counts']} images of shape {summary['shape']}, {len(summary['classes'])} classes")
-    metadata = {
-        "space": space.to_dict(),
-        "searched": space.searched(),
-        "space_file_description": space.description,
-        "space_fingerprint": space.fingerprint(),
-        "data": summary,
-        "command": sys.argv,
-        "started": previous.get("started") or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
-        "backend": keras.backend.backend(),
-        "precision": keras.mixed_precision.dtype_policy().name,
-        "device": device_description(),
-        "python": platform.python_version(),
-    }
-    if chief:
-        metadata.update(chief=str(chief), workers=workers.count if workers else 0)
+class _Session:
+    """One session of a run (a resume starts another), with the run's lock held: what its steps share.
 
-    def record(status, **extra):
+    It loads the data, refuses a resume on other data, and keeps `run.json`
+    (`record()`); its steps (`search()`, `retrain_trial()`) take only what differs between calls.
+
+    Args:
+        space: the `Space`.
+        run_dir: the run's `RunDir`.
+        data_dir: as for `run()`.
+        resume: whether the run continues (its `run.json` is read back).
+        log: where progress lines go.
+    """
+
+    def __init__(self, space, run_dir, *, data_dir, resume, log):
+        self.start = time.perf_counter()
+        self.space, self.run_dir, self.data_dir, self.resume, self.log = space, run_dir, data_dir, resume, log
+        self.previous = run_dir.read_run() if resume else {}
+        self.dataset = load_data(space.data, data_dir=data_dir)
+        self.summary = data_summary(self.dataset)
+        self._check_same_data()
+        self.metadata = {}
+        self.tuner = self.progress = None
+
+    def _check_same_data(self):
+        """Refuses to resume a run on other data (another --data-dir), which would mix trials of both."""
+        before, summary = self.previous.get("data", {}).get("fingerprint"), self.summary
+        if before and before != summary["fingerprint"]:
+            raise ArchsearchError(
+                f"{self.run_dir}: the data changed since this run started (fingerprint {before} -> {summary['fingerprint']}, "
+                f"now {summary['source']}); resume with the data it started with, or start a new run"
+            )
+
+    def record(self, status, **extra):
         """Writes run.json with the run's status and its wall time over all sessions."""
-        wall = previous.get("wall_seconds", 0.0) + time.perf_counter() - session_start
-        metadata.update(extra)
-        write_json({**metadata, "status": status, "wall_seconds": round(wall, 1)}, results / RUN)
+        wall = self.previous.get("wall_seconds", 0.0) + time.perf_counter() - self.start
+        self.metadata.update(extra)
+        self.run_dir.write_run({**self.metadata, "status": status, "wall_seconds": round(wall, 1)})
 
-    record("searching")
-    start = time.perf_counter()
-    tuner, trials = _search(space, dataset, results, resume, tensorboard, chief, workers, record, log)
-    metadata["search_seconds"] = round(time.perf_counter() - start, 1)
-    best = best_trials(trials, space.retrain.top_k)
-    if best.empty:
-        raise ArchsearchError(f"no trial completed; see the reasons in {results / TRIALS}")
-
-    record("retraining")
-    epochs = space.retrain.epochs or space.max_epochs()
-    start = time.perf_counter()
-    rows = [_retrain_trial(trial, tuner.oracle.get_trial(trial["trial_id"]).hyperparameters, position, len(best),
-                           space, dataset, epochs, results, log)
-            for position, (_, trial) in enumerate(best.iterrows(), start=1)]
-    metadata["retrain_seconds"] = round(time.perf_counter() - start, 1)
-    leaderboard = leaderboard_frame(rows + _baseline_rows(dataset))
-    write_csv(leaderboard, results / LEADERBOARD)
-
-    record("exporting")
-    stem = _retrain_stem(results, best.iloc[0]["trial_id"], 0)
-    stored = stored_dataset(space.data, dataset, data_dir=data_dir)
-    check = export_model(keras.saving.load_model(stem.with_suffix(".keras")), results / "best", stored, read_json(stem.with_suffix(".json"))["accuracy"],
-                         crop_to_aspect_ratio=space.data.crop_to_aspect_ratio)
-    record("complete", export_check=check, retrain_epochs=epochs)
-    winner_row = next(row for row in rows if row["trial_id"] == leaderboard.iloc[0]["trial_id"])
-    architecture = plan({n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes)
-    write_report(results, stored=stored, log=log)
-    log(leaderboard_table(leaderboard, space.searched()))
-    log(headline(leaderboard, architecture.point, results, export_summary(results / "best", check)))
-    return leaderboard
-
-
-def _search(space, dataset, results, resume, tensorboard, chief, workers, record, log):
-    """Runs (or resumes) the Keras Tuner search, here or on workers; returns the tuner and the trials table."""
-    progress = TrialProgress(results, space.search.max_trials, log)
-
-    def on_epoch(trial_id, report):
-        key = {"trial_id": trial_id, "phase": "search", "seed": None}
-        record_epoch(results, key, int(report["epoch"]), report["loss"], report["accuracy"], report["epoch_seconds"])
-
-    tuner = make_tuner(space, dataset, results, overwrite=not resume, on_epoch=on_epoch, on_trial_end=progress,
-                       lease_floor=lease_floor() if chief else None)
-    try:
+    def run(self, *, tensorboard, chief, workers):
+        """Search, retraining, leaderboard, export and report; returns the leaderboard."""
+        space, run_dir, dataset, log, summary = self.space, self.run_dir, self.dataset, self.log, self.summary
+        log(f"run {run_dir}")
+        log(f"data: {summary['source']}, {summary['counts']} images of shape {summary['shape']}, {len(summary['classes'])} classes")
+        self.metadata = {
+            "space": space.to_dict(),
+            "searched": space.searched(),
+            "space_file_description": space.description,
+            "space_fingerprint": space.fingerprint(),
+            "data": summary,
+            "command": sys.argv,
+            "started": self.previous.get("started") or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions(),
+            "backend": keras.backend.backend(),
+            "precision": keras.mixed_precision.dtype_policy().name,
+            "device": device_description(),
+            "python": platform.python_version(),
+        }
         if chief:
-            chief.serve(tuner, workers, fingerprint(space, dataset), results, log)
-        else:
-            tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
-                         callbacks=[EpochProgress(progress), *([tensorboard_callback(results)] if tensorboard else [])], verbose=0)
-        if tuner.oracle.stop_reason:
-            raise SearchStopped(tuner.oracle.stop_reason)
-    except SearchStopped as error:
-        record("stopped", reason=str(error))
-        raise
-    trials = trials_frame(tuner)
-    write_csv(trials, results / TRIALS)
-    return tuner, trials
+            self.metadata.update(chief=str(chief), workers=workers.count if workers else 0)
 
+        self.record("searching")
+        start = time.perf_counter()
+        trials = self.search(tensorboard, chief, workers)
+        self.metadata["search_seconds"] = round(time.perf_counter() - start, 1)
+        best = best_trials(trials, space.retrain.top_k)
+        if best.empty:
+            raise ArchsearchError(f"no trial completed; see the reasons in {run_dir.trials_csv}")
 
-def _retrain_trial(trial, hyperparameters, position, count, space, dataset, epochs, results, log):
-    """Retrains one of the best trials once per seed; returns its leaderboard row.
+        self.record("retraining")
+        start = time.perf_counter()
+        rows = [self.retrain_trial(trial, position, len(best)) for position, (_, trial) in enumerate(best.iterrows(), start=1)]
+        self.metadata["retrain_seconds"] = round(time.perf_counter() - start, 1)
+        leaderboard = leaderboard_frame(rows + _baseline_rows(dataset))
+        run_dir.write_leaderboard(leaderboard)
 
-    Its point comes typed from the trial's hyperparameters, not from the text of its trials.csv row.
-    """
-    point = {**space.sample(hyperparameters.copy()), "epochs": epochs}
-    evaluations = []
-    for seed in range(space.retrain.seeds):
-        label = f"retrain {position}/{count} [{trial['trial_id']}] seed {seed}"
-        callbacks = [EpochProgress(label), EpochHistory(results, trial["trial_id"], "retrain", seed)]
-        evaluation = _retrain_once(point, dataset, seed, epochs, _retrain_stem(results, trial["trial_id"], seed), callbacks)
-        evaluations.append(evaluation)
-        log(f"{label}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
-    stats = summarize(evaluations)
-    recall = stats.pop("test_recall")
-    return {
-        "trial_id": trial["trial_id"], **point, "val_accuracy": trial["val_accuracy"],
-        "params": trial["params"], "flops": trial["flops"], **stats, "baseline": False,
-        **{f"test_recall_{name}": r for name, r in zip(dataset.class_names, recall)},
-    }
+        self.record("exporting")
+        _, check, stored = export_retrained(run_dir, 1, run_dir.best, data_dir=self.data_dir, dataset=dataset)
+        self.record("complete", export_check=check, retrain_epochs=self.retrain_epochs)
+        winner_row = next(row for row in rows if row["trial_id"] == leaderboard.iloc[0]["trial_id"])
+        architecture = plan({n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes)
+        write_report(run_dir, stored=stored, log=log)
+        log(leaderboard_table(leaderboard, space.searched()))
+        log(headline(leaderboard, architecture.point, run_dir, export_summary(run_dir.best, check)))
+        return leaderboard
 
+    @property
+    def retrain_epochs(self):
+        return self.space.retrain.epochs or self.space.max_epochs()
 
-def _retrain_stem(results, trial_id, seed):
-    return results / "retrain" / f"trial_{trial_id}_seed{seed}"
+    def search(self, tensorboard, chief, workers):
+        """Runs (or resumes) the Keras Tuner search, here or on workers; returns the trials table."""
+        space, run_dir, dataset = self.space, self.run_dir, self.dataset
+        self.progress = TrialProgress(space.search.max_trials, self.log)
+        self.tuner = tuner = make_tuner(space, dataset, run_dir, overwrite=not self.resume, on_epoch=self.on_epoch,
+                                        on_trial_end=self.on_trial_end, lease_floor=lease_floor() if chief else None)
+        try:
+            if chief:
+                chief.serve(tuner, workers, fingerprint(space, dataset), run_dir, self.log)
+            else:
+                callbacks = [EpochProgress(self.progress), *([tensorboard_callback(run_dir)] if tensorboard else [])]
+                tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
+                             callbacks=callbacks, verbose=0)
+            if tuner.oracle.stop_reason:
+                raise SearchStopped(tuner.oracle.stop_reason)
+        except SearchStopped as error:
+            self.record("stopped", reason=str(error))
+            raise
+        trials = trials_frame(tuner)
+        run_dir.write_trials(trials)
+        return trials
 
+    def on_epoch(self, trial_id, report):
+        """After each epoch of a trial (reported to the oracle, here or by a worker): a row of history.csv."""
+        key = {"trial_id": trial_id, "phase": "search", "seed": None}
+        record_epoch(self.run_dir, key, int(report["epoch"]), report["loss"], report["accuracy"], report["epoch_seconds"])
 
-def _retrain_once(point, dataset, seed, epochs, stem, callbacks):
-    """Retrains one (architecture, seed), or reads its saved result when resuming.
+    def on_trial_end(self, tuner, trial_id):
+        """After each trial: trials.csv written anew, then the trial's line."""
+        trials = trials_frame(tuner)
+        self.run_dir.write_trials(trials)
+        self.progress(trials, trial_id)
 
-    Only seed 0's model is kept (as `<stem>.keras`): it is the one exported.
+    def retrain_trial(self, trial, position, count):
+        """Retrains one of the best trials once per seed; returns its leaderboard row.
 
-    Returns:
-        The `Evaluation`.
-    """
-    record, saved = stem.with_suffix(".json"), stem.with_suffix(".keras")
-    if record.exists() and (seed != 0 or saved.exists()):
-        return Evaluation(**read_json(record))
-    model, evaluation = retrain(point, dataset, seed, epochs, callbacks=callbacks)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    if seed == 0:
-        with keras_without_tensorflow():
-            model.save(saved)
-    write_json(dataclasses.asdict(evaluation), record)
-    return evaluation
+        Its point comes typed from the trial's hyperparameters, not from the text of its trials.csv row.
+
+        Args:
+            trial: the trial's row of the trials table.
+            position, count: its place among the trials retrained, for the progress lines.
+        """
+        space, dataset, trial_id = self.space, self.dataset, trial["trial_id"]
+        point = {**space.sample(self.tuner.oracle.get_trial(trial_id).hyperparameters.copy()), "epochs": self.retrain_epochs}
+        evaluations = []
+        for seed in range(space.retrain.seeds):
+            label = f"retrain {position}/{count} [{trial_id}] seed {seed}"
+            callbacks = [EpochProgress(label), EpochHistory(self.run_dir, trial_id, "retrain", seed)]
+            evaluation = self._retrain_once(point, trial_id, seed, callbacks)
+            evaluations.append(evaluation)
+            self.log(f"{label}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
+        stats = summarize(evaluations)
+        recall = stats.pop("test_recall")
+        return {
+            "trial_id": trial_id, **point, "val_accuracy": trial["val_accuracy"],
+            "params": trial["params"], "flops": trial["flops"], **stats, "baseline": False,
+            **{f"test_recall_{name}": r for name, r in zip(dataset.class_names, recall)},
+        }
+
+    def _retrain_once(self, point, trial_id, seed, callbacks):
+        """Retrains one (architecture, seed), or reads its saved result when resuming.
+
+        Only seed 0's model is kept (`RunDir.retrained_model()`): it is the one exported.
+
+        Returns:
+            The `Evaluation`.
+        """
+        result, saved = self.run_dir.retrained_result(trial_id, seed), self.run_dir.retrained_model(trial_id, seed)
+        if result.exists() and (seed != 0 or saved.exists()):
+            return Evaluation(**read_json(result))
+        model, evaluation = retrain(point, self.dataset, seed, point["epochs"], callbacks=callbacks)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        if seed == 0:
+            with keras_without_tensorflow():
+                model.save(saved)
+        write_json(dataclasses.asdict(evaluation), result)
+        return evaluation
 
 
 def _baseline_rows(dataset):

@@ -6,21 +6,243 @@ directories), so ids sort in time order; two runs started in the same second
 get `_2`, `_3`, ... A directory is a run when it holds `run.json`; its
 `status` there says how far it got (`complete` when finished).
 
+`RunDir` is a run's directory: every path in it is named here and nowhere
+else, with `run.json` and its status, the tables it holds, and its lock.
+
 This module reads only JSON and CSV files, so listing runs stays fast.
 """
 
+import contextlib
 import datetime
 import json
+import os
+import shutil
 from pathlib import Path
 
+import filelock
 import pandas as pd
 
 from archsearch.errors import ArchsearchError
+from archsearch.files import write_csv, write_json
 
+RESULTS = Path("results")  # where a space's runs go by default: results/<space name>/<run id>
 RUN = "run.json"
 TRIALS = "trials.csv"
 LEADERBOARD = "leaderboard.csv"
+HISTORY = "history.csv"
+REPORT = "report.html"
+RETRAIN = "retrain"  # one <stem>.json per retraining, and seed 0's <stem>.keras
+BEST = "best"  # the exported winner
+TUNER = "tuner"  # Keras Tuner's state (its project name)
+WORKERS = "workers"  # the output of the workers started on this machine, <id>.log
+TENSORBOARD = "tensorboard"  # --tensorboard's logs
+LOCK = ".lock"
 COMPLETE = "complete"
+
+
+class RunDir:
+    """A run's directory: its paths, its `run.json` and status, its tables and its lock.
+
+    It stands wherever a path does (`os.fspath(run_dir)`, `str(run_dir)` and
+    `run_dir.path` give the directory) and equals a `Path` to the same place.
+
+    Args:
+        path: the directory, e.g. `results/digits/2026-11-25_09-30-00`.
+
+    Example:
+
+    >>> run_dir = RunDir("results/digits/2026-01-02_03-04-05")
+    >>> run_dir.retrained_model("7", 0).as_posix()
+    'results/digits/2026-01-02_03-04-05/retrain/trial_7_seed0.keras'
+    >>> run_dir == Path("results/digits/2026-01-02_03-04-05")
+    True
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __fspath__(self):
+        return os.fspath(self.path)
+
+    def __str__(self):
+        return str(self.path)
+
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other):
+        if isinstance(other, (RunDir, os.PathLike)):
+            return self.path == Path(other)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self.path)
+
+    @property
+    def name(self):
+        """The run id, e.g. `2026-11-25_09-30-00`."""
+        return self.path.name
+
+    # The files and folders of a run.
+
+    @property
+    def run_json(self):
+        return self.path / RUN
+
+    @property
+    def trials_csv(self):
+        return self.path / TRIALS
+
+    @property
+    def leaderboard_csv(self):
+        return self.path / LEADERBOARD
+
+    @property
+    def history_csv(self):
+        return self.path / HISTORY
+
+    @property
+    def report_html(self):
+        return self.path / REPORT
+
+    @property
+    def retrain(self):
+        return self.path / RETRAIN
+
+    @property
+    def best(self):
+        return self.path / BEST
+
+    @property
+    def tuner(self):
+        return self.path / TUNER
+
+    @property
+    def workers(self):
+        return self.path / WORKERS
+
+    @property
+    def tensorboard(self):
+        return self.path / TENSORBOARD
+
+    @property
+    def lock_file(self):
+        return self.path / LOCK
+
+    def retrain_stem(self, trial_id, seed):
+        """Where one retraining of a trial is kept, less the suffix: `retrain/trial_<id>_seed<n>`."""
+        return self.retrain / f"trial_{trial_id}_seed{seed}"
+
+    def retrained_model(self, trial_id, seed=0):
+        """The retrained model (`.keras`; only seed 0's is kept)."""
+        return self.retrain_stem(trial_id, seed).with_suffix(".keras")
+
+    def retrained_result(self, trial_id, seed):
+        """The retraining's test figures (`.json`, an `Evaluation`)."""
+        return self.retrain_stem(trial_id, seed).with_suffix(".json")
+
+    # run.json and the tables.
+
+    def is_run(self):
+        """Whether this is a run directory (it holds `run.json`)."""
+        return self.run_json.is_file()
+
+    def status(self):
+        """The `status` in `run.json` (`searching`, ..., `complete`), or `unknown` if unreadable."""
+        try:
+            return self.read_run().get("status", "unknown")
+        except (OSError, ValueError):
+            return "unknown"
+
+    def read_run(self):
+        """Reads `run.json`."""
+        return json.loads(self.run_json.read_text())
+
+    def write_run(self, metadata):
+        """Writes `run.json`, atomically."""
+        write_json(metadata, self.run_json)
+
+    def read_trials(self):
+        """Reads `trials.csv`, trial ids as text."""
+        return pd.read_csv(self.trials_csv, dtype={"trial_id": str})
+
+    def write_trials(self, trials):
+        """Writes `trials.csv` (`archsearch.search.trials.trials_frame()`), atomically."""
+        write_csv(trials, self.trials_csv)
+
+    def read_leaderboard(self):
+        """Reads `leaderboard.csv`, integers as integers and blanks as missing values.
+
+        Raises:
+            ArchsearchError: if the directory holds no finished leaderboard.
+        """
+        if not self.leaderboard_csv.is_file():
+            raise ArchsearchError(f"{self.leaderboard_csv}: no leaderboard here; is {self} the directory of a finished run?")
+        return pd.read_csv(self.leaderboard_csv, dtype={"trial_id": str}).convert_dtypes()
+
+    def write_leaderboard(self, leaderboard):
+        """Writes `leaderboard.csv`, atomically."""
+        write_csv(leaderboard, self.leaderboard_csv)
+
+    # The lock, and starting over.
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Holds the run's lock (`.lock`) for the block, creating the directory if needed.
+
+        Raises:
+            ArchsearchError: at once, if another process holds it.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.lock_file))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise ArchsearchError(f"{self} is in use by another archsearch run (lock {self.lock_file})") from None
+        try:  # not `with lock:`, which would take it a second time and leave it held once at the end
+            yield self
+        finally:
+            lock.release()
+
+    def clear(self):
+        """Deletes everything in the directory but its lock (to start the run over, with the lock held)."""
+        for entry in self.path.iterdir():
+            if entry.name != LOCK:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def choose_run(space_name, results=None, *, resume=False, overwrite=False):
+    """The run directory a command means; creates a new one when starting afresh.
+
+    Args:
+        space_name: the space's name: its runs go to `results/<space name>/`.
+        results: a run directory to use exactly; refused if it already holds
+            a run, unless `resume` or `overwrite`.
+        resume: `True` continues `results`, or else the most recent
+            unfinished run of the space; a path continues that run.
+        overwrite: the run named by `results` is to start over.
+
+    Returns:
+        A `RunDir`.
+
+    Raises:
+        ArchsearchError: if the combination names no run, or one that may not be used.
+    """
+    if resume not in (False, None, True):
+        results = resume  # --resume DIR
+    if results is not None:
+        run_dir = RunDir(results)
+        if resume and not run_dir.is_run():
+            raise ArchsearchError(f"{run_dir}: no run to resume here (no {RUN})")
+        if run_dir.is_run() and not (resume or overwrite):
+            raise ArchsearchError(
+                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over"
+            )
+        return run_dir
+    root = RESULTS / space_name
+    if overwrite:
+        raise ArchsearchError("--overwrite starts one named run over: name it with --results DIR")
+    return latest_unfinished(root) if resume else new_run_dir(root)
 
 
 def new_run_dir(space_root, now=None):
@@ -31,7 +253,7 @@ def new_run_dir(space_root, now=None):
         now: the start time (default: now, UTC).
 
     Returns:
-        The new directory's `Path`, e.g. `results/cifar10/2026-11-25_09-30-00`.
+        The new directory's `RunDir`, e.g. `results/cifar10/2026-11-25_09-30-00`.
 
     Example:
 
@@ -49,7 +271,7 @@ def new_run_dir(space_root, now=None):
         path = Path(space_root) / (stem if count == 1 else f"{stem}_{count}")
         try:
             path.mkdir()  # fails if taken: two runs never share a directory
-            return path
+            return RunDir(path)
         except FileExistsError:
             continue
     raise ArchsearchError(f"{space_root}: cannot create a new run directory for {stem}")
@@ -57,23 +279,20 @@ def new_run_dir(space_root, now=None):
 
 def is_run(path):
     """Whether `path` is a run directory (it holds `run.json`)."""
-    return (Path(path) / RUN).is_file()
+    return RunDir(path).is_run()
 
 
 def run_status(path):
     """The `status` in a run's `run.json` (`searching`, ..., `complete`), or `unknown` if unreadable."""
-    try:
-        return json.loads((Path(path) / RUN).read_text()).get("status", "unknown")
-    except (OSError, ValueError):
-        return "unknown"
+    return RunDir(path).status()
 
 
 def list_runs(space_root):
-    """Returns the run directories under `space_root`, oldest first (by run id)."""
+    """Returns the run directories (`RunDir`s) under `space_root`, oldest first (by run id)."""
     root = Path(space_root)
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if p.is_dir() and is_run(p)), key=lambda p: p.name)
+    return sorted((RunDir(p) for p in root.iterdir() if p.is_dir() and is_run(p)), key=lambda run_dir: run_dir.name)
 
 
 def resolve_run(path, log=None):
@@ -84,16 +303,19 @@ def resolve_run(path, log=None):
         log: called with a line saying which run was chosen, when `path`
             is a space's folder.
 
+    Returns:
+        A `RunDir`.
+
     Raises:
         ArchsearchError: if `path` is neither a run nor holds a complete one.
     """
-    path = Path(path)
     if is_run(path):
-        return path
+        return RunDir(path)
+    path = Path(path)
     runs = list_runs(path)
-    complete = [run for run in runs if run_status(run) == COMPLETE]
+    complete = [run_dir for run_dir in runs if run_dir.status() == COMPLETE]
     if not complete:
-        found = f"; its runs: {', '.join(f'{r.name} ({run_status(r)})' for r in runs)}" if runs else ""
+        found = f"; its runs: {', '.join(f'{r.name} ({r.status()})' for r in runs)}" if runs else ""
         raise ArchsearchError(f"{path}: no complete run here{found}")
     if log:
         log(f"using the most recent complete run, {complete[-1]}")
@@ -101,12 +323,12 @@ def resolve_run(path, log=None):
 
 
 def latest_unfinished(space_root):
-    """Returns the most recent run under `space_root` that is not complete.
+    """Returns the most recent run (`RunDir`) under `space_root` that is not complete.
 
     Raises:
         ArchsearchError: if there is none.
     """
-    unfinished = [run for run in list_runs(space_root) if run_status(run) != COMPLETE]
+    unfinished = [run_dir for run_dir in list_runs(space_root) if run_dir.status() != COMPLETE]
     if not unfinished:
         raise ArchsearchError(f"{space_root}: no unfinished run to resume (start a new one without --resume)")
     return unfinished[-1]
@@ -124,14 +346,14 @@ def runs_frame(space_root):
         (trials that completed) and `wall_seconds`.
     """
     rows = []
-    for run in list_runs(space_root):
-        meta = read_run(run)
-        row = {"run": run.name, "status": meta.get("status", "unknown"), "test_accuracy": None,
+    for run_dir in list_runs(space_root):
+        meta = run_dir.read_run()
+        row = {"run": run_dir.name, "status": meta.get("status", "unknown"), "test_accuracy": None,
                "test_accuracy_std": None, "trials": None, "wall_seconds": wall_seconds(meta)}
-        if (run / TRIALS).is_file():
-            row["trials"] = int((pd.read_csv(run / TRIALS)["status"] == "completed").sum())
-        if (run / LEADERBOARD).is_file():
-            board = read_leaderboard(run)
+        if run_dir.trials_csv.is_file():
+            row["trials"] = int((run_dir.read_trials()["status"] == "completed").sum())
+        if run_dir.leaderboard_csv.is_file():
+            board = run_dir.read_leaderboard()
             first = board[board["rank"] == 1]
             if not first.empty:
                 row["test_accuracy"] = first.iloc[0]["test_accuracy"]
@@ -149,24 +371,11 @@ def wall_seconds(meta):
     return sum(parts) if all(p is not None for p in parts) else None
 
 
-def read_leaderboard(run):
-    """Reads a run's `leaderboard.csv`, integers as integers and blanks as missing values.
-
-    Args:
-        run: a run directory.
-
-    Returns:
-        The leaderboard as a DataFrame.
-
-    Raises:
-        ArchsearchError: if the directory holds no finished leaderboard.
-    """
-    path = Path(run) / LEADERBOARD
-    if not path.is_file():
-        raise ArchsearchError(f"{path}: no leaderboard here; is {run} the directory of a finished run?")
-    return pd.read_csv(path, dtype={"trial_id": str}).convert_dtypes()
+def read_leaderboard(run_dir):
+    """Reads a run's `leaderboard.csv` (`RunDir.read_leaderboard()`); `run_dir` may be a path."""
+    return RunDir(run_dir).read_leaderboard()
 
 
-def read_run(run):
-    """Reads a run's `run.json`."""
-    return json.loads((Path(run) / RUN).read_text())
+def read_run(run_dir):
+    """Reads a run's `run.json` (`RunDir.read_run()`); `run_dir` may be a path."""
+    return RunDir(run_dir).read_run()

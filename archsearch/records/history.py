@@ -11,39 +11,38 @@ their epochs to the oracle, which may be on another machine; it writes them.
 """
 
 import time
-from pathlib import Path
 
 import keras
 import pandas as pd
 
-from archsearch.records.tables import write_csv
+from archsearch.files import write_csv
+from archsearch.records.directory import RunDir
 
-HISTORY = "history.csv"
 COLUMNS = ["trial_id", "phase", "seed", "epoch", "loss", "accuracy", "seconds"]
 
 
-def read_history(run):
+def read_history(run_dir):
     """Reads a run's `history.csv`; an empty frame with its columns if the run has none."""
-    path = Path(run) / HISTORY
+    path = RunDir(run_dir).history_csv
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
     return pd.read_csv(path, dtype={"trial_id": str}).convert_dtypes()
 
 
-def record_epoch(run, key, epoch, loss, accuracy, seconds):
+def record_epoch(run_dir, key, epoch, loss, accuracy, seconds):
     """Writes one epoch of one training into the run's `history.csv`.
 
     Rows of the same training from this epoch on are dropped first: they are
     from an earlier attempt that this one repeats.
 
     Args:
-        run: the run directory.
+        run_dir: the run directory (a `RunDir` or a path).
         key: `{"trial_id": ..., "phase": ..., "seed": ...}`, the training.
         epoch: 1-based.
         loss, accuracy: on the training batches.
         seconds: the epoch's time.
     """
-    rows = read_history(run)
+    rows = read_history(run_dir)
     if len(rows):
         seed = rows["seed"].isna() if key["seed"] is None else rows["seed"] == key["seed"]
         mine = (rows["trial_id"] == key["trial_id"]) & (rows["phase"] == key["phase"]) & seed
@@ -51,14 +50,14 @@ def record_epoch(run, key, epoch, loss, accuracy, seconds):
     row = {**key, "epoch": epoch, "loss": loss, "accuracy": accuracy, "seconds": round(seconds, 3)}
     new = pd.DataFrame([row], columns=COLUMNS)
     rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
-    write_csv(rows.astype({"seed": "Int64", "epoch": "Int64"}), Path(run) / HISTORY)
+    write_csv(rows.astype({"seed": "Int64", "epoch": "Int64"}), RunDir(run_dir).history_csv)
 
 
 class EpochHistory(keras.callbacks.Callback):
     """Appends one row per epoch of a training to the run's `history.csv` (`record_epoch`).
 
     Args:
-        run: the run directory.
+        run_dir: the run directory (a `RunDir` or a path).
         trial_id: the trial trained, or retrained.
         phase: `"search"` or `"retrain"`.
         seed: the retraining's seed (`None` for a trial).
@@ -70,9 +69,9 @@ class EpochHistory(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, run, trial_id, phase, seed=None):
+    def __init__(self, run_dir, trial_id, phase, seed=None):
         super().__init__()
-        self.run = run
+        self.run_dir = run_dir
         self.key = {"trial_id": str(trial_id), "phase": phase, "seed": seed}
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -80,5 +79,5 @@ class EpochHistory(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        record_epoch(self.run, self.key, epoch + 1, float(logs.get("loss", "nan")), float(logs.get("accuracy", "nan")),
+        record_epoch(self.run_dir, self.key, epoch + 1, float(logs.get("loss", "nan")), float(logs.get("accuracy", "nan")),
                      time.perf_counter() - self.epoch_start)

@@ -15,10 +15,10 @@ def add_parser(commands):
 
 def handle(args):
     from archsearch.output.summary import leaderboard_table, searched_dimensions
-    from archsearch.records.directory import read_leaderboard, read_run, resolve_run
+    from archsearch.records.directory import resolve_run
 
     run_dir = resolve_run(args.results, log=note)
-    frame = read_leaderboard(run_dir)
+    frame = run_dir.read_leaderboard()
     if args.format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif args.format == "json":
@@ -26,4 +26,4 @@ def handle(args):
     elif args.format == "markdown":
         print(frame[[c for c in frame.columns if not c.startswith("test_recall_")]].to_markdown(index=False))
     else:
-        print(leaderboard_table(frame, searched_dimensions(read_run(run_dir), frame)))
+        print(leaderboard_table(frame, searched_dimensions(run_dir.read_run(), frame)))

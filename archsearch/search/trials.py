@@ -1,0 +1,52 @@
+"""The trials table: one row per Keras Tuner trial, as `trials.csv` holds it.
+
+It reads Keras Tuner's trials (their status, hyperparameters and metrics),
+so it belongs with the search; the run directory writes the table
+(`archsearch.records.directory.RunDir.write_trials`).
+"""
+
+import pandas as pd
+
+from archsearch.recipe import dimensions
+from archsearch.search.oracle import is_infeasible
+
+TRIAL_COLUMNS = [
+    "trial_id", "status", "reason", *dimensions.RECIPE, *dimensions.TRAIN,
+    "val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds", "worker",
+]
+
+
+def trial_status(trial):
+    """Returns `completed`, `infeasible`, `failed` or `running` for a Keras Tuner trial."""
+    if trial.status == "COMPLETED":
+        return "completed"
+    if trial.status in ("FAILED", "INVALID"):
+        return "infeasible" if is_infeasible(trial) else "failed"
+    return "running"
+
+
+def trials_frame(tuner):
+    """Returns one row per trial of a tuner, in the order trials were created.
+
+    Args:
+        tuner: a tuner from `archsearch.search.tuners.make_tuner()`.
+
+    Returns:
+        A DataFrame with the columns of `TRIAL_COLUMNS`; `epochs` is the
+        number actually trained (Hyperband trains some trials for fewer);
+        `worker` names the worker a trial was last given to (blank without
+        workers). A failed or infeasible trial's reason is its message, as
+        the search records it.
+    """
+    rows = []
+    for trial_id, trial in tuner.oracle.trials.items():
+        status = trial_status(trial)
+        row = {"trial_id": trial_id, "status": status, "reason": (trial.message or "") if status in ("failed", "infeasible") else "",
+               "worker": tuner.oracle.workers.get(trial_id, "")}
+        row.update(tuner.hypermodel.space.sample(trial.hyperparameters.copy()))
+        for metric in ("val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds", "epochs"):
+            if trial.metrics.exists(metric):
+                row[metric] = trial.metrics.get_last_value(metric)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    return frame.astype({"epochs": "Int64", "params": "Int64", "flops": "Int64"})
