@@ -134,6 +134,7 @@ def worker(args):
     import socket
 
     from archsearch.model.backend import configure_backend
+    from archsearch.output.progress import EpochProgress
     from archsearch.search.distributed import parse_address, work
     from archsearch.pipeline.runner import apply_overrides
     from archsearch.recipe.space import load_space
@@ -156,8 +157,9 @@ def worker(args):
     exit_with_supervisor(_note)
     configure_backend(mixed_precision=args.mixed_precision)
     space = apply_overrides(load_space(args.space), tuner=args.tuner, epochs=args.epochs, seed=args.seed)
-    work(space, address, worker_id=args.id or f"{socket.gethostname()}-{os.getpid()}", data_dir=args.data_dir,
-         results=args.results)
+    worker_id = args.id or f"{socket.gethostname()}-{os.getpid()}"
+    work(space, address, worker_id=worker_id, data_dir=args.data_dir, results=args.results,
+         trial_callbacks=lambda trial_id: [EpochProgress(f"{worker_id} trial {trial_id}")])
 
 
 def runs(args):
@@ -259,7 +261,9 @@ def predict(args):
 def _trial_options(p):
     """The options a chief and its workers must be given alike: they change what a trial trains."""
     p.add_argument("--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)")
-    p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"))
+    from archsearch.recipe.dimensions import TUNERS
+
+    p.add_argument("--tuner", choices=TUNERS)
     p.add_argument("--epochs", type=int, help="training epochs of every trial")
     p.add_argument("--seed", type=int, help="seed of the search")
     p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
@@ -352,11 +356,10 @@ def main(argv=None):
     """Runs one command, e.g. `main(["leaderboard", "results/digits"])`; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.debug:
-        import keras_tuner.src.config
-
         import archsearch.search.tuners  # noqa: F401  its import turns Keras Tuner's tracebacks off: import it first
+        from archsearch.compat.keras_tuner import show_tracebacks
 
-        keras_tuner.src.config.DEBUG = True
+        show_tracebacks(True)
     try:
         return args.handler(args) or 0
     except ArchsearchError as error:

@@ -23,7 +23,7 @@ from archsearch.recipe import dimensions
 from archsearch.model.backend import keras_without_tensorflow
 from archsearch.recipe.architecture import plan
 from archsearch.data import data_summary, load_data
-from archsearch.search.distributed import fingerprint, lease_floor
+from archsearch.search.leases import fingerprint, lease_floor
 from archsearch.errors import ArchsearchError
 from archsearch.output.export import export_model, export_summary, stored_dataset
 from archsearch.records.history import EpochHistory, record_epoch
