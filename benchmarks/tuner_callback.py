@@ -1,9 +1,9 @@
-"""Host time per step of Keras Tuner's callback against archsearch's `_TunerReports`, on a small model.
+"""Host time per step of Keras Tuner's callback against archsearch's `TunerReports`, on a small model.
 
 Keras Tuner's `TunerCallback` passes `self.model` to the tuner at every
 batch's begin and end; on JAX, reading `Callback.model` copies the whole
 training state into the model's variables, at every step. archsearch's
-`_TunerReports` passes no model. This trains the same small ResNet on
+`TunerReports` passes no model. This trains the same small ResNet on
 scikit-learn's digits (upscaled to 16x16, 4 stages of 2 blocks: many
 variables, little compute, so the host's share shows) with each callback,
 alternating, and prints milliseconds per step over the epochs after the
@@ -21,14 +21,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras_tuner.src.engine import tuner_utils
 from sklearn.datasets import load_digits
 
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
+from archsearch.compat.keras_tuner import TunerCallback, TunerReports
 from archsearch.model.builder import build_model
 from archsearch.data import Data, load_data
-from archsearch.search.tuners import _TunerReports
 from archsearch.model.training import train
 
 
@@ -62,7 +61,7 @@ def main(argv=None):
         dataset = load_data(Data(str(path), validation=0.1))
     point = {**dimensions.defaults(), "family": "resnet", "width": 8, "resolution": 16, "stages": 4,
              "blocks_per_stage": 2, "batch_size": 32, "epochs": args.epochs}
-    arms = [("keras_tuner_callback", tuner_utils.TunerCallback), ("archsearch_tuner_reports", _TunerReports)]
+    arms = [("keras_tuner_callback", TunerCallback), ("archsearch_tuner_reports", TunerReports)]
     steps = len(dataset.x_train) // point["batch_size"]
     for repeat in range(args.repeats):
         for name, callback in arms if repeat % 2 == 0 else arms[::-1]:

@@ -143,3 +143,21 @@ def test_bundled_space_files_load():
 def test_non_finite_floats_are_refused_naming_the_dimension(make):
     with pytest.raises(SpaceError, match=r"(growth|learning_rate|weight_decay|dropout)=.*a finite number"):
         make()
+
+
+def test_one_registry_of_tuners_for_validation_the_command_line_and_make_tuner():
+    from archsearch.cli.main import _parser
+    from archsearch.recipe import dimensions
+    from archsearch.search.tuners import TUNERS
+
+    assert tuple(TUNERS) == dimensions.TUNERS
+    for name in dimensions.TUNERS:
+        assert Search(tuner=name).tuner == name
+    with pytest.raises(SpaceError, match="expected one of 'random', 'bayesian', 'hyperband'"):
+        Search(tuner="grid")
+    commands = next(a for a in _parser()._actions if a.dest == "command").choices
+    for command in ("run", "worker"):
+        tuner = next(a for a in commands[command]._actions if a.dest == "tuner")
+        assert tuple(tuner.choices) == dimensions.TUNERS
+    for tuner_class, oracle_class in TUNERS.values():
+        assert issubclass(tuner_class, keras_tuner.Tuner) and issubclass(oracle_class, keras_tuner.Oracle)

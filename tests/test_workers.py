@@ -18,11 +18,12 @@ from pathlib import Path
 import keras_tuner
 import pandas as pd
 import pytest
-from keras_tuner.src.engine.trial import Trial
+from keras_tuner.engine.trial import Trial
 
 from archsearch.search import distributed
 from archsearch.cli.main import main
-from archsearch.search.oracle import ALIVE, EPOCH_REPORT, FAILURE, policy
+from archsearch.search.leases import ALIVE, EPOCH_REPORT
+from archsearch.search.oracle import FAILURE, RandomSearchOracle
 from archsearch.pipeline.runner import apply_overrides, run
 from archsearch.recipe.space import load_space
 from archsearch.search.supervisor import MAX_RESTARTS, Workers
@@ -232,7 +233,7 @@ def chiefs_oracle(tmp_path, budget):
     """A chief's oracle (lease floor 5 s) on a space of four widths, without a tuner."""
     hp = keras_tuner.HyperParameters()
     hp.Choice("width", [4, 8, 16, 32])
-    oracle = policy(keras_tuner.oracles.RandomSearchOracle)(
+    oracle = RandomSearchOracle(
         objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=budget, seed=1, hyperparameters=hp,
         budget=budget, lease_floor=5.0)
     oracle._set_project_dir(str(tmp_path), "tuner")

@@ -29,11 +29,10 @@ def main(argv=None):
     """Runs one command, e.g. `main(["leaderboard", "results/digits"])`; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.debug:
-        import keras_tuner.src.config
-
         import archsearch.search.tuners  # noqa: F401  its import turns Keras Tuner's tracebacks off: import it first
+        from archsearch.compat.keras_tuner import show_tracebacks
 
-        keras_tuner.src.config.DEBUG = True
+        show_tracebacks(True)
     try:
         return args.handler(args) or 0
     except ArchsearchError as error:

@@ -12,12 +12,12 @@ import concurrent.futures
 import io
 import multiprocessing
 import os
-import sys
 import warnings
 
 import numpy as np
 from PIL import Image
 
+from archsearch.compat.jax import backends_may_be_running
 from archsearch.errors import DataError
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -104,11 +104,7 @@ def _fork_is_safe():
     """Whether this process can fork: not where JAX's backends are running, as JAX itself warns."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return False
-    xla_bridge = sys.modules.get("jax._src.xla_bridge")
-    if xla_bridge is None:
-        return True
-    initialized = getattr(xla_bridge, "backends_are_initialized", None)
-    return initialized is not None and not initialized()
+    return not backends_may_be_running()  # read from what JAX has imported, if anything: it imports no JAX
 
 
 def _decode_images(entries, data, where, size=None):

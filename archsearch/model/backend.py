@@ -13,10 +13,10 @@
 
 import contextlib
 import logging
-from unittest import mock
 
 import keras
 
+from archsearch.compat.keras import without_tensorflow
 from archsearch.data import cache_folder
 
 
@@ -66,12 +66,9 @@ def keras_without_tensorflow():
     if keras.backend.backend() == "tensorflow":
         yield
         return
-    from keras.src.utils import module_utils
-
-    # Private to Keras: should a later Keras rename it, the run goes on (importing TensorFlow),
-    # and tests/test_backends.py says so.
-    handle = getattr(module_utils, "tensorflow", None)
-    with mock.patch.object(handle, "_available", False, create=True) if handle is not None else contextlib.nullcontext():
+    # Private to Keras (archsearch.compat.keras): should a later Keras rename it, the run goes on
+    # (importing TensorFlow), and tests/test_backends.py says so.
+    with without_tensorflow():
         yield
 
 

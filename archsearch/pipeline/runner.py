@@ -20,7 +20,7 @@ from archsearch.recipe import dimensions
 from archsearch.model.backend import keras_without_tensorflow
 from archsearch.recipe.architecture import plan
 from archsearch.data import data_summary, load_data
-from archsearch.search.distributed import fingerprint, lease_floor
+from archsearch.search.leases import fingerprint, lease_floor
 from archsearch.errors import ArchsearchError
 from archsearch.files import read_json, write_json
 from archsearch.output.export import export_retrained, export_summary

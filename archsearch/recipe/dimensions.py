@@ -130,6 +130,10 @@ BY_NAME = {dimension.name: dimension for dimension in DIMENSIONS}
 RECIPE = tuple(d.name for d in DIMENSIONS if d.group == "recipe")
 TRAIN = tuple(d.name for d in DIMENSIONS if d.group == "train")
 
+# The tuners a space may name (`Search(tuner=...)`, `--tuner`): Keras Tuner's own. Plain names, so that
+# validation and the command line need no Keras Tuner; `archsearch.search.tuners.TUNERS` maps each to its classes.
+TUNERS = ("random", "bayesian", "hyperband")
+
 
 def defaults():
     """Returns a dict of every dimension's default value, in table order."""

@@ -23,8 +23,6 @@ from archsearch.recipe.architecture import check_constraints, plan
 from archsearch.data import Data
 from archsearch.errors import ArchsearchError, SpaceError
 
-TUNERS = ("random", "bayesian", "hyperband")
-
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
@@ -224,8 +222,9 @@ class Search:
     seed: int = 0
 
     def __post_init__(self):
-        if self.tuner not in TUNERS:
-            raise SpaceError(f"search: tuner={self.tuner!r}: expected one of {', '.join(map(repr, TUNERS))}")
+        if self.tuner not in dimensions.TUNERS:
+            expected = ", ".join(map(repr, dimensions.TUNERS))
+            raise SpaceError(f"search: tuner={self.tuner!r}: expected one of {expected}")
         for name in ("max_trials", "max_consecutive_failures"):
             _check_positive_int(f"search: {name}", getattr(self, name))
         for name in ("max_params", "max_flops"):

@@ -1,1 +1,1 @@
-"""The search: Keras Tuner's hypermodel, tuners and oracle, TensorBoard logs, and the chief, workers and supervisor."""
+"""The search: Keras Tuner's hypermodel, tuners, oracle and its leases, TensorBoard logs, the chief and its workers."""

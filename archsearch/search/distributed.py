@@ -5,7 +5,8 @@ servicer. A worker (`work()`) is a Keras Tuner tuner that Keras Tuner points
 at the chief through `KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP` and
 `KERASTUNER_ORACLE_PORT`: it asks for trials, trains them and reports each
 epoch and result, and the chief writes the run's files. What archsearch
-changes in that engine (the oracle's part is in `archsearch.search.oracle`):
+changes in that engine (the oracle's part is in `archsearch.search.oracle`
+and `archsearch.search.leases`):
 
 - The chief listens on the address it is given, loopback unless told
   otherwise, with gRPC's SO_REUSEPORT off: Keras Tuner's leaves it on, and a
@@ -25,9 +26,7 @@ network, or reach the chief through an SSH tunnel.
 """
 
 import errno
-import hashlib
 import ipaddress
-import json
 import os
 import socket
 import tempfile
@@ -35,38 +34,17 @@ import time
 from concurrent import futures
 
 import grpc
-import keras
-from keras_tuner.src import protos
-from keras_tuner.src.distribute import oracle_chief, oracle_client
 
+from archsearch.compat.keras_tuner import serve_oracle, set_client_timeout
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
-from archsearch.search.oracle import FINGERPRINT
-from archsearch.output.progress import EpochProgress
-from archsearch.search.tuners import ChiefLost, SearchStopped, make_tuner
+from archsearch.search.leases import FINGERPRINT, chief_timeout, fingerprint
 from archsearch.search.supervisor import Workers
+from archsearch.search.tuners import ChiefLost, SearchStopped, make_tuner
 
 LOOPBACK = "127.0.0.1"
 POLL_SECONDS = 0.25  # how often the chief looks at its workers
 STOP_GRACE_SECONDS = 3.0  # after the last trial, for idle workers to hear that the search is over
-
-
-def lease_floor():
-    """The shortest lease of a trial on a worker: `ARCHSEARCH_LEASE_FLOOR` seconds, 120 by default."""
-    return _seconds("ARCHSEARCH_LEASE_FLOOR", 120.0)
-
-
-def chief_timeout():
-    """How long a worker waits for the chief's answer: `ARCHSEARCH_CHIEF_TIMEOUT` seconds, 120 by default."""
-    return _seconds("ARCHSEARCH_CHIEF_TIMEOUT", 120.0)
-
-
-def _seconds(variable, default):
-    value = os.environ.get(variable, str(default))
-    try:
-        return float(value)
-    except ValueError:
-        raise ArchsearchError(f"{variable}={value}: expected a number of seconds") from None
 
 
 def parse_address(text):
@@ -86,23 +64,6 @@ def is_loopback(host):
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def fingerprint(space, dataset):
-    """A digest of what a trial's result depends on, which chief and workers must share.
-
-    The space's data, dimensions, tuner, constraints and seed, the data's own
-    fingerprint and the precision; not the budgets or the retraining, which
-    are the chief's alone.
-    """
-    described = space.to_dict()
-    search = described["search"]
-    shared = {
-        "data": described["data"], "dimensions": described["dimensions"], "data_fingerprint": dataset.fingerprint,
-        "tuner": search["tuner"], "seed": search["seed"], "max_params": search["max_params"],
-        "max_flops": search["max_flops"], "precision": keras.mixed_precision.dtype_policy().name,
-    }
-    return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Chief:
@@ -156,8 +117,7 @@ class Chief:
         oracle.log, oracle.verbose, oracle.fingerprint = log, 0, fingerprint_value
         workers = workers or Workers(0, [])
         tuner.save()
-        servicer = oracle_chief.OracleServicer(oracle)
-        protos.get_service_grpc().add_OracleServicer_to_server(servicer, self.server)
+        servicer = serve_oracle(self.server, oracle)
         self.server.start()
         try:
             log(f"chief: serving the search on {self}")
@@ -212,7 +172,7 @@ def _wait(oracle, servicer, workers):
             )
 
 
-def work(space, address, *, worker_id, data_dir=None, results=None, log=print):
+def work(space, address, *, worker_id, data_dir=None, results=None, trial_callbacks=None, log=print):
     """Trains the chief's trials until it has none left.
 
     Args:
@@ -225,6 +185,8 @@ def work(space, address, *, worker_id, data_dir=None, results=None, log=print):
         results: the chief's run directory, when this worker shares its
             disk (Hyperband continues trials from checkpoints kept there);
             else a temporary directory holds what Keras Tuner writes.
+        trial_callbacks: called with a trial's id, returns Keras callbacks for
+            that trial's training alone (the command line's show its epochs).
         log: where lines go.
 
     Raises:
@@ -242,10 +204,9 @@ def work(space, address, *, worker_id, data_dir=None, results=None, log=print):
     host, port = address
     os.environ.update(KERASTUNER_TUNER_ID=worker_id, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
     timeout = chief_timeout()
-    oracle_client.TIMEOUT = timeout  # Keras Tuner's client waits this long for every answer (its own: an hour)
+    set_client_timeout(timeout)  # Keras Tuner's client waits this long for every answer (its own: an hour)
     with tempfile.TemporaryDirectory(prefix="archsearch-worker-") as scratch:
-        tuner = make_tuner(space, dataset, results or scratch, overwrite=False,
-                           trial_callbacks=lambda trial_id: [EpochProgress(f"{worker_id} trial {trial_id}")])
+        tuner = make_tuner(space, dataset, results or scratch, overwrite=False, trial_callbacks=trial_callbacks)
         try:
             chief_value = tuner.oracle.get_space().values.get(FINGERPRINT)
             if chief_value != fingerprint(space, dataset):

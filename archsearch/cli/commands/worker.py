@@ -5,12 +5,13 @@ import sys
 
 from archsearch.cli.console import note
 from archsearch.errors import ArchsearchError
+from archsearch.recipe.dimensions import TUNERS
 
 
 def trial_options(p):
     """The options a chief and its workers must be given alike: they change what a trial trains."""
     p.add_argument("--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)")
-    p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"))
+    p.add_argument("--tuner", choices=TUNERS)
     p.add_argument("--epochs", type=int, help="training epochs of every trial")
     p.add_argument("--seed", type=int, help="seed of the search")
     p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
@@ -43,6 +44,7 @@ def handle(args):
     import socket
 
     from archsearch.model.backend import configure_backend
+    from archsearch.output.progress import EpochProgress
     from archsearch.pipeline.runner import apply_overrides
     from archsearch.recipe.space import load_space
     from archsearch.search.distributed import parse_address, work
@@ -65,5 +67,6 @@ def handle(args):
     exit_with_supervisor(note)
     configure_backend(mixed_precision=args.mixed_precision)
     space = apply_overrides(load_space(args.space), tuner=args.tuner, epochs=args.epochs, seed=args.seed)
-    work(space, address, worker_id=args.id or f"{socket.gethostname()}-{os.getpid()}", data_dir=args.data_dir,
-         results=args.results)
+    worker_id = args.id or f"{socket.gethostname()}-{os.getpid()}"
+    work(space, address, worker_id=worker_id, data_dir=args.data_dir, results=args.results,
+         trial_callbacks=lambda trial_id: [EpochProgress(f"{worker_id} trial {trial_id}")])

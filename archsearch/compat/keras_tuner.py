@@ -1,0 +1,166 @@
+"""Keras Tuner's private names that archsearch uses, and its patches of Keras Tuner, in one place.
+
+Written against keras-tuner 1.4.7 and 1.4.8 (`PINNED`, as in pyproject.toml);
+`tests/test_compat.py` checks each touch point and fails when Keras Tuner
+changes under one. Imported by `archsearch.search` only (it imports Keras
+Tuner, hence Keras); importing it applies the two settings of Keras Tuner
+below (`save_json` through `archsearch.files.atomic_file`, tracebacks off).
+
+The oracle's internals that `archsearch.search.oracle` reads and writes, as
+attributes of every Keras Tuner oracle (`ORACLE_ATTRIBUTES`, their types on a
+fresh oracle): `trials` (trial id -> Trial), `ongoing_trials` (tuner id ->
+its running Trial), `end_order` (ids of ended trials), `tuner_ids` (the
+tuners still asking) and the retry queue (`retry_queue()`, the ids
+`create_trial` hands out before sampling, last first). Keras Tuner reads
+`max_trials` at every `create_trial`, both to stop and as the width its trial
+ids are padded to (`len(str(max_trials))`): the budget policy sets it to fix
+that width.
+"""
+
+import functools
+import json
+import threading
+
+import keras_tuner
+import keras_tuner.src.config
+import keras_tuner.src.utils
+from keras_tuner.src.engine import oracle as _oracle_module
+from keras_tuner.src.engine import tuner_utils
+
+from archsearch.files import atomic_file
+
+PINNED = ("1.4.7", "1.5")  # the versions this module was written against: at least the first, under the second
+ORACLE_ATTRIBUTES = {"trials": dict, "ongoing_trials": dict, "end_order": list, "tuner_ids": set, "_retry_queue": list}
+
+# Keras Tuner's own Callback to the tuner, which `Tuner.run_trial` adds to every training.
+TunerCallback = tuner_utils.TunerCallback
+
+
+def show_tracebacks(shown):
+    """Whether Keras Tuner prints every failed trial's traceback (`keras_tuner.src.config.DEBUG`).
+
+    Its default prints them; archsearch turns them off (the reasons are in
+    trials.csv), and `archsearch --debug` back on.
+    """
+    keras_tuner.src.config.DEBUG = shown
+
+
+def tracebacks_shown():
+    """Whether Keras Tuner prints failed trials' tracebacks (see `show_tracebacks`)."""
+    return keras_tuner.src.config.DEBUG
+
+
+def save_json_atomically(path, obj):
+    """Keras Tuner's `utils.save_json` through a temporary file and a rename.
+
+    Its own truncates, then writes: a kill in between left an empty
+    `trial.json` that stopped `--resume` with a JSONDecodeError
+    (found by `benchmarks/random_kills.py`). Every save of Keras Tuner's state
+    (trial.json, oracle.json, the tuner's JSON) calls `utils.save_json`
+    through its module, so replacing it there replaces it for all of them.
+    """
+    text = json.dumps(obj)
+    with atomic_file(path) as file:
+        file.write(text)
+    return text
+
+
+def synchronized(method):
+    """Keras Tuner's `keras_tuner.synchronized`, letting go of the oracle's lock when `method` raises.
+
+    Keras Tuner's releases the lock (its module's `LOCKS`, with the holder's
+    thread name in `THREADS`) only on return: after an exception in the
+    chief's oracle, every later call from every worker would hang.
+    """
+    locked = keras_tuner.synchronized(method)
+
+    @functools.wraps(method)
+    def wrapper(oracle, *args, **kwargs):
+        try:
+            return locked(oracle, *args, **kwargs)
+        except BaseException:
+            if _oracle_module.THREADS[oracle] == threading.current_thread().name:
+                _oracle_module.THREADS[oracle] = None
+                _oracle_module.LOCKS[oracle].release()
+            raise
+
+    return wrapper
+
+
+def retry_queue(oracle):
+    """The oracle's queue of trial ids to hand out again (`Oracle._retry_queue`), itself: changes to it count."""
+    return oracle._retry_queue
+
+
+def set_retry_queue(oracle, trial_ids):
+    """Replaces the oracle's queue of trial ids to hand out again."""
+    oracle._retry_queue = list(trial_ids)
+
+
+def run_trial_callbacks(tuner, trial, callbacks):
+    """The callbacks of a trial's training, prepared as Keras Tuner's `Tuner.run_trial` prepares them.
+
+    A deep copy of `callbacks` (`Tuner._deepcopy_callbacks`), a TensorBoard
+    callback's log directory made the trial's, with its hyperparameters
+    (`Tuner._configure_tensorboard_dir`, on TensorFlow only), and Keras
+    Tuner's `TunerCallback`; without `run_trial`'s checkpoint of the best epoch.
+    """
+    callbacks = tuner._deepcopy_callbacks(callbacks)
+    tuner._configure_tensorboard_dir(callbacks, trial)
+    callbacks.append(TunerCallback(tuner, trial))
+    return callbacks
+
+
+class TunerReports(TunerCallback):
+    """Keras Tuner's callback to the tuner, with batch hooks that pass no model.
+
+    Keras Tuner's passes `self.model` to the tuner at every batch's begin and
+    end. On JAX, reading `Callback.model` copies the whole training state
+    into the model's variables: at every step, host time; and from the
+    thread Keras may run a batch end on (`async_safe`), mid-step, that state
+    may already be given to the next step, and training fails ("Buffer has
+    been deleted or donated"). The tuner's batch hooks only report now and
+    then that the trial lives, and take no model here.
+    """
+
+    async_safe = True
+
+    def on_batch_begin(self, batch, logs=None):
+        self.tuner.on_batch_begin(self.trial, None, batch, logs)
+
+    def on_batch_end(self, batch, logs=None):
+        self.tuner.on_batch_end(self.trial, None, batch, logs)
+
+
+def with_tuner_reports(callbacks):
+    """`callbacks`, with Keras Tuner's own `TunerCallback` (not a subclass) made a `TunerReports`."""
+    return [TunerReports(c.tuner, c.trial) if type(c) is TunerCallback else c for c in callbacks]
+
+
+def serve_oracle(server, oracle):
+    """Adds Keras Tuner's gRPC servicer of `oracle` to a `grpc.server`; returns the servicer.
+
+    The servicer's `stop_triggered` turns true once it has told a worker that
+    the search is over. Imports gRPC's generated code only when called.
+    """
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    return servicer
+
+
+def set_client_timeout(seconds):
+    """How long a worker's Keras Tuner client waits for each answer of the chief (its own: an hour).
+
+    `oracle_client.TIMEOUT`, read at every call.
+    """
+    from keras_tuner.src.distribute import oracle_client
+
+    oracle_client.TIMEOUT = seconds
+
+
+# Applied on import, before archsearch builds any oracle or tuner (keras-tuner 1.4.7-1.4.8):
+keras_tuner.src.utils.save_json = save_json_atomically  # atomic state files (see save_json_atomically)
+show_tracebacks(False)  # failed trials' reasons go to trials.csv, not tracebacks to the terminal

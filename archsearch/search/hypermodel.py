@@ -1,0 +1,132 @@
+"""Keras Tuner's `HyperModel` of a space: what one trial builds, trains and scores.
+
+`SpaceHyperModel.build()` plans the sampled point and rejects infeasible
+ones before any training; `fit()` trains and scores it on the validation
+split. The tuners that run it are in `archsearch.search.tuners`.
+"""
+
+import math
+import time
+
+import keras
+import keras_tuner
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score
+
+from archsearch.model.builder import build_model
+from archsearch.model.training import predict_classes, train
+from archsearch.search.tensorboard_logs import write_scores
+
+OBJECTIVE = "val_accuracy"
+
+
+class _TrialMonitor(keras.callbacks.Callback):
+    """Stops a diverging trial at a non-finite loss, and times compilation.
+
+    Keras hands each batch end its step's loss as a Python number, having
+    waited for the step: for an `async_safe` callback on JAX, PyTorch and
+    NumPy, on threads of its own, so the training loop goes on queueing
+    steps (TensorFlow's trainer waits in the loop). The loss is checked at
+    every step; a non-finite one fails the trial at the loop's next step or
+    epoch end. The end times of the first `TIMED_STEPS` steps give
+    `compile_seconds`: the first step's time less a typical later one's.
+    """
+
+    TIMED_STEPS = 10
+    async_safe = True
+
+    def __init__(self):
+        super().__init__()
+        self.start, self.step_ends = 0.0, []
+
+    def on_train_begin(self, logs=None):
+        self.start, self.step_ends = time.perf_counter(), []
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if len(self.step_ends) < self.TIMED_STEPS:
+            self.step_ends.append(time.perf_counter())
+        self._check(loss, f"step {batch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(float((logs or {}).get("loss", 0.0)), f"epoch {epoch + 1}")
+
+    @staticmethod
+    def _check(loss, when):
+        if not math.isfinite(loss):
+            raise keras_tuner.errors.FailedTrialError(f"diverged: loss is {loss} at {when}")
+
+    @property
+    def compile_seconds(self):
+        steps = np.diff([self.start, *sorted(self.step_ends)])  # the threads may record their ends out of order
+        if len(steps) < 2:
+            return float("nan")
+        return max(0.0, float(steps[0] - np.median(steps[1:])))
+
+
+def _out_of_memory(error):
+    """Whether an error from training is the device (or host) running out of memory."""
+    text = f"{type(error).__name__}: {error}"
+    return isinstance(error, MemoryError) or "ResourceExhausted" in text or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+
+class SpaceHyperModel(keras_tuner.HyperModel):
+    """The Keras Tuner hypermodel of a space, for one dataset.
+
+    Args:
+        space: the `Space` to search.
+        dataset: the loaded `Dataset` (only its shape and class count are
+            used to build; `fit()` receives the arrays).
+
+    Example:
+
+    ```python
+    hypermodel = SpaceHyperModel(space, dataset)
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    ```
+    """
+
+    def __init__(self, space, dataset):
+        super().__init__(name=space.name)
+        self.space = space
+        self.input_shape = dataset.shape
+        self.num_classes = dataset.num_classes
+
+    def architecture(self, hp):
+        """Plans the point `hp` holds; raises `InfeasibleArchitecture` if it cannot be trained."""
+        return self.space.architecture(self.space.sample(hp), self.input_shape, self.num_classes)
+
+    def build(self, hp):
+        return build_model(self.architecture(hp))
+
+    def fit(self, hp, model, x, y, validation_data, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
+        """Trains `model` and returns its validation scores, size and time.
+
+        The validation split is scored once, after training. Hyperband passes
+        `epochs` and `initial_epoch`; otherwise the point's own `epochs` is used.
+        """
+        architecture = self.architecture(hp)
+        point = architecture.point
+        epochs = epochs or point["epochs"]
+        monitor = _TrialMonitor()
+        try:
+            seconds = train(model, point, x, y, epochs, initial_epoch=initial_epoch, callbacks=[*callbacks, monitor])
+        except Exception as error:
+            if _out_of_memory(error):
+                raise keras_tuner.errors.FailedTrialError(f"out of memory: {str(error).splitlines()[0][:300]}") from None
+            raise
+        x_val, y_val = validation_data
+        predicted = predict_classes(model, x_val)
+        scores = {
+            OBJECTIVE: float(np.mean(predicted == y_val)),
+            "val_balanced_error_rate": 1.0 - balanced_accuracy_score(y_val, predicted),
+        }
+        write_scores(callbacks, scores, epochs)
+        return {
+            **scores,
+            "params": architecture.params,
+            "flops": architecture.flops,
+            "seconds": seconds,
+            "compile_seconds": monitor.compile_seconds,
+            "epochs": float(epochs),
+        }
