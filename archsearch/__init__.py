@@ -17,7 +17,10 @@ import importlib
 _WHERE = {
     "Data": "archsearch.data",
     "RandomShift": "archsearch.model.layers",
-    **{name: "archsearch.recipe.space" for name in ("Recipe", "Retrain", "Search", "Space", "Train", "choice", "int_range", "log_uniform", "uniform")},
+    **{
+        name: "archsearch.recipe.space"
+        for name in ("Recipe", "Retrain", "Search", "Space", "Train", "choice", "int_range", "log_uniform", "uniform")
+    },
 }
 
 __all__ = sorted(_WHERE)

@@ -8,7 +8,8 @@ decodes both splits with one executor (timed: pool start-up included). The
 order of the executors rotates from one repeat to the next. With `--keras`,
 each process imports Keras first, as `archsearch run` does before loading data.
 
-    python benchmarks/decode_executor.py --archive ../shared/data/cifar10-jpg.tar.gz --repeats 5 --out results/bench/decode_executor.csv
+    python benchmarks/decode_executor.py --archive ../shared/data/cifar10-jpg.tar.gz --repeats 5 \
+        --out results/bench/decode_executor.csv
 """
 
 import argparse
@@ -83,17 +84,32 @@ def main():
             shift = repeat % len(args.executors)
             for source, path in paths.items():
                 for executor in args.executors[shift:] + args.executors[:shift]:
-                    command = [sys.executable, __file__, "--archive", args.archive, "--one", executor, source, path, *(["--keras"] if args.keras else [])]
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--archive",
+                        args.archive,
+                        "--one",
+                        executor,
+                        source,
+                        path,
+                        *(["--keras"] if args.keras else []),
+                    ]
                     done = subprocess.run(command, capture_output=True, text=True, check=True)
                     seconds = json.loads(done.stdout.splitlines()[-1])
-                    rows.append({"repeat": repeat, "source": source, "executor": executor, "seconds": round(seconds, 3)})
+                    rows.append(
+                        {"repeat": repeat, "source": source, "executor": executor, "seconds": round(seconds, 3)}
+                    )
                     print(f"repeat {repeat} {source:7} {executor:10} {seconds:.2f} s", flush=True)
     frame = pd.DataFrame(rows).assign(keras_imported=args.keras, cores=len(os.sched_getaffinity(0)))
     if args.out:
         frame.to_csv(args.out, index=False)
     for (source, executor), group in frame.groupby(["source", "executor"], sort=False):
         seconds = group["seconds"].tolist()
-        print(f"{source:7} {executor:10} median {statistics.median(seconds):.2f} s (min {min(seconds):.2f}, max {max(seconds):.2f}) over {len(seconds)}")
+        print(
+            f"{source:7} {executor:10} median {statistics.median(seconds):.2f} s (min {min(seconds):.2f}, max "
+            f"{max(seconds):.2f}) over {len(seconds)}"
+        )
 
 
 if __name__ == "__main__":

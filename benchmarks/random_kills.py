@@ -53,12 +53,23 @@ def setup(folder):
 
 
 def command(space, results, resume):
-    return [sys.executable, "-m", "archsearch", "run", str(space), "--results", str(results), *(["--resume"] if resume else [])]
+    return [
+        sys.executable,
+        "-m",
+        "archsearch",
+        "run",
+        str(space),
+        "--results",
+        str(results),
+        *(["--resume"] if resume else []),
+    ]
 
 
 def start(space, results, resume, log):
     # A session of its own: the kill reaches the run's decoding workers too, and nothing else.
-    return subprocess.Popen(command(space, results, resume), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        command(space, results, resume), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def finish(space, results, log):
@@ -115,19 +126,35 @@ def main():
             if not exited:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            state = json.loads((results / "run.json").read_text()).get("status") if (results / "run.json").exists() else None
+            state = (
+                json.loads((results / "run.json").read_text()).get("status")
+                if (results / "run.json").exists()
+                else None
+            )
             problems = check(results, finish(space, results, log))
-            records.append({"kill": kill, "seconds": round(moment, 2), "killed_while": "finished" if exited else state or "starting",
-                            "passed": not problems, "problems": problems})
+            records.append(
+                {
+                    "kill": kill,
+                    "seconds": round(moment, 2),
+                    "killed_while": "finished" if exited else state or "starting",
+                    "passed": not problems,
+                    "problems": problems,
+                }
+            )
             print(json.dumps(records[-1]), flush=True)
     passed = sum(r["passed"] for r in records)
     figure = {
-        "figure": f"{passed}/{len(records)}", "run_seconds": round(wall, 1), "seed": args.seed,
+        "figure": f"{passed}/{len(records)}",
+        "run_seconds": round(wall, 1),
+        "seed": args.seed,
         "command": "python benchmarks/random_kills.py " + " ".join(sys.argv[1:]),
-        "killed_while": pd.Series([r["killed_while"] for r in records]).value_counts().to_dict(), "kills": records,
+        "killed_while": pd.Series([r["killed_while"] for r in records]).value_counts().to_dict(),
+        "kills": records,
         "log": str(folder / "log.txt"),
     }
-    print(f"{passed}/{len(records)} killed runs resumed whole (uninterrupted run {wall:.0f} s); log {folder / 'log.txt'}")
+    print(
+        f"{passed}/{len(records)} killed runs resumed whole (uninterrupted run {wall:.0f} s); log {folder / 'log.txt'}"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(figure, indent=2) + "\n")
     return 0 if passed == len(records) else 1

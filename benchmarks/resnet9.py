@@ -44,24 +44,36 @@ import time
 import keras
 import numpy as np
 import pandas as pd
-
-from archsearch.model import builder
-
-from archsearch.recipe import dimensions
-from archsearch.recipe.architecture import plan
-from archsearch.model.builder import build_model, compile_model
-from archsearch.data import Data, load_data
-from archsearch.output.progress import EpochProgress
-from archsearch.search.tuners import make_tuner
-from archsearch.pipeline.runner import device_description
-from archsearch.recipe.space import Recipe, Search, Space, Train
 from search_summary import peak_tflops_of
 
+from archsearch.data import Data, load_data
+from archsearch.model import builder
+from archsearch.model.builder import build_model, compile_model
+from archsearch.output.progress import EpochProgress
+from archsearch.pipeline.runner import device_description
+from archsearch.recipe import dimensions
+from archsearch.recipe.architecture import plan
+from archsearch.recipe.space import Recipe, Search, Space, Train
+from archsearch.search.tuners import make_tuner
+
 RESNET9 = dict(
-    family="resnet", width=64, growth=2.0, max_width=512, stages=4, blocks_per_stage=1, downsample="maxpool",
-    batch_norm=True, head="gap", resolution=32, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4,
-    schedule="cosine", augment=True,
+    family="resnet",
+    width=64,
+    growth=2.0,
+    max_width=512,
+    stages=4,
+    blocks_per_stage=1,
+    downsample="maxpool",
+    batch_norm=True,
+    head="gap",
+    resolution=32,
+    optimizer="sgd",
+    learning_rate=0.05,
+    weight_decay=5e-4,
+    schedule="cosine",
+    augment=True,
 )
+
 
 class SharedCallback(keras.callbacks.Callback):
     """Keras Tuner deep-copies a trial's callbacks: this one stays itself, so the benchmark reads what it recorded."""
@@ -122,7 +134,9 @@ class StepTrace(SharedCallback):
         self.epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.epoch == 1 and batch >= self.first and not (self.tracing or self.traced):  # batches go by steps_per_execution
+        if (
+            self.epoch == 1 and batch >= self.first and not (self.tracing or self.traced)
+        ):  # batches go by steps_per_execution
             import jax
 
             jax.profiler.start_trace(self.directory)
@@ -151,7 +165,10 @@ def accuracy_of(probabilities, labels):
 
 
 class WaitEveryStep(SharedCallback):
-    """A batch end that does nothing and is not `async_safe`: Keras then waits on the host for every step (as before 2026-11-25)."""
+    """A batch end that does nothing and is not `async_safe`: Keras then waits on the host for every step.
+
+    As archsearch's callbacks did before 2026-11-25.
+    """
 
     def on_train_batch_end(self, batch, logs=None):
         pass
@@ -175,8 +192,13 @@ def bench_keras(dataset, point, tool, trace=None, wait_every_step=False):
             search=Search(max_trials=1),
         )
         with tempfile.TemporaryDirectory() as directory:
-            tuner = make_tuner(space, dataset, directory, overwrite=True,
-                               trial_callbacks=lambda trial_id: [EpochProgress(f"archsearch trial {trial_id}"), *callbacks])
+            tuner = make_tuner(
+                space,
+                dataset,
+                directory,
+                overwrite=True,
+                trial_callbacks=lambda trial_id: [EpochProgress(f"archsearch trial {trial_id}"), *callbacks],
+            )
             tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
         model = clock.trained
     else:
@@ -184,7 +206,14 @@ def bench_keras(dataset, point, tool, trace=None, wait_every_step=False):
         steps = len(dataset.x_train) // point["batch_size"]
         compile_model(model, point, steps * point["epochs"])
         images = steps * point["batch_size"]  # as many as the tool trains on, all in full batches
-        model.fit(dataset.x_train[:images], dataset.y_train[:images], batch_size=point["batch_size"], epochs=point["epochs"], callbacks=callbacks, verbose=0)
+        model.fit(
+            dataset.x_train[:images],
+            dataset.y_train[:images],
+            batch_size=point["batch_size"],
+            epochs=point["epochs"],
+            callbacks=callbacks,
+            verbose=0,
+        )
     accuracy = accuracy_of(model.predict(dataset.x_test, batch_size=512, verbose=0), dataset.y_test)
     return clock, accuracy, model.count_params()
 
@@ -226,7 +255,9 @@ def bench_pytorch(dataset, point):
         elif isinstance(module, nn.Linear):
             nn.init.xavier_uniform_(module.weight)
             nn.init.zeros_(module.bias)
-    params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for n, b in model.named_buffers() if "running" in n)
+    params = sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for n, b in model.named_buffers() if "running" in n
+    )
     model = model.to(device, memory_format=torch.channels_last)
     batch_size, epochs = point["batch_size"], point["epochs"]
     steps_per_epoch = len(dataset.x_train) // batch_size  # full batches, as archsearch trains
@@ -249,7 +280,9 @@ def bench_pytorch(dataset, point):
         rows = (offsets[:, :1] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, w + 2 * pad)
         cols = (offsets[:, 1:] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, c, h, w)
         x = padded.gather(2, rows).gather(3, cols)
-        return torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x).contiguous(memory_format=torch.channels_last)
+        return torch.where(torch.rand(n, 1, 1, 1, device=x.device) < 0.5, x.flip(3), x).contiguous(
+            memory_format=torch.channels_last
+        )
 
     y_train = torch.from_numpy(dataset.y_train.astype(np.int64)).to(device)
     clock = EpochClock()
@@ -278,7 +311,10 @@ def bench_pytorch(dataset, point):
         clock.on_epoch_end(epoch)
     model.eval()
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
-        logits = [compiled(to_input(dataset.x_test[i : i + 512])).float().cpu().numpy() for i in range(0, len(dataset.x_test), 512)]
+        logits = [
+            compiled(to_input(dataset.x_test[i : i + 512])).float().cpu().numpy()
+            for i in range(0, len(dataset.x_test), 512)
+        ]
     return clock, accuracy_of(np.concatenate(logits), dataset.y_test), params
 
 
@@ -291,7 +327,11 @@ def summarize(system, repeat, clock, accuracy, params, point, images, flops_per_
     train_seconds = float(clock.marks[-1] - clock.marks[0])
     compile_seconds = float(steps[0] - np.median(steps[1:])) if len(steps) > 1 else None
     return {
-        "system": system, "repeat": repeat, "params": params, "images": images, "epochs": point["epochs"],
+        "system": system,
+        "repeat": repeat,
+        "params": params,
+        "images": images,
+        "epochs": point["epochs"],
         "batch_size": point["batch_size"],
         "compile_seconds": None if compile_seconds is None else round(compile_seconds, 3),
         "seconds_per_epoch": round(steady, 3),
@@ -315,50 +355,80 @@ def main(argv=None):
     parser.add_argument("--mixed-precision", action="store_true", help="Keras mixed_bfloat16 policy")
     parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
     parser.add_argument("--target", type=float, default=0.94, help="test accuracy for seconds_to_target")
-    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: search_summary.BF16_PEAK_TFLOPS)")
-    parser.add_argument("--trace", help="JAX only: write a profiler trace of 20 steps of the archsearch path's second epoch (first repeat) here")
-    parser.add_argument("--steps-per-execution", type=int, default=builder.STEPS_PER_EXECUTION,
-                        help="Keras's steps_per_execution for both Keras paths (default: archsearch's)")
-    parser.add_argument("--wait-every-step", action="store_true", help="make Keras wait on the host for every step, as before 2026-11-25")
+    parser.add_argument(
+        "--peak-tflops", type=float, help="the device's bf16 peak (default: search_summary.BF16_PEAK_TFLOPS)"
+    )
+    parser.add_argument(
+        "--trace",
+        help="JAX only: write a profiler trace of 20 steps of the archsearch path's second epoch (first repeat) here",
+    )
+    parser.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=builder.STEPS_PER_EXECUTION,
+        help="Keras's steps_per_execution for both Keras paths (default: archsearch's)",
+    )
+    parser.add_argument(
+        "--wait-every-step",
+        action="store_true",
+        help="make Keras wait on the host for every step, as before 2026-11-25",
+    )
     parser.add_argument("--out", default="results/bench/resnet9.csv")
     args = parser.parse_args(argv)
     builder.STEPS_PER_EXECUTION = args.steps_per_execution
 
     if args.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
-    dataset = load_data(Data("cifar10", validation=0.1, per_class=args.limit, test_per_class=args.test_limit), data_dir=args.data_dir)
+    dataset = load_data(
+        Data("cifar10", validation=0.1, per_class=args.limit, test_per_class=args.test_limit), data_dir=args.data_dir
+    )
     if len(dataset.x_train) < args.batch_size:
-        parser.error(f"{len(dataset.x_train)} training images make no full batch of {args.batch_size}: raise --limit or lower --batch-size")
+        parser.error(
+            f"{len(dataset.x_train)} training images make no full batch of {args.batch_size}: raise --limit or lower "
+            "--batch-size"
+        )
     point = {**RESNET9, "batch_size": args.batch_size, "epochs": args.epochs}
     architecture = plan(point, dataset.shape, dataset.num_classes)
     peak = args.peak_tflops or peak_tflops_of(device_description())
     context = dict(
-        backend=keras.backend.backend(), precision=keras.mixed_precision.dtype_policy().name,
-        device=device_description(), machine=platform.machine(), cpus=os.cpu_count(),
-        steps_per_execution=args.steps_per_execution, wait_every_step=args.wait_every_step,
+        backend=keras.backend.backend(),
+        precision=keras.mixed_precision.dtype_policy().name,
+        device=device_description(),
+        machine=platform.machine(),
+        cpus=os.cpu_count(),
+        steps_per_execution=args.steps_per_execution,
+        wait_every_step=args.wait_every_step,
     )
     systems = ["archsearch", "keras"] + ([] if args.no_peer else ["pytorch"])
     rows = []
     for repeat in range(args.repeats):
-        for system in systems[repeat % len(systems):] + systems[: repeat % len(systems)]:
+        for system in systems[repeat % len(systems) :] + systems[: repeat % len(systems)]:
             if system == "pytorch":
                 clock, accuracy, params = bench_pytorch(dataset, point)
                 extra = {**context, "backend": "torch", "precision": "bf16 autocast"}
             else:
                 trace = args.trace if system == "archsearch" and repeat == 0 else None
-                clock, accuracy, params = bench_keras(dataset, point, tool=system == "archsearch", trace=trace, wait_every_step=args.wait_every_step)
+                clock, accuracy, params = bench_keras(
+                    dataset, point, tool=system == "archsearch", trace=trace, wait_every_step=args.wait_every_step
+                )
                 extra = context
             if params != architecture.params:
-                raise AssertionError(f"{system} has {params} parameters, the plan {architecture.params}: not the same model")
+                raise AssertionError(
+                    f"{system} has {params} parameters, the plan {architecture.params}: not the same model"
+                )
             images = len(dataset.x_train) // args.batch_size * args.batch_size  # per epoch, in every system
-            row = summarize(system, repeat, clock, accuracy, params, point, images, architecture.flops, args.target, peak)
+            row = summarize(
+                system, repeat, clock, accuracy, params, point, images, architecture.flops, args.target, peak
+            )
             rows.append({**row, **extra})
             print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     frame.to_csv(args.out, index=False)
 
-    medians = frame.groupby("system")[["images_per_second", "compile_seconds", "train_seconds", "test_accuracy"]].median()
+    medians = frame.groupby("system")[
+        ["images_per_second", "compile_seconds", "train_seconds", "test_accuracy"]
+    ].median()
     print(medians.to_string())
     speed = frame.pivot(index="repeat", columns="system", values="images_per_second")
     paired = (speed["archsearch"] / speed["keras"]).round(3).tolist()

@@ -60,7 +60,9 @@ def summarize(results, peak_tflops=None, search_seconds=None, target=0.94):
         "trials_infeasible": int((trials["status"] == "infeasible").sum()),
         "search_seconds": search_seconds,
         "trials_per_hour": round(len(trained) * 3600 / search_seconds, 1) if search_seconds else None,
-        "training_share_of_search": round(float(trained["seconds"].sum() / search_seconds), 3) if search_seconds else None,
+        "training_share_of_search": round(float(trained["seconds"].sum() / search_seconds), 3)
+        if search_seconds
+        else None,
         "compile_share": round(float(done["compile_seconds"].sum() / done["seconds"].sum()), 3),
         "compile_share_median": round(float((done["compile_seconds"] / done["seconds"]).median()), 3),
         "achieved_tflops": float(f"{tflops:.3g}"),
@@ -77,7 +79,8 @@ def summarize(results, peak_tflops=None, search_seconds=None, target=0.94):
         seconds = training_seconds_without_compile(results / "history.csv", first["trial_id"])
         figures["rank1_train_seconds_without_compile"] = seconds
         figures[f"rank1_seconds_to_{target:g}"] = (
-            round(float(np.mean(seconds)), 2) if seconds and first["test_accuracy"] >= target else None)
+            round(float(np.mean(seconds)), 2) if seconds and first["test_accuracy"] >= target else None
+        )
     return figures
 
 

@@ -35,21 +35,30 @@ def find_trace(path):
         return path
     found = sorted(path.rglob("*.trace.json.gz"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise SystemExit(f"{path}: no *.trace.json.gz under it (is it the directory given to jax.profiler.start_trace?)")
+        raise SystemExit(
+            f"{path}: no *.trace.json.gz under it (is it the directory given to jax.profiler.start_trace?)"
+        )
     return found[-1]
 
 
 def events_of(path):
-    """Returns the complete events of a trace as a DataFrame: process, thread (name and id), name, start and end (microseconds)."""
+    """A trace's complete events as a DataFrame: process, thread (name and id), name, start and end (microseconds)."""
     with gzip.open(path, "rt") as file:
         trace = json.load(file)
     meta = [e for e in trace["traceEvents"] if e.get("ph") == "M"]
     processes = {e["pid"]: e["args"]["name"] for e in meta if e.get("name") == "process_name"}
     threads = {(e["pid"], e.get("tid")): e["args"]["name"] for e in meta if e.get("name") == "thread_name"}
     rows = [
-        (processes.get(e["pid"], str(e["pid"])), threads.get((e["pid"], e.get("tid")), str(e.get("tid"))), e.get("tid", -1),
-         e.get("name", ""), float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0.0)))
-        for e in trace["traceEvents"] if e.get("ph") == "X"
+        (
+            processes.get(e["pid"], str(e["pid"])),
+            threads.get((e["pid"], e.get("tid")), str(e.get("tid"))),
+            e.get("tid", -1),
+            e.get("name", ""),
+            float(e["ts"]),
+            float(e["ts"]) + float(e.get("dur", 0.0)),
+        )
+        for e in trace["traceEvents"]
+        if e.get("ph") == "X"
     ]
     return pd.DataFrame(rows, columns=["process", "thread", "tid", "name", "start", "end"])
 
@@ -80,17 +89,34 @@ def summarize(events, gap=100.0, top_lanes=4, top_ops=12):
     lanes = []
     for (process, thread, tid), lane in events.groupby(["process", "thread", "tid"]):
         busy, gaps = busy_and_gaps(lane["start"], lane["end"], gap)
-        lanes.append({"process": process, "thread": thread, "tid": tid, "events": len(lane), "busy_ms": busy / 1e3,
-                      "busy_share": busy / window, f"gaps_over_{gap:g}us": len(gaps), "gap_ms": sum(gaps) / 1e3})
+        lanes.append(
+            {
+                "process": process,
+                "thread": thread,
+                "tid": tid,
+                "events": len(lane),
+                "busy_ms": busy / 1e3,
+                "busy_share": busy / window,
+                f"gaps_over_{gap:g}us": len(gaps),
+                "gap_ms": sum(gaps) / 1e3,
+            }
+        )
     lanes = pd.DataFrame(lanes).sort_values("busy_ms", ascending=False)
-    lines = [f"traced window: {window / 1e3:.1f} ms, {len(events)} events", "",
-             lanes.head(12).to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
+    lines = [
+        f"traced window: {window / 1e3:.1f} ms, {len(events)} events",
+        "",
+        lanes.head(12).to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        "",
+    ]
     for process, thread, tid in lanes[["process", "thread", "tid"]].head(top_lanes).itertuples(index=False):
         lane = events[(events["process"] == process) & (events["tid"] == tid)]
         kinds = lane.assign(kind=lane["name"].map(op_kind), ms=(lane["end"] - lane["start"]) / 1e3)
         table = kinds.groupby("kind")["ms"].agg(["count", "sum"]).sort_values("sum", ascending=False).head(top_ops)
-        lines += [f"{process} / {thread} ({tid}): ops by total time (nested events count in each of their parents)",
-                  table.rename(columns={"sum": "total_ms"}).to_string(float_format=lambda v: f"{v:.3f}"), ""]
+        lines += [
+            f"{process} / {thread} ({tid}): ops by total time (nested events count in each of their parents)",
+            table.rename(columns={"sum": "total_ms"}).to_string(float_format=lambda v: f"{v:.3f}"),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -102,7 +128,9 @@ def op_kind(name):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trace", help="the trace directory given to jax.profiler.start_trace, or a .trace.json.gz")
-    parser.add_argument("--gap", type=float, default=100.0, help="idle gaps longer than this many microseconds are counted")
+    parser.add_argument(
+        "--gap", type=float, default=100.0, help="idle gaps longer than this many microseconds are counted"
+    )
     args = parser.parse_args(argv)
     path = find_trace(args.trace)
     print(f"trace: {path}")

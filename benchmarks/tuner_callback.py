@@ -23,12 +23,12 @@ import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
+from archsearch.compat.keras_tuner import TunerCallback, TunerReports
+from archsearch.data import Data, load_data
+from archsearch.model.builder import build_model
+from archsearch.model.training import train
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
-from archsearch.compat.keras_tuner import TunerCallback, TunerReports
-from archsearch.model.builder import build_model
-from archsearch.data import Data, load_data
-from archsearch.model.training import train
 
 
 class IdleTuner:
@@ -59,8 +59,16 @@ def main(argv=None):
         x = (digits.images * 16).clip(0, 255).astype(np.uint8)[..., None]
         np.savez(path, x_train=x[:1500], y_train=digits.target[:1500], x_test=x[1500:], y_test=digits.target[1500:])
         dataset = load_data(Data(str(path), validation=0.1))
-    point = {**dimensions.defaults(), "family": "resnet", "width": 8, "resolution": 16, "stages": 4,
-             "blocks_per_stage": 2, "batch_size": 32, "epochs": args.epochs}
+    point = {
+        **dimensions.defaults(),
+        "family": "resnet",
+        "width": 8,
+        "resolution": 16,
+        "stages": 4,
+        "blocks_per_stage": 2,
+        "batch_size": 32,
+        "epochs": args.epochs,
+    }
     arms = [("keras_tuner_callback", TunerCallback), ("archsearch_tuner_reports", TunerReports)]
     steps = len(dataset.x_train) // point["batch_size"]
     for repeat in range(args.repeats):
@@ -69,9 +77,18 @@ def main(argv=None):
             keras.backend.clear_session()
             model = build_model(plan(point, dataset.shape, dataset.num_classes))
             clock = EpochClock()
-            train(model, point, dataset.x_train, dataset.y_train, args.epochs, callbacks=[clock, callback(IdleTuner(), None)])
+            train(
+                model,
+                point,
+                dataset.x_train,
+                dataset.y_train,
+                args.epochs,
+                callbacks=[clock, callback(IdleTuner(), None)],
+            )
             seconds = np.diff(clock.marks)[1:].mean()
-            print(f"{name} repeat {repeat}: {1000 * seconds / steps:.2f} ms/step ({keras.backend.backend()})", flush=True)
+            print(
+                f"{name} repeat {repeat}: {1000 * seconds / steps:.2f} ms/step ({keras.backend.backend()})", flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,22 @@ SETTINGS = {"one process": [], "1 worker": ["--workers", "1"], "2 workers": ["--
 def measure(space, setting, folder):
     """Runs one search; returns its row of figures."""
     results = folder / setting.replace(" ", "_")
-    command = [sys.executable, "-m", "archsearch", "run", space, "--results", str(results),
-               "--top-k", "1", "--seeds", "1", "--retrain-epochs", "1", *SETTINGS[setting]]
+    command = [
+        sys.executable,
+        "-m",
+        "archsearch",
+        "run",
+        space,
+        "--results",
+        str(results),
+        "--top-k",
+        "1",
+        "--seeds",
+        "1",
+        "--retrain-epochs",
+        "1",
+        *SETTINGS[setting],
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=3600)
     wall = time.perf_counter() - start
@@ -42,9 +56,13 @@ def measure(space, setting, folder):
     trials = pd.read_csv(results / "trials.csv")
     trained = trials[trials["status"] == "completed"]
     return {
-        "setting": setting, "search_seconds": meta["search_seconds"], "trials": len(trained),
-        "trial_seconds_sum": round(trained["seconds"].sum(), 1), "trial_seconds_mean": round(trained["seconds"].mean(), 2),
-        "best_val_accuracy": trained["val_accuracy"].max(), "command_seconds": round(wall, 1),
+        "setting": setting,
+        "search_seconds": meta["search_seconds"],
+        "trials": len(trained),
+        "trial_seconds_sum": round(trained["seconds"].sum(), 1),
+        "trial_seconds_mean": round(trained["seconds"].mean(), 2),
+        "best_val_accuracy": trained["val_accuracy"].max(),
+        "command_seconds": round(wall, 1),
     }
 
 
@@ -57,7 +75,7 @@ def main():
     rows, names = [], list(SETTINGS)
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
-            order = names[repeat % len(names):] + names[:repeat % len(names)]
+            order = names[repeat % len(names) :] + names[: repeat % len(names)]
             for setting in order:
                 row = {"repeat": repeat, **measure(args.space, setting, Path(scratch) / str(repeat))}
                 print(", ".join(f"{k} {v}" for k, v in row.items()), flush=True)

@@ -11,8 +11,14 @@ from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice, log_
 space = Space(
     name="cats_vs_dogs",
     # tfds has only a train split here: hold out its last fifth as the test split.
-    data=Data("cats_vs_dogs", image_size=(160, 160), crop_to_aspect_ratio=True, validation=0.1,
-              train_split="train[:80%]", test_split="train[80%:]"),
+    data=Data(
+        "cats_vs_dogs",
+        image_size=(160, 160),
+        crop_to_aspect_ratio=True,
+        validation=0.1,
+        train_split="train[:80%]",
+        test_split="train[80%:]",
+    ),
     recipe=Recipe(
         family="resnet",
         resolution=choice(64, 96, 128),
@@ -22,8 +28,14 @@ space = Space(
         blocks_per_stage=choice(1, 2),
         bottleneck=choice(False, True),
     ),
-    train=Train(epochs=8, batch_size=64, optimizer=choice("adam", "sgd"), learning_rate=log_uniform(1e-3, 1e-1),
-                weight_decay=choice(0.0, 5e-4), augment=True),
+    train=Train(
+        epochs=8,
+        batch_size=64,
+        optimizer=choice("adam", "sgd"),
+        learning_rate=log_uniform(1e-3, 1e-1),
+        weight_decay=choice(0.0, 5e-4),
+        augment=True,
+    ),
     search=Search(tuner="hyperband", max_trials=30, max_flops=2_000_000_000),
     retrain=Retrain(top_k=2, epochs=30, seeds=2),
 )

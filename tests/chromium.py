@@ -52,9 +52,21 @@ class Chromium:
                 os.dup2(end, target)  # inheritable, unlike os.pipe()'s ends
 
         self.process = subprocess.Popen(
-            [binary or find_chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
-             "--hide-scrollbars", "--remote-debugging-pipe", f"--user-data-dir={self.profile}", "about:blank"],
-            preexec_fn=descriptors, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary or find_chromium(),
+                "--headless",
+                "--disable-gpu",
+                "--no-sandbox",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--remote-debugging-pipe",
+                f"--user-data-dir={self.profile}",
+                "about:blank",
+            ],
+            preexec_fn=descriptors,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         os.close(commands_in)
         os.close(replies_out)
@@ -99,8 +111,14 @@ class Chromium:
 
     def open(self, url, width=1280, height=900):
         """Loads `url` in a window of `width` x `height` CSS pixels and waits for its load event."""
-        self.send("Emulation.setDeviceMetricsOverride", session=self.session, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            session=self.session,
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         self.events.clear()
         self.send("Page.navigate", session=self.session, url=url)
         deadline = time.monotonic() + self.timeout
@@ -111,7 +129,9 @@ class Chromium:
 
     def evaluate(self, expression):
         """The value of a JavaScript expression in the page."""
-        return self.send("Runtime.evaluate", session=self.session, expression=expression, returnByValue=True)["result"]["value"]
+        return self.send("Runtime.evaluate", session=self.session, expression=expression, returnByValue=True)["result"][
+            "value"
+        ]
 
     @property
     def errors(self):
@@ -130,9 +150,17 @@ class Chromium:
     def screenshot(self, path, width=1280):
         """Writes a PNG of the whole page, `width` CSS pixels wide."""
         height = int(self.evaluate("document.documentElement.scrollHeight"))
-        self.send("Emulation.setDeviceMetricsOverride", session=self.session, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
-        data = self.send("Page.captureScreenshot", session=self.session, format="png", captureBeyondViewport=True)["data"]
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            session=self.session,
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        data = self.send("Page.captureScreenshot", session=self.session, format="png", captureBeyondViewport=True)[
+            "data"
+        ]
         Path(path).write_bytes(base64.b64decode(data))
 
 

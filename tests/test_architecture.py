@@ -2,9 +2,9 @@
 
 import pytest
 
+from archsearch.errors import InfeasibleArchitecture
 from archsearch.recipe.architecture import _conv, check_constraints, plan, resolve_stages
 from archsearch.recipe.dimensions import defaults
-from archsearch.errors import InfeasibleArchitecture
 
 SMALL_VGG = dict(family="vgg", resolution=32, width=16, stages=2, blocks_per_stage=1)
 SMALL_RESNET = dict(family="resnet", resolution=32, width=8, stages=2, blocks_per_stage=1)
@@ -53,7 +53,9 @@ def test_identity_shortcut_where_width_does_not_change():
 
 
 def test_bottleneck_block_by_hand():
-    arch = plan(dict(family="resnet", bottleneck=True, width=16, stages=1, blocks_per_stage=1, resolution=8), (8, 8, 1), 10)
+    arch = plan(
+        dict(family="resnet", bottleneck=True, width=16, stages=1, blocks_per_stage=1, resolution=8), (8, 8, 1), 10
+    )
     reduce, conv, expand, shortcut = 1 * 4 + 16, 9 * 4 * 4 + 16, 4 * 16 + 64, 1 * 16 + 64
     assert arch.params == reduce + conv + expand + shortcut + 170 == 558
 
@@ -62,29 +64,29 @@ def test_strided_downsample_is_a_3x3_stride_2_conv_per_stage():
     maxpool = plan(SMALL_VGG, (32, 32, 3), 10)
     strided = plan({**SMALL_VGG, "downsample": "strided"}, (32, 32, 3), 10)
     assert strided.params - maxpool.params == (9 * 16 * 16 + 64) + (9 * 32 * 32 + 128)
-    assert [l.shape for l in strided.layers if l.name.endswith("down")] == [(16, 16, 16), (8, 8, 32)]
+    assert [layer.shape for layer in strided.layers if layer.name.endswith("down")] == [(16, 16, 16), (8, 8, 32)]
 
 
 def test_mlp_head_and_dropout():
     arch = plan({**SMALL_VGG, "head": "mlp", "head_units": 64, "dropout": 0.5}, (32, 32, 3), 10)
     hidden = 8 * 8 * 32 * 64 + 4 * 64  # no bias: batch norm follows, as after a conv
     assert arch.params == 432 + 64 + 4608 + 128 + hidden + (64 * 10 + 10)
-    assert [l.kind for l in arch.layers][-6:] == ["flatten", "dense", "batch_norm", "relu", "dropout", "dense"]
+    assert [layer.kind for layer in arch.layers][-6:] == ["flatten", "dense", "batch_norm", "relu", "dropout", "dense"]
     plain = plan({**SMALL_VGG, "head": "mlp", "batch_norm": False}, (32, 32, 3), 10)
-    assert [l.kind for l in plain.layers][-3:] == ["flatten", "dense", "dense"]
+    assert [layer.kind for layer in plain.layers][-3:] == ["flatten", "dense", "dense"]
     assert plain.layers[-2].params == 8 * 8 * 32 * 64 + 64
 
 
 def test_conv7_stem():
     arch = plan({**SMALL_VGG, "stem": "conv7", "resolution": 64}, (32, 32, 3), 10)
-    stem = next(l for l in arch.layers if l.name == "stem_conv")
+    stem = next(layer for layer in arch.layers if layer.name == "stem_conv")
     assert stem.params == 7 * 7 * 3 * 16
-    assert next(l for l in arch.layers if l.name == "stem_pool").shape == (16, 16, 16)
+    assert next(layer for layer in arch.layers if layer.name == "stem_pool").shape == (16, 16, 16)
 
 
 def test_width_grows_and_is_capped():
     arch = plan(dict(width=32, growth=2.0, max_width=64, stages=3, blocks_per_stage=1), (32, 32, 3), 10)
-    assert [l.shape[-1] for l in arch.layers if l.kind == "conv"] == [32, 64, 64]
+    assert [layer.shape[-1] for layer in arch.layers if layer.kind == "conv"] == [32, 64, 64]
 
 
 @pytest.mark.parametrize(
@@ -101,7 +103,7 @@ def test_width_grows_and_is_capped():
 def test_auto_stages_stop_below_7x7(point, stages, final):
     arch = plan({**point, "stages": "auto"}, (32, 32, 3), 10)
     assert arch.point["stages"] == stages
-    last_map = [l.shape for l in arch.layers if len(l.shape) == 3][-1]
+    last_map = [layer.shape for layer in arch.layers if len(layer.shape) == 3][-1]
     assert last_map[0] == final < 7
 
 
@@ -130,7 +132,9 @@ def test_each_impossible_combination_names_its_field(point, field):
 
 
 def test_the_error_says_how_often_R_can_be_halved():
-    with pytest.raises(InfeasibleArchitecture, match=r"stages=6: resolution 32 \(32 x 32\) can be halved at most 5 times"):
+    with pytest.raises(
+        InfeasibleArchitecture, match=r"stages=6: resolution 32 \(32 x 32\) can be halved at most 5 times"
+    ):
         resolve_stages({**defaults(), "stages": 6})
 
 

@@ -1,4 +1,7 @@
-"""The JAX backend, in subprocesses (the backend is chosen at import): the builder tests pass, and a run needs no TensorFlow."""
+"""The JAX backend, in subprocesses (the backend is chosen at import).
+
+The builder tests pass, and a run needs no TensorFlow.
+"""
 
 import json
 import os
@@ -17,8 +20,21 @@ def test_builder_tests_pass_under_jax():
     pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_builder.py"), str(ROOT / "tests" / "test_architecture.py"), str(ROOT / "tests" / "test_training.py")],
-        env=env, capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(ROOT / "tests" / "test_builder.py"),
+            str(ROOT / "tests" / "test_architecture.py"),
+            str(ROOT / "tests" / "test_training.py"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
@@ -55,7 +71,16 @@ def test_a_run_on_jax_needs_no_tensorflow_and_exports_the_savedmodel_later(digit
         "    retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    command = [sys.executable, "-c", _WITHOUT_TENSORFLOW, "run", str(space), "--results", str(results), "--mixed-precision"]
+    command = [
+        sys.executable,
+        "-c",
+        _WITHOUT_TENSORFLOW,
+        "run",
+        str(space),
+        "--results",
+        str(results),
+        "--mixed-precision",
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "model.keras only (a SavedModel needs TensorFlow" in result.stdout
@@ -69,7 +94,13 @@ def test_a_run_on_jax_needs_no_tensorflow_and_exports_the_savedmodel_later(digit
     # Where TensorFlow is installed, `archsearch export` adds the SavedModel from the JAX-trained model.
     env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
     out = tmp_path / "exported"
-    result = subprocess.run([sys.executable, "-m", "archsearch", "export", str(results), "--out", str(out)], env=env, capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "archsearch", "export", str(results), "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (out / "saved_model" / "saved_model.pb").exists()
 
@@ -142,7 +173,8 @@ def test_on_jax_no_callback_touches_the_training_state_from_another_thread(digit
     space.write_text(
         "from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice\n"
         f"space = Space(name='threads', data=Data({str(digits_npz)!r}, validation=0.25),\n"
-        "    recipe=Recipe(family='vgg', resolution=8, width=choice(4, 8), stages=1), train=Train(epochs=2, batch_size=16),\n"
+        "    recipe=Recipe(family='vgg', resolution=8, width=choice(4, 8), stages=1), train=Train(epochs=2, "
+        "batch_size=16),\n"
         f"    search=Search(tuner={tuner!r}, max_trials=2), retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}

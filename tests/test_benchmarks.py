@@ -21,8 +21,23 @@ import trace_summary  # noqa: E402
 def test_resnet9_benchmark_runs_both_keras_paths_in_rotating_order(data_cifar_archive, tmp_path):
     out = tmp_path / "resnet9.csv"
     command = [
-        sys.executable, str(ROOT / "benchmarks" / "resnet9.py"), "--data-dir", str(data_cifar_archive), "--limit", "10",
-        "--test-limit", "1", "--epochs", "2", "--batch-size", "8", "--repeats", "2", "--no-peer", "--out", str(out),
+        sys.executable,
+        str(ROOT / "benchmarks" / "resnet9.py"),
+        "--data-dir",
+        str(data_cifar_archive),
+        "--limit",
+        "10",
+        "--test-limit",
+        "1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--repeats",
+        "2",
+        "--no-peer",
+        "--out",
+        str(out),
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -49,10 +64,14 @@ def test_search_summary_of_a_finished_run(digits_npz, tmp_path, tiny_space):
     # The rank-1 architecture's retrainings, compilation left out: all epochs less the first one's excess.
     first = pd.read_csv(results / "leaderboard.csv", dtype={"trial_id": str}).iloc[0]
     history = pd.read_csv(results / "history.csv", dtype={"trial_id": str})
-    seeds = history[(history["trial_id"] == first["trial_id"]) & (history["phase"] == "retrain")].groupby("seed")["seconds"]
+    seeds = history[(history["trial_id"] == first["trial_id"]) & (history["phase"] == "retrain")].groupby("seed")[
+        "seconds"
+    ]
     expected = [round(s.sum() - max(0.0, s.iloc[0] - s.iloc[1:].median()), 2) for _, s in seeds]
     assert len(expected) == 2 and figures["rank1_train_seconds_without_compile"] == expected
-    assert figures["rank1_seconds_to_0"] == pytest.approx(sum(expected) / 2, abs=0.0051)  # a mean of rounded seconds, rounded
+    assert figures["rank1_seconds_to_0"] == pytest.approx(
+        sum(expected) / 2, abs=0.0051
+    )  # a mean of rounded seconds, rounded
     assert search_summary.summarize(results, target=1.01)["rank1_seconds_to_1.01"] is None  # never reached
 
 
@@ -64,7 +83,9 @@ def test_trace_summary_finds_a_streams_busy_time_idle_gaps_and_costliest_ops(tmp
     events = [
         {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
         {"ph": "M", "pid": 1, "tid": 7, "name": "thread_name", "args": {"name": "Stream #13(Compute)"}},
-        op("fusion.12", 0, 100), op("fusion.7", 100, 50), op("convolution_3", 550, 450),
+        op("fusion.12", 0, 100),
+        op("fusion.7", 100, 50),
+        op("convolution_3", 550, 450),
         {"ph": "X", "pid": 2, "tid": 1, "name": "train_step", "ts": 0, "dur": 1000},
     ]
     folder = tmp_path / "plugins" / "profile" / "run"
@@ -73,9 +94,16 @@ def test_trace_summary_finds_a_streams_busy_time_idle_gaps_and_costliest_ops(tmp
         json.dump({"traceEvents": events}, file)
 
     frame = trace_summary.events_of(trace_summary.find_trace(tmp_path))
-    assert trace_summary.busy_and_gaps(frame["start"][frame["tid"] == 7], frame["end"][frame["tid"] == 7], gap=100) == (600.0, [400.0])
+    assert trace_summary.busy_and_gaps(frame["start"][frame["tid"] == 7], frame["end"][frame["tid"] == 7], gap=100) == (
+        600.0,
+        [400.0],
+    )
     text = trace_summary.summarize(frame, gap=100)
     assert "traced window: 1.0 ms, 4 events" in text
     stream = next(line for line in text.splitlines() if "Stream #13(Compute)" in line and "/device:GPU:0" in line)
     assert stream.split()[-5:] == ["3", "0.600", "0.600", "1", "0.400"]  # events, busy ms, share, gaps, gap ms
-    assert [trace_summary.op_kind(n) for n in ("fusion.12", "convolution_3", "copy")] == ["fusion", "convolution", "copy"]
+    assert [trace_summary.op_kind(n) for n in ("fusion.12", "convolution_3", "copy")] == [
+        "fusion",
+        "convolution",
+        "copy",
+    ]

@@ -4,13 +4,15 @@ import keras
 import numpy as np
 import pytest
 
-from archsearch.recipe.architecture import plan
 from archsearch.model.builder import build_model, compile_model
 from archsearch.model.layers import RandomShift
+from archsearch.recipe.architecture import plan
 
 POINTS = {
     "small_vgg": dict(family="vgg", resolution=32, width=16, stages=2, blocks_per_stage=1),
-    "vgg_no_bn_strided_mlp": dict(family="vgg", width=8, batch_norm=False, downsample="strided", head="mlp", dropout=0.3),
+    "vgg_no_bn_strided_mlp": dict(
+        family="vgg", width=8, batch_norm=False, downsample="strided", head="mlp", dropout=0.3
+    ),
     "small_resnet": dict(family="resnet", resolution=32, width=8, stages=2, blocks_per_stage=1),
     "bottleneck": dict(family="resnet", bottleneck=True, width=32, blocks_per_stage=2, augment=True),
     "stem_upsampled": dict(stem="conv7", resolution=64, width=8, blocks_per_stage=1),
@@ -57,7 +59,9 @@ def test_a_model_trains_a_step():
     arch = plan(POINTS["small_vgg"], (32, 32, 3), 10)
     model = compile_model(build_model(arch), arch.point, steps=2)
     rng = np.random.default_rng(0)
-    history = model.fit(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 8), epochs=1, batch_size=4, verbose=0)
+    history = model.fit(
+        rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 8), epochs=1, batch_size=4, verbose=0
+    )
     assert np.isfinite(history.history["loss"][0])
 
 
@@ -76,8 +80,12 @@ def _shifts_of(image, out, pad):
     """The offsets (dy, dx) by which `out` is `image` shifted with zero fill."""
     padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
     h, w = image.shape[:2]
-    return [(dy, dx) for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)
-            if np.array_equal(padded[pad + dy : pad + dy + h, pad + dx : pad + dx + w], out)]
+    return [
+        (dy, dx)
+        for dy in range(-pad, pad + 1)
+        for dx in range(-pad, pad + 1)
+        if np.array_equal(padded[pad + dy : pad + dy + h, pad + dx : pad + dx + w], out)
+    ]
 
 
 def test_random_shift_moves_each_image_by_its_own_offset_with_zero_fill():

@@ -9,9 +9,9 @@ import importlib.metadata
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
-import re
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -61,8 +61,9 @@ class Quadratic(keras_tuner.Tuner):
 
 
 def quadratic(tmp_path, max_trials=2):
-    oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective("score", "max"),
-                                                    max_trials=max_trials, seed=1)
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective("score", "max"), max_trials=max_trials, seed=1
+    )
     return Quadratic(oracle, directory=str(tmp_path), project_name="tuner", overwrite=True)
 
 
@@ -71,8 +72,9 @@ def fresh_oracle(tmp_path, oracle_class=keras_tuner.oracles.RandomSearchOracle, 
     hp.Float("x", -1.0, 1.0)
     hyperband = issubclass(oracle_class, keras_tuner.oracles.HyperbandOracle)
     options = dict(max_epochs=2) if hyperband else dict(max_trials=3)
-    oracle = oracle_class(objective=keras_tuner.Objective("score", "max"), seed=1, hyperparameters=hp,
-                          **{**options, **kwargs})
+    oracle = oracle_class(
+        objective=keras_tuner.Objective("score", "max"), seed=1, hyperparameters=hp, **{**options, **kwargs}
+    )
     oracle._set_project_dir(str(tmp_path), "tuner")
     oracle.verbose = 0
     return oracle
@@ -136,9 +138,14 @@ def test_keras_tuners_synchronized_keeps_the_lock_on_raise_and_archsearchs_lets_
     assert oracle.create_trial("tuner0").status == "RUNNING"
 
 
-@pytest.mark.parametrize("oracle_class", [keras_tuner.oracles.RandomSearchOracle,
-                                          keras_tuner.oracles.BayesianOptimizationOracle,
-                                          keras_tuner.oracles.HyperbandOracle])
+@pytest.mark.parametrize(
+    "oracle_class",
+    [
+        keras_tuner.oracles.RandomSearchOracle,
+        keras_tuner.oracles.BayesianOptimizationOracle,
+        keras_tuner.oracles.HyperbandOracle,
+    ],
+)
 def test_a_fresh_oracle_has_the_internals_archsearchs_oracle_relies_on(tmp_path, oracle_class):
     oracle = fresh_oracle(tmp_path, oracle_class)
     for name, kind in kt_compat.ORACLE_ATTRIBUTES.items():
@@ -197,7 +204,11 @@ def test_run_trial_adds_keras_tuners_own_callback_and_prepares_callbacks_as_comp
     # The private methods it calls, with the arguments it gives them.
     assert list(inspect.signature(keras_tuner.Tuner._deepcopy_callbacks).parameters) == ["self", "callbacks"]
     assert list(inspect.signature(keras_tuner.Tuner._configure_tensorboard_dir).parameters) == [
-        "self", "callbacks", "trial", "execution"]
+        "self",
+        "callbacks",
+        "trial",
+        "execution",
+    ]
     source = inspect.getsource(keras_tuner.Tuner.run_trial)
     assert "_deepcopy_callbacks" in source and "_configure_tensorboard_dir" in source
 

@@ -36,8 +36,12 @@ def make_folder(root, classes=("cat", "dog", "eel"), train=10, test=4, size=(8, 
 def npz(path, **arrays):
     """Writes a small two-class .npz; keyword arrays replace (or, as None, drop) the defaults."""
     rng = np.random.default_rng(0)
-    base = dict(x_train=rng.integers(0, 256, (20, 6, 6, 3), dtype=np.uint8), y_train=np.arange(20) % 2,
-                x_test=rng.integers(0, 256, (6, 6, 6, 3), dtype=np.uint8), y_test=np.arange(6) % 2)
+    base = dict(
+        x_train=rng.integers(0, 256, (20, 6, 6, 3), dtype=np.uint8),
+        y_train=np.arange(20) % 2,
+        x_test=rng.integers(0, 256, (6, 6, 6, 3), dtype=np.uint8),
+        y_test=np.arange(6) % 2,
+    )
     base.update(arrays)
     np.savez(path, **{k: v for k, v in base.items() if v is not None})
     return str(path)
@@ -102,7 +106,9 @@ def test_grayscale_is_pillows_luma_in_one_channel(tmp_path):
     # Arrays are converted with exactly the same rounding as Pillow.
     pixels = np.random.default_rng(1).integers(0, 256, (20, 6, 6, 3), dtype=np.uint8)
     arrays = load_data(Data(npz(tmp_path / "a.npz", x_test=pixels[:6]), grayscale=True))
-    assert np.array_equal(arrays.x_test[..., 0], np.stack([np.asarray(Image.fromarray(p).convert("L")) for p in pixels[:6]]))
+    assert np.array_equal(
+        arrays.x_test[..., 0], np.stack([np.asarray(Image.fromarray(p).convert("L")) for p in pixels[:6]])
+    )
 
 
 def test_gray_images_load_with_one_channel_unless_rgb_ones_share_the_split(tmp_path):
@@ -140,7 +146,9 @@ def test_validation_is_stratified_seeded_and_leaves_test_alone(tmp_path):
 
 
 def test_too_few_images_for_a_stratified_split_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match=r"cannot carve a stratified validation=0.1 split from 3 training images of 3 classes"):
+    with pytest.raises(
+        DataError, match=r"cannot carve a stratified validation=0.1 split from 3 training images of 3 classes"
+    ):
         load_data(Data(str(make_folder(tmp_path / "pets")), per_class=1))
 
 
@@ -168,13 +176,23 @@ def test_crop_to_aspect_ratio_resizes_the_centred_window_instead_of_stretching(t
     root = make_folder(tmp_path / "pets", size=(10, 10), mode="L")
     Image.fromarray(_wide_photo()).save(root / "train" / "cat" / "wide.png")
     x = np.stack([_wide_photo()[None, ..., None]] * 3)[:, 0]  # the same photo in a .npz
-    arrays = npz(tmp_path / "wide.npz", x_train=np.concatenate([x] * 4), y_train=np.arange(12) % 2, x_test=x, y_test=np.arange(3) % 2)
+    arrays = npz(
+        tmp_path / "wide.npz",
+        x_train=np.concatenate([x] * 4),
+        y_train=np.arange(12) % 2,
+        x_test=x,
+        y_test=np.arange(3) % 2,
+    )
     for source in (str(root), arrays):
         squashed = load_data(Data(source, image_size=(10, 10), validation=0.25)).full_train()
         cropped = load_data(Data(source, image_size=(10, 10), crop_to_aspect_ratio=True, validation=0.25)).full_train()
-        wide = [i for i, image in enumerate(squashed[0]) if image.max() == 255 and image[:, 0].max() < 40]  # the photo, stretched
+        wide = [
+            i for i, image in enumerate(squashed[0]) if image.max() == 255 and image[:, 0].max() < 40
+        ]  # the photo, stretched
         assert len(wide) == (1 if source == str(root) else 12), source  # its black quarters stay at the edges
-        assert all(cropped[0][i].min() > 200 for i in wide), source  # the centred square: white (its edges blend with the black beyond)
+        assert all(cropped[0][i].min() > 200 for i in wide), (
+            source
+        )  # the centred square: white (its edges blend with the black beyond)
     # The exported model crops an image of another size the same way (see test_export).
     assert decode.crop_box(20, 40, (10, 10)) == (10, 0, 30, 20)
     assert decode.crop_box(31, 23, (10, 14)) == (0, 7, 23, 23)  # Keras: rounded down, centred
@@ -196,7 +214,9 @@ def test_many_unreadable_images_stop_with_one_named(tmp_path):
     root = make_folder(tmp_path / "pets")
     for i in range(3):
         (root / "train" / "cat" / f"bad{i}.png").write_bytes(b"\x89PNG garbage")
-    with pytest.raises(DataError, match=r"3 of 33 images cannot be read \(more than 1%\), e\.g\. .*train/cat/bad0\.png"):
+    with pytest.raises(
+        DataError, match=r"3 of 33 images cannot be read \(more than 1%\), e\.g\. .*train/cat/bad0\.png"
+    ):
         load_data(Data(str(root)))
 
 
@@ -205,7 +225,10 @@ def test_many_unreadable_images_stop_with_one_named(tmp_path):
     [
         (lambda root: shutil.rmtree(root / "test"), r"pets: no 'test' folder; expected .*pets/test/<class>/<image>"),
         (lambda root: [shutil.rmtree(p) for p in (root / "test").iterdir()], r"test: no class folders"),
-        (lambda root: [p.unlink() for p in (root / "train" / "dog").iterdir()], r"train/dog: class folder holds no images"),
+        (
+            lambda root: [p.unlink() for p in (root / "train" / "dog").iterdir()],
+            r"train/dog: class folder holds no images",
+        ),
         (
             lambda root: (root / "test" / "cat").rename(root / "test" / "kitten"),
             r"class folders differ between train and test: only in train: \['cat'\]; only in test: \['kitten'\]",
@@ -234,7 +257,9 @@ def test_missing_paths_unknown_names_and_unknown_classes(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "pets")
     with pytest.raises(DataError, match="no class 'truck'; available: cat, dog, eel"):
         load_data(Data(str(root), classes=["cat", "truck"]))
-    with pytest.raises(DataError, match=r"no 'train' folder; expected <root>/train/<class>/<image> \(found folders: cat, dog, eel\)"):
+    with pytest.raises(
+        DataError, match=r"no 'train' folder; expected <root>/train/<class>/<image> \(found folders: cat, dog, eel\)"
+    ):
         load_data(Data(str(root / "train")))
     (tmp_path / "notes.txt").write_text("not data")
     with pytest.raises(DataError, match="notes.txt: expected an image folder"):
@@ -250,9 +275,13 @@ def test_missing_paths_unknown_names_and_unknown_classes(tmp_path, monkeypatch):
 def test_npz_with_and_without_class_names(tmp_path):
     dataset = load_data(Data(npz(tmp_path / "a.npz", class_names=np.array(["no", "yes"])), validation=0.2))
     assert dataset.class_names == ["no", "yes"] and dataset.shape == (6, 6, 3) and dataset.source.startswith("npz:")
-    plain = load_data(Data(npz(tmp_path / "b.npz", x_train=np.zeros((20, 6, 6), np.uint8), x_test=np.zeros((6, 6, 6), np.uint8))))
+    plain = load_data(
+        Data(npz(tmp_path / "b.npz", x_train=np.zeros((20, 6, 6), np.uint8), x_test=np.zeros((6, 6, 6), np.uint8)))
+    )
     assert plain.shape == (6, 6, 1) and plain.class_names == ["0", "1"]
-    columns = load_data(Data(npz(tmp_path / "c.npz", y_train=(np.arange(20) % 2)[:, None], x_train=np.ones((20, 6, 6, 3)) * 7)))
+    columns = load_data(
+        Data(npz(tmp_path / "c.npz", y_train=(np.arange(20) % 2)[:, None], x_train=np.ones((20, 6, 6, 3)) * 7))
+    )
     assert len(columns.full_train()[1]) == 20 and columns.x_train.dtype == np.uint8 and columns.x_train.max() == 7
     resized = load_data(Data(npz(tmp_path / "a.npz"), image_size=(12, 4)))
     assert resized.shape == (12, 4, 3) and resized.x_test.shape == (6, 12, 4, 3)
@@ -263,15 +292,24 @@ def test_npz_with_and_without_class_names(tmp_path):
     [
         (dict(y_test=None), "missing arrays y_test; expected x_train, y_train, x_test, y_test"),
         (dict(y_train=np.arange(19) % 2), r"x_train has 20 images but y_train has shape \(19,\)"),
-        (dict(y_test=np.array([0, 1, 0, 1, 0, 5]), class_names=np.array(["a", "b"])), "labels range from 0 to 5; expected 0 to 1"),
+        (
+            dict(y_test=np.array([0, 1, 0, 1, 0, 5]), class_names=np.array(["a", "b"])),
+            "labels range from 0 to 5; expected 0 to 1",
+        ),
         (dict(y_test=np.array([0, 1, 0, 1, 0, -1])), "labels range from -1 to 1"),
         (dict(y_test=np.array([0, 1, 0, 1, 0, 2**40])), "label 1099511627776 with 26 images and no class_names"),
         (dict(y_train=np.arange(20) * 0.5), "y_train holds float64 values; expected integer class labels"),
         (dict(x_test=np.zeros((6, 6), np.uint8)), r"x_test has shape \(6, 6\); expected .* channels last"),
         (dict(x_test=np.zeros((6, 3, 6, 6), np.uint8)), r"x_test has shape \(6, 3, 6, 6\)"),
-        (dict(x_train=np.full((20, 6, 6, 3), 0.5)), r"x_train holds float64 values from 0.5 to 0.5; expected uint8 .* multiply by 255"),
+        (
+            dict(x_train=np.full((20, 6, 6, 3), 0.5)),
+            r"x_train holds float64 values from 0.5 to 0.5; expected uint8 .* multiply by 255",
+        ),
         (dict(class_names=np.array(["a", None], dtype=object)), "not a readable .npz"),
-        (dict(x_test=np.zeros((6, 9, 9, 1), np.uint8)), r"bad.npz: x_train images are \(6, 6, 3\) but x_test images are \(9, 9, 1\)"),
+        (
+            dict(x_test=np.zeros((6, 9, 9, 1), np.uint8)),
+            r"bad.npz: x_train images are \(6, 6, 3\) but x_test images are \(9, 9, 1\)",
+        ),
     ],
 )
 def test_bad_npz_is_named(tmp_path, arrays, message):
@@ -300,7 +338,11 @@ def test_tfds_without_a_network_says_how_to_point_at_a_local_copy(monkeypatch):
         raise ConnectionError("Failed to establish a new connection: [Errno 101] Network is unreachable")
 
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(DataError, match=r"could not load 'cifar10' .*ConnectionError: .*Network is unreachable. Without a network, pass --data-dir \(or set ARCHSEARCH_DATA_DIR\)"):
+    with pytest.raises(
+        DataError,
+        match=r"could not load 'cifar10' .*ConnectionError: .*Network is unreachable. "
+        r"Without a network, pass --data-dir \(or set ARCHSEARCH_DATA_DIR\)",
+    ):
         load_data(Data("cifar10"))
 
 
@@ -315,11 +357,22 @@ def test_tfds_data_sets_become_arrays(tmp_path):
 
     with tfds.testing.mock_data(num_examples=40):
         digits = load_data(Data("mnist", per_class=3, image_size=(16, 16), validation=0.5), cache_dir=tmp_path)
-        photos = load_data(Data("cats_vs_dogs", train_split="train[:50%]", test_split="train[50%:]", image_size=(20, 24),
-                                classes=["dog", "cat"], validation=0.25), cache_dir=tmp_path)
+        photos = load_data(
+            Data(
+                "cats_vs_dogs",
+                train_split="train[:50%]",
+                test_split="train[50%:]",
+                image_size=(20, 24),
+                classes=["dog", "cat"],
+                validation=0.25,
+            ),
+            cache_dir=tmp_path,
+        )
         assert peek(Data("mnist")) == ((28, 28, 1), 10)
     assert digits.source == "tfds:mnist/3.0.1" and digits.shape == (16, 16, 1) and digits.num_classes == 10
-    assert np.bincount(digits.full_train()[1]).max() <= 3 and len(digits.x_test) == 40 and digits.x_train.dtype == np.uint8
+    assert (
+        np.bincount(digits.full_train()[1]).max() <= 3 and len(digits.x_test) == 40 and digits.x_train.dtype == np.uint8
+    )
     assert photos.shape == (20, 24, 3) and photos.class_names == ["dog", "cat"]
     assert len(photos.full_train()[0]) == len(photos.x_test) == 40  # the mock ignores split slices
 
@@ -330,12 +383,24 @@ def test_tfds_data_sets_become_arrays(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, field",
     [
-        (dict(validation=1.5), "validation"), (dict(validation=0), "validation"), (dict(validation=True), "validation"),
-        (dict(classes=["a"]), "classes"), (dict(classes=["a", "a"]), "classes"), (dict(classes="ab"), "classes"),
-        (dict(classes=["a", ""]), "classes"), (dict(per_class=0), "per_class"), (dict(per_class=2.5), "per_class"),
-        (dict(test_per_class=-1), "test_per_class"), (dict(image_size=(32,)), "image_size"),
-        (dict(image_size=(32, 0)), "image_size"), (dict(grayscale="yes"), "grayscale"), (dict(crop_to_aspect_ratio=1), "crop_to_aspect_ratio"), (dict(seed=1.5), "seed"),
-        (dict(train_split=""), "train_split"), (dict(test_split="train"), "test_split"), (dict(source=""), "source"),
+        (dict(validation=1.5), "validation"),
+        (dict(validation=0), "validation"),
+        (dict(validation=True), "validation"),
+        (dict(classes=["a"]), "classes"),
+        (dict(classes=["a", "a"]), "classes"),
+        (dict(classes="ab"), "classes"),
+        (dict(classes=["a", ""]), "classes"),
+        (dict(per_class=0), "per_class"),
+        (dict(per_class=2.5), "per_class"),
+        (dict(test_per_class=-1), "test_per_class"),
+        (dict(image_size=(32,)), "image_size"),
+        (dict(image_size=(32, 0)), "image_size"),
+        (dict(grayscale="yes"), "grayscale"),
+        (dict(crop_to_aspect_ratio=1), "crop_to_aspect_ratio"),
+        (dict(seed=1.5), "seed"),
+        (dict(train_split=""), "train_split"),
+        (dict(test_split="train"), "test_split"),
+        (dict(source=""), "source"),
     ],
 )
 def test_bad_declarations_name_the_field(kwargs, field):
@@ -344,7 +409,14 @@ def test_bad_declarations_name_the_field(kwargs, field):
 
 
 def test_declarations_round_trip_through_json():
-    data = Data("cifar10", classes=("automobile", "truck"), grayscale=True, image_size=[24, 24], crop_to_aspect_ratio=True, per_class=np.int64(50))
+    data = Data(
+        "cifar10",
+        classes=("automobile", "truck"),
+        grayscale=True,
+        image_size=[24, 24],
+        crop_to_aspect_ratio=True,
+        per_class=np.int64(50),
+    )
     assert Data(**json.loads(json.dumps(data.to_dict()))) == data
     assert data.to_dict()["classes"] == ["automobile", "truck"] and data.image_size == (24, 24)
     with pytest.raises(TypeError):
@@ -406,15 +478,22 @@ def test_npz_fingerprints_follow_their_bytes(tmp_path):
 
 def test_peek_matches_the_loaded_shape(tmp_path):
     root = make_folder(tmp_path / "pets")
-    for declaration in (Data(str(root)), Data(str(root), grayscale=True, classes=["cat", "dog"]), Data("digits"),
-                        Data(npz(tmp_path / "a.npz")), Data(str(root), image_size=(5, 7))):
+    for declaration in (
+        Data(str(root)),
+        Data(str(root), grayscale=True, classes=["cat", "dog"]),
+        Data("digits"),
+        Data(npz(tmp_path / "a.npz")),
+        Data(str(root), image_size=(5, 7)),
+    ):
         dataset = load_data(declaration)
         assert peek(declaration) == (dataset.shape, dataset.num_classes)
 
 
 def test_peek_agrees_with_the_load_when_one_color_image_or_odd_sizes_lie_outside_any_sample(tmp_path):
     root = make_folder(tmp_path / "gray", classes=("a", "b"), train=30, test=3, mode="L")
-    Image.fromarray(np.full((8, 8, 3), (200, 0, 0), np.uint8)).save(root / "test" / "b" / "001.png")  # the one color image
+    Image.fromarray(np.full((8, 8, 3), (200, 0, 0), np.uint8)).save(
+        root / "test" / "b" / "001.png"
+    )  # the one color image
     for i in range(1, 30, 2):  # every other training image of class a has another size: still fewer than 8x8
         Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "train" / "a" / f"{i:03d}.png")
     dataset = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
@@ -455,7 +534,9 @@ def test_a_cached_load_of_cifar10_does_not_decode(cifar, data_cifar_archive, mon
 
 
 def test_car_versus_truck_has_the_notes_sizes(data_cifar_car_truck_folder):
-    dataset = load_data(Data("cifar10", classes=["automobile", "truck"], grayscale=True), data_dir=str(data_cifar_car_truck_folder))
+    dataset = load_data(
+        Data("cifar10", classes=["automobile", "truck"], grayscale=True), data_dir=str(data_cifar_car_truck_folder)
+    )
     assert dataset.class_names == ["automobile", "truck"] and dataset.shape == (32, 32, 1)
     assert len(dataset.full_train()[0]) == 10_000 and len(dataset.x_test) == 2_000
     assert np.bincount(dataset.y_test).tolist() == [1000, 1000]

@@ -77,10 +77,18 @@ def files(draw, damaged):
 
 @st.composite
 def trees(draw):
-    """`{split: {class: [(name, bytes)]}}`, sometimes damaged: broken files, empty classes and splits, classes that differ."""
+    """`{split: {class: [(name, bytes)]}}`, sometimes damaged: broken files, empty classes and splits, other classes."""
     damaged = draw(st.booleans())
-    classes = draw(st.lists(st.text(NAME_CHARS, min_size=1, max_size=5).map(str.strip).filter(bool), min_size=1, max_size=3, unique=True))
-    splits = draw(st.sampled_from([("train", "test")] * 6 + [("train",), ("train", "test", "extra")])) if damaged else ("train", "test")
+    classes = draw(
+        st.lists(
+            st.text(NAME_CHARS, min_size=1, max_size=5).map(str.strip).filter(bool), min_size=1, max_size=3, unique=True
+        )
+    )
+    splits = (
+        draw(st.sampled_from([("train", "test")] * 6 + [("train",), ("train", "test", "extra")]))
+        if damaged
+        else ("train", "test")
+    )
     tree = {}
     for split in splits:
         names = classes[:-1] or classes if damaged and not draw(st.integers(0, 5)) else classes
@@ -105,7 +113,12 @@ def write_folder(root, tree, symlinks):
 
 
 def write_archive(path, tree):
-    members = [(f"data/{split}/{name}/{file}", blob) for split, classes in tree.items() for name, entries in classes.items() for file, blob in entries]
+    members = [
+        (f"data/{split}/{name}/{file}", blob)
+        for split, classes in tree.items()
+        for name, entries in classes.items()
+        for file, blob in entries
+    ]
     if path.suffix == ".zip":
         with zipfile.ZipFile(path, "w") as archive:
             for name, blob in members:
@@ -120,15 +133,36 @@ def write_archive(path, tree):
 
 
 GOOD_X, GOOD_Y = np.zeros((8, 6, 6, 3), np.uint8), np.arange(8) % 2
-ARRAYS = st.sampled_from([
-    np.zeros((8, 6, 6), np.uint8), np.zeros((8, 9, 9, 1), np.uint8), np.zeros((0, 6, 6, 3), np.uint8), np.full((8, 6, 6, 3), 0.5),
-    np.full((8, 6, 6, 3), 255.0), np.full((8, 6, 6, 3), np.nan), np.full((8, 6, 6, 3), 300, np.int16), np.zeros((8, 6, 6, 2), np.uint8),
-    np.zeros((8, 6), np.uint8), np.zeros((8, 6, 6, 3), bool), np.array(["a"] * 8), np.zeros((8, 6, 6, 3), np.float16),
-])
-LABELS = st.sampled_from([
-    np.arange(8) % 4, np.array([0, 1, 0, 1, 0, 1, 0, 5]), np.array([-1, 0, 1, 0, 1, 0, 1, 0]), GOOD_Y[:, None], GOOD_Y[:7],
-    GOOD_Y.astype(float), np.array([0, 1, 0, 1, 0, 1, 0, 2**40]), np.array([], np.int64), GOOD_Y.astype(np.uint8), np.array([0] * 8),
-])
+ARRAYS = st.sampled_from(
+    [
+        np.zeros((8, 6, 6), np.uint8),
+        np.zeros((8, 9, 9, 1), np.uint8),
+        np.zeros((0, 6, 6, 3), np.uint8),
+        np.full((8, 6, 6, 3), 0.5),
+        np.full((8, 6, 6, 3), 255.0),
+        np.full((8, 6, 6, 3), np.nan),
+        np.full((8, 6, 6, 3), 300, np.int16),
+        np.zeros((8, 6, 6, 2), np.uint8),
+        np.zeros((8, 6), np.uint8),
+        np.zeros((8, 6, 6, 3), bool),
+        np.array(["a"] * 8),
+        np.zeros((8, 6, 6, 3), np.float16),
+    ]
+)
+LABELS = st.sampled_from(
+    [
+        np.arange(8) % 4,
+        np.array([0, 1, 0, 1, 0, 1, 0, 5]),
+        np.array([-1, 0, 1, 0, 1, 0, 1, 0]),
+        GOOD_Y[:, None],
+        GOOD_Y[:7],
+        GOOD_Y.astype(float),
+        np.array([0, 1, 0, 1, 0, 1, 0, 2**40]),
+        np.array([], np.int64),
+        GOOD_Y.astype(np.uint8),
+        np.array([0] * 8),
+    ]
+)
 
 
 @st.composite
@@ -140,7 +174,9 @@ def npz_files(draw):
     if draw(st.integers(0, 9)) == 0:
         del arrays[draw(st.sampled_from(sorted(arrays)))]
     if draw(st.booleans()):
-        arrays["class_names"] = draw(st.sampled_from([np.array(["a", "b"]), np.array(["a"]), np.array(["a", "b", "c", "d", "e", "f"])]))
+        arrays["class_names"] = draw(
+            st.sampled_from([np.array(["a", "b"]), np.array(["a"]), np.array(["a", "b", "c", "d", "e", "f"])])
+        )
     return arrays, draw(st.integers(0, 9)) == 0
 
 
@@ -164,7 +200,11 @@ def check(source, data):
 
 
 @FUZZ
-@given(tree=trees(), container=st.sampled_from(["folder", "folder", "folder+links", ".tar.gz", ".zip"]), size=st.sampled_from([None, None, (5, 7)]))
+@given(
+    tree=trees(),
+    container=st.sampled_from(["folder", "folder", "folder+links", ".tar.gz", ".zip"]),
+    size=st.sampled_from([None, None, (5, 7)]),
+)
 def test_generated_image_folders_and_archives_load_or_fail_with_one_line(tree, container, size):
     with tempfile.TemporaryDirectory() as tmp:
         if container.startswith("folder"):
@@ -189,6 +229,11 @@ def test_generated_npz_files_load_or_fail_with_one_line(npz):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_loads(tmp_path, mode):
-    tree = {split: {c: [(f"{i}.png", encode(mode, (8, 8), "PNG", i)) for i in range(4)] for c in ("a", "b")} for split in ("train", "test")}
-    dataset = load_data(Data(str(write_folder(tmp_path / "modes", tree, symlinks=False)), validation=0.5), cache_dir=tmp_path / "cache")
+    tree = {
+        split: {c: [(f"{i}.png", encode(mode, (8, 8), "PNG", i)) for i in range(4)] for c in ("a", "b")}
+        for split in ("train", "test")
+    }
+    dataset = load_data(
+        Data(str(write_folder(tmp_path / "modes", tree, symlinks=False)), validation=0.5), cache_dir=tmp_path / "cache"
+    )
     assert dataset.shape == (8, 8, 1 if mode in ("L", "I;16") else 3)

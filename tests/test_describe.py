@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from archsearch.recipe.architecture import plan
-from archsearch.model.builder import build_model
 from archsearch.cli.main import main
+from archsearch.model.builder import build_model
+from archsearch.recipe.architecture import plan
 from archsearch.recipe.dimensions import RECIPE, TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,9 @@ def test_json_parses_and_agrees_with_csv(capsys):
 
 
 def test_the_same_seed_gives_the_same_sample(capsys):
-    assert describe(capsys, CIFAR, "--format", "csv", "--seed", "3") == describe(capsys, CIFAR, "--format", "csv", "--seed", "3")
+    assert describe(capsys, CIFAR, "--format", "csv", "--seed", "3") == describe(
+        capsys, CIFAR, "--format", "csv", "--seed", "3"
+    )
 
 
 def test_summary_prints_each_layer_with_shape_and_params(capsys):

@@ -25,4 +25,6 @@ def test_files_a_user_clones_name_only_files_in_the_repository():
     root = Path(__file__).resolve().parents[1]
     for name in ("pyproject.toml", "README.md"):
         for mentioned in re.findall(r"\b([\w./-]+\.md)\b", (root / name).read_text()):
-            assert (root / mentioned).exists() or (root / name).parent.joinpath(mentioned).exists(), f"{name} names {mentioned}, which a clone lacks"
+            assert (root / mentioned).exists() or (root / name).parent.joinpath(mentioned).exists(), (
+                f"{name} names {mentioned}, which a clone lacks"
+            )

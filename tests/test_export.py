@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train
-from archsearch.recipe.architecture import plan
-from archsearch.model.builder import build_model
 from archsearch.cli.main import main
 from archsearch.data import decode
+from archsearch.model.builder import build_model
 from archsearch.output.export import inference_model
 from archsearch.pipeline.runner import run
+from archsearch.recipe.architecture import plan
 
 CLASSES = ("bars", "rings")
 
@@ -36,7 +36,9 @@ def write_rgb_folder(root, train=16, test=6, size=12):
             for i in range(count):
                 color = rng.integers(60, 256, 3)
                 pixels = shapes[name][..., None] * color + rng.integers(0, 30, (size, size, 3))
-                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / split / name / f"{i:02d}.jpg", quality=90)
+                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(
+                    root / split / name / f"{i:02d}.jpg", quality=90
+                )
     return root
 
 
@@ -45,10 +47,12 @@ def gray_run(tmp_path_factory):
     """A finished run of a grayscale, augmented space on an RGB JPEG folder."""
     folder = write_rgb_folder(tmp_path_factory.mktemp("rgb") / "shapes")
     space = Space(
-        name="gray", data=Data(str(folder), grayscale=True, validation=0.25),
+        name="gray",
+        data=Data(str(folder), grayscale=True, validation=0.25),
         recipe=Recipe(family="vgg", resolution=12, width=4, stages=1, blocks_per_stage=1),
         train=Train(epochs=1, batch_size=8, augment=True),
-        search=Search(tuner="random", max_trials=1, seed=0), retrain=Retrain(top_k=1, epochs=1, seeds=1),
+        search=Search(tuner="random", max_trials=1, seed=0),
+        retrain=Retrain(top_k=1, epochs=1, seeds=1),
     )
     results = tmp_path_factory.mktemp("run") / "gray"
     run(space, results, log=lambda line: None)
@@ -57,7 +61,9 @@ def gray_run(tmp_path_factory):
 
 def jpeg_files(folder, split="test"):
     """The test JPEGs in order, with their labels."""
-    files = [(path, label) for label, name in enumerate(CLASSES) for path in sorted((folder / split / name).glob("*.jpg"))]
+    files = [
+        (path, label) for label, name in enumerate(CLASSES) for path in sorted((folder / split / name).glob("*.jpg"))
+    ]
     return [path for path, _ in files], np.array([label for _, label in files])
 
 
@@ -79,7 +85,11 @@ def test_a_grayscale_space_on_rgb_images_exports_a_model_that_takes_rgb(gray_run
     np.testing.assert_allclose(served, expected, atol=1e-6)
     contract = json.loads((results / "best" / "model.json").read_text())
     assert contract["class_names"] == list(CLASSES)
-    assert (contract["input"]["dtype"], contract["input"]["channels"], contract["input"]["color"]) == ("uint8", 3, "RGB")
+    assert (contract["input"]["dtype"], contract["input"]["channels"], contract["input"]["color"]) == (
+        "uint8",
+        3,
+        "RGB",
+    )
 
 
 def test_the_export_check_figure_is_the_leaderboards_accuracy_and_is_recorded(gray_run):
@@ -118,7 +128,12 @@ def test_saved_model_cli_lists_the_named_inputs_and_outputs(gray_run):
     cli = shutil.which("saved_model_cli", path=str(Path(sys.executable).parent)) or shutil.which("saved_model_cli")
     if cli is None:
         pytest.skip("TensorFlow's saved_model_cli is not installed")
-    shown = subprocess.run([cli, "show", "--all", "--dir", str(results / "best" / "saved_model")], capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(
+        [cli, "show", "--all", "--dir", str(results / "best" / "saved_model")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     signatures = {}
     for block in shown.split("signature_def[")[1:]:
         name = block.split("'")[1]
@@ -127,11 +142,18 @@ def test_saved_model_cli_lists_the_named_inputs_and_outputs(gray_run):
         dtypes = [entry.split("dtype: ")[1].split()[0] for entry in entries[1:]]
         shapes = [entry.split("shape: ")[1].splitlines()[0] for entry in entries[1:]]
         signatures[name] = {tensor: (dtype, shape) for tensor, dtype, shape in zip(tensors, dtypes, shapes)}
-    outputs = {"probabilities": ("DT_FLOAT", "(-1, 2)"), "class_id": ("DT_INT64", "(-1)"), "class_name": ("DT_STRING", "(-1)")}
+    outputs = {
+        "probabilities": ("DT_FLOAT", "(-1, 2)"),
+        "class_id": ("DT_INT64", "(-1)"),
+        "class_name": ("DT_STRING", "(-1)"),
+    }
     assert signatures["serve"] == {"image": ("DT_UINT8", "(-1, -1, -1, 3)"), **outputs}
     assert signatures["serve_bytes"] == {"image_bytes": ("DT_STRING", "(-1)"), **outputs}
     assert signatures["serving_default"] == signatures["serve"]
-    assert signatures["probabilities"] == {"image": ("DT_UINT8", "(-1, -1, -1, 3)"), "output_0": ("DT_FLOAT", "(-1, 2)")}
+    assert signatures["probabilities"] == {
+        "image": ("DT_UINT8", "(-1, -1, -1, 3)"),
+        "output_0": ("DT_FLOAT", "(-1, 2)"),
+    }
     assert set(signatures) == {"__saved_model_init_op", "serve", "serving_default", "serve_bytes", "probabilities"}
 
 
@@ -146,7 +168,9 @@ def test_the_bytes_signature_agrees_with_the_array_signature_on_jpeg_files(gray_
     np.testing.assert_array_equal(from_files["class_id"].numpy(), from_arrays["class_id"].numpy())
     # The same pixels as Pillow decodes (libjpeg's accurate DCT), so the same probabilities.
     np.testing.assert_allclose(from_files["probabilities"].numpy(), from_arrays["probabilities"].numpy(), atol=1e-6)
-    assert [name.decode() for name in from_files["class_name"].numpy()] == [CLASSES[i] for i in from_files["class_id"].numpy()]
+    assert [name.decode() for name in from_files["class_name"].numpy()] == [
+        CLASSES[i] for i in from_files["class_id"].numpy()
+    ]
     # Files of another size in one batch: each is resized inside, as the array signature does it for a batch of one.
     large = tmp_path / "large.png"
     Image.open(paths[0]).resize((30, 20), Image.BILINEAR).save(large)
@@ -173,7 +197,14 @@ def test_model_keras_of_an_augmented_space_loads_without_archsearch(gray_run, tm
     results, folder = gray_run
     paths, _ = jpeg_files(folder)
     np.save(tmp_path / "images.npy", rgb(paths))
-    command = [sys.executable, "-c", _WITHOUT_ARCHSEARCH, str(results / "best" / "model.keras"), str(tmp_path / "images.npy"), str(tmp_path / "out.npy")]
+    command = [
+        sys.executable,
+        "-c",
+        _WITHOUT_ARCHSEARCH,
+        str(results / "best" / "model.keras"),
+        str(tmp_path / "images.npy"),
+        str(tmp_path / "out.npy"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     expected = keras.saving.load_model(results / "best" / "model.keras").predict(rgb(paths), verbose=0)

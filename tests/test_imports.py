@@ -25,13 +25,18 @@ print("imported:", ",".join(heavy))
 
 
 def imported(argv):
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()[-1]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["leaderboard", str(COMMITTED_RUN)], ["runs", str(COMMITTED_RUN.parent)]],
-                         ids=["help", "leaderboard", "runs"])
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["leaderboard", str(COMMITTED_RUN)], ["runs", str(COMMITTED_RUN.parent)]],
+    ids=["help", "leaderboard", "runs"],
+)
 def test_reading_commands_import_no_keras_or_tensorflow(argv):
     assert imported(argv) == "imported: "
 
@@ -59,8 +64,11 @@ def test_the_module_map_draws_the_contracts_layers_and_every_module():
     headings = [line for line in document.splitlines() if line.startswith("## ") and "`archsearch." in line]
     drawn = [sorted(re.findall(r"`(archsearch\.[a-z_]+)`", heading)) for heading in headings]
     assert drawn == expected  # one section per layer, from the foundations up, as the contract has them
-    modules = sorted(str(p.relative_to(ROOT / "archsearch")) for p in (ROOT / "archsearch").rglob("*.py")
-                     if p.name not in ("__init__.py", "__main__.py"))
+    modules = sorted(
+        str(p.relative_to(ROOT / "archsearch"))
+        for p in (ROOT / "archsearch").rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    )
     missing = [module for module in modules if f"`{module}`" not in document]
     assert not missing, f"docs/architecture.md does not name {missing}"
 
@@ -68,7 +76,8 @@ def test_the_module_map_draws_the_contracts_layers_and_every_module():
 def test_writing_a_run_s_files_imports_no_keras_tuner():
     # Atomic writes, the run directory and the leaderboard read and write files only: Keras Tuner is the search's.
     modules = "archsearch.files, archsearch.records.directory, archsearch.records.tables"
-    probe = f"import sys\nimport {modules}\nprint(sorted(m for m in ('keras', 'keras_tuner', 'tensorflow', 'jax') if m in sys.modules))"
+    heavy = "('keras', 'keras_tuner', 'tensorflow', 'jax')"
+    probe = f"import sys\nimport {modules}\nprint(sorted(m for m in {heavy} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"

@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from chromium import IMAGES, Chromium, find_chromium
 
 from archsearch.cli.main import main
-from archsearch.records.history import COLUMNS, EpochHistory, read_history
 from archsearch.pipeline.runner import apply_overrides, run
-from chromium import IMAGES, Chromium, find_chromium
+from archsearch.records.history import COLUMNS, EpochHistory, read_history
 
 EPOCHS = 2
 CHROMIUM_VARIABLE = "ARCHSEARCH_TEST_CHROMIUM"  # .ci/run sets it, so that in CI the browser test runs, never skips
@@ -53,8 +53,14 @@ def test_history_has_one_row_per_epoch_of_every_trial_and_retraining_seed(finish
 def _fit(run_dir, epochs, initial_epoch=0, key=("7", "retrain", 0)):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(np.zeros((8, 2)), np.zeros(8), epochs=epochs, initial_epoch=initial_epoch, verbose=0,
-              callbacks=[EpochHistory(run_dir, key[0], key[1], seed=key[2])])
+    model.fit(
+        np.zeros((8, 2)),
+        np.zeros(8),
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        verbose=0,
+        callbacks=[EpochHistory(run_dir, key[0], key[1], seed=key[2])],
+    )
 
 
 def test_a_training_run_again_replaces_its_epochs_and_keeps_the_others(tmp_path):
@@ -78,9 +84,13 @@ def test_tensorboard_logs_one_run_per_trial_with_its_hyperparameters_and_val_acc
     for _, trial in completed.iterrows():
         logs = finished / "tensorboard" / trial["trial_id"] / "execution0"
         hparams = EventAccumulator(str(logs), size_guidance={"tensors": 0}).Reload()
-        start = plugin_data_pb2.HParamsPluginData.FromString(hparams.PluginTagToContent("hparams")["_hparams_/session_start_info"])
-        recorded = {name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
-                    for name, value in start.session_start_info.hparams.items()}
+        start = plugin_data_pb2.HParamsPluginData.FromString(
+            hparams.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        )
+        recorded = {
+            name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+            for name, value in start.session_start_info.hparams.items()
+        }
         assert recorded["family"] == trial["family"] and recorded["width"] == trial["width"]
         scores = EventAccumulator(str(logs / "validation"), size_guidance={"tensors": 0}).Reload()
         value = float(tf.make_ndarray(scores.Tensors("val_accuracy")[-1].tensor_proto))

@@ -14,29 +14,29 @@ import keras_tuner
 import pandas as pd
 import pytest
 
-from archsearch.search import hypermodel, tuners as search
-
-from archsearch.model import training
-from archsearch.search.oracle import INFEASIBLE_METRIC, RandomSearchOracle
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.files import write_csv, write_json
-from archsearch.search.trials import trial_status, trials_frame
+from archsearch.model import training
 from archsearch.pipeline.runner import run
+from archsearch.search import hypermodel
+from archsearch.search import tuners as search
+from archsearch.search.oracle import INFEASIBLE_METRIC, RandomSearchOracle
+from archsearch.search.trials import trial_status, trials_frame
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
 
 
 def start(space, results, *extra):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "archsearch", "run", str(space), "--results", str(results), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
-
-
 
 
 def completed_trials(results):
@@ -57,7 +57,8 @@ def _mid_export(results):
 
 
 @pytest.mark.parametrize(
-    "moment, delay", [(_mid_trial, 0.5), (_mid_retraining, 0.5), (_mid_export, 0.0)],
+    "moment, delay",
+    [(_mid_trial, 0.5), (_mid_retraining, 0.5), (_mid_export, 0.0)],
     ids=["during-a-trial", "during-retraining", "during-export"],
 )
 def test_kill_then_resume(tmp_path, digits_npz, moment, delay, space_file, wait_for):
@@ -70,7 +71,11 @@ def test_kill_then_resume(tmp_path, digits_npz, moment, delay, space_file, wait_
     before = completed_trials(results)
     finished = before[before["status"] == "completed"]
     stamps = {t: (results / "tuner" / f"trial_{t}" / "trial.json").stat().st_mtime_ns for t in finished["trial_id"]}
-    retrained = {p: p.stat().st_mtime_ns for p in (results / "retrain").glob("*.json")} if (results / "retrain").exists() else {}
+    retrained = (
+        {p: p.stat().st_mtime_ns for p in (results / "retrain").glob("*.json")}
+        if (results / "retrain").exists()
+        else {}
+    )
 
     refused = start(space, results)
     assert refused.wait() == 2 and "--resume" in refused.stdout.read()
@@ -82,13 +87,18 @@ def test_kill_then_resume(tmp_path, digits_npz, moment, delay, space_file, wait_
     assert len(after) == 4 and after["trial_id"].is_unique and (after["status"] == "completed").all()
     for trial_id, stamp in stamps.items():  # finished trials were not run again
         assert (results / "tuner" / f"trial_{trial_id}" / "trial.json").stat().st_mtime_ns == stamp
-        assert after.set_index("trial_id").loc[trial_id, "val_accuracy"] == finished.set_index("trial_id").loc[trial_id, "val_accuracy"]
+        assert (
+            after.set_index("trial_id").loc[trial_id, "val_accuracy"]
+            == finished.set_index("trial_id").loc[trial_id, "val_accuracy"]
+        )
     for record, stamp in retrained.items():  # nor finished retrainings
         assert record.stat().st_mtime_ns == stamp
     board = pd.read_csv(results / "leaderboard.csv")
     assert board["rank"].tolist()[0] == 1 and board["baseline"].sum() == 2 and board.loc[0, "seeds"] == 2
     assert json.loads((results / "run.json").read_text())["status"] == "complete"
-    assert (results / "best" / "saved_model" / "saved_model.pb").exists() and (results / "best" / "model.keras").exists()
+    assert (results / "best" / "saved_model" / "saved_model.pb").exists() and (
+        results / "best" / "model.keras"
+    ).exists()
     assert not (results / "best.partial").exists()
 
 
@@ -116,7 +126,9 @@ def _nan_loss(model, point, steps):
     return model
 
 
-def test_diverging_trials_fail_with_their_reason_and_the_search_stops_after_the_limit(tmp_path, digits_npz, monkeypatch, tiny_space):
+def test_diverging_trials_fail_with_their_reason_and_the_search_stops_after_the_limit(
+    tmp_path, digits_npz, monkeypatch, tiny_space
+):
     monkeypatch.setattr(training, "compile_model", _nan_loss)
     space = tiny_space(digits_npz, max_trials=6, max_consecutive_failures=2)
     with pytest.raises(search.SearchStopped, match="2 failed trials in a row") as stopped:
@@ -147,14 +159,20 @@ def test_the_failure_reason_is_the_raised_message_not_the_last_line_of_a_long_on
         "\x1b[1mThis requires the tensorflow module.\x1b[0m\n\nArguments received by Functional.call():\n"
         "  \u2022 kwargs=<class 'inspect._empty'>'\n"
     )
-    assert search.failure_reason(RuntimeError(keras_message)) == "RuntimeError: Unable to automatically build the model."
+    assert (
+        search.failure_reason(RuntimeError(keras_message)) == "RuntimeError: Unable to automatically build the model."
+    )
     assert search.failure_reason(InfeasibleArchitecture("stages", 5, "too many")) == "infeasible: stages=5: too many"
 
 
-def test_infeasible_samples_stay_infeasible_whatever_keras_tuner_calls_its_error(digits_npz, tmp_path, monkeypatch, tiny_space):
+def test_infeasible_samples_stay_infeasible_whatever_keras_tuner_calls_its_error(
+    digits_npz, tmp_path, monkeypatch, tiny_space
+):
     # As if Keras Tuner renamed FailedTrialError: the tracebacks it keeps as messages then end in another name.
     format_exc = traceback.format_exc
-    monkeypatch.setattr(traceback, "format_exc", lambda: format_exc().replace("errors.FailedTrialError", "errors.TrialSkipped"))
+    monkeypatch.setattr(
+        traceback, "format_exc", lambda: format_exc().replace("errors.FailedTrialError", "errors.TrialSkipped")
+    )
     space = tiny_space(digits_npz, max_trials=2, max_params=150, max_consecutive_failures=1)
     run(space, tmp_path / "out", log=lambda line: None)
     trials = pd.read_csv(tmp_path / "out" / "trials.csv", dtype={"trial_id": str})
@@ -171,7 +189,10 @@ def test_infeasible_samples_stay_infeasible_whatever_keras_tuner_calls_its_error
     resumed = search.make_tuner(space, dataset, tmp_path / "out", overwrite=False)
     again = trials_frame(resumed)
     assert again["trial_id"].tolist() == trials["trial_id"].tolist()
-    assert again["status"].tolist() == trials["status"].tolist() and again["reason"].tolist() == trials["reason"].fillna("").tolist()
+    assert (
+        again["status"].tolist() == trials["status"].tolist()
+        and again["reason"].tolist() == trials["reason"].fillna("").tolist()
+    )
     for trial_id in infeasible["trial_id"]:
         sent = keras_tuner.engine.trial.Trial.from_proto(resumed.oracle.get_trial(trial_id).to_proto())
         assert trial_status(sent) == "infeasible" and sent.metrics.get_last_value("params") > 150
@@ -210,15 +231,24 @@ def test_resume_on_other_data_is_refused_naming_both_fingerprints(digits_npz, tm
     space = tiny_space(digits_npz)
     results = tmp_path / "run"
     results.mkdir()
-    write_json({"space_fingerprint": space.fingerprint(), "data": {"fingerprint": "0123456789abcdef0123"},
-                "status": "searching"}, results / "run.json")
+    write_json(
+        {
+            "space_fingerprint": space.fingerprint(),
+            "data": {"fingerprint": "0123456789abcdef0123"},
+            "status": "searching",
+        },
+        results / "run.json",
+    )
 
     def no_search(*args, **kwargs):
         raise AssertionError("the search started on other data")
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("archsearch.pipeline.runner._Session.search", no_search)
-        with pytest.raises(ArchsearchError, match=r"the data changed since this run started \(fingerprint 0123456789abcdef0123 -> \w{20}"):
+        with pytest.raises(
+            ArchsearchError,
+            match=r"the data changed since this run started \(fingerprint 0123456789abcdef0123 -> \w{20}",
+        ):
             run(space, results, data_dir=str(digits_npz), resume=True, log=lambda line: None)
 
 
@@ -236,8 +266,13 @@ def test_a_search_other_than_hyperband_saves_no_weights(digits_npz, tmp_path, mo
 
 def test_keras_tuners_state_files_survive_a_kill_mid_write(tmp_path, monkeypatch):
     # Keras Tuner's own save of its oracle (oracle.json), through archsearch's patch of `utils.save_json`.
-    oracle = RandomSearchOracle(objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=1, seed=1,
-                                hyperparameters=keras_tuner.HyperParameters(), budget=1)
+    oracle = RandomSearchOracle(
+        objective=keras_tuner.Objective("val_accuracy", "max"),
+        max_trials=1,
+        seed=1,
+        hyperparameters=keras_tuner.HyperParameters(),
+        budget=1,
+    )
     oracle._set_project_dir(str(tmp_path), "tuner")
     oracle.save()
     path = Path(oracle._get_oracle_fname())
@@ -257,14 +292,17 @@ def test_trial_ids_keep_one_width_while_infeasible_samples_raise_the_limit(tmp_p
     hp = keras_tuner.HyperParameters()
     hp.Float("learning_rate", 1e-3, 1e-1)
     oracle = RandomSearchOracle(
-        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=1, seed=1, hyperparameters=hp, budget=1)
+        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=1, seed=1, hyperparameters=hp, budget=1
+    )
     oracle._set_project_dir(str(tmp_path), "tuner")
     oracle.verbose = 0
     ids = []
     for _ in range(10):  # ten infeasible samples: the budget of one trained trial allows them all
         trial = oracle.create_trial("tuner0")
         oracle.update_trial(trial.trial_id, {"val_accuracy": 0.0, INFEASIBLE_METRIC: 1.0})
-        oracle.end_trial(keras_tuner.engine.trial.Trial(trial.hyperparameters, trial.trial_id, "FAILED", message="infeasible: x"))
+        oracle.end_trial(
+            keras_tuner.engine.trial.Trial(trial.hyperparameters, trial.trial_id, "FAILED", message="infeasible: x")
+        )
         ids.append(trial.trial_id)
     trained = oracle.create_trial("tuner0")
     oracle.update_trial(trained.trial_id, {"val_accuracy": 0.5})

@@ -9,17 +9,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from archsearch.pipeline.baselines import least_squares
 from archsearch.cli.main import main
 from archsearch.data import Dataset
-from archsearch.recipe.dimensions import RECIPE, TRAIN
 from archsearch.errors import ArchsearchError
-from archsearch.records.tables import LEADERBOARD_COLUMNS
-from archsearch.search.trials import TRIAL_COLUMNS
+from archsearch.pipeline.baselines import least_squares
 from archsearch.pipeline.retrain import Evaluation, summarize
 from archsearch.pipeline.runner import apply_overrides, run
-
-
+from archsearch.recipe.dimensions import RECIPE, TRAIN
+from archsearch.records.tables import LEADERBOARD_COLUMNS
+from archsearch.search.trials import TRIAL_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +64,9 @@ def test_test_figures_equal_those_recomputed_from_the_saved_model(finished, digi
     predicted = probabilities.argmax(axis=1)
     winner = board[board["rank"] == 1].iloc[0]  # one seed: its model is the exported one
     assert winner["test_accuracy"] == pytest.approx(np.mean(predicted == arrays["y_test"]), abs=1e-9)
-    assert winner["test_balanced_error_rate"] == pytest.approx(1 - balanced_accuracy_score(arrays["y_test"], predicted), abs=1e-9)
+    assert winner["test_balanced_error_rate"] == pytest.approx(
+        1 - balanced_accuracy_score(arrays["y_test"], predicted), abs=1e-9
+    )
 
 
 def test_saved_model_and_keras_model_predict_the_same(finished, digits_npz):
@@ -75,7 +75,9 @@ def test_saved_model_and_keras_model_predict_the_same(finished, digits_npz):
     results, _ = finished
     images = np.load(digits_npz)["x_test"][:32]
     keras_probabilities = keras.saving.load_model(results / "best" / "model.keras").predict(images, verbose=0)
-    served = tf.saved_model.load(str(results / "best" / "saved_model")).signatures["serve"](image=tf.constant(images))["probabilities"]
+    served = tf.saved_model.load(str(results / "best" / "saved_model")).signatures["serve"](image=tf.constant(images))[
+        "probabilities"
+    ]
     np.testing.assert_allclose(served.numpy(), keras_probabilities, atol=1e-5)
 
 
@@ -100,7 +102,9 @@ def test_an_existing_run_is_refused_without_resume_or_overwrite(finished, digits
 
 
 def test_overrides_win_over_the_space_file(digits_npz, tiny_space):
-    space = apply_overrides(tiny_space(digits_npz), tuner="bayesian", max_trials=7, epochs=3, top_k=1, retrain_epochs=4, seeds=5, seed=9)
+    space = apply_overrides(
+        tiny_space(digits_npz), tuner="bayesian", max_trials=7, epochs=3, top_k=1, retrain_epochs=4, seeds=5, seed=9
+    )
     assert (space.search.tuner, space.search.max_trials, space.search.seed) == ("bayesian", 7, 9)
     assert space.declarations()["epochs"] == 3
     assert (space.retrain.top_k, space.retrain.epochs, space.retrain.seeds) == (1, 4, 5)
@@ -111,11 +115,28 @@ def test_command_line_overrides_reach_the_run(digits_npz, tmp_path, capsys):
     space_file = tmp_path / "space.py"
     space_file.write_text(
         "from archsearch import *\n"
-        f"space = Space(name='cli', data=Data({str(digits_npz)!r}), recipe=Recipe(width=choice(4, 8), resolution=8, stages=1, blocks_per_stage=1),\n"
+        f"space = Space(name='cli', data=Data({str(digits_npz)!r}), recipe=Recipe(width=choice(4, 8), resolution=8, "
+        "stages=1, blocks_per_stage=1),\n"
         "    train=Train(epochs=5), search=Search(max_trials=10), retrain=Retrain(top_k=3, epochs=5, seeds=3))\n"
     )
-    code = main(["run", str(space_file), "--results", str(tmp_path / "out"), "--max-trials", "2", "--epochs", "1",
-                 "--top-k", "1", "--retrain-epochs", "1", "--seeds", "1"])
+    code = main(
+        [
+            "run",
+            str(space_file),
+            "--results",
+            str(tmp_path / "out"),
+            "--max-trials",
+            "2",
+            "--epochs",
+            "1",
+            "--top-k",
+            "1",
+            "--retrain-epochs",
+            "1",
+            "--seeds",
+            "1",
+        ]
+    )
     assert code == 0
     trials = pd.read_csv(tmp_path / "out" / "trials.csv")
     board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
@@ -144,7 +165,9 @@ def test_leaderboard_command_prints_table_csv_and_markdown(finished, capsys):
     assert main(["leaderboard", str(results), "--format", "markdown"]) == 0
     assert capsys.readouterr().out.startswith("|")
     assert main(["leaderboard", str(results), "--format", "json"]) == 0
-    assert [row["rank"] for row in json.loads(capsys.readouterr().out)] == list(board["rank"].astype(object).where(board["rank"].notna(), None))
+    assert [row["rank"] for row in json.loads(capsys.readouterr().out)] == list(
+        board["rank"].astype(object).where(board["rank"].notna(), None)
+    )
     assert main(["leaderboard", str(results)]) == 0
     table = capsys.readouterr().out
     assert "acc %" in table and "BER %" in table and "least" in table  # headers may wrap
@@ -190,8 +213,12 @@ def step_blocking(callbacks):
     then Keras calls it on a thread of its own and goes on queueing steps.
     """
     base = keras.callbacks.Callback
-    return [type(c).__name__ for c in callbacks if not getattr(c, "async_safe", False)
-            and (type(c).on_train_batch_end is not base.on_train_batch_end or type(c).on_batch_end is not base.on_batch_end)]
+    return [
+        type(c).__name__
+        for c in callbacks
+        if not getattr(c, "async_safe", False)
+        and (type(c).on_train_batch_end is not base.on_train_batch_end or type(c).on_batch_end is not base.on_batch_end)
+    ]
 
 
 def test_no_trial_or_retraining_waits_on_the_host_for_every_step(digits_npz, tmp_path, monkeypatch, tiny_space):
@@ -239,7 +266,9 @@ def test_a_standard_deviation_over_one_seed_or_for_a_baseline_is_left_empty(fini
 def test_standard_deviations_over_seeds_are_the_sample_ones():
     evaluations = [Evaluation(accuracy=a, balanced_error_rate=1 - a, recall=[a, a]) for a in (0.8, 0.9, 1.0)]
     stats = summarize(evaluations)
-    assert stats["test_accuracy_std"] == pytest.approx(0.1) and stats["test_balanced_error_rate_std"] == pytest.approx(0.1)
+    assert stats["test_accuracy_std"] == pytest.approx(0.1) and stats["test_balanced_error_rate_std"] == pytest.approx(
+        0.1
+    )
     assert summarize(evaluations[:1])["test_accuracy_std"] is None
 
 
@@ -247,7 +276,9 @@ def test_standard_deviations_over_seeds_are_the_sample_ones():
 def test_the_least_squares_baseline_counts_the_weights_it_fits(num_classes):
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (60, 4, 5, 1), dtype=np.uint8), np.arange(60) % num_classes
-    dataset = Dataset(x[:40], y[:40], x[40:50], y[40:50], x[50:], y[50:], [str(i) for i in range(num_classes)], "test", "f")
+    dataset = Dataset(
+        x[:40], y[:40], x[40:50], y[40:50], x[50:], y[50:], [str(i) for i in range(num_classes)], "test", "f"
+    )
     params, _, _ = least_squares(dataset)
     columns = 1 if num_classes == 2 else num_classes  # a binary problem is one decision function
     assert params == (4 * 5 + 1) * columns

@@ -19,10 +19,10 @@ import pytest
 from archsearch.cli.main import main
 from archsearch.errors import ArchsearchError
 from archsearch.output.progress import EpochProgress
-from archsearch.pipeline.runner import run
-from archsearch.records.directory import list_runs, read_leaderboard, read_run, run_status, runs_frame
-from archsearch.recipe.space import load_space
 from archsearch.output.summary import MAX_WIDTH, describe_architecture, leaderboard_table, searched_dimensions
+from archsearch.pipeline.runner import run
+from archsearch.recipe.space import load_space
+from archsearch.records.directory import list_runs, read_leaderboard, read_run, run_status, runs_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 # What TensorFlow, absl, CUDA and oneDNN print at start-up, and Python's warnings of dependencies.
@@ -30,7 +30,11 @@ NOISE = re.compile(r"absl|oneDNN|cudart|cuda_|cpu_feature_guard|cuInit|^[IWEF]\d
 
 
 def checksums(folder):
-    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +66,12 @@ def test_two_runs_of_a_space_leave_two_complete_runs_and_the_first_unchanged(two
 def test_a_run_ends_with_a_headline_and_a_narrow_leaderboard(two_runs):
     _, _, second, _, lines = two_runs
     text = lines[-1]
-    assert re.search(r"^best: (vgg|resnet), width \d+, 1 stage x 1 (conv|block), max-pool, gap head, R=8 \(trial \d+\)$", text, re.M)
-    assert re.search(r"test accuracy \d+\.\d\d%( ± \d+\.\d\d)?, BER \d+\.\d\d%( ± \d+\.\d\d)? \(mean ± std over 1 seed\)", text)
+    assert re.search(
+        r"^best: (vgg|resnet), width \d+, 1 stage x 1 (conv|block), max-pool, gap head, R=8 \(trial \d+\)$", text, re.M
+    )
+    assert re.search(
+        r"test accuracy \d+\.\d\d%( ± \d+\.\d\d)?, BER \d+\.\d\d%( ± \d+\.\d\d)? \(mean ± std over 1 seed\)", text
+    )
     assert "baselines: least squares" in text and f"run: results/tiny/{second.name}" in text
     assert all(len(line) <= MAX_WIDTH for line in lines[-2].splitlines())
 
@@ -72,7 +80,11 @@ def test_runs_command_lists_each_run_with_its_status_and_figures(two_runs, capsy
     workdir, first, second, *_ = two_runs
     frame = runs_frame(workdir / "results" / "tiny")
     assert list(frame["run"]) == [first.name, second.name] and set(frame["status"]) == {"complete"}
-    assert (frame["trials"] == 3).all() and frame["test_accuracy"].between(0, 1).all() and (frame["wall_seconds"] > 0).all()
+    assert (
+        (frame["trials"] == 3).all()
+        and frame["test_accuracy"].between(0, 1).all()
+        and (frame["wall_seconds"] > 0).all()
+    )
     assert main(["runs", str(workdir / "results" / "tiny")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3 and out[1].split()[:2] == [first.name, "complete"]
@@ -86,7 +98,9 @@ def test_leaderboard_of_a_space_folder_uses_its_latest_complete_run_and_says_so(
     assert captured.out == (second / "leaderboard.csv").read_text()
 
 
-def test_resume_continues_the_most_recent_unfinished_run_or_the_one_named(two_runs, digits_npz, tmp_path, monkeypatch, tiny_space):
+def test_resume_continues_the_most_recent_unfinished_run_or_the_one_named(
+    two_runs, digits_npz, tmp_path, monkeypatch, tiny_space
+):
     workdir, first, second, *_ = two_runs
     root = tmp_path / "results" / "tiny"
     shutil.copytree(first, root / first.name)
@@ -98,13 +112,20 @@ def test_resume_continues_the_most_recent_unfinished_run_or_the_one_named(two_ru
 
     resumed = run(tiny_space(digits_npz), resume=True, log=lambda line: None)
     assert Path(resumed.attrs["run"]) == Path("results/tiny/2999-01-01_00-00-00")
-    assert run_status(root / "2999-01-01_00-00-00") == "complete" and (root / "2999-01-01_00-00-00" / "best" / "model.keras").exists()
+    assert (
+        run_status(root / "2999-01-01_00-00-00") == "complete"
+        and (root / "2999-01-01_00-00-00" / "best" / "model.keras").exists()
+    )
     assert run_status(root / "2998-01-01_00-00-00") == "exporting"
 
     run(tiny_space(digits_npz), resume=str(root / "2998-01-01_00-00-00"), log=lambda line: None)
     assert run_status(root / "2998-01-01_00-00-00") == "complete"
     figures = ["rank", "trial_id", "test_accuracy", "test_accuracy_std"]  # the retrainings were read back, not redone
-    assert read_leaderboard(root / "2998-01-01_00-00-00")[figures].head(2).equals(read_leaderboard(second)[figures].head(2))
+    assert (
+        read_leaderboard(root / "2998-01-01_00-00-00")[figures]
+        .head(2)
+        .equals(read_leaderboard(second)[figures].head(2))
+    )
 
     with pytest.raises(ArchsearchError, match="no unfinished run to resume"):
         run(tiny_space(digits_npz), resume=True, log=lambda line: None)
@@ -121,12 +142,20 @@ def test_a_run_prints_no_startup_noise_whatever_the_log_level(digits_npz, tmp_pa
     space = tmp_path / "space.py"
     space.write_text(
         '"""Tiny."""\nfrom archsearch import *\n'
-        f"space = Space(name='quiet', data=Data({str(digits_npz)!r}, validation=0.25), recipe=Recipe(resolution=8, width=4, stages=1, blocks_per_stage=1),\n"
-        "    train=Train(epochs=2, batch_size=64), search=Search(tuner='random', max_trials=1), retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
+        f"space = Space(name='quiet', data=Data({str(digits_npz)!r}, validation=0.25), recipe=Recipe(resolution=8, "
+        "width=4, stages=1, blocks_per_stage=1),\n"
+        "    train=Train(epochs=2, batch_size=64), search=Search(tuner='random', max_trials=1), "
+        "retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
-    done = subprocess.run([sys.executable, "-m", "archsearch", "run", str(space)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "archsearch", "run", str(space)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert not NOISE.search(done.stdout + done.stderr), done.stdout + done.stderr
     assert done.stderr == ""
@@ -136,12 +165,31 @@ def test_a_run_prints_no_startup_noise_whatever_the_log_level(digits_npz, tmp_pa
 
 def _fake_leaderboard(space, rows=3):
     """A leaderboard shaped like a run of `space` would write, from sampled points."""
-    ranked = [{**point, "rank": i + 1, "trial_id": f"{i:02d}", "baseline": False, "val_accuracy": 0.9123,
-               "test_accuracy": 0.9345, "test_accuracy_std": 0.0123, "test_balanced_error_rate": 0.0655,
-               "test_balanced_error_rate_std": 0.0123, "params": 1_234_567}
-              for i, point in enumerate(space.random_points(rows, 0))]
-    baselines = [{"trial_id": f"baseline:{name}", "baseline": True, "test_accuracy": 0.5, "test_balanced_error_rate": 0.5,
-                  "params": 1_027_002} for name in ("least_squares", "mlp")]
+    ranked = [
+        {
+            **point,
+            "rank": i + 1,
+            "trial_id": f"{i:02d}",
+            "baseline": False,
+            "val_accuracy": 0.9123,
+            "test_accuracy": 0.9345,
+            "test_accuracy_std": 0.0123,
+            "test_balanced_error_rate": 0.0655,
+            "test_balanced_error_rate_std": 0.0123,
+            "params": 1_234_567,
+        }
+        for i, point in enumerate(space.random_points(rows, 0))
+    ]
+    baselines = [
+        {
+            "trial_id": f"baseline:{name}",
+            "baseline": True,
+            "test_accuracy": 0.5,
+            "test_balanced_error_rate": 0.5,
+            "params": 1_027_002,
+        }
+        for name in ("least_squares", "mlp")
+    ]
     return pd.DataFrame(ranked + baselines).convert_dtypes()
 
 
@@ -153,7 +201,9 @@ def test_the_printed_leaderboard_of_every_bundled_space_fits_120_columns(space_f
     assert "1,234,567" in table and "93.45 ± 1.23" in table  # the figures are shown whole, not cut
 
 
-@pytest.mark.parametrize("run_dir", sorted(p.parent for p in (ROOT / "results").glob("*/*/leaderboard.csv")), ids=lambda p: p.parent.name)
+@pytest.mark.parametrize(
+    "run_dir", sorted(p.parent for p in (ROOT / "results").glob("*/*/leaderboard.csv")), ids=lambda p: p.parent.name
+)
 def test_the_printed_leaderboard_of_every_committed_run_fits_120_columns(run_dir):
     frame = read_leaderboard(run_dir)
     table = leaderboard_table(frame, searched_dimensions(read_run(run_dir), frame), width=MAX_WIDTH)
@@ -162,8 +212,17 @@ def test_the_printed_leaderboard_of_every_committed_run_fits_120_columns(run_dir
 
 
 def test_the_winner_in_words():
-    point = {"family": "vgg", "width": 16, "stages": 3, "blocks_per_stage": 2, "downsample": "maxpool",
-             "head": "mlp", "resolution": 32, "batch_norm": False, "stem": "none"}
+    point = {
+        "family": "vgg",
+        "width": 16,
+        "stages": 3,
+        "blocks_per_stage": 2,
+        "downsample": "maxpool",
+        "head": "mlp",
+        "resolution": 32,
+        "batch_norm": False,
+        "stem": "none",
+    }
     assert describe_architecture(point) == "vgg, width 16, 3 stages x 2 convs, max-pool, no batch norm, mlp head, R=32"
 
 
@@ -188,7 +247,14 @@ def test_epoch_progress_is_a_line_per_epoch_in_logs_and_a_bar_on_a_terminal(term
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
     stream = _Terminal() if terminal else None
-    model.fit(np.zeros((8, 2)), np.zeros(8), batch_size=4, epochs=3, verbose=0, callbacks=[EpochProgress("retrain 1/1 seed 0", stream)])
+    model.fit(
+        np.zeros((8, 2)),
+        np.zeros(8),
+        batch_size=4,
+        epochs=3,
+        verbose=0,
+        callbacks=[EpochProgress("retrain 1/1 seed 0", stream)],
+    )
     if terminal:
         assert "retrain 1/1 seed 0" in stream.text and "━" in stream.text  # rich's bar
     else:
@@ -200,16 +266,30 @@ def test_epoch_progress_is_a_line_per_epoch_in_logs_and_a_bar_on_a_terminal(term
 def test_real_data_tests_skip_with_their_reason_when_the_variable_is_unset(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "ARCHSEARCH_TEST_CIFAR"}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "-q",
-         str(ROOT / "tests" / "test_data.py") + "::test_the_shared_cifar10_archive_loads_whole"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(ROOT / "tests" / "test_data.py") + "::test_the_shared_cifar10_archive_loads_whole",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout
     assert "1 skipped" in done.stdout
     assert "set ARCHSEARCH_TEST_CIFAR=/path/to/cifar10-jpg.tar.gz to run" in done.stdout
 
 
-def test_resume_on_the_command_line_without_an_unfinished_run_is_a_clear_error(digits_npz, tmp_path, monkeypatch, capsys):
+def test_resume_on_the_command_line_without_an_unfinished_run_is_a_clear_error(
+    digits_npz, tmp_path, monkeypatch, capsys
+):
     space = tmp_path / "space.py"
     space.write_text(f"from archsearch import *\nspace = Space(name='none_yet', data=Data({str(digits_npz)!r}))\n")
     monkeypatch.chdir(tmp_path)
@@ -221,9 +301,17 @@ def test_resume_on_the_command_line_without_an_unfinished_run_is_a_clear_error(d
 
 def test_an_interrupted_run_says_how_to_resume_instead_of_a_traceback(tmp_path):
     space = tmp_path / "space.py"
-    space.write_text("from archsearch import *\nspace = Space(name='slow', data=Data('digits'), train=Train(epochs=1000), search=Search(max_trials=50))\n")
-    process = subprocess.Popen([sys.executable, "-m", "archsearch", "run", str(space)], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    space.write_text(
+        "from archsearch import *\nspace = Space(name='slow', data=Data('digits'), train=Train(epochs=1000), "
+        "search=Search(max_trials=50))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "archsearch", "run", str(space)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 240
         while not list((tmp_path / "results" / "slow").glob("*/tuner")) and time.time() < deadline:
@@ -233,7 +321,10 @@ def test_an_interrupted_run_says_how_to_resume_instead_of_a_traceback(tmp_path):
     finally:
         process.kill()
     assert process.returncode == 130
-    assert err.strip().splitlines()[-1] == "archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`"
+    assert (
+        err.strip().splitlines()[-1]
+        == "archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`"
+    )
     assert "Traceback" not in err
 
 

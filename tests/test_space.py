@@ -6,18 +6,32 @@ import keras_tuner
 import pytest
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice, int_range, log_uniform, uniform
-from archsearch.recipe.dimensions import DIMENSIONS, RECIPE, TRAIN
 from archsearch.errors import SpaceError
+from archsearch.recipe.dimensions import DIMENSIONS, RECIPE, TRAIN
 from archsearch.recipe.space import load_space
 
 
 def make_space(**recipe):
-    return Space(name="t", data=Data("digits"), recipe=Recipe(**recipe), train=Train(learning_rate=log_uniform(1e-4, 1e-2)))
+    return Space(
+        name="t", data=Data("digits"), recipe=Recipe(**recipe), train=Train(learning_rate=log_uniform(1e-4, 1e-2))
+    )
 
 
 def test_every_dimension_can_be_fixed_or_searched():
-    assert set(RECIPE) >= {"resolution", "family", "width", "growth", "max_width", "stages", "blocks_per_stage",
-                           "downsample", "batch_norm", "stem", "bottleneck", "head"}
+    assert set(RECIPE) >= {
+        "resolution",
+        "family",
+        "width",
+        "growth",
+        "max_width",
+        "stages",
+        "blocks_per_stage",
+        "downsample",
+        "batch_norm",
+        "stem",
+        "bottleneck",
+        "head",
+    }
     assert set(TRAIN) >= {"epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "dropout", "augment"}
     for d in DIMENSIONS:
         section = Recipe if d.group == "recipe" else Train
@@ -30,13 +44,25 @@ def test_every_dimension_can_be_fixed_or_searched():
 def test_declarations_map_onto_keras_tuner_hyperparameters():
     space = Space(
         name="t",
-        recipe=Recipe(family=choice("vgg", "resnet"), width=int_range(8, 32, step=8), stages=choice(2, 3, "auto"), batch_norm=choice(True, False)),
+        recipe=Recipe(
+            family=choice("vgg", "resnet"),
+            width=int_range(8, 32, step=8),
+            stages=choice(2, 3, "auto"),
+            batch_norm=choice(True, False),
+        ),
         train=Train(learning_rate=log_uniform(1e-4, 1e-2), dropout=uniform(0.0, 0.5)),
     )
     hp = keras_tuner.HyperParameters()
     point = space.sample(hp)
     kinds = {p.name: type(p).__name__ for p in hp.space}
-    assert kinds == {"family": "Choice", "width": "Int", "stages": "Choice", "batch_norm": "Choice", "learning_rate": "Float", "dropout": "Float"}
+    assert kinds == {
+        "family": "Choice",
+        "width": "Int",
+        "stages": "Choice",
+        "batch_norm": "Choice",
+        "learning_rate": "Float",
+        "dropout": "Float",
+    }
     assert hp.space[-2].sampling == "log"
     assert point["family"] == "vgg" and point["width"] == 8 and point["stages"] == 2 and point["batch_norm"] is True
     assert point["resolution"] == 32  # a default
@@ -78,7 +104,10 @@ def test_size_counts_distinct_points_or_says_continuous():
         (lambda: Search(max_trials=0), "max_trials=0"),
         (lambda: Retrain(seeds=0), "seeds=0"),
         (lambda: Space(name="a/b"), "name='a/b'"),
-        (lambda: Space(name="one", search=Search(tuner="hyperband")), r"tuner='hyperband' shares epochs .* fixes every dimension"),
+        (
+            lambda: Space(name="one", search=Search(tuner="hyperband")),
+            r"tuner='hyperband' shares epochs .* fixes every dimension",
+        ),
     ],
 )
 def test_bad_declarations_name_the_field(make, message):
@@ -88,7 +117,10 @@ def test_bad_declarations_name_the_field(make, message):
 
 def test_load_space_reads_the_file_and_its_docstring(tmp_path):
     path = tmp_path / "s.py"
-    path.write_text('"""Which width?"""\nfrom archsearch import Space, Recipe, choice\nspace = Space(name="s", recipe=Recipe(width=choice(8, 16)))\n')
+    path.write_text(
+        '"""Which width?"""\nfrom archsearch import Space, Recipe, choice\n'
+        'space = Space(name="s", recipe=Recipe(width=choice(8, 16)))\n'
+    )
     space = load_space(path)
     assert space.name == "s" and space.description == "Which width?"
 

@@ -6,14 +6,19 @@ import string
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from archsearch.recipe.dimensions import BY_NAME, RECIPE, TRAIN
 from archsearch.errors import SpaceError
+from archsearch.recipe.dimensions import BY_NAME, RECIPE, TRAIN
 from archsearch.recipe.space import Space, load_space
 
 NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
 JUNK = st.one_of(
-    st.integers(-5, 5000), st.floats(allow_nan=True, allow_infinity=True), NON_FINITE, st.booleans(), st.none(),
-    st.text(string.ascii_letters, max_size=8), st.sampled_from(["auto", "vgg", "resnet", "maxpool", "conv7", "gap"]),
+    st.integers(-5, 5000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    NON_FINITE,
+    st.booleans(),
+    st.none(),
+    st.text(string.ascii_letters, max_size=8),
+    st.sampled_from(["auto", "vgg", "resnet", "maxpool", "conv7", "gap"]),
 )
 
 
@@ -56,7 +61,16 @@ def section(names, strangers):
     return st.lists(pair, max_size=4).map(dict)
 
 
-TAILS = st.sampled_from(["", ")", "search=Search(tuner='grid'), ", "search=Search(max_trials=-1), ", "retrain=Retrain(top_k='3'), ", "name=3, "])
+TAILS = st.sampled_from(
+    [
+        "",
+        ")",
+        "search=Search(tuner='grid'), ",
+        "search=Search(max_trials=-1), ",
+        "retrain=Retrain(top_k='3'), ",
+        "name=3, ",
+    ]
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -66,8 +80,7 @@ def test_generated_space_files_load_or_fail_clearly(tmp_path, recipe, train, tai
     knobs = ", ".join(f"{k}={v}" for k, v in train.items())
     path = tmp_path / "fuzz.py"
     path.write_text(
-        "from archsearch import *\n"
-        f"space = Space({tail}name='fuzz', recipe=Recipe({body}), train=Train({knobs}))\n"
+        f"from archsearch import *\nspace = Space({tail}name='fuzz', recipe=Recipe({body}), train=Train({knobs}))\n"
     )
     try:
         space = load_space(path)

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 
-from archsearch.recipe.architecture import plan
 from archsearch.model.builder import build_model
 from archsearch.model.training import TrainingBatches, predict_classes, predict_probabilities, train
+from archsearch.recipe.architecture import plan
 
 
 def test_training_batches_are_full_reshuffled_each_epoch_and_cover_every_image():

@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 from keras_tuner.engine.trial import Trial
 
-from archsearch.search import distributed
 from archsearch.cli.main import main
-from archsearch.search.leases import ALIVE, EPOCH_REPORT
-from archsearch.search.oracle import FAILURE, RandomSearchOracle
 from archsearch.pipeline.runner import apply_overrides, run
 from archsearch.recipe.space import load_space
+from archsearch.search import distributed
+from archsearch.search.leases import ALIVE, EPOCH_REPORT
+from archsearch.search.oracle import FAILURE, RandomSearchOracle
 from archsearch.search.supervisor import MAX_RESTARTS, Workers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +54,13 @@ class Processes:
         self.count += 1
         log = self.tmp_path / f"{self.count}-{argv[0]}.log"
         with open(log, "w") as output:
-            process = subprocess.Popen([sys.executable, "-m", "archsearch", *argv], stdout=output,
-                                       stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **FAST})
+            process = subprocess.Popen(
+                [sys.executable, "-m", "archsearch", *argv],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, **FAST},
+            )
         process.log = log
         self.started.append(process)
         return process
@@ -125,7 +130,13 @@ def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(proce
     searched = trials(results)
     assert len(searched) == 4 and searched["trial_id"].is_unique and (searched["status"] == "completed").all()
     assert set(searched["worker"]) == {"worker0", "worker1"}
-    for name in ("leaderboard.csv", "history.csv", "report.html", "best/model.keras", "best/saved_model/saved_model.pb"):
+    for name in (
+        "leaderboard.csv",
+        "history.csv",
+        "report.html",
+        "best/model.keras",
+        "best/saved_model/saved_model.pb",
+    ):
         assert (results / name).exists(), name
     meta = json.loads((results / "run.json").read_text())
     assert meta["status"] == "complete" and meta["workers"] == 2
@@ -138,7 +149,9 @@ def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(proce
     pd.testing.assert_frame_equal(trials(alone)[columns], searched[columns])
 
 
-def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(processes, digits_npz, tmp_path, space_file, wait_for):
+def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(
+    processes, digits_npz, tmp_path, space_file, wait_for
+):
     space, results = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out"
     chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--workers", "2")
     wait_for(lambda: mid_trial(chief, results, "worker0"))
@@ -153,7 +166,9 @@ def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(processe
     assert sorted(completions(chief)) == ["00", "01", "02", "03"]
 
 
-def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, digits_npz, tmp_path, space_file, wait_for):
+def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(
+    processes, digits_npz, tmp_path, space_file, wait_for
+):
     space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
     chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}")
     workers = [processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", f"w{i}") for i in range(2)]
@@ -162,15 +177,18 @@ def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(processes, d
     workers[0].send_signal(signal.SIGKILL)
     assert exit_status(chief) == 0, output(chief)
     assert exit_status(workers[1]) == 0, output(workers[1])
-    assert re.search(rf"trial {trial_id}: no report from w0 for \d+ s \(its lease: \d+ s\); handed to the next worker",
-                     output(chief))
+    assert re.search(
+        rf"trial {trial_id}: no report from w0 for \d+ s \(its lease: \d+ s\); handed to the next worker", output(chief)
+    )
     searched = trials(results).set_index("trial_id")
     assert len(searched) == 4 and (searched["status"] == "completed").all()
     assert searched.loc[trial_id, "worker"] == "w1"
     assert sorted(completions(chief)) == ["00", "01", "02", "03"]  # each trial ended once: none lost, none twice
 
 
-def test_when_every_worker_is_killed_the_chief_stops_with_its_reason(processes, digits_npz, tmp_path, space_file, wait_for):
+def test_when_every_worker_is_killed_the_chief_stops_with_its_reason(
+    processes, digits_npz, tmp_path, space_file, wait_for
+):
     space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
     chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}")
     workers = [processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", f"w{i}") for i in range(2)]
@@ -191,15 +209,21 @@ def gone(pid):
         return True
 
 
-def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(processes, digits_npz, tmp_path, space_file, wait_for):
+def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(
+    processes, digits_npz, tmp_path, space_file, wait_for
+):
     space, results, port = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out", free_port()
     # One worker that the chief starts, and one started elsewhere, as on another machine.
-    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}", "--workers", "1")
+    chief = processes.start(
+        "run", str(space), "--results", str(results), *LIGHT, "--chief", f"127.0.0.1:{port}", "--workers", "1"
+    )
     elsewhere = processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", "w1")
     wait_for(lambda: completions(chief) and (mid_trial(chief, results, "worker0") or mid_trial(chief, results, "w1")))
     chief.send_signal(signal.SIGKILL)
     pid = int(re.findall(r"worker0 started \(pid (\d+)", output(chief))[-1])
-    wait_for(lambda: gone(pid), timeout=10)  # it watches the chief that started it, if its call to it does not fail first
+    wait_for(
+        lambda: gone(pid), timeout=10
+    )  # it watches the chief that started it, if its call to it does not fail first
     said = (results / "workers" / "worker0.log").read_text()
     assert f"the process that started this worker (pid {chief.pid}) is gone" in said or "lost the chief" in said
     assert exit_status(elsewhere, timeout=60) == 2  # it gave up waiting for answers
@@ -220,8 +244,16 @@ def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(
 def test_a_second_chief_on_the_same_port_fails_clearly(digits_npz, tmp_path, capsys, space_file):
     first = distributed.Chief("127.0.0.1", 0)
     try:
-        code = main(["run", str(space_file(tmp_path, digits_npz, **TRIALS)), "--results", str(tmp_path / "second"),
-                     "--chief", f"127.0.0.1:{first.port}"])
+        code = main(
+            [
+                "run",
+                str(space_file(tmp_path, digits_npz, **TRIALS)),
+                "--results",
+                str(tmp_path / "second"),
+                "--chief",
+                f"127.0.0.1:{first.port}",
+            ]
+        )
     finally:
         first.server.stop(grace=None)
     assert code == 2
@@ -234,8 +266,13 @@ def chiefs_oracle(tmp_path, budget):
     hp = keras_tuner.HyperParameters()
     hp.Choice("width", [4, 8, 16, 32])
     oracle = RandomSearchOracle(
-        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=budget, seed=1, hyperparameters=hp,
-        budget=budget, lease_floor=5.0)
+        objective=keras_tuner.Objective("val_accuracy", "max"),
+        max_trials=budget,
+        seed=1,
+        hyperparameters=hp,
+        budget=budget,
+        lease_floor=5.0,
+    )
     oracle._set_project_dir(str(tmp_path), "tuner")
     oracle.verbose = 0
     return oracle
@@ -269,7 +306,9 @@ def test_a_silent_workers_trial_goes_to_the_next_after_a_lease_derived_from_its_
     assert oracle.create_trial("b").status == "STOPPED"
 
 
-def test_the_supervisor_pins_gpus_and_restarts_a_crashed_worker_but_not_one_that_reported_an_error(tmp_path, monkeypatch):
+def test_the_supervisor_pins_gpus_and_restarts_a_crashed_worker_but_not_one_that_reported_an_error(
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     # Stands for `archsearch worker`: says which GPU it sees, then crashes (w0) or reports an error (w1).
     script = "import os, sys; print(os.environ['CUDA_VISIBLE_DEVICES']); sys.exit(1 if sys.argv[-1] == 'w0' else 2)"
@@ -288,7 +327,9 @@ def test_a_failed_trials_reason_crosses_grpc_which_drops_trial_messages(tmp_path
     oracle = chiefs_oracle(tmp_path, budget=1)
     trial = oracle.create_trial("a")
     sent = Trial(trial.hyperparameters.copy(), trial.trial_id, "FAILED")
-    sent.hyperparameters.values[FAILURE] = "infeasible: too big"  # the reason, as the tuner records it where it is raised
+    sent.hyperparameters.values[FAILURE] = (
+        "infeasible: too big"  # the reason, as the tuner records it where it is raised
+    )
     received = Trial.from_proto(sent.to_proto())  # as Keras Tuner's client sends it, and its servicer reads it
     assert received.message is None
     oracle.end_trial(received)

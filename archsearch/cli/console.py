@@ -22,7 +22,8 @@ import threading
 import warnings
 
 NOISE = re.compile(
-    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.-]+:\d+\] "  # absl's: I0000 00:00:1795572767.063936  6509 port.cc:153]
+    # absl's: I0000 00:00:1795572767.063936  6509 port.cc:153]
+    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.-]+:\d+\] "
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags)"
 )
@@ -78,6 +79,7 @@ def interrupt_outside_gc_callbacks():
     often while a model trains. A Ctrl-C that lands there is sent again 50 ms
     later instead, so one press stops the program.
     """
+
     def handler(signum, frame):
         callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
         while frame is not None:

@@ -17,7 +17,9 @@ COMMANDS = (run, worker, describe, data, runs, leaderboard, report, export, pred
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="archsearch", description="Search the VGG/ResNet recipe for the best image classifier.")
+    parser = argparse.ArgumentParser(
+        prog="archsearch", description="Search the VGG/ResNet recipe for the best image classifier."
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
@@ -29,7 +31,6 @@ def main(argv=None):
     """Runs one command, e.g. `main(["leaderboard", "results/digits"])`; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.debug:
-        import archsearch.search.tuners  # noqa: F401  its import turns Keras Tuner's tracebacks off: import it first
         from archsearch.compat.keras_tuner import show_tracebacks
 
         show_tracebacks(True)
@@ -58,5 +59,8 @@ def console_main():
     except KeyboardInterrupt:
         if debug:
             raise
-        print("archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`", file=sys.stderr)
+        print(
+            "archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`",
+            file=sys.stderr,
+        )
         return 130

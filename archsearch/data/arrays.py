@@ -18,23 +18,34 @@ def read_npz(path):
         with np.load(path, allow_pickle=False) as arrays:
             contents = {key: arrays[key] for key in arrays.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npz ({error}); save it with np.savez and plain (not object) arrays") from None
+        raise DataError(
+            f"{path}: not a readable .npz ({error}); save it with np.savez and plain (not object) arrays"
+        ) from None
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in contents]
     if missing:
         raise DataError(f"{path}: missing arrays {', '.join(missing)}; expected x_train, y_train, x_test, y_test")
     splits = {split: _npz_split(path, split, contents) for split in ("train", "test")}
     train_shape, test_shape = splits["train"][0].shape[1:], splits["test"][0].shape[1:]
     if train_shape != test_shape:
-        raise DataError(f"{path}: x_train images are {train_shape} but x_test images are {test_shape}; expected one (H, W, C) for both splits")
+        raise DataError(
+            f"{path}: x_train images are {train_shape} but x_test images are {test_shape}; expected one (H, W, C) for "
+            "both splits"
+        )
     labels = np.concatenate([splits["train"][1], splits["test"][1]])
     if "class_names" in contents:
         names = [str(n) for n in contents["class_names"].reshape(-1)]
     elif labels.max() >= len(labels):  # not every class up to it can have an image: a stray label, not a class count
-        raise DataError(f"{path}: label {labels.max()} with {len(labels)} images and no class_names; expected labels 0 to the number of classes - 1")
+        raise DataError(
+            f"{path}: label {labels.max()} with {len(labels)} images and no class_names; expected labels 0 to the "
+            "number of classes - 1"
+        )
     else:
         names = [str(i) for i in range(int(labels.max()) + 1)]
     if labels.min() < 0 or labels.max() >= len(names):
-        raise DataError(f"{path}: labels range from {labels.min()} to {labels.max()}; expected 0 to {len(names) - 1} ({len(names)} classes)")
+        raise DataError(
+            f"{path}: labels range from {labels.min()} to {labels.max()}; expected 0 to {len(names) - 1} ({len(names)} "
+            "classes)"
+        )
     return splits, names
 
 
@@ -44,7 +55,9 @@ def _npz_split(path, split, contents):
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise DataError(f"{path}: x_{split} has shape {x.shape}; expected (N, H, W), (N, H, W, 1) or (N, H, W, 3), channels last")
+        raise DataError(
+            f"{path}: x_{split} has shape {x.shape}; expected (N, H, W), (N, H, W, 1) or (N, H, W, 3), channels last"
+        )
     if len(x) == 0:
         raise DataError(f"{path}: x_{split} holds no images")
     if x.dtype != np.uint8:
@@ -56,7 +69,9 @@ def _npz_split(path, split, contents):
         x = x.astype(np.uint8)
     y = y.reshape(-1) if y.ndim == 2 and y.shape[1:] == (1,) else y
     if y.ndim != 1 or len(x) != len(y):
-        raise DataError(f"{path}: x_{split} has {len(x)} images but y_{split} has shape {y.shape}; expected ({len(x)},) labels")
+        raise DataError(
+            f"{path}: x_{split} has {len(x)} images but y_{split} has shape {y.shape}; expected ({len(x)},) labels"
+        )
     if not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{path}: y_{split} holds {y.dtype} values; expected integer class labels 0, 1, ...")
     return x, y

@@ -17,7 +17,10 @@ _CACHE_VERSION = 2  # bump when the cached arrays' meaning changes
 
 def cache_key(identity, data):
     """Digest of the source's identity and of the options that change the cached arrays."""
-    options = {k: data.to_dict()[k] for k in ("classes", "grayscale", "per_class", "test_per_class", "image_size", "train_split", "test_split")}
+    options = {
+        k: data.to_dict()[k]
+        for k in ("classes", "grayscale", "per_class", "test_per_class", "image_size", "train_split", "test_split")
+    }
     if data.crop_to_aspect_ratio:  # only when set: the caches and run fingerprints of earlier versions stay valid
         options["crop_to_aspect_ratio"] = True
     text = json.dumps({"version": _CACHE_VERSION, "identity": identity, "options": options}, sort_keys=True)
@@ -31,7 +34,9 @@ def cache_folder(cache_dir=None):
         cache_dir: the folder; by default the environment variable
             `ARCHSEARCH_CACHE_DIR`, else the per-user cache folder.
     """
-    path = Path(cache_dir or os.environ.get("ARCHSEARCH_CACHE_DIR") or platformdirs.user_cache_dir("archsearch")).expanduser()
+    path = Path(
+        cache_dir or os.environ.get("ARCHSEARCH_CACHE_DIR") or platformdirs.user_cache_dir("archsearch")
+    ).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -58,8 +63,13 @@ def write_cache(path, splits, names, source):
     try:
         with atomic_file(path, "wb") as file:
             np.savez(
-                file, x_train=splits["train"][0], y_train=splits["train"][1], x_test=splits["test"][0],
-                y_test=splits["test"][1], class_names=np.array(names, dtype=str), source=np.array(source),
+                file,
+                x_train=splits["train"][0],
+                y_train=splits["train"][1],
+                x_test=splits["test"][0],
+                y_test=splits["test"][1],
+                class_names=np.array(names, dtype=str),
+                source=np.array(source),
             )
     except OSError as error:
         warnings.warn(f"cannot write the data cache {path} ({error}); data will be decoded on every load", stacklevel=3)

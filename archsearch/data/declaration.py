@@ -66,7 +66,11 @@ class Data:
         if not isinstance(self.source, (str, os.PathLike)) or not str(self.source):
             raise DataError(f"data: source={self.source!r}: expected 'digits', a tfds name, a folder or a .npz path")
         self._set("source", str(self.source))
-        if isinstance(self.validation, bool) or not isinstance(self.validation, numbers.Real) or not 0 < self.validation < 1:
+        if (
+            isinstance(self.validation, bool)
+            or not isinstance(self.validation, numbers.Real)
+            or not 0 < self.validation < 1
+        ):
             raise DataError(f"data: validation={self.validation!r}: expected a fraction between 0 and 1, e.g. 0.1")
         if self.classes is not None:
             self._set("classes", _checked_classes(self.classes))
@@ -86,7 +90,9 @@ class Data:
             if not isinstance(getattr(self, field), str) or not getattr(self, field):
                 raise DataError(f"data: {field}={getattr(self, field)!r}: expected a split name, e.g. 'train'")
         if self.train_split == self.test_split:
-            raise DataError(f"data: test_split={self.test_split!r}: the same as train_split; the test split must be held out")
+            raise DataError(
+                f"data: test_split={self.test_split!r}: the same as train_split; the test split must be held out"
+            )
         if not _is_int(self.seed):
             raise DataError(f"data: seed={self.seed!r}: expected an int")
         self._set("seed", int(self.seed))
@@ -119,7 +125,12 @@ def _checked_classes(classes):
 
 
 def _checked_size(size):
-    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2 or not all(_is_int(s) and s > 0 for s in size):
+    if (
+        isinstance(size, (str, bytes))
+        or not hasattr(size, "__len__")
+        or len(size) != 2
+        or not all(_is_int(s) and s > 0 for s in size)
+    ):
         raise DataError(f"data: image_size={size!r}: expected (height, width) in pixels, e.g. (32, 32)")
     return tuple(int(s) for s in size)
 

@@ -38,7 +38,7 @@ def _decode_image(job, grayscale, size, crop):
 
 
 def _resized(image, size, crop):
-    """A Pillow image resized to `(height, width)`, bilinear; with `crop`, from its centred window of that aspect ratio."""
+    """A Pillow image resized to `(height, width)`, bilinear; with `crop`, from its centred window of that shape."""
     if crop:  # cut first, then resize: Pillow's `box=` would blend in pixels beyond the window, as Keras does not
         image = image.crop(crop_box(image.height, image.width, size))
     if image.size == (size[1], size[0]):
@@ -121,13 +121,18 @@ def _decode_images(entries, data, where, size=None):
         `(x, y)`, unreadable images skipped.
     """
     jobs = [(index, entry[3]) for index, entry in enumerate(entries)]
-    tasks = [(jobs[i : i + DECODE_CHUNK], data.grayscale, data.image_size, data.crop_to_aspect_ratio) for i in range(0, len(jobs), DECODE_CHUNK)]
+    tasks = [
+        (jobs[i : i + DECODE_CHUNK], data.grayscale, data.image_size, data.crop_to_aspect_ratio)
+        for i in range(0, len(jobs), DECODE_CHUNK)
+    ]
     blocks, failures = [], []
     for chunk_blocks, chunk_failures in _map(_decode_chunk, tasks):
         blocks += chunk_blocks.values()
         failures += chunk_failures
     _check_unreadable(failures, entries, where)
-    x, kept = assemble(blocks, data.image_size or size, where, warn=data.image_size is None, crop=data.crop_to_aspect_ratio)
+    x, kept = assemble(
+        blocks, data.image_size or size, where, warn=data.image_size is None, crop=data.crop_to_aspect_ratio
+    )
     labels = np.array([label for label, *_ in entries], dtype=np.int32)
     return x, labels[kept]
 
@@ -185,7 +190,10 @@ def _fit(images, size, channels, crop=False):
 
 
 def resize(image, size, crop=False):
-    """Resizes one uint8 `(H, W, C)` image to `(height, width)`, bilinear; with `crop`, from its centred window of that aspect ratio."""
+    """Resizes a uint8 `(H, W, C)` image to `(height, width)`, bilinear.
+
+    With `crop`, it is resized from its centred window of that aspect ratio.
+    """
     if image.shape[:2] == tuple(size):
         return image
     resized = np.asarray(_resized(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image), size, crop))
@@ -203,7 +211,11 @@ def read_tree(data, listing):
 
 
 def _header_chunk(jobs):
-    """Reads images' headers (no pixels); returns `(Counter of (height, width), channels: 1, or 3 if any is in color)`."""
+    """Reads images' headers, not their pixels.
+
+    Returns:
+        `(Counter of (height, width), channels)`: channels 3 if any image is in color, else 1.
+    """
     sizes, channels = collections.Counter(), 1
     for job in jobs:
         try:
@@ -225,7 +237,9 @@ def listed_shape(entries, wheres):
     sizes, channels = collections.Counter(), 1
     for split in ("train", "test"):
         jobs = [entry[3] for entry in entries[split]]
-        for chunk_sizes, chunk_channels in _map(_header_chunk, [jobs[i : i + DECODE_CHUNK] for i in range(0, len(jobs), DECODE_CHUNK)]):
+        for chunk_sizes, chunk_channels in _map(
+            _header_chunk, [jobs[i : i + DECODE_CHUNK] for i in range(0, len(jobs), DECODE_CHUNK)]
+        ):
             if split == "train":
                 sizes.update(chunk_sizes)
             channels = max(channels, chunk_channels)

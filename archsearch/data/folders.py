@@ -65,7 +65,9 @@ class Archive:
             for parts, blob in _zip_members(path) if zipfile.is_zipfile(path) else _tar_members(path):
                 self._add(parts, blob)
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
-            raise DataError(f"{path}: cannot read the archive ({error}); expected a .tar.gz or .zip of an image folder") from None
+            raise DataError(
+                f"{path}: cannot read the archive ({error}); expected a .tar.gz or .zip of an image folder"
+            ) from None
 
     def _add(self, parts, blob):
         """Adds a file (`blob` its bytes) or, with `blob` None, a folder."""
@@ -143,7 +145,9 @@ def _list_split(tree, root, split, classes):
         listing[name] = [entry for entry in entries if _is_image(entry[0])]
         ignored += [tree.describe((*where, name, entry[0])) for entry in entries if not _is_image(entry[0])]
         if not listing[name]:
-            raise DataError(f"{tree.describe((*where, name))}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise DataError(
+                f"{tree.describe((*where, name))}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
     return available, listing, ignored
 
 
@@ -166,7 +170,10 @@ def tree_listing(tree, data):
         )
     skipped = ignored + test_ignored
     if skipped:
-        warnings.warn(f"{tree.describe(root)}: ignored {len(skipped)} file(s) that are not images, e.g. {skipped[0]}", stacklevel=3)
+        warnings.warn(
+            f"{tree.describe(root)}: ignored {len(skipped)} file(s) that are not images, e.g. {skipped[0]}",
+            stacklevel=3,
+        )
     entries = {"train": _entries(train, data.per_class), "test": _entries(test, data.test_per_class)}
     wheres = {"train": tree.describe((*root, data.train_split)), "test": tree.describe((*root, data.test_split))}
     return list(train), entries, wheres

@@ -33,7 +33,9 @@ def _locate(data, data_dir):
     if path.exists():
         return path
     if not TFDS_NAME.match(data.source):
-        raise DataError(f"data: source {data.source}: no such file or folder (tensorflow-datasets names look like 'cifar10')")
+        raise DataError(
+            f"data: source {data.source}: no such file or folder (tensorflow-datasets names look like 'cifar10')"
+        )
     return None
 
 
@@ -45,7 +47,9 @@ def _local_kind(path):
         return "archive"
     if path.is_dir():
         return "folder"
-    raise DataError(f"{path}: expected an image folder <root>/<split>/<class>/<image>, a .tar.gz or .zip of one, or a .npz")
+    raise DataError(
+        f"{path}: expected an image folder <root>/<split>/<class>/<image>, a .tar.gz or .zip of one, or a .npz"
+    )
 
 
 @dataclasses.dataclass
@@ -66,7 +70,9 @@ def _plan(data, data_dir):
         return _Plan(f"tfds:{name}", f"tfds:{name}", lambda: array_options(*read_tfds(data), data, f"tfds:{name}"))
     kind = _local_kind(local)
     if kind == "npz":
-        return _Plan(f"npz:{local}", f"npz:{file_hash(local)}", lambda: array_options(*read_npz(local), data, str(local)))
+        return _Plan(
+            f"npz:{local}", f"npz:{file_hash(local)}", lambda: array_options(*read_npz(local), data, str(local))
+        )
     if kind == "archive":
         return _Plan(f"archive:{local}", f"archive:{file_hash(local)}", lambda: _read_archive(local, data))
     tree = Folder(local)
@@ -138,8 +144,16 @@ def load_data(data, *, data_dir=None, cache_dir=None):
     x_train, x_val, y_train, y_val = _validation_split(*splits["train"], names, data, plan.source)
     fingerprint = hashlib.sha256(f"{key}:{data.validation}:{data.seed}".encode()).hexdigest()[:20]
     return Dataset(
-        x_train, y_train, x_val, y_val, *splits["test"], class_names=names, source=plan.source, fingerprint=fingerprint,
-        cache_path=str(cache_path) if cache_path else None, seconds=time.perf_counter() - start,
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        *splits["test"],
+        class_names=names,
+        source=plan.source,
+        fingerprint=fingerprint,
+        cache_path=str(cache_path) if cache_path else None,
+        seconds=time.perf_counter() - start,
     )
 
 

@@ -8,14 +8,19 @@ from archsearch.data.decode import assemble, resize
 from archsearch.errors import DataError
 
 TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?$")
-_LOCAL_COPY_HINT = "pass --data-dir (or set ARCHSEARCH_DATA_DIR) to a local image folder, its .tar.gz, or a .npz with the same classes"
+_LOCAL_COPY_HINT = (
+    "pass --data-dir (or set ARCHSEARCH_DATA_DIR) to a local image folder, its .tar.gz, or a .npz with the same classes"
+)
 
 
 def _import_tfds(data):
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise DataError(f"data: source {data.source!r} needs tensorflow-datasets, which cannot be imported ({error}); instead, {_LOCAL_COPY_HINT}") from None
+        raise DataError(
+            f"data: source {data.source!r} needs tensorflow-datasets, which cannot be imported ({error}); instead, "
+            f"{_LOCAL_COPY_HINT}"
+        ) from None
     return tfds
 
 
@@ -36,7 +41,11 @@ def read_tfds(data):
     tfds = _import_tfds(data)
     try:
         datasets, info = tfds.load(
-            data.source, split=[data.train_split, data.test_split], data_dir=data.data_dir, as_supervised=True, with_info=True
+            data.source,
+            split=[data.train_split, data.test_split],
+            data_dir=data.data_dir,
+            as_supervised=True,
+            with_info=True,
         )
     except Exception as error:  # tfds fails with many unrelated types: network, checksum, unknown split, import
         reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
@@ -58,19 +67,26 @@ def tfds_features(info, data):
     """Returns the image and class label features of a tfds data set."""
     keys = info.supervised_keys
     if not keys or not hasattr(info.features[keys[1]], "names") or len(info.features[keys[0]].shape) != 3:
-        raise DataError(f"tensorflow-datasets {data.source!r}: not an image classification data set (supervised keys {keys})")
+        raise DataError(
+            f"tensorflow-datasets {data.source!r}: not an image classification data set (supervised keys {keys})"
+        )
     return info.features[keys[0]], info.features[keys[1]]
 
 
 def _tfds_arrays(tfds, dataset, fixed, data, where):
-    """Returns `(x, y)` of one tfds split: in batches when its images share a size, else one by one (resized as `data` asks)."""
+    """Returns `(x, y)` of one tfds split, resized as `data` asks.
+
+    Batched when its images share a size, else one by one.
+    """
     size = data.image_size
     if fixed:
         batches = list(tfds.as_numpy(dataset.batch(4096)))  # resized afterwards, with the other array sources
         return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
     blocks, labels = [], []
     for index, (image, label) in enumerate(tfds.as_numpy(dataset)):
-        blocks.append((np.array([index]), resize(image, size, data.crop_to_aspect_ratio)[None] if size else image[None]))
+        blocks.append(
+            (np.array([index]), resize(image, size, data.crop_to_aspect_ratio)[None] if size else image[None])
+        )
         labels.append(label)
     x, _ = assemble(blocks, size, where, warn=size is None, crop=data.crop_to_aspect_ratio)
     return x, np.array(labels)

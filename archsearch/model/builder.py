@@ -6,8 +6,8 @@ under TensorFlow, JAX and PyTorch.
 
 import keras
 
-from archsearch.recipe.architecture import Architecture
 from archsearch.model.layers import RandomShift
+from archsearch.recipe.architecture import Architecture
 
 
 def _preprocess(layer, shape_in):
@@ -15,7 +15,9 @@ def _preprocess(layer, shape_in):
     resolution = layer.config["resolution"]
     stack = [keras.layers.Rescaling(1 / 255, name=f"{layer.name}_scale")]
     if tuple(shape_in[:2]) != (resolution, resolution):
-        stack.append(keras.layers.Resizing(resolution, resolution, crop_to_aspect_ratio=True, name=f"{layer.name}_resize"))
+        stack.append(
+            keras.layers.Resizing(resolution, resolution, crop_to_aspect_ratio=True, name=f"{layer.name}_resize")
+        )
     return stack
 
 
@@ -46,23 +48,31 @@ _INIT = "he_normal"  # He (MSRA) initialization, for ReLU networks
 _LAYERS = {
     "preprocess": _preprocess,
     "augment": _augment,
-    "conv": lambda l, _: keras.layers.Conv2D(
-        l.config["filters"], l.config["kernel"], strides=l.config["stride"], padding="same",
-        use_bias=l.config["bias"], kernel_initializer=_INIT, name=l.name,
+    "conv": lambda layer, _: keras.layers.Conv2D(
+        layer.config["filters"],
+        layer.config["kernel"],
+        strides=layer.config["stride"],
+        padding="same",
+        use_bias=layer.config["bias"],
+        kernel_initializer=_INIT,
+        name=layer.name,
     ),
     # PyTorch's momentum (0.9 in Keras terms): short searches need warm moving statistics.
-    "batch_norm": lambda l, _: keras.layers.BatchNormalization(momentum=0.9, name=l.name),
-    "relu": lambda l, _: keras.layers.ReLU(name=l.name),
-    "max_pool": lambda l, _: keras.layers.MaxPooling2D(2, strides=2, padding="same", name=l.name),
-    "add": lambda l, _: keras.layers.Add(name=l.name),
-    "global_avg_pool": lambda l, _: keras.layers.GlobalAveragePooling2D(name=l.name),
-    "flatten": lambda l, _: keras.layers.Flatten(name=l.name),
-    "dropout": lambda l, _: keras.layers.Dropout(l.config["rate"], name=l.name),
-    "dense": lambda l, _: keras.layers.Dense(
-        l.config["units"], activation=l.config["activation"], use_bias=l.config["bias"],
-        kernel_initializer="glorot_uniform" if l.name == "predictions" else _INIT,
+    "batch_norm": lambda layer, _: keras.layers.BatchNormalization(momentum=0.9, name=layer.name),
+    "relu": lambda layer, _: keras.layers.ReLU(name=layer.name),
+    "max_pool": lambda layer, _: keras.layers.MaxPooling2D(2, strides=2, padding="same", name=layer.name),
+    "add": lambda layer, _: keras.layers.Add(name=layer.name),
+    "global_avg_pool": lambda layer, _: keras.layers.GlobalAveragePooling2D(name=layer.name),
+    "flatten": lambda layer, _: keras.layers.Flatten(name=layer.name),
+    "dropout": lambda layer, _: keras.layers.Dropout(layer.config["rate"], name=layer.name),
+    "dense": lambda layer, _: keras.layers.Dense(
+        layer.config["units"],
+        activation=layer.config["activation"],
+        use_bias=layer.config["bias"],
+        kernel_initializer="glorot_uniform" if layer.name == "predictions" else _INIT,
         # The probabilities stay float32 under a mixed-precision policy.
-        dtype="float32" if l.name == "predictions" else None, name=l.name,
+        dtype="float32" if layer.name == "predictions" else None,
+        name=layer.name,
     ),
 }
 

@@ -50,8 +50,12 @@ class RandomShift(keras.layers.Layer):
         rows = offsets[:, :1] + ops.arange(height)[None, :]  # (batch, height): which padded rows to keep
         cols = offsets[:, 1:] + ops.arange(width)[None, :]
         # One gather per axis; the index arrays broadcast over the other axes.
-        padded = ops.take_along_axis(padded, ops.broadcast_to(rows[:, :, None, None], (batch, height, width + 2 * pad, images.shape[3])), axis=1)
-        return ops.take_along_axis(padded, ops.broadcast_to(cols[:, None, :, None], (batch, height, width, images.shape[3])), axis=2)
+        padded = ops.take_along_axis(
+            padded, ops.broadcast_to(rows[:, :, None, None], (batch, height, width + 2 * pad, images.shape[3])), axis=1
+        )
+        return ops.take_along_axis(
+            padded, ops.broadcast_to(cols[:, None, :, None], (batch, height, width, images.shape[3])), axis=2
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -26,10 +26,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from archsearch.model.builder import TRAINING_ONLY_LAYERS
 from archsearch.data import Data, load_data
 from archsearch.errors import ArchsearchError
 from archsearch.files import read_json
+from archsearch.model.builder import TRAINING_ONLY_LAYERS
 from archsearch.records.directory import RunDir
 
 MODEL_JSON = "model.json"
@@ -91,7 +91,9 @@ def inference_model(model, source_channels, crop_to_aspect_ratio=False):
     height, width, channels = model.input_shape[1:]
     image = keras.Input((None, None, source_channels), dtype="uint8", name="image")
     pixels = _luma(image) if (source_channels, channels) == (3, 1) else image
-    resized = keras.layers.Resizing(height, width, crop_to_aspect_ratio=crop_to_aspect_ratio, antialias=True, dtype="float32", name="resize")(pixels)
+    resized = keras.layers.Resizing(
+        height, width, crop_to_aspect_ratio=crop_to_aspect_ratio, antialias=True, dtype="float32", name="resize"
+    )(pixels)
     adapter = keras.Model(image, _round_to_uint8(resized, "round"), name="source_to_training")
     classifier = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=_inference_call)
     return keras.Model(image, classifier(adapter(image)), name=f"{model.name}_inference")
@@ -117,7 +119,9 @@ def _luma(image):
     high = [w - w % 1024 for w in LUMA_WEIGHTS]
     weights.set_weights([np.array([*high, *(w % 1024 for w in LUMA_WEIGHTS)], "float32").reshape(1, 1, 6, 1)])
     # (total + 32768) >> 16: the number of boundaries (2k - 1) * 32768 at or below the total.
-    return keras.layers.Discretization(bin_boundaries=[(2 * k - 1) * 32768 for k in range(1, 256)], name="luma_round")(total)
+    return keras.layers.Discretization(bin_boundaries=[(2 * k - 1) * 32768 for k in range(1, 256)], name="luma_round")(
+        total
+    )
 
 
 def _round_to_uint8(tensor, name):
@@ -162,8 +166,11 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
         _export_saved_model(inference, staging / "saved_model", stored.class_names)
         serve = tf.saved_model.load(str(staging / "saved_model")).signatures["serve"]
         accuracies["saved_model"] = _accuracy(lambda x: serve(image=tf.constant(x))["probabilities"].numpy(), stored)
-    check = {"test_images": len(stored.y_test), "expected_test_accuracy": expected_accuracy,
-             **{f"{name.replace('.', '_')}_test_accuracy": accuracy for name, accuracy in accuracies.items()}}
+    check = {
+        "test_images": len(stored.y_test),
+        "expected_test_accuracy": expected_accuracy,
+        **{f"{name.replace('.', '_')}_test_accuracy": accuracy for name, accuracy in accuracies.items()},
+    }
     for name, accuracy in accuracies.items():
         if abs(accuracy - expected_accuracy) * len(stored.y_test) >= 0.5:  # not the same number of images right
             raise ArchsearchError(
@@ -218,9 +225,12 @@ def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None):
 
 
 def _accuracy(predict, stored):
-    predicted = np.concatenate([
-        np.argmax(predict(stored.x_test[i : i + CHECK_BATCH]), axis=1) for i in range(0, len(stored.x_test), CHECK_BATCH)
-    ])
+    predicted = np.concatenate(
+        [
+            np.argmax(predict(stored.x_test[i : i + CHECK_BATCH]), axis=1)
+            for i in range(0, len(stored.x_test), CHECK_BATCH)
+        ]
+    )
     return float(np.mean(predicted == stored.y_test))
 
 
@@ -228,7 +238,9 @@ def _contract(inference, stored, check):
     """The content of `model.json`: what a caller needs to feed the model and read its outputs."""
     adapter = inference.get_layer("source_to_training")
     height, width, channels = adapter.output_shape[1:]
-    window = " from their centred window of that aspect ratio" if adapter.get_layer("resize").crop_to_aspect_ratio else ""
+    window = (
+        " from their centred window of that aspect ratio" if adapter.get_layer("resize").crop_to_aspect_ratio else ""
+    )
     source_channels = stored.shape[-1]
     batch = f"uint8 [batch, height, width, {source_channels}]"
     return {
@@ -239,7 +251,8 @@ def _contract(inference, stored, check):
             "color": "RGB" if source_channels == 3 else "gray",
             "size": [height, width],
             "conversion": ("to ITU-R 601 luma inside the model; " if (source_channels, channels) == (3, 1) else "")
-            + f"images of another size are resized to {height}x{width}{window} inside the model (bilinear, antialiased)",
+            + f"images of another size are resized to {height}x{width}{window} inside the model (bilinear, "
+            "antialiased)",
             "source": stored.source,
         },
         "signatures": {
@@ -247,7 +260,8 @@ def _contract(inference, stored, check):
             "serve_bytes": {"image_bytes": "string [batch]: encoded JPEG, PNG, GIF or BMP files"},
             "outputs": {
                 "probabilities": f"float32 [batch, {len(stored.class_names)}]",
-                "class_id": "int64 [batch]", "class_name": "string [batch]",
+                "class_id": "int64 [batch]",
+                "class_name": "string [batch]",
             },
         },
         "model.keras": f"{batch} in, float32 probabilities [batch, {len(stored.class_names)}] out",
@@ -257,11 +271,15 @@ def _contract(inference, stored, check):
 
 def export_summary(out, check):
     """One line on what `export_model()` wrote to `out` and what its check found, for the user."""
-    written = "model.keras and saved_model/" if (Path(out) / "saved_model").exists() else (
-        "model.keras only (a SavedModel needs TensorFlow: run `archsearch export` where it is installed)"
+    written = (
+        "model.keras and saved_model/"
+        if (Path(out) / "saved_model").exists()
+        else ("model.keras only (a SavedModel needs TensorFlow: run `archsearch export` where it is installed)")
     )
-    return (f"{written} in {out}; reloaded, they classify {check['expected_test_accuracy']:.2%} of the "
-            f"{check['test_images']:,} test images right, as the leaderboard says")
+    return (
+        f"{written} in {out}; reloaded, they classify {check['expected_test_accuracy']:.2%} of the "
+        f"{check['test_images']:,} test images right, as the leaderboard says"
+    )
 
 
 def _tensorflow():
@@ -296,11 +314,17 @@ def _export_saved_model(inference, path, class_names):
     # jax2tf): the model alone is an endpoint, which the serving functions wrap. Explicit
     # training=False: after Keras's image preprocessing layers, a call without it runs
     # batch norm in training mode inside the traced graph.
-    probabilities = archive.add_endpoint("probabilities", lambda image: inference(image, training=False), input_signature=[image_spec])
+    probabilities = archive.add_endpoint(
+        "probabilities", lambda image: inference(image, training=False), input_signature=[image_spec]
+    )
 
     def outputs(probabilities):
         class_id = tf.argmax(probabilities, axis=1)
-        return {"probabilities": tf.cast(probabilities, tf.float32), "class_id": class_id, "class_name": tf.gather(names, class_id)}
+        return {
+            "probabilities": tf.cast(probabilities, tf.float32),
+            "class_id": class_id,
+            "class_name": tf.gather(names, class_id),
+        }
 
     def classify_file(data):
         # One file at a time: files may differ in size until the model resizes them. JPEGs with

@@ -48,26 +48,57 @@ def cost_figure(trials, leaderboard):
     completed = trials[trials["status"] == "completed"].astype({"params": float, "flops": float, "val_accuracy": float})
     ranked = leaderboard[~leaderboard["baseline"].astype(bool)]
     for axis, cost, label in zip(figure.subplots(1, 2), ("params", "flops"), ("parameters", "FLOPs per image")):
-        axis.scatter(completed[cost], completed["val_accuracy"], s=22, color=TRIAL_COLOR, alpha=0.7,
-                     label="trial (validation accuracy)")
+        axis.scatter(
+            completed[cost],
+            completed["val_accuracy"],
+            s=22,
+            color=TRIAL_COLOR,
+            alpha=0.7,
+            label="trial (validation accuracy)",
+        )
         front = completed[pareto_front(completed[cost], completed["val_accuracy"])].sort_values(cost)
-        axis.step(front[cost], front["val_accuracy"], where="post", color=FRONT_COLOR, linewidth=1.5,
-                  label="Pareto front of the trials")
-        axis.errorbar(ranked[cost].astype(float), ranked["test_accuracy"].astype(float),
-                      yerr=ranked["test_accuracy_std"].astype(float), fmt="D", color=RETRAINED_COLOR, capsize=3,
-                      label="retrained (test accuracy ± std)")
+        axis.step(
+            front[cost],
+            front["val_accuracy"],
+            where="post",
+            color=FRONT_COLOR,
+            linewidth=1.5,
+            label="Pareto front of the trials",
+        )
+        axis.errorbar(
+            ranked[cost].astype(float),
+            ranked["test_accuracy"].astype(float),
+            yerr=ranked["test_accuracy_std"].astype(float),
+            fmt="D",
+            color=RETRAINED_COLOR,
+            capsize=3,
+            label="retrained (test accuracy ± std)",
+        )
         for _, row in ranked.iterrows():
-            axis.annotate(f"rank {row['rank']}", (float(row[cost]), float(row["test_accuracy"])),
-                          textcoords="offset points", xytext=(6, -10), fontsize=8, color=RETRAINED_COLOR)
+            axis.annotate(
+                f"rank {row['rank']}",
+                (float(row[cost]), float(row["test_accuracy"])),
+                textcoords="offset points",
+                xytext=(6, -10),
+                fontsize=8,
+                color=RETRAINED_COLOR,
+            )
         # Lowest first, labelled below its line; the others above theirs, on alternating sides.
         baselines = leaderboard[leaderboard["baseline"].astype(bool)].sort_values("test_accuracy")
         for position, (_, row) in enumerate(baselines.iterrows()):
             side, offset = (0.01, -11) if position == 0 else (0.99 if position % 2 else 0.01, 3)
             name = str(row["trial_id"]).removeprefix("baseline:").replace("_", " ")
             axis.axhline(float(row["test_accuracy"]), color=BASELINE_COLOR, linestyle="--", linewidth=1)
-            axis.annotate(f"baseline: {name} {100 * float(row['test_accuracy']):.1f}%",
-                          (side, float(row["test_accuracy"])), xycoords=("axes fraction", "data"), ha="left" if side < 0.5 else "right",
-                          textcoords="offset points", xytext=(0, offset), fontsize=8, color=BASELINE_COLOR)
+            axis.annotate(
+                f"baseline: {name} {100 * float(row['test_accuracy']):.1f}%",
+                (side, float(row["test_accuracy"])),
+                xycoords=("axes fraction", "data"),
+                ha="left" if side < 0.5 else "right",
+                textcoords="offset points",
+                xytext=(0, offset),
+                fontsize=8,
+                color=BASELINE_COLOR,
+            )
         axis.set_xscale("log")
         axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)  # a narrow range labels minor ticks
         axis.set_xlabel(label)
@@ -96,20 +127,33 @@ def dimension_figure(trials, searched, continuous=()):
     for axis, name in zip(axes, searched):
         completed = trials[trials["status"] == "completed"]
         if name in continuous:
-            axis.scatter(completed[name].astype(float), completed["val_accuracy"].astype(float), s=18, color=TRIAL_COLOR)
+            axis.scatter(
+                completed[name].astype(float), completed["val_accuracy"].astype(float), s=18, color=TRIAL_COLOR
+            )
             others = trials[trials["status"] != "completed"]
             if (trials[name].astype(float) > 0).all():
                 axis.set_xscale("log")
-                axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)  # a narrow range labels minor ticks
-            failed = ", ".join(f"{(others['status'] == s).sum()} {s}" for s in STATUS_MARKERS if (others["status"] == s).any())
+                axis.tick_params(
+                    axis="x", which="both", labelrotation=30, labelsize=8
+                )  # a narrow range labels minor ticks
+            failed = ", ".join(
+                f"{(others['status'] == s).sum()} {s}" for s in STATUS_MARKERS if (others["status"] == s).any()
+            )
             axis.set_xlabel(name + (f" ({failed})" if failed else ""))
         else:
             values = sorted(trials[name].astype(str).unique(), key=_value_order)
             groups = [completed.loc[completed[name].astype(str) == v, "val_accuracy"].astype(float) for v in values]
-            axis.boxplot([g for g in groups], positions=range(len(values)), widths=0.5, showfliers=False,
-                         medianprops={"color": TRIAL_COLOR})
+            axis.boxplot(
+                [g for g in groups],
+                positions=range(len(values)),
+                widths=0.5,
+                showfliers=False,
+                medianprops={"color": TRIAL_COLOR},
+            )
             for position, group in enumerate(groups):
-                axis.scatter(position + rng.uniform(-0.12, 0.12, len(group)), group, s=14, color=TRIAL_COLOR, alpha=0.7, zorder=3)
+                axis.scatter(
+                    position + rng.uniform(-0.12, 0.12, len(group)), group, s=14, color=TRIAL_COLOR, alpha=0.7, zorder=3
+                )
             labels = []
             for value in values:
                 counts = trials.loc[trials[name].astype(str) == value, "status"].value_counts()
@@ -119,7 +163,7 @@ def dimension_figure(trials, searched, continuous=()):
             axis.set_xlabel(name)
         axis.set_ylabel("validation accuracy")
         _percent_axis(axis)
-    for axis in axes[len(searched):]:
+    for axis in axes[len(searched) :]:
         axis.set_visible(False)
     return figure
 
@@ -139,8 +183,11 @@ def progress_figure(trials):
     accuracy = order["val_accuracy"].astype(float)
     best = accuracy.fillna(-np.inf).cummax().replace(-np.inf, np.nan)
     minutes = order["seconds"].astype(float).fillna(0).cumsum() / 60
-    for axis, x, label in zip(figure.subplots(1, 2), (order["number"], minutes),
-                              ("trial number", "training time of the trials so far (minutes)")):
+    for axis, x, label in zip(
+        figure.subplots(1, 2),
+        (order["number"], minutes),
+        ("trial number", "training time of the trials so far (minutes)"),
+    ):
         axis.scatter(x, accuracy, s=18, color=TRIAL_COLOR, alpha=0.6, label="trial")
         axis.step(x, best, where="post", color=RETRAINED_COLOR, linewidth=1.8, label="best so far")
         axis.set_xlabel(label)
@@ -159,7 +206,9 @@ def curves_figure(history):
     figure = Figure(figsize=(11, 3.6), layout="constrained")
     loss_axis, accuracy_axis = figure.subplots(1, 2)
     for (phase, seed), rows in history.groupby(["phase", history["seed"].fillna(-1)], sort=False):
-        label = "search trial (train split)" if phase == "search" else f"retraining, seed {int(seed)} (train + validation)"
+        label = (
+            "search trial (train split)" if phase == "search" else f"retraining, seed {int(seed)} (train + validation)"
+        )
         style = {"linestyle": "--", "color": TRIAL_COLOR} if phase == "search" else {}
         loss_axis.plot(rows["epoch"], rows["loss"].astype(float), marker=".", label=label, **style)
         accuracy_axis.plot(rows["epoch"], rows["accuracy"].astype(float), marker=".", label=label, **style)
@@ -179,8 +228,16 @@ def confusion_figure(labels, predicted, class_names):
     size = min(8, max(4, 2.2 + 0.45 * len(class_names)))
     figure = Figure(figsize=(size, size * 0.85), layout="constrained")
     axis = figure.subplots()
-    ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=range(len(class_names)), display_labels=class_names,
-                                            ax=axis, colorbar=False, cmap="Blues", values_format="d")
+    ConfusionMatrixDisplay.from_predictions(
+        labels,
+        predicted,
+        labels=range(len(class_names)),
+        display_labels=class_names,
+        ax=axis,
+        colorbar=False,
+        cmap="Blues",
+        values_format="d",
+    )
     axis.tick_params(axis="x", labelrotation=45 if max(map(len, class_names)) > 3 else 0)
     return figure
 
@@ -196,8 +253,15 @@ def recall_figure(leaderboard, class_names):
     axis.bar_label(bars, [f"{100 * r:.1f}" for r in recall], fontsize=7, padding=2)
     for (_, row), marker in zip(leaderboard[leaderboard["baseline"].astype(bool)].iterrows(), ("_", "1")):
         name = str(row["trial_id"]).removeprefix("baseline:").replace("_", " ")
-        axis.scatter(range(len(class_names)), row[columns].astype(float), marker=marker, s=120, color=BASELINE_COLOR,
-                     label=f"baseline: {name}", zorder=3)
+        axis.scatter(
+            range(len(class_names)),
+            row[columns].astype(float),
+            marker=marker,
+            s=120,
+            color=BASELINE_COLOR,
+            label=f"baseline: {name}",
+            zorder=3,
+        )
     axis.set_xticks(range(len(class_names)), class_names)
     axis.set_ylim(0, 1.1)
     axis.set_ylabel("test recall")

@@ -60,7 +60,9 @@ def list_images(paths):
         if not path.exists():
             raise ArchsearchError(f"{path}: no such file or folder")
         if path.is_dir():
-            images += [(str(file), str(file)) for file in sorted(path.rglob("*")) if _listed(file.relative_to(path).parts)]
+            images += [
+                (str(file), str(file)) for file in sorted(path.rglob("*")) if _listed(file.relative_to(path).parts)
+            ]
         elif path.name.lower().endswith(ARCHIVE_SUFFIXES):
             images += [(f"{path}:{name}", blob) for name, blob in _archive_images(path)]
         else:

@@ -46,8 +46,10 @@ class TrialProgress:
         best = trials.loc[trials["status"] == "completed", "val_accuracy"].max()
         score = trial["reason"]
         if trial["status"] == "completed":
-            score = (f"completed, val_accuracy={trial['val_accuracy']:.4f} "
-                     f"(trained in {trial['seconds']:.1f} s, {trial['compile_seconds']:.1f} s of it compiling)")
+            score = (
+                f"completed, val_accuracy={trial['val_accuracy']:.4f} "
+                f"(trained in {trial['seconds']:.1f} s, {trial['compile_seconds']:.1f} s of it compiling)"
+            )
         worker = f" on {trial['worker']}" if trial["worker"] else ""
         self.log(
             f"trial {self.trained}/{self.max_trials} [{trial_id}] {score}{worker} | "
@@ -93,15 +95,23 @@ class EpochProgress(keras.callbacks.Callback):
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
-                                TimeElapsedColumn(), console=Console(file=stream), transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=Console(file=stream),
+                transient=True,
+            )
             self.task = self.bar.add_task(self._label(), total=self.epochs * self.steps, status="")
             self.bar.start()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start = epoch, time.perf_counter()
         if self.bar:
-            self.bar.update(self.task, completed=epoch * self.steps, status=f"epoch {epoch + 1}/{self.epochs}{self.last}")
+            self.bar.update(
+                self.task, completed=epoch * self.steps, status=f"epoch {epoch + 1}/{self.epochs}{self.last}"
+            )
 
     def on_train_batch_end(self, batch, logs=None):
         if self.bar:
@@ -113,8 +123,11 @@ class EpochProgress(keras.callbacks.Callback):
         self.last = ", " + ", ".join(figures) if figures else ""
         if not self.bar:
             seconds = time.perf_counter() - self.epoch_start
-            print(f"  {self._label()}: epoch {epoch + 1}/{self.epochs}{self.last} ({seconds:.1f} s)",
-                  file=self.stream or sys.stdout, flush=True)
+            print(
+                f"  {self._label()}: epoch {epoch + 1}/{self.epochs}{self.last} ({seconds:.1f} s)",
+                file=self.stream or sys.stdout,
+                flush=True,
+            )
 
     def on_train_end(self, logs=None):
         if self.bar:

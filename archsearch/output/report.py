@@ -19,18 +19,17 @@ import keras
 import numpy as np
 import pandas as pd
 
-from archsearch.recipe import dimensions
-
-from archsearch.output import plots
-from archsearch.recipe.architecture import plan
 from archsearch.data import Data, data_summary, load_data
 from archsearch.errors import ArchsearchError
-from archsearch.output.export import stored_dataset
 from archsearch.files import write_atomic
-from archsearch.records.history import read_history
-from archsearch.records.directory import HISTORY, RunDir, wall_seconds
-from archsearch.output.summary import cell, describe_architecture, percent, searched_dimensions
 from archsearch.model.training import predict_classes
+from archsearch.output import plots
+from archsearch.output.export import stored_dataset
+from archsearch.output.summary import cell, describe_architecture, percent, searched_dimensions
+from archsearch.recipe import dimensions
+from archsearch.recipe.architecture import plan
+from archsearch.records.directory import HISTORY, RunDir, wall_seconds
+from archsearch.records.history import read_history
 
 DPI = 100
 
@@ -45,7 +44,9 @@ th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #e4e4e4; text-align: ri
 th { background: #f4f4f4; } td:nth-child(2), th:nth-child(2) { text-align: left; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 1em; }
 dt { font-weight: 600; } dd { margin: 0; overflow-wrap: anywhere; }
-@media (max-width: 640px) { body { font-size: 14px; padding: 0.5em; } dl { grid-template-columns: 1fr; } dd { margin-bottom: 0.5em; } }
+@media (max-width: 640px) {
+  body { font-size: 14px; padding: 0.5em; } dl { grid-template-columns: 1fr; } dd { margin-bottom: 0.5em; }
+}
 """
 
 
@@ -80,33 +81,51 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
     class_names = [str(name) for name in meta["data"]["classes"]]
 
     sections = [
-        _section("Cost against accuracy", _image(plots.cost_figure(trials, leaderboard), "accuracy against parameters and FLOPs"),
-                 "Every trial's validation accuracy against its size, with the trials' Pareto front (no trial is both "
-                 "cheaper and more accurate). The retrained architectures are drawn at their test accuracy ± standard "
-                 "deviation over seeds; dashed lines are the baselines' test accuracy."),
-        _section("What mattered", _image(plots.dimension_figure(trials, searched, _ranges(meta)), "validation accuracy by dimension"),
-                 "Validation accuracy of the completed trials by value of each dimension the space searched; "
-                 "failed and infeasible trials are counted under each value."),
-        _section("Search progress", _image(plots.progress_figure(trials), "best validation accuracy so far"),
-                 "Each trial's validation accuracy and the best so far, by trial number and by the trials' summed training time."),
+        _section(
+            "Cost against accuracy",
+            _image(plots.cost_figure(trials, leaderboard), "accuracy against parameters and FLOPs"),
+            "Every trial's validation accuracy against its size, with the trials' Pareto front (no trial is both "
+            "cheaper and more accurate). The retrained architectures are drawn at their test accuracy ± standard "
+            "deviation over seeds; dashed lines are the baselines' test accuracy.",
+        ),
+        _section(
+            "What mattered",
+            _image(plots.dimension_figure(trials, searched, _ranges(meta)), "validation accuracy by dimension"),
+            "Validation accuracy of the completed trials by value of each dimension the space searched; "
+            "failed and infeasible trials are counted under each value.",
+        ),
+        _section(
+            "Search progress",
+            _image(plots.progress_figure(trials), "best validation accuracy so far"),
+            "Each trial's validation accuracy and the best so far, by trial number and by the trials' summed training "
+            "time.",
+        ),
         _winner_section(run_dir, meta, leaderboard, history, winner, class_names, stored, data_dir, log),
-        _section("Leaderboard", f'<div class="scroll">{_leaderboard_table(leaderboard, searched)}</div>',
-                 "Ranked by validation accuracy; the test split was used only to fill in the test columns. "
-                 "Every column is in leaderboard.csv."),
+        _section(
+            "Leaderboard",
+            f'<div class="scroll">{_leaderboard_table(leaderboard, searched)}</div>',
+            "Ranked by validation accuracy; the test split was used only to fill in the test columns. "
+            "Every column is in leaderboard.csv.",
+        ),
         _section("The run", _facts(meta), ""),
     ]
     point = _winner_point(winner, meta)
-    lead = (f"Best: {html.escape(describe_architecture(point))} (trial {html.escape(str(winner['trial_id']))}): "
-            f"test accuracy {percent(winner['test_accuracy'], winner['test_accuracy_std'])}, "
-            f"balanced error rate {percent(winner['test_balanced_error_rate'], winner['test_balanced_error_rate_std'])} "
-            f"over {winner['seeds']} seed(s), {int(winner['params']):,} parameters.")
+    lead = (
+        f"Best: {html.escape(describe_architecture(point))} (trial {html.escape(str(winner['trial_id']))}): "
+        f"test accuracy {percent(winner['test_accuracy'], winner['test_accuracy_std'])}, "
+        f"balanced error rate {percent(winner['test_balanced_error_rate'], winner['test_balanced_error_rate_std'])} "
+        f"over {winner['seeds']} seed(s), {int(winner['params']):,} parameters."
+    )
     title = f"archsearch report: {meta['space']['name']}, run {run_dir.name}"
     question = (meta.get("space_file_description") or "").split("\n")[0]
-    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f'<link rel="icon" href="data:,">\n<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n'
-            f'<h1>{html.escape(title)}</h1>\n<p class="note">{html.escape(question)}</p>\n'
-            f'<p class="lead">{lead}</p>\n' + "\n".join(sections) + "\n</body>\n</html>\n")
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<link rel="icon" href="data:,">\n<title>{html.escape(title)}</title>\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n"
+        f'<h1>{html.escape(title)}</h1>\n<p class="note">{html.escape(question)}</p>\n'
+        f'<p class="lead">{lead}</p>\n' + "\n".join(sections) + "\n</body>\n</html>\n"
+    )
     write_atomic(run_dir.report_html, page)
     return run_dir.report_html
 
@@ -127,9 +146,13 @@ def _winner_section(run_dir, meta, leaderboard, history, winner, class_names, st
     parts = []
     rows = history[history["trial_id"] == str(winner["trial_id"])]
     if len(rows):
-        parts.append(_figure(_image(plots.curves_figure(rows), "the winner's training curves"),
-                             "Training loss and accuracy per epoch, measured on the training batches: the search trial "
-                             "(train split), then each retraining seed from scratch (train and validation splits)."))
+        parts.append(
+            _figure(
+                _image(plots.curves_figure(rows), "the winner's training curves"),
+                "Training loss and accuracy per epoch, measured on the training batches: the search trial "
+                "(train split), then each retraining seed from scratch (train and validation splits).",
+            )
+        )
     else:
         parts.append(_note(f"No per-epoch history: {HISTORY} is missing (runs made before it was recorded)."))
     predictions = _winner_predictions(run_dir, meta, stored, data_dir)
@@ -140,19 +163,32 @@ def _winner_section(run_dir, meta, leaderboard, history, winner, class_names, st
     else:
         images, labels, predicted = predictions
         right = int(np.sum(labels == predicted))
-        parts.append(_figure(_image(plots.confusion_figure(labels, predicted, class_names), "confusion matrix"),
-                             f"The exported model (best/model.keras: rank 1, seed 0) on the {len(labels):,} test images: "
-                             f"{right:,} right ({right / len(labels):.2%}). Rows are true classes, columns predicted ones."))
-    parts.append(_figure(_image(plots.recall_figure(leaderboard, class_names), "per-class recall"),
-                         "Per-class recall on the test split: rank 1, mean over its seeds, and the baselines."))
+        parts.append(
+            _figure(
+                _image(plots.confusion_figure(labels, predicted, class_names), "confusion matrix"),
+                f"The exported model (best/model.keras: rank 1, seed 0) on the {len(labels):,} test images: "
+                f"{right:,} right ({right / len(labels):.2%}). Rows are true classes, columns predicted ones.",
+            )
+        )
+    parts.append(
+        _figure(
+            _image(plots.recall_figure(leaderboard, class_names), "per-class recall"),
+            "Per-class recall on the test split: rank 1, mean over its seeds, and the baselines.",
+        )
+    )
     if not isinstance(predictions, str):
         grid = plots.misclassified_figure(images, labels, predicted, class_names)
         wrong = int(np.sum(labels != predicted))
         if grid is None:
             parts.append(_note(f"The exported model classifies all {len(labels):,} test images right: none to show."))
         else:
-            parts.append(_figure(_image(grid, "misclassified test images"),
-                                 f"Misclassified test images, true class → predicted class: the first {min(wrong, 32)} of {wrong}, in test order."))
+            parts.append(
+                _figure(
+                    _image(grid, "misclassified test images"),
+                    f"Misclassified test images, true class → predicted class: the first {min(wrong, 32)} of {wrong}, "
+                    "in test order.",
+                )
+            )
     return _section("The winner", "\n".join(parts), "")
 
 
@@ -169,25 +205,33 @@ def _winner_predictions(run_dir, meta, stored, data_dir):
             return f"the test data could not be loaded ({error}); pass --data-dir"
         found, recorded = data_summary(dataset)["fingerprint"], meta["data"].get("fingerprint")
         if found != recorded:
-            return f"the data found ({data_summary(dataset)['source']}, fingerprint {found}) is not this run's (fingerprint {recorded})"
+            source = data_summary(dataset)["source"]
+            return f"the data found ({source}, fingerprint {found}) is not this run's (fingerprint {recorded})"
         stored = stored_dataset(declaration, dataset, data_dir=data_dir)
     predicted = predict_classes(keras.saving.load_model(model_path), stored.x_test)
     return stored.x_test, np.asarray(stored.y_test), predicted
 
 
 def _leaderboard_table(leaderboard, searched):
-    shown = pd.DataFrame({
-        "rank": leaderboard["rank"].astype("string").fillna(""),
-        "trial": leaderboard["trial_id"].str.removeprefix("baseline:").str.replace("_", " "),
-        **{name: leaderboard[name].map(cell) for name in searched},
-        "val accuracy": leaderboard["val_accuracy"].map(lambda v: percent(v)),
-        "test accuracy": [percent(m, s) for m, s in zip(leaderboard["test_accuracy"], leaderboard["test_accuracy_std"])],
-        "test BER": [percent(m, s) for m, s in zip(leaderboard["test_balanced_error_rate"], leaderboard["test_balanced_error_rate_std"])],
-        "params": leaderboard["params"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
-        "FLOPs": leaderboard["flops"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
-        "seeds": leaderboard["seeds"].astype("string").fillna(""),
-        "train s": leaderboard["train_seconds"].map(lambda v: "" if pd.isna(v) else f"{float(v):.0f}"),
-    })
+    shown = pd.DataFrame(
+        {
+            "rank": leaderboard["rank"].astype("string").fillna(""),
+            "trial": leaderboard["trial_id"].str.removeprefix("baseline:").str.replace("_", " "),
+            **{name: leaderboard[name].map(cell) for name in searched},
+            "val accuracy": leaderboard["val_accuracy"].map(lambda v: percent(v)),
+            "test accuracy": [
+                percent(m, s) for m, s in zip(leaderboard["test_accuracy"], leaderboard["test_accuracy_std"])
+            ],
+            "test BER": [
+                percent(m, s)
+                for m, s in zip(leaderboard["test_balanced_error_rate"], leaderboard["test_balanced_error_rate_std"])
+            ],
+            "params": leaderboard["params"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+            "FLOPs": leaderboard["flops"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+            "seeds": leaderboard["seeds"].astype("string").fillna(""),
+            "train s": leaderboard["train_seconds"].map(lambda v: "" if pd.isna(v) else f"{float(v):.0f}"),
+        }
+    )
     return shown.to_html(index=False, border=0)
 
 
@@ -199,13 +243,14 @@ def _facts(meta):
         "search": ", ".join(f"{k} {v}" for k, v in meta["space"]["search"].items()),
         "retraining": ", ".join(f"{k} {v}" for k, v in meta["space"]["retrain"].items()),
         "data": f"{data['source']}: {', '.join(f'{k} {v:,}' for k, v in data['counts'].items())} images of shape "
-                f"{data['shape']}, classes {', '.join(map(str, data['classes']))} (fingerprint {data.get('fingerprint', '?')})",
+        f"{data['shape']}, classes {', '.join(map(str, data['classes']))} (fingerprint {data.get('fingerprint', '?')})",
         "command": " ".join(meta.get("command") or []),
         "started": meta.get("started", ""),
         "wall time": _minutes(wall_seconds(meta)),
         "search, retraining": f"{_minutes(meta.get('search_seconds'))}, {_minutes(meta.get('retrain_seconds'))}",
         "device": f"{meta.get('device', '')}; backend {meta.get('backend', '')}, {meta.get('precision', 'float32')}",
-        "versions": ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items() if v) + f", python {meta.get('python', '')}",
+        "versions": ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items() if v)
+        + f", python {meta.get('python', '')}",
         "export check": ", ".join(f"{k} {v}" for k, v in (meta.get("export_check") or {}).items()) or "not recorded",
         "status": meta.get("status", ""),
         "report written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -227,7 +272,7 @@ def _image(figure, alt):
 
 
 def _figure(image, caption):
-    return f"<figure>{image}<figcaption class=\"note\">{html.escape(caption)}</figcaption></figure>"
+    return f'<figure>{image}<figcaption class="note">{html.escape(caption)}</figcaption></figure>'
 
 
 def _note(text):

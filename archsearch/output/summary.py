@@ -62,7 +62,9 @@ def percent(mean, std=None, sign="%"):
     """
     if mean is None or pd.isna(mean):
         return ""
-    return f"{100 * float(mean):.2f}{sign}" + (f" ± {100 * float(std):.2f}" if std is not None and not pd.isna(std) else "")
+    return f"{100 * float(mean):.2f}{sign}" + (
+        f" ± {100 * float(std):.2f}" if std is not None and not pd.isna(std) else ""
+    )
 
 
 def clock(seconds):
@@ -101,10 +103,13 @@ def headline(leaderboard, point, run_dir, export_line):
         f"(mean ± std over {seeds} seed{'s' * (seeds != 1)}), {int(first['params']):,} parameters",
     ]
     if not baselines.empty:
-        lines.append("  baselines: " + ", ".join(
-            f"{row.trial_id.removeprefix('baseline:').replace('_', ' ')} {percent(row.test_accuracy)}"
-            for row in baselines.itertuples()
-        ))
+        lines.append(
+            "  baselines: "
+            + ", ".join(
+                f"{row.trial_id.removeprefix('baseline:').replace('_', ' ')} {percent(row.test_accuracy)}"
+                for row in baselines.itertuples()
+            )
+        )
     lines += [
         f"run: {run_dir} (report.html, leaderboard.csv, trials.csv, run.json)",
         f"export: {export_line}",
@@ -163,21 +168,36 @@ def leaderboard_table(frame, searched, width=None):
     if width is None:
         width = min(shutil.get_terminal_size().columns, MAX_WIDTH) if sys.stdout.isatty() else MAX_WIDTH
     rows = frame.to_dict("records")
-    trials = [str(r["trial_id"]).removeprefix("baseline:").replace("_", " ") if r["baseline"] else str(r["trial_id"]) for r in rows]
+    trials = [
+        str(r["trial_id"]).removeprefix("baseline:").replace("_", " ") if r["baseline"] else str(r["trial_id"])
+        for r in rows
+    ]
     columns = {
         "rank": [cell(row["rank"]) for row in rows],
         **{name.replace("_", " "): [cell(row.get(name)) for row in rows] for name in searched},
         "val acc": [percent(row.get("val_accuracy"), sign="") for row in rows],
-        "test acc %": [percent(row["test_accuracy"], None if row["baseline"] else row.get("test_accuracy_std"), sign="")
-                       for row in rows],
-        "test BER %": [percent(row["test_balanced_error_rate"], None if row["baseline"] else row.get("test_balanced_error_rate_std"),
-                                sign="") for row in rows],
+        "test acc %": [
+            percent(row["test_accuracy"], None if row["baseline"] else row.get("test_accuracy_std"), sign="")
+            for row in rows
+        ],
+        "test BER %": [
+            percent(
+                row["test_balanced_error_rate"],
+                None if row["baseline"] else row.get("test_balanced_error_rate_std"),
+                sign="",
+            )
+            for row in rows
+        ],
         "params": ["" if pd.isna(row["params"]) else f"{int(row['params']):,}" for row in rows],
     }
     trial_width = max([5] + [len(word) for trial in trials for word in trial.split()])
     gaps = 2 * len(columns)  # each column's right padding and the divider after it
     widths = _column_widths(list(columns), list(columns.values()), width - trial_width - gaps)
-    caption = "unranked rows: the lecture notes' baselines, on the same splits" if frame["baseline"].astype(bool).any() else None
+    caption = (
+        "unranked rows: the lecture notes' baselines, on the same splits"
+        if frame["baseline"].astype(bool).any()
+        else None
+    )
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, caption=caption, caption_justify="left")
     names = list(columns)
     table.add_column(names[0], justify="right", width=widths[0], no_wrap=True)

@@ -15,8 +15,8 @@ import numpy as np
 from sklearn.linear_model import RidgeClassifier
 
 from archsearch.model.backend import set_random_seed
-from archsearch.pipeline.retrain import evaluate
 from archsearch.model.training import predict_classes
+from archsearch.pipeline.retrain import evaluate
 
 MLP_EPOCHS = 10
 

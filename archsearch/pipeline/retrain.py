@@ -10,10 +10,10 @@ import keras
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
-from archsearch.recipe.architecture import plan
 from archsearch.model.backend import set_random_seed
 from archsearch.model.builder import build_model
 from archsearch.model.training import predict_classes, train
+from archsearch.recipe.architecture import plan
 
 
 @dataclasses.dataclass

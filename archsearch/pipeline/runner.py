@@ -14,32 +14,33 @@ import time
 
 import keras
 
-from archsearch.pipeline import baselines
-
-from archsearch.recipe import dimensions
-from archsearch.model.backend import keras_without_tensorflow
-from archsearch.recipe.architecture import plan
 from archsearch.data import data_summary, load_data
-from archsearch.search.leases import fingerprint, lease_floor
 from archsearch.errors import ArchsearchError
 from archsearch.files import read_json, write_json
+from archsearch.model.backend import keras_without_tensorflow
 from archsearch.output.export import export_retrained, export_summary
-from archsearch.records.history import EpochHistory, record_epoch
 from archsearch.output.progress import EpochProgress, TrialProgress
 from archsearch.output.report import write_report
-from archsearch.records.tables import best_trials, leaderboard_frame
+from archsearch.output.summary import headline, leaderboard_table
+from archsearch.pipeline import baselines
 from archsearch.pipeline.retrain import Evaluation, retrain, summarize
+from archsearch.recipe import dimensions
+from archsearch.recipe.architecture import plan
+from archsearch.recipe.space import Train
 from archsearch.records.directory import choose_run
+from archsearch.records.history import EpochHistory, record_epoch
+from archsearch.records.tables import best_trials, leaderboard_frame
+from archsearch.search.leases import fingerprint, lease_floor
+from archsearch.search.tensorboard_logs import tensorboard_callback
 from archsearch.search.trials import trials_frame
 from archsearch.search.tuners import SearchStopped, make_tuner
-from archsearch.recipe.space import Train
-from archsearch.output.summary import headline, leaderboard_table
-from archsearch.search.tensorboard_logs import tensorboard_callback
 
 PACKAGES = ("archsearch", "keras", "keras-tuner", "tensorflow", "jax", "numpy", "pandas", "scikit-learn")
 
 
-def apply_overrides(space, *, tuner=None, max_trials=None, epochs=None, top_k=None, retrain_epochs=None, seeds=None, seed=None):
+def apply_overrides(
+    space, *, tuner=None, max_trials=None, epochs=None, top_k=None, retrain_epochs=None, seeds=None, seed=None
+):
     """Returns a copy of `space` with command-line values put over the file's.
 
     Args:
@@ -85,7 +86,9 @@ def device_description():
 
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
-            return ", ".join(f"{g.name} {tf.config.experimental.get_device_details(g).get('device_name', '')}".strip() for g in gpus)
+            return ", ".join(
+                f"{g.name} {tf.config.experimental.get_device_details(g).get('device_name', '')}".strip() for g in gpus
+            )
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
@@ -102,8 +105,18 @@ def _prepare(run_dir, resume, overwrite, space):
             )
 
 
-def run(space, results=None, *, data_dir=None, resume=False, overwrite=False, tensorboard=False, chief=None, workers=None,
-        log=print):
+def run(
+    space,
+    results=None,
+    *,
+    data_dir=None,
+    resume=False,
+    overwrite=False,
+    tensorboard=False,
+    chief=None,
+    workers=None,
+    log=print,
+):
     """Runs a space end to end: search, retrain the top-k, test, leaderboard, export.
 
     Every run has a directory of its own: by default a new one,
@@ -175,7 +188,8 @@ class _Session:
         before, summary = self.previous.get("data", {}).get("fingerprint"), self.summary
         if before and before != summary["fingerprint"]:
             raise ArchsearchError(
-                f"{self.run_dir}: the data changed since this run started (fingerprint {before} -> {summary['fingerprint']}, "
+                f"{self.run_dir}: the data changed since this run started (fingerprint {before} -> "
+                f"{summary['fingerprint']}, "
                 f"now {summary['source']}); resume with the data it started with, or start a new run"
             )
 
@@ -189,7 +203,10 @@ class _Session:
         """Search, retraining, leaderboard, export and report; returns the leaderboard."""
         space, run_dir, dataset, log, summary = self.space, self.run_dir, self.dataset, self.log, self.summary
         log(f"run {run_dir}")
-        log(f"data: {summary['source']}, {summary['counts']} images of shape {summary['shape']}, {len(summary['classes'])} classes")
+        log(
+            f"data: {summary['source']}, {summary['counts']} images of shape {summary['shape']}, "
+            f"{len(summary['classes'])} classes"
+        )
         self.metadata = {
             "space": space.to_dict(),
             "searched": space.searched(),
@@ -197,7 +214,8 @@ class _Session:
             "space_fingerprint": space.fingerprint(),
             "data": summary,
             "command": sys.argv,
-            "started": self.previous.get("started") or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "started": self.previous.get("started")
+            or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": _versions(),
             "backend": keras.backend.backend(),
             "precision": keras.mixed_precision.dtype_policy().name,
@@ -217,7 +235,10 @@ class _Session:
 
         self.record("retraining")
         start = time.perf_counter()
-        rows = [self.retrain_trial(trial, position, len(best)) for position, (_, trial) in enumerate(best.iterrows(), start=1)]
+        rows = [
+            self.retrain_trial(trial, position, len(best))
+            for position, (_, trial) in enumerate(best.iterrows(), start=1)
+        ]
         self.metadata["retrain_seconds"] = round(time.perf_counter() - start, 1)
         leaderboard = leaderboard_frame(rows + _baseline_rows(dataset))
         run_dir.write_leaderboard(leaderboard)
@@ -226,7 +247,9 @@ class _Session:
         _, check, stored = export_retrained(run_dir, 1, run_dir.best, data_dir=self.data_dir, dataset=dataset)
         self.record("complete", export_check=check, retrain_epochs=self.retrain_epochs)
         winner_row = next(row for row in rows if row["trial_id"] == leaderboard.iloc[0]["trial_id"])
-        architecture = plan({n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes)
+        architecture = plan(
+            {n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes
+        )
         write_report(run_dir, stored=stored, log=log)
         log(leaderboard_table(leaderboard, space.searched()))
         log(headline(leaderboard, architecture.point, run_dir, export_summary(run_dir.best, check)))
@@ -240,15 +263,27 @@ class _Session:
         """Runs (or resumes) the Keras Tuner search, here or on workers; returns the trials table."""
         space, run_dir, dataset = self.space, self.run_dir, self.dataset
         self.progress = TrialProgress(space.search.max_trials, self.log)
-        self.tuner = tuner = make_tuner(space, dataset, run_dir, overwrite=not self.resume, on_epoch=self.on_epoch,
-                                        on_trial_end=self.on_trial_end, lease_floor=lease_floor() if chief else None)
+        self.tuner = tuner = make_tuner(
+            space,
+            dataset,
+            run_dir,
+            overwrite=not self.resume,
+            on_epoch=self.on_epoch,
+            on_trial_end=self.on_trial_end,
+            lease_floor=lease_floor() if chief else None,
+        )
         try:
             if chief:
                 chief.serve(tuner, workers, fingerprint(space, dataset), run_dir, self.log)
             else:
                 callbacks = [EpochProgress(self.progress), *([tensorboard_callback(run_dir)] if tensorboard else [])]
-                tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
-                             callbacks=callbacks, verbose=0)
+                tuner.search(
+                    dataset.x_train,
+                    dataset.y_train,
+                    validation_data=(dataset.x_val, dataset.y_val),
+                    callbacks=callbacks,
+                    verbose=0,
+                )
             if tuner.oracle.stop_reason:
                 raise SearchStopped(tuner.oracle.stop_reason)
         except SearchStopped as error:
@@ -261,7 +296,9 @@ class _Session:
     def on_epoch(self, trial_id, report):
         """After each epoch of a trial (reported to the oracle, here or by a worker): a row of history.csv."""
         key = {"trial_id": trial_id, "phase": "search", "seed": None}
-        record_epoch(self.run_dir, key, int(report["epoch"]), report["loss"], report["accuracy"], report["epoch_seconds"])
+        record_epoch(
+            self.run_dir, key, int(report["epoch"]), report["loss"], report["accuracy"], report["epoch_seconds"]
+        )
 
     def on_trial_end(self, tuner, trial_id):
         """After each trial: trials.csv written anew, then the trial's line."""
@@ -279,7 +316,10 @@ class _Session:
             position, count: its place among the trials retrained, for the progress lines.
         """
         space, dataset, trial_id = self.space, self.dataset, trial["trial_id"]
-        point = {**space.sample(self.tuner.oracle.get_trial(trial_id).hyperparameters.copy()), "epochs": self.retrain_epochs}
+        point = {
+            **space.sample(self.tuner.oracle.get_trial(trial_id).hyperparameters.copy()),
+            "epochs": self.retrain_epochs,
+        }
         evaluations = []
         for seed in range(space.retrain.seeds):
             label = f"retrain {position}/{count} [{trial_id}] seed {seed}"
@@ -290,8 +330,13 @@ class _Session:
         stats = summarize(evaluations)
         recall = stats.pop("test_recall")
         return {
-            "trial_id": trial_id, **point, "val_accuracy": trial["val_accuracy"],
-            "params": trial["params"], "flops": trial["flops"], **stats, "baseline": False,
+            "trial_id": trial_id,
+            **point,
+            "val_accuracy": trial["val_accuracy"],
+            "params": trial["params"],
+            "flops": trial["flops"],
+            **stats,
+            "baseline": False,
             **{f"test_recall_{name}": r for name, r in zip(dataset.class_names, recall)},
         }
 
@@ -320,11 +365,19 @@ def _baseline_rows(dataset):
     mlp_params, mlp = baselines.mlp(dataset)
     rows = []
     for name, evaluation, count in (("least_squares", squares, squares_params), ("mlp", mlp, mlp_params)):
-        rows.append({  # one fit: no standard deviation (unknown, not zero)
-            "trial_id": f"baseline:{name}", "baseline": True, "test_accuracy": evaluation.accuracy,
-            "test_accuracy_std": None, "test_balanced_error_rate": evaluation.balanced_error_rate,
-            "test_balanced_error_rate_std": None, "params": count, "seeds": 1, "train_seconds": evaluation.seconds,
-            **{f"test_recall_{n}": r for n, r in zip(dataset.class_names, evaluation.recall)},
-        })
+        rows.append(
+            {  # one fit: no standard deviation (unknown, not zero)
+                "trial_id": f"baseline:{name}",
+                "baseline": True,
+                "test_accuracy": evaluation.accuracy,
+                "test_accuracy_std": None,
+                "test_balanced_error_rate": evaluation.balanced_error_rate,
+                "test_balanced_error_rate_std": None,
+                "params": count,
+                "seeds": 1,
+                "train_seconds": evaluation.seconds,
+                **{f"test_recall_{n}": r for n, r in zip(dataset.class_names, evaluation.recall)},
+            }
+        )
     rows[0]["train_accuracy"] = train_accuracy
     return rows

@@ -12,8 +12,8 @@ image; batch norm, ReLU, pooling and additions are left out (under 1% here).
 import dataclasses
 import math
 
-from archsearch.recipe import dimensions
 from archsearch.errors import InfeasibleArchitecture, SpaceError
+from archsearch.recipe import dimensions
 
 #: `stages="auto"` stacks stages until the feature map is smaller than this.
 AUTO_STOP = 7
@@ -73,8 +73,14 @@ class Architecture:
     def summary(self):
         """Returns the layer table: a list of dicts with `layer`, `kind`, `output_shape`, `params`, `flops`."""
         return [
-            {"layer": l.name, "kind": l.kind, "output_shape": l.shape, "params": l.params, "flops": l.flops}
-            for l in self.layers
+            {
+                "layer": layer.name,
+                "kind": layer.kind,
+                "output_shape": layer.shape,
+                "params": layer.params,
+                "flops": layer.flops,
+            }
+            for layer in self.layers
         ]
 
 
@@ -174,7 +180,9 @@ def _check_combinations(point):
     if point["width"] > point["max_width"]:
         raise InfeasibleArchitecture("width", point["width"], f"above max_width={point['max_width']}")
     if point["bottleneck"] and point["width"] < 4:
-        raise InfeasibleArchitecture("width", point["width"], "bottleneck blocks reduce to width/4, so width must be >= 4")
+        raise InfeasibleArchitecture(
+            "width", point["width"], "bottleneck blocks reduce to width/4, so width must be >= 4"
+        )
 
 
 def plan(point, input_shape, num_classes):
@@ -260,7 +268,9 @@ def _residual_block(net, name, width, bottleneck, bn):
     main = net.last
     shortcut = block_input
     if net.shapes[block_input][-1] != width:
-        shortcut = net.add(f"{name}_shortcut", "conv", inputs=[block_input], filters=width, kernel=1, stride=1, bias=not bn)
+        shortcut = net.add(
+            f"{name}_shortcut", "conv", inputs=[block_input], filters=width, kernel=1, stride=1, bias=not bn
+        )
         if bn:
             shortcut = net.add(f"{name}_shortcut_bn", "batch_norm")
     net.add(f"{name}_add", "add", inputs=[main, shortcut])
@@ -276,6 +286,10 @@ def check_constraints(architecture, max_params=None, max_flops=None):
         max_flops: largest allowed forward FLOPs per image, or `None`.
     """
     if max_params is not None and architecture.params > max_params:
-        raise InfeasibleArchitecture("max_params", max_params, f"the architecture has {architecture.params:,} parameters", architecture)
+        raise InfeasibleArchitecture(
+            "max_params", max_params, f"the architecture has {architecture.params:,} parameters", architecture
+        )
     if max_flops is not None and architecture.flops > max_flops:
-        raise InfeasibleArchitecture("max_flops", max_flops, f"the architecture needs {architecture.flops:,} FLOPs per image", architecture)
+        raise InfeasibleArchitecture(
+            "max_flops", max_flops, f"the architecture needs {architecture.flops:,} FLOPs per image", architecture
+        )

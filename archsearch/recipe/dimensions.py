@@ -63,9 +63,7 @@ class Dimension:
         if self.values and value not in self.values:
             raise SpaceError(f"{where}{self.name}={value!r}: expected {self.expected()}")
         too_low = self.low is not None and value < self.low
-        too_high = self.high is not None and (
-            value >= self.high if self.open_high else value > self.high
-        )
+        too_high = self.high is not None and (value >= self.high if self.open_high else value > self.high)
         if too_low or too_high:
             raise SpaceError(f"{where}{self.name}={value!r}: expected {self.expected()}")
         return value
@@ -103,27 +101,78 @@ def _train(name, kind, default, help, **kwargs):
 
 
 DIMENSIONS = (
-    _recipe("resolution", int, 32, "R: the smaller image side is resized to R, then center-cropped to R x R", low=4, high=1024),
-    _recipe("family", str, "vgg", "vgg: stages of plain 3x3 convs; resnet: stages of residual blocks", values=("vgg", "resnet")),
+    _recipe(
+        "resolution",
+        int,
+        32,
+        "R: the smaller image side is resized to R, then center-cropped to R x R",
+        low=4,
+        high=1024,
+    ),
+    _recipe(
+        "family",
+        str,
+        "vgg",
+        "vgg: stages of plain 3x3 convs; resnet: stages of residual blocks",
+        values=("vgg", "resnet"),
+    ),
     _recipe("width", int, 32, "feature maps in the first stage (and the stem)", low=1),
     _recipe("growth", float, 2.0, "width multiplier from one stage to the next", low=1.0, high=4.0),
     _recipe("max_width", int, 512, "cap on the feature maps of any stage", low=1),
-    _recipe("stages", int, "auto", "stages, each ending in a halving; 'auto' stacks them until the map is below 7 x 7", low=1, auto=True),
+    _recipe(
+        "stages",
+        int,
+        "auto",
+        "stages, each ending in a halving; 'auto' stacks them until the map is below 7 x 7",
+        low=1,
+        auto=True,
+    ),
     _recipe("blocks_per_stage", int, 2, "3x3 convs (vgg) or residual blocks (resnet) per stage", low=1),
-    _recipe("downsample", str, "maxpool", "the halving at the end of each stage: 2x2/2 max-pool or a 3x3/2 conv", values=("maxpool", "strided")),
-    _recipe("batch_norm", bool, True, "batch normalization after every conv and the mlp head's hidden layer (which then have no bias)"),
-    _recipe("stem", str, "none", "none, or conv7: a 7x7/2 conv and a 2x2/2 max-pool before the stages (for large R)", values=("none", "conv7")),
+    _recipe(
+        "downsample",
+        str,
+        "maxpool",
+        "the halving at the end of each stage: 2x2/2 max-pool or a 3x3/2 conv",
+        values=("maxpool", "strided"),
+    ),
+    _recipe(
+        "batch_norm",
+        bool,
+        True,
+        "batch normalization after every conv and the mlp head's hidden layer (which then have no bias)",
+    ),
+    _recipe(
+        "stem",
+        str,
+        "none",
+        "none, or conv7: a 7x7/2 conv and a 2x2/2 max-pool before the stages (for large R)",
+        values=("none", "conv7"),
+    ),
     _recipe("bottleneck", bool, False, "resnet only: 1x1 reduce to width/4, 3x3, 1x1 expand blocks"),
-    _recipe("head", str, "gap", "gap: global average pooling + linear; mlp: flatten + hidden dense + linear", values=("gap", "mlp")),
+    _recipe(
+        "head",
+        str,
+        "gap",
+        "gap: global average pooling + linear; mlp: flatten + hidden dense + linear",
+        values=("gap", "mlp"),
+    ),
     _recipe("head_units", int, 64, "hidden units of the mlp head (unused by gap)", low=1),
     _train("epochs", int, 10, "training epochs per trial", low=1),
     _train("batch_size", int, 128, "images per gradient step", low=1),
     _train("optimizer", str, "adam", "adam, adamw or sgd (Nesterov momentum 0.9)", values=("adam", "adamw", "sgd")),
     _train("learning_rate", float, 1e-3, "peak learning rate", low=1e-7, high=10.0),
-    _train("schedule", str, "cosine", "learning-rate schedule over the training steps: constant or cosine decay", values=("constant", "cosine")),
+    _train(
+        "schedule",
+        str,
+        "cosine",
+        "learning-rate schedule over the training steps: constant or cosine decay",
+        values=("constant", "cosine"),
+    ),
     _train("weight_decay", float, 0.0, "decoupled weight decay passed to the optimizer (0: none)", low=0.0, high=1.0),
     _train("dropout", float, 0.0, "dropout rate before the final linear layer", low=0.0, high=1.0, open_high=True),
-    _train("augment", bool, False, "random shift by up to R/8 pixels (pad-and-crop) and horizontal flip, in training only"),
+    _train(
+        "augment", bool, False, "random shift by up to R/8 pixels (pad-and-crop) and horizontal flip, in training only"
+    ),
 )
 
 BY_NAME = {dimension.name: dimension for dimension in DIMENSIONS}

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from archsearch.recipe import dimensions
-from archsearch.recipe.architecture import check_constraints, plan
 from archsearch.data import Data
 from archsearch.errors import ArchsearchError, SpaceError
+from archsearch.recipe import dimensions
+from archsearch.recipe.architecture import check_constraints, plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,9 +135,7 @@ def _check_declaration(dimension, value):
         return Choice(tuple(dimension.check(v, where) for v in value.values))
     if isinstance(value, (IntRange, FloatRange)):
         if dimension.kind not in (int, float) or (isinstance(value, IntRange) != (dimension.kind is int)):
-            raise SpaceError(
-                f"{where}{name}={value.describe()}: a range does not fit; expected {dimension.expected()}"
-            )
+            raise SpaceError(f"{where}{name}={value.describe()}: a range does not fit; expected {dimension.expected()}")
         dimension.check(value.low, where)
         dimension.check(value.high, where)
         if not value.low < value.high:
@@ -162,12 +160,8 @@ class _Section:
                 hint = ""
                 if name in dimensions.BY_NAME:
                     hint = f" (it belongs in {dimensions.BY_NAME[name].group.capitalize()}(...))"
-                raise SpaceError(
-                    f"{self.group}: unknown dimension {name!r}{hint}; expected one of: {', '.join(names)}"
-                )
-        self.values = {
-            name: _check_declaration(dimensions.BY_NAME[name], values[name]) for name in values
-        }
+                raise SpaceError(f"{self.group}: unknown dimension {name!r}{hint}; expected one of: {', '.join(names)}")
+        self.values = {name: _check_declaration(dimensions.BY_NAME[name], values[name]) for name in values}
 
     def __repr__(self):
         return f"{type(self).__name__}({self.values!r})"
@@ -306,7 +300,13 @@ class Space:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise SpaceError(f"space: name={self.name!r}: expected letters, digits, '-' or '_' (it names a folder)")
-        for field, kind in (("data", Data), ("recipe", Recipe), ("train", Train), ("search", Search), ("retrain", Retrain)):
+        for field, kind in (
+            ("data", Data),
+            ("recipe", Recipe),
+            ("train", Train),
+            ("search", Search),
+            ("retrain", Retrain),
+        ):
             if not isinstance(getattr(self, field), kind):
                 raise SpaceError(f"space: {field}={getattr(self, field)!r}: expected {kind.__name__}(...)")
         if self.search.tuner == "hyperband" and not self.searched():  # Keras Tuner's Hyperband would start no trial
@@ -380,8 +380,10 @@ class Space:
         """
         rng = np.random.default_rng(seed)
         declared = self.declarations()
-        return [{n: v.draw(rng) if isinstance(v, (Choice, IntRange, FloatRange)) else v for n, v in declared.items()}
-                for _ in range(count)]
+        return [
+            {n: v.draw(rng) if isinstance(v, (Choice, IntRange, FloatRange)) else v for n, v in declared.items()}
+            for _ in range(count)
+        ]
 
     def size(self):
         """Returns the number of distinct points, or `math.inf` for a continuous space."""
@@ -399,9 +401,7 @@ class Space:
         return {
             "name": self.name,
             "data": self.data.to_dict(),
-            "dimensions": {
-                n: v.describe() if hasattr(v, "describe") else v for n, v in self.declarations().items()
-            },
+            "dimensions": {n: v.describe() if hasattr(v, "describe") else v for n, v in self.declarations().items()},
             "search": dataclasses.asdict(self.search),
             "retrain": dataclasses.asdict(self.retrain),
         }
@@ -446,5 +446,9 @@ def load_space(path):
 
 def _line_in(path, error):
     """Returns the line of `path` where `error` was raised (or '?')."""
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path.resolve() or Path(f.filename) == path]
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if Path(f.filename) == path.resolve() or Path(f.filename) == path
+    ]
     return frames[-1].lineno if frames else "?"

@@ -177,7 +177,9 @@ class RunDir:
             ArchsearchError: if the directory holds no finished leaderboard.
         """
         if not self.leaderboard_csv.is_file():
-            raise ArchsearchError(f"{self.leaderboard_csv}: no leaderboard here; is {self} the directory of a finished run?")
+            raise ArchsearchError(
+                f"{self.leaderboard_csv}: no leaderboard here; is {self} the directory of a finished run?"
+            )
         return pd.read_csv(self.leaderboard_csv, dtype={"trial_id": str}).convert_dtypes()
 
     def write_leaderboard(self, leaderboard):
@@ -348,8 +350,14 @@ def runs_frame(space_root):
     rows = []
     for run_dir in list_runs(space_root):
         meta = run_dir.read_run()
-        row = {"run": run_dir.name, "status": meta.get("status", "unknown"), "test_accuracy": None,
-               "test_accuracy_std": None, "trials": None, "wall_seconds": wall_seconds(meta)}
+        row = {
+            "run": run_dir.name,
+            "status": meta.get("status", "unknown"),
+            "test_accuracy": None,
+            "test_accuracy_std": None,
+            "trials": None,
+            "wall_seconds": wall_seconds(meta),
+        }
         if run_dir.trials_csv.is_file():
             row["trials"] = int((run_dir.read_trials()["status"] == "completed").sum())
         if run_dir.leaderboard_csv.is_file():

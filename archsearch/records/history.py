@@ -79,5 +79,11 @@ class EpochHistory(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        record_epoch(self.run_dir, self.key, epoch + 1, float(logs.get("loss", "nan")), float(logs.get("accuracy", "nan")),
-                     time.perf_counter() - self.epoch_start)
+        record_epoch(
+            self.run_dir,
+            self.key,
+            epoch + 1,
+            float(logs.get("loss", "nan")),
+            float(logs.get("accuracy", "nan")),
+            time.perf_counter() - self.epoch_start,
+        )

@@ -9,9 +9,20 @@ import pandas as pd
 from archsearch.recipe import dimensions
 
 LEADERBOARD_COLUMNS = [
-    "rank", "trial_id", "baseline", *dimensions.RECIPE, *dimensions.TRAIN, "val_accuracy",
-    "test_accuracy", "test_accuracy_std", "test_balanced_error_rate", "test_balanced_error_rate_std",
-    "params", "flops", "seeds", "train_seconds",
+    "rank",
+    "trial_id",
+    "baseline",
+    *dimensions.RECIPE,
+    *dimensions.TRAIN,
+    "val_accuracy",
+    "test_accuracy",
+    "test_accuracy_std",
+    "test_balanced_error_rate",
+    "test_balanced_error_rate_std",
+    "params",
+    "flops",
+    "seeds",
+    "train_seconds",
 ]
 
 

@@ -122,8 +122,10 @@ class Chief:
         try:
             log(f"chief: serving the search on {self}")
             if not is_loopback(self.host):
-                log(f"warning: {self.host} is not loopback: Keras Tuner's gRPC has no authentication, so anyone who "
-                    "reaches this port can take trials and send results; use a private network or an SSH tunnel")
+                log(
+                    f"warning: {self.host} is not loopback: Keras Tuner's gRPC has no authentication, so anyone who "
+                    "reaches this port can take trials and send results; use a private network or an SSH tunnel"
+                )
             everywhere = self.host in ("0.0.0.0", "::")  # every interface: a worker names one of them
             if workers.count == 0:
                 address = f"HOST:{self.port}` (HOST: an address of this machine)" if everywhere else f"{self}`"
@@ -198,7 +200,8 @@ def work(space, address, *, worker_id, data_dir=None, results=None, trial_callba
     if space.search.tuner == "hyperband" and results is None:
         raise ArchsearchError(
             "Hyperband continues trials from checkpoints kept in the chief's run directory: give this worker that "
-            "directory with --results RUN (on the chief's machine, or a shared disk), or use the random or bayesian tuner"
+            "directory with --results RUN (on the chief's machine, or a shared disk), or use the random or bayesian "
+            "tuner"
         )
     dataset = load_data(space.data, data_dir=data_dir)
     host, port = address
@@ -212,8 +215,10 @@ def work(space, address, *, worker_id, data_dir=None, results=None, trial_callba
             if chief_value != fingerprint(space, dataset):
                 raise ArchsearchError(
                     f"the chief at {host}:{port} searches another space, data or precision: start this worker with "
-                    "the chief's SPACE file and its --tuner, --epochs, --seed, --data-dir and --mixed-precision (a data "
-                    "folder's fingerprint covers its files' names, sizes and times: copy it with `rsync -a`, or use an archive)"
+                    "the chief's SPACE file and its --tuner, --epochs, --seed, --data-dir and --mixed-precision (a "
+                    "data "
+                    "folder's fingerprint covers its files' names, sizes and times: copy it with `rsync -a`, or use an "
+                    "archive)"
                 )
             log(f"{worker_id}: training trials for the chief at {host}:{port}")
             tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)

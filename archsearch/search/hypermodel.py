@@ -67,7 +67,12 @@ class _TrialMonitor(keras.callbacks.Callback):
 def _out_of_memory(error):
     """Whether an error from training is the device (or host) running out of memory."""
     text = f"{type(error).__name__}: {error}"
-    return isinstance(error, MemoryError) or "ResourceExhausted" in text or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+    return (
+        isinstance(error, MemoryError)
+        or "ResourceExhausted" in text
+        or "RESOURCE_EXHAUSTED" in text
+        or "out of memory" in text.lower()
+    )
 
 
 class SpaceHyperModel(keras_tuner.HyperModel):
@@ -113,7 +118,9 @@ class SpaceHyperModel(keras_tuner.HyperModel):
             seconds = train(model, point, x, y, epochs, initial_epoch=initial_epoch, callbacks=[*callbacks, monitor])
         except Exception as error:
             if _out_of_memory(error):
-                raise keras_tuner.errors.FailedTrialError(f"out of memory: {str(error).splitlines()[0][:300]}") from None
+                raise keras_tuner.errors.FailedTrialError(
+                    f"out of memory: {str(error).splitlines()[0][:300]}"
+                ) from None
             raise
         x_val, y_val = validation_data
         predicted = predict_classes(model, x_val)

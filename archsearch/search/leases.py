@@ -56,9 +56,14 @@ def fingerprint(space, dataset):
     described = space.to_dict()
     search = described["search"]
     shared = {
-        "data": described["data"], "dimensions": described["dimensions"], "data_fingerprint": dataset.fingerprint,
-        "tuner": search["tuner"], "seed": search["seed"], "max_params": search["max_params"],
-        "max_flops": search["max_flops"], "precision": keras.mixed_precision.dtype_policy().name,
+        "data": described["data"],
+        "dimensions": described["dimensions"],
+        "data_fingerprint": dataset.fingerprint,
+        "tuner": search["tuner"],
+        "seed": search["seed"],
+        "max_params": search["max_params"],
+        "max_flops": search["max_flops"],
+        "precision": keras.mixed_precision.dtype_policy().name,
     }
     return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -130,8 +135,10 @@ class Leases:
                 del self.ongoing_trials[holder]
                 self.tuner_ids.discard(holder)
                 retry_queue(self).append(trial.trial_id)
-                self._log(f"trial {trial.trial_id}: no report from {holder} for {silent:.0f} s "
-                          f"(its lease: {lease:.0f} s); handed to the next worker")
+                self._log(
+                    f"trial {trial.trial_id}: no report from {holder} for {silent:.0f} s "
+                    f"(its lease: {lease:.0f} s); handed to the next worker"
+                )
 
     def lease(self, trial_id):
         """Seconds a running trial's worker may stay silent before the trial goes to another."""
@@ -166,8 +173,10 @@ class Leases:
     @synchronized
     def end_trial(self, trial):
         if trial.trial_id in self.end_order:
-            self._log(f"trial {trial.trial_id}: a second result is ignored (a worker's lease had run out, "
-                      "but the worker was only slow)")
+            self._log(
+                f"trial {trial.trial_id}: a second result is ignored (a worker's lease had run out, "
+                "but the worker was only slow)"
+            )
             return
         if trial.trial_id in retry_queue(self):  # its lease ran out, but its worker was only slow
             retry_queue(self).remove(trial.trial_id)

@@ -35,8 +35,9 @@ def gpus():
         return [gpu.strip() for gpu in visible.split(",") if gpu.strip() not in ("", "-1")]
     if not shutil.which("nvidia-smi"):
         return []
-    listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=60
+    )
     return listed.stdout.split() if listed.returncode == 0 else []
 
 
@@ -97,8 +98,13 @@ class Workers:
             output = open(self.logs / f"{worker_id}.log", "a")
         try:
             shared = ["--results", str(self.run)] if self.run else []
-            process = subprocess.Popen([*self.command, *shared, "--chief", self.address, "--id", worker_id], env=env,
-                                       stdin=subprocess.DEVNULL, stdout=output, stderr=output and subprocess.STDOUT)
+            process = subprocess.Popen(
+                [*self.command, *shared, "--chief", self.address, "--id", worker_id],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output and subprocess.STDOUT,
+            )
         finally:
             if output:
                 output.close()

@@ -11,8 +11,18 @@ from archsearch.recipe import dimensions
 from archsearch.search.oracle import is_infeasible
 
 TRIAL_COLUMNS = [
-    "trial_id", "status", "reason", *dimensions.RECIPE, *dimensions.TRAIN,
-    "val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds", "worker",
+    "trial_id",
+    "status",
+    "reason",
+    *dimensions.RECIPE,
+    *dimensions.TRAIN,
+    "val_accuracy",
+    "val_balanced_error_rate",
+    "params",
+    "flops",
+    "seconds",
+    "compile_seconds",
+    "worker",
 ]
 
 
@@ -41,10 +51,22 @@ def trials_frame(tuner):
     rows = []
     for trial_id, trial in tuner.oracle.trials.items():
         status = trial_status(trial)
-        row = {"trial_id": trial_id, "status": status, "reason": (trial.message or "") if status in ("failed", "infeasible") else "",
-               "worker": tuner.oracle.workers.get(trial_id, "")}
+        row = {
+            "trial_id": trial_id,
+            "status": status,
+            "reason": (trial.message or "") if status in ("failed", "infeasible") else "",
+            "worker": tuner.oracle.workers.get(trial_id, ""),
+        }
         row.update(tuner.hypermodel.space.sample(trial.hyperparameters.copy()))
-        for metric in ("val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds", "epochs"):
+        for metric in (
+            "val_accuracy",
+            "val_balanced_error_rate",
+            "params",
+            "flops",
+            "seconds",
+            "compile_seconds",
+            "epochs",
+        ):
             if trial.metrics.exists(metric):
                 row[metric] = trial.metrics.get_last_value(metric)
         rows.append(row)

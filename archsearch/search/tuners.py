@@ -20,8 +20,14 @@ from archsearch.model.backend import set_random_seed
 from archsearch.recipe import dimensions
 from archsearch.search.hypermodel import OBJECTIVE, SpaceHyperModel
 from archsearch.search.leases import ALIVE, EPOCH_REPORT
-from archsearch.search.oracle import (FAILURE, INFEASIBLE, INFEASIBLE_METRIC, BayesianOptimizationOracle,
-                                      HyperbandOracle, RandomSearchOracle)
+from archsearch.search.oracle import (
+    FAILURE,
+    INFEASIBLE,
+    INFEASIBLE_METRIC,
+    BayesianOptimizationOracle,
+    HyperbandOracle,
+    RandomSearchOracle,
+)
 
 IDLE_SECONDS = 1.0  # between a tuner's asks for a trial while the oracle has none to give
 ALIVE_SECONDS = 5.0  # the longest a training tuner goes without a report to the oracle, epochs allowing
@@ -134,8 +140,12 @@ class ArchsearchTuner:
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
         logs = logs or {}
-        figures = (epoch + 1, float(logs.get("loss", "nan")), float(logs.get("accuracy", "nan")),
-                   time.perf_counter() - self.epoch_start)
+        figures = (
+            epoch + 1,
+            float(logs.get("loss", "nan")),
+            float(logs.get("accuracy", "nan")),
+            time.perf_counter() - self.epoch_start,
+        )
         self._report(trial, dict(zip(EPOCH_REPORT, figures)), step=epoch + 1)
 
     def _report(self, trial, metrics, step):
@@ -189,8 +199,9 @@ if tuple(TUNERS) != dimensions.TUNERS:
     raise AssertionError(f"search.tuners.TUNERS {tuple(TUNERS)} != recipe.dimensions.TUNERS {dimensions.TUNERS}")
 
 
-def make_tuner(space, dataset, directory, *, overwrite, trial_callbacks=None, on_epoch=None, on_trial_end=None,
-               lease_floor=None):
+def make_tuner(
+    space, dataset, directory, *, overwrite, trial_callbacks=None, on_epoch=None, on_trial_end=None, lease_floor=None
+):
     """Returns the Keras Tuner tuner a space asks for.
 
     Args:
@@ -222,8 +233,14 @@ def make_tuner(space, dataset, directory, *, overwrite, trial_callbacks=None, on
         lease_floor=lease_floor,
     )
     oracle = oracle_class(**oracle_class.space_options(space), **options)
-    tuner = tuner_class(oracle, SpaceHyperModel(space, dataset), directory=str(directory), project_name="tuner",
-                        overwrite=overwrite, trial_callbacks=trial_callbacks)
+    tuner = tuner_class(
+        oracle,
+        SpaceHyperModel(space, dataset),
+        directory=str(directory),
+        project_name="tuner",
+        overwrite=overwrite,
+        trial_callbacks=trial_callbacks,
+    )
     oracle.on_epoch = on_epoch
     if on_trial_end:
         oracle.on_trial_end = lambda trial: on_trial_end(tuner, trial.trial_id)

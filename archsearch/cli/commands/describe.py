@@ -26,8 +26,11 @@ def _space_rows(space, sample, seed, data_dir):
 
     declared = pd.DataFrame(
         [
-            {"dimension": name, "group": dimensions.BY_NAME[name].group,
-             "value": v.describe() if hasattr(v, "describe") else repr(v)}
+            {
+                "dimension": name,
+                "group": dimensions.BY_NAME[name].group,
+                "value": v.describe() if hasattr(v, "describe") else repr(v),
+            }
             for name, v in space.declarations().items()
         ]
     )
@@ -59,8 +62,11 @@ def handle(args):
         sys.stdout.write(sampled.to_csv(index=False))
     elif args.format == "json":
         document = {
-            "name": space.name, "description": space.description, "input_shape": list(shape),
-            "num_classes": num_classes, "dimensions": space.to_dict()["dimensions"],
+            "name": space.name,
+            "description": space.description,
+            "input_shape": list(shape),
+            "num_classes": num_classes,
+            "dimensions": space.to_dict()["dimensions"],
             "architectures": None if math.isinf(size) else size,
             "samples": json.loads(sampled.to_json(orient="records")),
         }

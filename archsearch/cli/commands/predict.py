@@ -9,7 +9,11 @@ from archsearch.errors import ArchsearchError
 
 def add_parser(commands):
     p = commands.add_parser("predict", help="classify image files with a run's exported model; CSV out")
-    p.add_argument("results", help="a run directory, a space's results folder (its latest complete run), or a folder `archsearch export` wrote")
+    p.add_argument(
+        "results",
+        help="a run directory, a space's results folder (its latest complete run), "
+        "or a folder `archsearch export` wrote",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of them, or .tar.gz / .zip archives")
     p.add_argument("--out", help="CSV file to write (default: standard output)")
     p.add_argument("--batch-size", type=int, default=256, help="images per prediction batch (default 256)")
@@ -27,7 +31,9 @@ def handle(args):
         try:
             results = resolve_run(results, log=note)
         except ArchsearchError:
-            raise ArchsearchError(f"{results}: no exported model ({MODEL_JSON} and model.keras) and no complete run here") from None
+            raise ArchsearchError(
+                f"{results}: no exported model ({MODEL_JSON} and model.keras) and no complete run here"
+            ) from None
     try:
         classified, unreadable = predict_images(results, args.paths, args.out, batch_size=args.batch_size)
     except BrokenPipeError:  # the reader of standard output (say, `head`) stopped: not an error

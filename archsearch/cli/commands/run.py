@@ -9,22 +9,42 @@ from archsearch.errors import ArchsearchError
 def add_parser(commands):
     p = commands.add_parser("run", help="search, retrain, test, write results and export the winner")
     p.add_argument("space", help="a space file, e.g. search_spaces/cifar.py")
-    p.add_argument("--results", metavar="DIR", help="use exactly this run directory (default: a new one, results/<space name>/<run id>)")
+    p.add_argument(
+        "--results",
+        metavar="DIR",
+        help="use exactly this run directory (default: a new one, results/<space name>/<run id>)",
+    )
     trial_options(p)
     p.add_argument("--max-trials", type=int)
     p.add_argument("--top-k", type=int, help="architectures to retrain")
     p.add_argument("--retrain-epochs", type=int)
     p.add_argument("--seeds", type=int, help="retrainings per architecture")
-    p.add_argument("--resume", nargs="?", const=True, metavar="RUN",
-                   help="continue a run: the one --results names, else RUN, else the space's most recent unfinished run")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="RUN",
+        help="continue a run: the one --results names, else RUN, else the space's most recent unfinished run",
+    )
     p.add_argument("--overwrite", action="store_true", help="start the run that --results names over (deletes it)")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="also write TensorBoard logs, one run per trial with its hyperparameters, to <run>/tensorboard")
-    p.add_argument("--workers", type=int, default=0, metavar="N",
-                   help="train the trials in N worker processes on this machine (one per GPU), this one serving them")
-    p.add_argument("--chief", metavar="HOST:PORT",
-                   help="serve the search at HOST:PORT to workers started with `archsearch worker SPACE --chief HOST:PORT` "
-                        "(default with --workers: 127.0.0.1 and a free port); no authentication: see the README")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard logs, one run per trial with its hyperparameters, to <run>/tensorboard",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train the trials in N worker processes on this machine (one per GPU), this one serving them",
+    )
+    p.add_argument(
+        "--chief",
+        metavar="HOST:PORT",
+        help="serve the search at HOST:PORT to workers started with `archsearch worker SPACE --chief HOST:PORT` "
+        "(default with --workers: 127.0.0.1 and a free port); no authentication: see the README",
+    )
     p.set_defaults(handler=handle)
 
 
@@ -41,7 +61,9 @@ def handle(args):
     chief = workers = None
     if args.chief or args.workers:
         if args.tensorboard:
-            raise ArchsearchError("--tensorboard writes its logs where trials train: it does not go with --workers or --chief")
+            raise ArchsearchError(
+                "--tensorboard writes its logs where trials train: it does not go with --workers or --chief"
+            )
         chief = Chief(*parse_address(args.chief) if args.chief else (LOOPBACK, 0))
         workers = Workers(args.workers, worker_command(args))
         if workers.gpus:  # the chief builds a model on the first GPU, which its first worker uses
@@ -49,8 +71,22 @@ def handle(args):
     configure_backend(mixed_precision=args.mixed_precision)
 
     space = apply_overrides(
-        load_space(args.space), tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
-        top_k=args.top_k, retrain_epochs=args.retrain_epochs, seeds=args.seeds, seed=args.seed,
+        load_space(args.space),
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        epochs=args.epochs,
+        top_k=args.top_k,
+        retrain_epochs=args.retrain_epochs,
+        seeds=args.seeds,
+        seed=args.seed,
     )
-    run_space(space, args.results, data_dir=args.data_dir, resume=args.resume or False, overwrite=args.overwrite,
-              tensorboard=args.tensorboard, chief=chief, workers=workers)
+    run_space(
+        space,
+        args.results,
+        data_dir=args.data_dir,
+        resume=args.resume or False,
+        overwrite=args.overwrite,
+        tensorboard=args.tensorboard,
+        chief=chief,
+        workers=workers,
+    )

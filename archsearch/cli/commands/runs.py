@@ -24,10 +24,13 @@ def handle(args):
     if args.format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
         return
-    shown = pd.DataFrame({
-        "run": frame["run"], "status": frame["status"],
-        "best test accuracy": [percent(m, s) for m, s in zip(frame["test_accuracy"], frame["test_accuracy_std"])],
-        "trials": frame["trials"].astype("string").fillna(""),
-        "wall time": [clock(s) for s in frame["wall_seconds"]],
-    })
+    shown = pd.DataFrame(
+        {
+            "run": frame["run"],
+            "status": frame["status"],
+            "best test accuracy": [percent(m, s) for m, s in zip(frame["test_accuracy"], frame["test_accuracy_std"])],
+            "trials": frame["trials"].astype("string").fillna(""),
+            "wall time": [clock(s) for s in frame["wall_seconds"]],
+        }
+    )
     print(shown.to_string(index=False))

@@ -10,11 +10,15 @@ from archsearch.recipe.dimensions import TUNERS
 
 def trial_options(p):
     """The options a chief and its workers must be given alike: they change what a trial trains."""
-    p.add_argument("--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)")
+    p.add_argument(
+        "--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)"
+    )
     p.add_argument("--tuner", choices=TUNERS)
     p.add_argument("--epochs", type=int, help="training epochs of every trial")
     p.add_argument("--seed", type=int, help="seed of the search")
-    p.add_argument("--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)")
+    p.add_argument(
+        "--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)"
+    )
 
 
 def worker_command(args):
@@ -31,12 +35,23 @@ def add_parser(commands):
     p.add_argument("space", help="the chief's space file")
     p.add_argument("--chief", required=True, metavar="HOST:PORT", help="where the chief serves the search")
     trial_options(p)
-    p.add_argument("--id", help="this worker's name (default: host name and process id); a worker restarted "
-                                "with the same name gets its unfinished trial back")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="run N worker processes here (one per GPU), named ID-0, ID-1, ..., restarted when they die")
-    p.add_argument("--results", metavar="RUN",
-                   help="the chief's run directory, where this machine shares the chief's disk (Hyperband needs it)")
+    p.add_argument(
+        "--id",
+        help="this worker's name (default: host name and process id); a worker restarted "
+        "with the same name gets its unfinished trial back",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes here (one per GPU), named ID-0, ID-1, ..., restarted when they die",
+    )
+    p.add_argument(
+        "--results",
+        metavar="RUN",
+        help="the chief's run directory, where this machine shares the chief's disk (Hyperband needs it)",
+    )
     p.set_defaults(handler=handle)
 
 
@@ -68,5 +83,11 @@ def handle(args):
     configure_backend(mixed_precision=args.mixed_precision)
     space = apply_overrides(load_space(args.space), tuner=args.tuner, epochs=args.epochs, seed=args.seed)
     worker_id = args.id or f"{socket.gethostname()}-{os.getpid()}"
-    work(space, address, worker_id=worker_id, data_dir=args.data_dir, results=args.results,
-         trial_callbacks=lambda trial_id: [EpochProgress(f"{worker_id} trial {trial_id}")])
+    work(
+        space,
+        address,
+        worker_id=worker_id,
+        data_dir=args.data_dir,
+        results=args.results,
+        trial_callbacks=lambda trial_id: [EpochProgress(f"{worker_id} trial {trial_id}")],
+    )
