@@ -186,7 +186,7 @@ def test_infeasible_samples_stay_infeasible_whatever_keras_tuner_calls_its_error
     glob = keras_tuner.src.backend.io.glob
     monkeypatch.setattr(keras_tuner.src.backend.io, "glob", lambda pattern: sorted(glob(pattern), reverse=True))
     dataset = load_data(space.data)
-    resumed = search.make_tuner(space, dataset, tmp_path / "out", overwrite=False)
+    resumed = search.make_tuner(space, dataset, tmp_path / "out" / "tuner", overwrite=False)
     again = trials_frame(resumed)
     assert again["trial_id"].tolist() == trials["trial_id"].tolist()
     assert (

@@ -266,7 +266,7 @@ class _Session:
         self.tuner = tuner = make_tuner(
             space,
             dataset,
-            run_dir,
+            run_dir.tuner,
             overwrite=not self.resume,
             on_epoch=self.on_epoch,
             on_trial_end=self.on_trial_end,
@@ -276,7 +276,10 @@ class _Session:
             if chief:
                 chief.serve(tuner, workers, fingerprint(space, dataset), run_dir, self.log)
             else:
-                callbacks = [EpochProgress(self.progress), *([tensorboard_callback(run_dir)] if tensorboard else [])]
+                callbacks = [
+                    EpochProgress(self.progress),
+                    *([tensorboard_callback(run_dir.tensorboard)] if tensorboard else []),
+                ]
                 tuner.search(
                     dataset.x_train,
                     dataset.y_train,

@@ -7,7 +7,10 @@ get `_2`, `_3`, ... A directory is a run when it holds `run.json`; its
 `status` there says how far it got (`complete` when finished).
 
 `RunDir` is a run's directory: every path in it is named here and nowhere
-else, with `run.json` and its status, the tables it holds, and its lock.
+else, with `run.json` and its status, the tables it holds, and its lock. The
+one exception is `workers/`, where the workers that `archsearch run --workers N`
+starts write their output: `archsearch.search.supervisor` names it, as it is
+given the run directory to pass on to them.
 
 This module reads only JSON and CSV files, so listing runs stays fast.
 """
@@ -34,7 +37,6 @@ REPORT = "report.html"
 RETRAIN = "retrain"  # one <stem>.json per retraining, and seed 0's <stem>.keras
 BEST = "best"  # the exported winner
 TUNER = "tuner"  # Keras Tuner's state (its project name)
-WORKERS = "workers"  # the output of the workers started on this machine, <id>.log
 TENSORBOARD = "tensorboard"  # --tensorboard's logs
 LOCK = ".lock"
 COMPLETE = "complete"
@@ -116,10 +118,6 @@ class RunDir:
     @property
     def tuner(self):
         return self.path / TUNER
-
-    @property
-    def workers(self):
-        return self.path / WORKERS
 
     @property
     def tensorboard(self):

@@ -174,7 +174,7 @@ def _wait(oracle, servicer, workers):
             )
 
 
-def work(space, address, *, worker_id, data_dir=None, results=None, trial_callbacks=None, log=print):
+def work(space, address, *, worker_id, data_dir=None, tuner_dir=None, trial_callbacks=None, log=print):
     """Trains the chief's trials until it has none left.
 
     Args:
@@ -184,9 +184,10 @@ def work(space, address, *, worker_id, data_dir=None, results=None, trial_callba
         worker_id: this worker's Keras Tuner id; a worker restarted with the
             same id gets its unfinished trial back.
         data_dir: a local copy of the data, as for `archsearch run`.
-        results: the chief's run directory, when this worker shares its
-            disk (Hyperband continues trials from checkpoints kept there);
-            else a temporary directory holds what Keras Tuner writes.
+        tuner_dir: the folder of the chief's Keras Tuner state (`RUN/tuner`),
+            when this worker shares its disk (Hyperband continues trials from
+            checkpoints kept there); else a temporary directory holds what
+            Keras Tuner writes.
         trial_callbacks: called with a trial's id, returns Keras callbacks for
             that trial's training alone (the command line's show its epochs).
         log: where lines go.
@@ -197,11 +198,11 @@ def work(space, address, *, worker_id, data_dir=None, results=None, trial_callba
     """
     if "chief" in worker_id:  # Keras Tuner takes any tuner whose id says "chief" for the chief
         raise ArchsearchError(f"--id {worker_id}: a worker's id must not contain 'chief'")
-    if space.search.tuner == "hyperband" and results is None:
+    if space.search.tuner == "hyperband" and tuner_dir is None:
         raise ArchsearchError(
             "Hyperband continues trials from checkpoints kept in the chief's run directory: give this worker that "
-            "directory with --results RUN (on the chief's machine, or a shared disk), or use the random or bayesian "
-            "tuner"
+            "directory with --results RUN (on the chief's machine, or a shared disk), "
+            "or use the random or bayesian tuner"
         )
     dataset = load_data(space.data, data_dir=data_dir)
     host, port = address
@@ -209,16 +210,15 @@ def work(space, address, *, worker_id, data_dir=None, results=None, trial_callba
     timeout = chief_timeout()
     set_client_timeout(timeout)  # Keras Tuner's client waits this long for every answer (its own: an hour)
     with tempfile.TemporaryDirectory(prefix="archsearch-worker-") as scratch:
-        tuner = make_tuner(space, dataset, results or scratch, overwrite=False, trial_callbacks=trial_callbacks)
+        tuner = make_tuner(space, dataset, tuner_dir or scratch, overwrite=False, trial_callbacks=trial_callbacks)
         try:
             chief_value = tuner.oracle.get_space().values.get(FINGERPRINT)
             if chief_value != fingerprint(space, dataset):
                 raise ArchsearchError(
                     f"the chief at {host}:{port} searches another space, data or precision: start this worker with "
-                    "the chief's SPACE file and its --tuner, --epochs, --seed, --data-dir and --mixed-precision (a "
-                    "data "
-                    "folder's fingerprint covers its files' names, sizes and times: copy it with `rsync -a`, or use an "
-                    "archive)"
+                    "the chief's SPACE file and its --tuner, --epochs, --seed, --data-dir and --mixed-precision "
+                    "(a data folder's fingerprint covers its files' names, sizes and times: copy it with `rsync -a`, "
+                    "or use an archive)"
                 )
             log(f"{worker_id}: training trials for the chief at {host}:{port}")
             tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)

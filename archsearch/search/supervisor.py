@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 MAX_RESTARTS = 3  # per worker
+LOGS = "workers"  # in the run directory the workers share: one <id>.log each
 ERROR_STATUS = 2  # archsearch's exit status for an error it explains
 SUPERVISOR_PID = "ARCHSEARCH_SUPERVISOR_PID"
 STOP_SECONDS = 10  # a worker told to stop gets this long before it is killed
@@ -77,7 +78,7 @@ class Workers:
         """
         self.address, self.run = address, run
         if run is not None:
-            self.logs = Path(run) / "workers"
+            self.logs = Path(run) / LOGS
         if self.gpus and self.count > len(self.gpus):
             self.log(f"warning: {self.count} workers share {len(self.gpus)} GPUs")
         for worker_id in self.ids:

@@ -9,17 +9,14 @@ the dashboard has `val_accuracy` as its metric.
 """
 
 import os
-from pathlib import Path
 
 import keras
 
 from archsearch.errors import ArchsearchError
 
-LOGS = "tensorboard"
 
-
-def tensorboard_callback(run):
-    """Returns the TensorBoard callback to pass to the search, logging under `<run>/tensorboard`.
+def tensorboard_callback(log_dir):
+    """Returns the TensorBoard callback to pass to the search, logging under `log_dir` (`<run>/tensorboard`).
 
     Raises:
         ArchsearchError: on a backend other than TensorFlow, where Keras
@@ -30,7 +27,7 @@ def tensorboard_callback(run):
             f"--tensorboard needs the TensorFlow backend (Keras Tuner records hyperparameters only there); "
             f"this is {keras.backend.backend()}: set KERAS_BACKEND=tensorflow"
         )
-    return keras.callbacks.TensorBoard(log_dir=str(Path(run) / LOGS), write_graph=False)
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)
 
 
 def write_scores(callbacks, scores, step):

@@ -10,6 +10,7 @@ for, around its `SpaceHyperModel` (`archsearch.search.hypermodel`).
 import math
 import time
 import warnings
+from pathlib import Path
 
 import grpc
 import keras_tuner
@@ -207,8 +208,9 @@ def make_tuner(
     Args:
         space: the `Space`; its `search` section chooses the tuner.
         dataset: the loaded `Dataset`.
-        directory: where Keras Tuner keeps its state (trial JSON files,
-            checkpoints); a run resumes from it when `overwrite` is false.
+        directory: the folder of Keras Tuner's state (trial JSON files,
+            checkpoints; `<run>/tuner`); a run resumes from it when
+            `overwrite` is false.
         overwrite: start afresh rather than resume.
         trial_callbacks: called with a trial's id, returns Keras callbacks for
             that trial's training alone (its progress, say).
@@ -236,8 +238,8 @@ def make_tuner(
     tuner = tuner_class(
         oracle,
         SpaceHyperModel(space, dataset),
-        directory=str(directory),
-        project_name="tuner",
+        directory=str(Path(directory).parent),
+        project_name=Path(directory).name,
         overwrite=overwrite,
         trial_callbacks=trial_callbacks,
     )

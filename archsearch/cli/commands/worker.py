@@ -62,6 +62,7 @@ def handle(args):
     from archsearch.output.progress import EpochProgress
     from archsearch.pipeline.runner import apply_overrides
     from archsearch.recipe.space import load_space
+    from archsearch.records.directory import RunDir
     from archsearch.search.distributed import parse_address, work
     from archsearch.search.supervisor import Workers, exit_with_supervisor
 
@@ -88,6 +89,6 @@ def handle(args):
         address,
         worker_id=worker_id,
         data_dir=args.data_dir,
-        results=args.results,
+        tuner_dir=RunDir(args.results).tuner if args.results else None,
         trial_callbacks=lambda trial_id: [EpochProgress(f"{worker_id} trial {trial_id}")],
     )
