@@ -107,8 +107,8 @@ def main():
     for (source, executor), group in frame.groupby(["source", "executor"], sort=False):
         seconds = group["seconds"].tolist()
         print(
-            f"{source:7} {executor:10} median {statistics.median(seconds):.2f} s (min {min(seconds):.2f}, max "
-            f"{max(seconds):.2f}) over {len(seconds)}"
+            f"{source:7} {executor:10} median {statistics.median(seconds):.2f} s "
+            f"(min {min(seconds):.2f}, max {max(seconds):.2f}) over {len(seconds)}"
         )
 
 

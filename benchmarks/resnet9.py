@@ -44,7 +44,6 @@ import time
 import keras
 import numpy as np
 import pandas as pd
-from search_summary import peak_tflops_of
 
 from archsearch.data import Data, load_data
 from archsearch.model import builder
@@ -55,6 +54,8 @@ from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
 from archsearch.recipe.space import Recipe, Search, Space, Train
 from archsearch.search.tuners import make_tuner
+
+from search_summary import peak_tflops_of
 
 RESNET9 = dict(
     family="resnet",
@@ -134,9 +135,8 @@ class StepTrace(SharedCallback):
         self.epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        if (
-            self.epoch == 1 and batch >= self.first and not (self.tracing or self.traced)
-        ):  # batches go by steps_per_execution
+        # Batches go by steps_per_execution.
+        if self.epoch == 1 and batch >= self.first and not (self.tracing or self.traced):
             import jax
 
             jax.profiler.start_trace(self.directory)
@@ -384,8 +384,8 @@ def main(argv=None):
     )
     if len(dataset.x_train) < args.batch_size:
         parser.error(
-            f"{len(dataset.x_train)} training images make no full batch of {args.batch_size}: raise --limit or lower "
-            "--batch-size"
+            f"{len(dataset.x_train)} training images make no full batch of {args.batch_size}: "
+            "raise --limit or lower --batch-size"
         )
     point = {**RESNET9, "batch_size": args.batch_size, "epochs": args.epochs}
     architecture = plan(point, dataset.shape, dataset.num_classes)

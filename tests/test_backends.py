@@ -173,8 +173,8 @@ def test_on_jax_no_callback_touches_the_training_state_from_another_thread(digit
     space.write_text(
         "from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice\n"
         f"space = Space(name='threads', data=Data({str(digits_npz)!r}, validation=0.25),\n"
-        "    recipe=Recipe(family='vgg', resolution=8, width=choice(4, 8), stages=1), train=Train(epochs=2, "
-        "batch_size=16),\n"
+        "    recipe=Recipe(family='vgg', resolution=8, width=choice(4, 8), stages=1),\n"
+        "    train=Train(epochs=2, batch_size=16),\n"
         f"    search=Search(tuner={tuner!r}, max_trials=2), retrain=Retrain(top_k=1, epochs=1, seeds=1))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}

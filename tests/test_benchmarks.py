@@ -69,9 +69,8 @@ def test_search_summary_of_a_finished_run(digits_npz, tmp_path, tiny_space):
     ]
     expected = [round(s.sum() - max(0.0, s.iloc[0] - s.iloc[1:].median()), 2) for _, s in seeds]
     assert len(expected) == 2 and figures["rank1_train_seconds_without_compile"] == expected
-    assert figures["rank1_seconds_to_0"] == pytest.approx(
-        sum(expected) / 2, abs=0.0051
-    )  # a mean of rounded seconds, rounded
+    # A mean of rounded seconds, rounded.
+    assert figures["rank1_seconds_to_0"] == pytest.approx(sum(expected) / 2, abs=0.0051)
     assert search_summary.summarize(results, target=1.01)["rank1_seconds_to_1.01"] is None  # never reached
 
 

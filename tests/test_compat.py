@@ -211,6 +211,14 @@ def test_run_trial_adds_keras_tuners_own_callback_and_prepares_callbacks_as_comp
     ]
     source = inspect.getsource(keras_tuner.Tuner.run_trial)
     assert "_deepcopy_callbacks" in source and "_configure_tensorboard_dir" in source
+    # `build_and_fit` and `ReportsWithoutModel` call and override the method every training goes through.
+    assert list(inspect.signature(keras_tuner.Tuner._build_and_fit_model).parameters) == [
+        "self",
+        "trial",
+        "args",
+        "kwargs",
+    ]
+    assert "_build_and_fit_model" in inspect.getsource(keras_tuner.Tuner.run_trial)
 
 
 def test_tuner_reports_replace_keras_tuners_callback_and_pass_no_model():

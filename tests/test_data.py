@@ -190,9 +190,8 @@ def test_crop_to_aspect_ratio_resizes_the_centred_window_instead_of_stretching(t
             i for i, image in enumerate(squashed[0]) if image.max() == 255 and image[:, 0].max() < 40
         ]  # the photo, stretched
         assert len(wide) == (1 if source == str(root) else 12), source  # its black quarters stay at the edges
-        assert all(cropped[0][i].min() > 200 for i in wide), (
-            source
-        )  # the centred square: white (its edges blend with the black beyond)
+        # The centred square: white (its edges blend with the black beyond).
+        assert all(cropped[0][i].min() > 200 for i in wide), source
     # The exported model crops an image of another size the same way (see test_export).
     assert decode.crop_box(20, 40, (10, 10)) == (10, 0, 30, 20)
     assert decode.crop_box(31, 23, (10, 14)) == (0, 7, 23, 23)  # Keras: rounded down, centred
@@ -491,9 +490,8 @@ def test_peek_matches_the_loaded_shape(tmp_path):
 
 def test_peek_agrees_with_the_load_when_one_color_image_or_odd_sizes_lie_outside_any_sample(tmp_path):
     root = make_folder(tmp_path / "gray", classes=("a", "b"), train=30, test=3, mode="L")
-    Image.fromarray(np.full((8, 8, 3), (200, 0, 0), np.uint8)).save(
-        root / "test" / "b" / "001.png"
-    )  # the one color image
+    color = np.full((8, 8, 3), (200, 0, 0), np.uint8)  # the one color image
+    Image.fromarray(color).save(root / "test" / "b" / "001.png")
     for i in range(1, 30, 2):  # every other training image of class a has another size: still fewer than 8x8
         Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "train" / "a" / f"{i:03d}.png")
     dataset = load_data(Data(str(root)), cache_dir=tmp_path / "cache")

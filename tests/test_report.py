@@ -7,11 +7,12 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from chromium import IMAGES, Chromium, find_chromium
 
 from archsearch.cli.main import main
 from archsearch.pipeline.runner import apply_overrides, run
 from archsearch.records.history import COLUMNS, EpochHistory, read_history
+
+from chromium import IMAGES, Chromium, find_chromium
 
 EPOCHS = 2
 CHROMIUM_VARIABLE = "ARCHSEARCH_TEST_CHROMIUM"  # .ci/run sets it, so that in CI the browser test runs, never skips

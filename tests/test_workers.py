@@ -221,9 +221,8 @@ def test_when_the_chief_is_killed_workers_stop_and_resume_trains_no_trial_twice(
     wait_for(lambda: completions(chief) and (mid_trial(chief, results, "worker0") or mid_trial(chief, results, "w1")))
     chief.send_signal(signal.SIGKILL)
     pid = int(re.findall(r"worker0 started \(pid (\d+)", output(chief))[-1])
-    wait_for(
-        lambda: gone(pid), timeout=10
-    )  # it watches the chief that started it, if its call to it does not fail first
+    # It watches the chief that started it, if its call to it does not fail first.
+    wait_for(lambda: gone(pid), timeout=10)
     said = (results / "workers" / "worker0.log").read_text()
     assert f"the process that started this worker (pid {chief.pid}) is gone" in said or "lost the chief" in said
     assert exit_status(elsewhere, timeout=60) == 2  # it gave up waiting for answers
@@ -314,7 +313,7 @@ def test_the_supervisor_pins_gpus_and_restarts_a_crashed_worker_but_not_one_that
     script = "import os, sys; print(os.environ['CUDA_VISIBLE_DEVICES']); sys.exit(1 if sys.argv[-1] == 'w0' else 2)"
     lines = []
     workers = Workers(2, [sys.executable, "-c", script], ids=["w0", "w1"], log=lines.append)
-    workers.start("127.0.0.1:1", run=tmp_path)
+    workers.start("127.0.0.1:1", run_dir=tmp_path)
     workers.wait()
     assert workers.restarts == {"w0": MAX_RESTARTS, "w1": 0}
     assert (tmp_path / "workers" / "w0.log").read_text().split() == ["3"] * (MAX_RESTARTS + 1)
@@ -327,9 +326,7 @@ def test_a_failed_trials_reason_crosses_grpc_which_drops_trial_messages(tmp_path
     oracle = chiefs_oracle(tmp_path, budget=1)
     trial = oracle.create_trial("a")
     sent = Trial(trial.hyperparameters.copy(), trial.trial_id, "FAILED")
-    sent.hyperparameters.values[FAILURE] = (
-        "infeasible: too big"  # the reason, as the tuner records it where it is raised
-    )
+    sent.hyperparameters.values[FAILURE] = "infeasible: too big"  # the reason, as the tuner records it
     received = Trial.from_proto(sent.to_proto())  # as Keras Tuner's client sends it, and its servicer reads it
     assert received.message is None
     oracle.end_trial(received)

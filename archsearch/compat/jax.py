@@ -16,6 +16,8 @@ def backends_may_be_running():
     module `jax._src.xla_bridge` says whether they run
     (`backends_are_initialized()`); not imported, JAX is not in use. Should a
     later JAX drop that function, they are taken to be running.
+
+    Written against JAX 0.4.30-0.10.
     """
     xla_bridge = sys.modules.get("jax._src.xla_bridge")
     if xla_bridge is None:

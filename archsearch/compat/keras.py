@@ -27,6 +27,8 @@ def without_tensorflow():
     `keras.src.utils.module_utils.tensorflow`, whose `available` reads its
     `_available`. Should a later Keras rename either, this context changes
     nothing (TensorFlow is then imported, and the run goes on).
+
+    Written against Keras 3.6-3.15.
     """
     from keras.src.utils import module_utils
 

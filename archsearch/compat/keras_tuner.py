@@ -2,8 +2,8 @@
 
 Written against keras-tuner 1.4.7 and 1.4.8 (`PINNED`, as in pyproject.toml);
 `tests/test_compat.py` checks each touch point and fails when Keras Tuner
-changes under one. Imported by `archsearch.search` only (it imports Keras
-Tuner, hence Keras); importing it applies the two settings of Keras Tuner
+changes under one. Imported by `archsearch.search`, and by the command line
+for `--debug` (it imports Keras Tuner, hence Keras); importing it applies the two settings of Keras Tuner
 below (`save_json` through `archsearch.files.atomic_file`, tracebacks off).
 
 The oracle's internals that `archsearch.search.oracle` reads and writes, as
@@ -41,12 +41,17 @@ def show_tracebacks(shown):
 
     Its default prints them; archsearch turns them off (the reasons are in
     trials.csv), and `archsearch --debug` back on.
+
+    Written against keras-tuner 1.4.7-1.4.8.
     """
     keras_tuner.src.config.DEBUG = shown
 
 
 def tracebacks_shown():
-    """Whether Keras Tuner prints failed trials' tracebacks (see `show_tracebacks`)."""
+    """Whether Keras Tuner prints failed trials' tracebacks (see `show_tracebacks`).
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
     return keras_tuner.src.config.DEBUG
 
 
@@ -58,6 +63,8 @@ def save_json_atomically(path, obj):
     (found by `benchmarks/random_kills.py`). Every save of Keras Tuner's state
     (trial.json, oracle.json, the tuner's JSON) calls `utils.save_json`
     through its module, so replacing it there replaces it for all of them.
+
+    Written against keras-tuner 1.4.7-1.4.8.
     """
     text = json.dumps(obj)
     with atomic_file(path) as file:
@@ -71,6 +78,8 @@ def synchronized(method):
     Keras Tuner's releases the lock (its module's `LOCKS`, with the holder's
     thread name in `THREADS`) only on return: after an exception in the
     chief's oracle, every later call from every worker would hang.
+
+    Written against keras-tuner 1.4.7-1.4.8.
     """
     locked = keras_tuner.synchronized(method)
 
@@ -88,12 +97,18 @@ def synchronized(method):
 
 
 def retry_queue(oracle):
-    """The oracle's queue of trial ids to hand out again (`Oracle._retry_queue`), itself: changes to it count."""
+    """The oracle's queue of trial ids to hand out again (`Oracle._retry_queue`), itself: changes to it count.
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
     return oracle._retry_queue
 
 
 def set_retry_queue(oracle, trial_ids):
-    """Replaces the oracle's queue of trial ids to hand out again."""
+    """Replaces the oracle's queue of trial ids to hand out again.
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
     oracle._retry_queue = list(trial_ids)
 
 
@@ -104,6 +119,8 @@ def run_trial_callbacks(tuner, trial, callbacks):
     callback's log directory made the trial's, with its hyperparameters
     (`Tuner._configure_tensorboard_dir`, on TensorFlow only), and Keras
     Tuner's `TunerCallback`; without `run_trial`'s checkpoint of the best epoch.
+
+    Written against keras-tuner 1.4.7-1.4.8.
     """
     callbacks = tuner._deepcopy_callbacks(callbacks)
     tuner._configure_tensorboard_dir(callbacks, trial)
@@ -121,6 +138,8 @@ class TunerReports(TunerCallback):
     may already be given to the next step, and training fails ("Buffer has
     been deleted or donated"). The tuner's batch hooks only report now and
     then that the trial lives, and take no model here.
+
+    Written against keras-tuner 1.4.7-1.4.8.
     """
 
     async_safe = True
@@ -133,8 +152,37 @@ class TunerReports(TunerCallback):
 
 
 def with_tuner_reports(callbacks):
-    """`callbacks`, with Keras Tuner's own `TunerCallback` (not a subclass) made a `TunerReports`."""
+    """`callbacks`, with Keras Tuner's own `TunerCallback` (not a subclass) made a `TunerReports`.
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
     return [TunerReports(c.tuner, c.trial) if type(c) is TunerCallback else c for c in callbacks]
+
+
+def build_and_fit(tuner, trial, *args, **kwargs):
+    """Builds and trains a trial's model as `run_trial` does once its callbacks are ready.
+
+    `Tuner._build_and_fit_model(trial, *args, **kwargs)` (keras-tuner 1.4.7-1.4.8):
+    archsearch's tuners run trials without `run_trial`'s checkpoint of every epoch.
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
+    return tuner._build_and_fit_model(trial, *args, **kwargs)
+
+
+class ReportsWithoutModel:
+    """A mixin of a Keras Tuner tuner: its callback in every trial's training becomes a `TunerReports`.
+
+    Overrides `Tuner._build_and_fit_model` (keras-tuner 1.4.7-1.4.8), which
+    every trial's training goes through, whether `run_trial` is Keras Tuner's
+    own (Hyperband) or not (`build_and_fit`).
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        callbacks = with_tuner_reports(kwargs.pop("callbacks", []))
+        return super()._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
 
 def serve_oracle(server, oracle):
@@ -142,6 +190,8 @@ def serve_oracle(server, oracle):
 
     The servicer's `stop_triggered` turns true once it has told a worker that
     the search is over. Imports gRPC's generated code only when called.
+
+    Written against keras-tuner 1.4.7-1.4.8.
     """
     from keras_tuner.src import protos
     from keras_tuner.src.distribute import oracle_chief
@@ -155,6 +205,8 @@ def set_client_timeout(seconds):
     """How long a worker's Keras Tuner client waits for each answer of the chief (its own: an hour).
 
     `oracle_client.TIMEOUT`, read at every call.
+
+    Written against keras-tuner 1.4.7-1.4.8.
     """
     from keras_tuner.src.distribute import oracle_client
 

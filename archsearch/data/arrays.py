@@ -28,23 +28,23 @@ def read_npz(path):
     train_shape, test_shape = splits["train"][0].shape[1:], splits["test"][0].shape[1:]
     if train_shape != test_shape:
         raise DataError(
-            f"{path}: x_train images are {train_shape} but x_test images are {test_shape}; expected one (H, W, C) for "
-            "both splits"
+            f"{path}: x_train images are {train_shape} but x_test images are {test_shape}; "
+            "expected one (H, W, C) for both splits"
         )
     labels = np.concatenate([splits["train"][1], splits["test"][1]])
     if "class_names" in contents:
         names = [str(n) for n in contents["class_names"].reshape(-1)]
     elif labels.max() >= len(labels):  # not every class up to it can have an image: a stray label, not a class count
         raise DataError(
-            f"{path}: label {labels.max()} with {len(labels)} images and no class_names; expected labels 0 to the "
-            "number of classes - 1"
+            f"{path}: label {labels.max()} with {len(labels)} images and no class_names; "
+            "expected labels 0 to the number of classes - 1"
         )
     else:
         names = [str(i) for i in range(int(labels.max()) + 1)]
     if labels.min() < 0 or labels.max() >= len(names):
         raise DataError(
-            f"{path}: labels range from {labels.min()} to {labels.max()}; expected 0 to {len(names) - 1} ({len(names)} "
-            "classes)"
+            f"{path}: labels range from {labels.min()} to {labels.max()}; "
+            f"expected 0 to {len(names) - 1} ({len(names)} classes)"
         )
     return splits, names
 

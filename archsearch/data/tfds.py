@@ -18,8 +18,8 @@ def _import_tfds(data):
         import tensorflow_datasets as tfds
     except ImportError as error:
         raise DataError(
-            f"data: source {data.source!r} needs tensorflow-datasets, which cannot be imported ({error}); instead, "
-            f"{_LOCAL_COPY_HINT}"
+            f"data: source {data.source!r} needs tensorflow-datasets, which cannot be imported ({error}); "
+            f"instead, {_LOCAL_COPY_HINT}"
         ) from None
     return tfds
 

@@ -6,7 +6,8 @@ backend every training step then runs op by op. `RandomShift` does the CIFAR
 recipe's pad-and-crop with gathers only, so augmentation runs inside the
 compiled training step, on the device.
 
-`import archsearch` registers it, which loading a saved `model.keras` needs.
+Importing this module (or reading `archsearch.RandomShift`) registers it, which loading a training-time
+`model.keras` needs.
 """
 
 import keras

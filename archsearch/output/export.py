@@ -26,13 +26,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from archsearch.data import Data, load_data
+from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
 from archsearch.files import read_json
 from archsearch.model.builder import TRAINING_ONLY_LAYERS
 from archsearch.records.directory import RunDir
 
 MODEL_JSON = "model.json"
+MODEL_KERAS = "model.keras"  # the inference model in Keras format, beside the SavedModel
 CHECK_BATCH = 256  # test images per prediction call of the export check
 # Pillow's convert("L"): luma = (19595 R + 38470 G + 7471 B + 32768) >> 16, as the data layer computes it.
 LUMA_WEIGHTS = (19595, 38470, 7471)
@@ -159,9 +160,9 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
     staging.mkdir(parents=True)
     tf = _tensorflow()  # before Keras's saving, which imports it too
     inference = inference_model(model, stored.shape[-1], crop_to_aspect_ratio)
-    inference.save(staging / "model.keras")
-    reloaded = keras.saving.load_model(staging / "model.keras")
-    accuracies = {"model.keras": _accuracy(lambda x: reloaded.predict_on_batch(x), stored)}
+    inference.save(staging / MODEL_KERAS)
+    reloaded = keras.saving.load_model(staging / MODEL_KERAS)
+    accuracies = {MODEL_KERAS: _accuracy(lambda x: reloaded.predict_on_batch(x), stored)}
     if tf is not None:
         _export_saved_model(inference, staging / "saved_model", stored.class_names)
         serve = tf.saved_model.load(str(staging / "saved_model")).signatures["serve"]
@@ -215,7 +216,7 @@ def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None):
     if not saved.exists():
         raise ArchsearchError(f"{saved}: the retrained model of rank {rank} is missing; rerun with --resume")
     model = keras.saving.load_model(saved)
-    data = Data(**run_dir.read_run()["space"]["data"])
+    data = run_dir.data()
     if dataset is None:
         dataset = load_data(data, data_dir=data_dir)
     stored = stored_dataset(data, dataset, data_dir=data_dir)
@@ -251,8 +252,8 @@ def _contract(inference, stored, check):
             "color": "RGB" if source_channels == 3 else "gray",
             "size": [height, width],
             "conversion": ("to ITU-R 601 luma inside the model; " if (source_channels, channels) == (3, 1) else "")
-            + f"images of another size are resized to {height}x{width}{window} inside the model (bilinear, "
-            "antialiased)",
+            + f"images of another size are resized to {height}x{width}{window} inside the model "
+            "(bilinear, antialiased)",
             "source": stored.source,
         },
         "signatures": {
@@ -264,7 +265,7 @@ def _contract(inference, stored, check):
                 "class_name": "string [batch]",
             },
         },
-        "model.keras": f"{batch} in, float32 probabilities [batch, {len(stored.class_names)}] out",
+        MODEL_KERAS: f"{batch} in, float32 probabilities [batch, {len(stored.class_names)}] out",
         "check": check,
     }
 

@@ -133,9 +133,8 @@ def dimension_figure(trials, searched, continuous=()):
             others = trials[trials["status"] != "completed"]
             if (trials[name].astype(float) > 0).all():
                 axis.set_xscale("log")
-                axis.tick_params(
-                    axis="x", which="both", labelrotation=30, labelsize=8
-                )  # a narrow range labels minor ticks
+                # A narrow range labels minor ticks too.
+                axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)
             failed = ", ".join(
                 f"{(others['status'] == s).sum()} {s}" for s in STATUS_MARKERS if (others["status"] == s).any()
             )

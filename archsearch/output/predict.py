@@ -21,7 +21,7 @@ from PIL import Image
 from archsearch.data.decode import UNREADABLE_ERRORS
 from archsearch.data.folders import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES
 from archsearch.errors import ArchsearchError
-from archsearch.output.export import MODEL_JSON
+from archsearch.output.export import MODEL_JSON, MODEL_KERAS
 from archsearch.records.directory import RunDir
 
 
@@ -35,7 +35,7 @@ def export_folder(run_dir):
         ArchsearchError: if neither holds `model.keras` and `model.json`.
     """
     for folder in (Path(run_dir), RunDir(run_dir).best):
-        if (folder / "model.keras").is_file() and (folder / MODEL_JSON).is_file():
+        if (folder / MODEL_KERAS).is_file() and (folder / MODEL_JSON).is_file():
             return folder
     raise ArchsearchError(
         f"{run_dir}: no exported model (model.keras and {MODEL_JSON}, here or in best/); "
@@ -123,7 +123,7 @@ def predict(run_dir, paths, out=None, *, batch_size=256, log=None):
     images = list_images(paths)
     if not images:
         raise ArchsearchError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
-    model = keras.saving.load_model(folder / "model.keras")
+    model = keras.saving.load_model(folder / MODEL_KERAS)
     unreadable, classified = [], 0
     with open(out, "w", newline="") if out else contextlib.nullcontext(sys.stdout) as file:
         writer = csv.writer(file)

@@ -19,12 +19,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from archsearch.data import Data, data_summary, load_data
+from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError
 from archsearch.files import write_atomic
 from archsearch.model.training import predict_classes
 from archsearch.output import plots
-from archsearch.output.export import stored_dataset
+from archsearch.output.export import MODEL_KERAS, stored_dataset
 from archsearch.output.summary import cell, describe_architecture, percent, searched_dimensions
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
@@ -97,8 +97,8 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
         _section(
             "Search progress",
             _image(plots.progress_figure(trials), "best validation accuracy so far"),
-            "Each trial's validation accuracy and the best so far, by trial number and by the trials' summed training "
-            "time.",
+            "Each trial's validation accuracy and the best so far, "
+            "by trial number and by the trials' summed training time.",
         ),
         _winner_section(run_dir, meta, leaderboard, history, winner, class_names, stored, data_dir, log),
         _section(
@@ -185,8 +185,8 @@ def _winner_section(run_dir, meta, leaderboard, history, winner, class_names, st
             parts.append(
                 _figure(
                     _image(grid, "misclassified test images"),
-                    f"Misclassified test images, true class → predicted class: the first {min(wrong, 32)} of {wrong}, "
-                    "in test order.",
+                    "Misclassified test images, true class → predicted class: "
+                    f"the first {min(wrong, 32)} of {wrong}, in test order.",
                 )
             )
     return _section("The winner", "\n".join(parts), "")
@@ -194,11 +194,11 @@ def _winner_section(run_dir, meta, leaderboard, history, winner, class_names, st
 
 def _winner_predictions(run_dir, meta, stored, data_dir):
     """Returns (test images, labels, predicted classes) of the exported winner, or why there are none."""
-    model_path = run_dir.best / "model.keras"
+    model_path = run_dir.best / MODEL_KERAS
     if not model_path.is_file():
         return f"{model_path} is missing (a committed run keeps no weights; `archsearch export` or a rerun makes it)"
     if stored is None:
-        declaration = Data(**meta["space"]["data"])
+        declaration = run_dir.data()
         try:
             dataset = load_data(declaration, data_dir=data_dir)
         except ArchsearchError as error:

@@ -188,9 +188,9 @@ class _Session:
         before, summary = self.previous.get("data", {}).get("fingerprint"), self.summary
         if before and before != summary["fingerprint"]:
             raise ArchsearchError(
-                f"{self.run_dir}: the data changed since this run started (fingerprint {before} -> "
-                f"{summary['fingerprint']}, "
-                f"now {summary['source']}); resume with the data it started with, or start a new run"
+                f"{self.run_dir}: the data changed since this run started "
+                f"(fingerprint {before} -> {summary['fingerprint']}, now {summary['source']}); "
+                "resume with the data it started with, or start a new run"
             )
 
     def record(self, status, **extra):

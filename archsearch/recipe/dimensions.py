@@ -179,9 +179,14 @@ BY_NAME = {dimension.name: dimension for dimension in DIMENSIONS}
 RECIPE = tuple(d.name for d in DIMENSIONS if d.group == "recipe")
 TRAIN = tuple(d.name for d in DIMENSIONS if d.group == "train")
 
-# The tuners a space may name (`Search(tuner=...)`, `--tuner`): Keras Tuner's own. Plain names, so that
-# validation and the command line need no Keras Tuner; `archsearch.search.tuners.TUNERS` maps each to its classes.
-TUNERS = ("random", "bayesian", "hyperband")
+# The one registry of tuners a space may name (`Search(tuner=...)`, `--tuner`), each with the names of
+# its tuner class in `archsearch.search.tuners` and its oracle class in `archsearch.search.oracle`:
+# names, so that validation and the command line import no Keras Tuner (`search.tuners.tuner_classes()`).
+TUNERS = {
+    "random": ("Tuner", "RandomSearchOracle"),
+    "bayesian": ("Tuner", "BayesianOptimizationOracle"),
+    "hyperband": ("Hyperband", "HyperbandOracle"),
+}
 
 
 def defaults():

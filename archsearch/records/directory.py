@@ -7,10 +7,11 @@ get `_2`, `_3`, ... A directory is a run when it holds `run.json`; its
 `status` there says how far it got (`complete` when finished).
 
 `RunDir` is a run's directory: every path in it is named here and nowhere
-else, with `run.json` and its status, the tables it holds, and its lock. The
-one exception is `workers/`, where the workers that `archsearch run --workers N`
-starts write their output: `archsearch.search.supervisor` names it, as it is
-given the run directory to pass on to them.
+else, with `run.json` and its status, the tables it holds, and its lock. Two
+folders are named by what writes into them: `workers/`, where the workers that
+`archsearch run --workers N` starts write their output
+(`archsearch.search.supervisor`, which is given the run directory to pass on to
+them), and the files of an export such as `best/` (`archsearch.output.export`).
 
 This module reads only JSON and CSV files, so listing runs stays fast.
 """
@@ -22,7 +23,6 @@ import os
 import shutil
 from pathlib import Path
 
-import filelock
 import pandas as pd
 
 from archsearch.errors import ArchsearchError
@@ -156,6 +156,12 @@ class RunDir:
         """Reads `run.json`."""
         return json.loads(self.run_json.read_text())
 
+    def data(self):
+        """The run's data declaration (`archsearch.data.Data`), as its `run.json` records it."""
+        from archsearch.data import Data  # here: listing runs needs no data package
+
+        return Data(**self.read_run()["space"]["data"])
+
     def write_run(self, metadata):
         """Writes `run.json`, atomically."""
         write_json(metadata, self.run_json)
@@ -193,6 +199,8 @@ class RunDir:
         Raises:
             ArchsearchError: at once, if another process holds it.
         """
+        import filelock  # here: commands that only read runs take no lock
+
         self.path.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(str(self.lock_file))
         try:

@@ -99,7 +99,7 @@ class Chief:
     def __str__(self):
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
-    def serve(self, tuner, workers, fingerprint_value, results, log=print):
+    def serve(self, tuner, workers, fingerprint_value, run_dir, log=print):
         """Serves a tuner's oracle until the search is over, then stops listening.
 
         Args:
@@ -107,7 +107,7 @@ class Chief:
             workers: the `archsearch.search.supervisor.Workers` to start on this
                 machine once the chief serves, or `None`.
             fingerprint_value: `fingerprint()` of the chief's space and data.
-            results: the run directory, which this machine's workers share.
+            run_dir: the run directory, which this machine's workers share.
             log: where lines go.
 
         Raises:
@@ -130,7 +130,7 @@ class Chief:
             if workers.count == 0:
                 address = f"HOST:{self.port}` (HOST: an address of this machine)" if everywhere else f"{self}`"
                 log(f"waiting for workers: on each machine, run `archsearch worker SPACE --chief {address}")
-            workers.start(f"{LOOPBACK}:{self.port}" if everywhere else str(self), results)
+            workers.start(f"{LOOPBACK}:{self.port}" if everywhere else str(self), run_dir)
             _wait(oracle, servicer, workers)
         finally:
             workers.stop()

@@ -8,7 +8,8 @@ search's longest), and never under the floor (`lease_floor()`). A trial
 reports each epoch (`EPOCH_REPORT`), and that it is alive (`ALIVE`) within
 long ones; every report renews its lease.
 
-None of this imports gRPC, which only `archsearch.search.distributed` needs.
+This module imports no gRPC: the chief's server (`archsearch.search.distributed`) and a worker's
+lost calls (`archsearch.search.tuners`) do.
 """
 
 import hashlib
@@ -68,9 +69,14 @@ def fingerprint(space, dataset):
     return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def is_epoch_report(metrics):
+    """Whether a trial's metrics are the report of an epoch (`EPOCH_REPORT`)."""
+    return set(EPOCH_REPORT) <= set(metrics)
+
+
 def is_report(metrics):
     """Whether a trial's metrics are a report of its epoch (`EPOCH_REPORT`) or of its life (`ALIVE`)."""
-    return set(EPOCH_REPORT) <= set(metrics) or ALIVE in metrics
+    return is_epoch_report(metrics) or ALIVE in metrics
 
 
 class Leases:
@@ -166,7 +172,7 @@ class Leases:
             # ended since renews nothing.
             now = self.heard[trial_id] = time.monotonic()
             self._called(trial_id, now)
-            if set(EPOCH_REPORT) <= set(metrics):
+            if is_epoch_report(metrics):
                 self.longest_epoch[trial_id] = max(self.longest_epoch.get(trial_id, 0.0), metrics["epoch_seconds"])
         return super().update_trial(trial_id, metrics, step=step)
 

@@ -24,7 +24,7 @@ import keras_tuner
 from keras_tuner.engine.trial import Trial, TrialStatus
 
 from archsearch.compat.keras_tuner import synchronized
-from archsearch.search.leases import EPOCH_REPORT, Leases, is_report
+from archsearch.search.leases import Leases, is_epoch_report, is_report
 
 INFEASIBLE = "infeasible: "  # how an infeasible trial's reason starts
 # The metric that marks an infeasible sample: metrics, unlike a trial's message,
@@ -118,7 +118,7 @@ class BudgetPolicy:
         trial = self.trials[trial_id]
         if trial_id in self.end_order:  # from a worker whose trial was handed on and has ended since
             return trial
-        if set(EPOCH_REPORT) <= set(metrics) and self.on_epoch:
+        if is_epoch_report(metrics) and self.on_epoch:
             self.on_epoch(trial_id, metrics)
         return trial
 

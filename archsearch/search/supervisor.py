@@ -56,7 +56,7 @@ class Workers:
 
     ```python
     workers = Workers(2, [sys.executable, "-m", "archsearch", "worker", "search_spaces/digits.py"])
-    workers.start("127.0.0.1:8765", run="results/digits/<run id>")
+    workers.start("127.0.0.1:8765", run_dir="results/digits/<run id>")
     ```
     """
 
@@ -64,21 +64,21 @@ class Workers:
         self.count, self.command, self.log = count, list(command), log
         self.ids = ids or [f"worker{i}" for i in range(count)]
         self.processes, self.restarts, self.exits = {}, dict.fromkeys(self.ids, 0), {}
-        self.address = self.run = self.logs = None
+        self.address = self.run_dir = self.logs = None
         self.gpus = gpus() if count else []
 
-    def start(self, address, run=None):
+    def start(self, address, run_dir=None):
         """Starts every worker on the chief at `address`.
 
         Args:
             address: `HOST:PORT`.
-            run: the chief's run directory, when the workers share its disk:
+            run_dir: the chief's run directory, when the workers share its disk:
                 they keep Keras Tuner's files there, and their output goes
-                to `<run>/workers/<id>.log` (else to this terminal).
+                to `<run_dir>/workers/<id>.log` (else to this terminal).
         """
-        self.address, self.run = address, run
-        if run is not None:
-            self.logs = Path(run) / LOGS
+        self.address, self.run_dir = address, run_dir
+        if run_dir is not None:
+            self.logs = Path(run_dir) / LOGS
         if self.gpus and self.count > len(self.gpus):
             self.log(f"warning: {self.count} workers share {len(self.gpus)} GPUs")
         for worker_id in self.ids:
@@ -98,7 +98,7 @@ class Workers:
             self.logs.mkdir(parents=True, exist_ok=True)
             output = open(self.logs / f"{worker_id}.log", "a")
         try:
-            shared = ["--results", str(self.run)] if self.run else []
+            shared = ["--results", str(self.run_dir)] if self.run_dir else []
             process = subprocess.Popen(
                 [*self.command, *shared, "--chief", self.address, "--id", worker_id],
                 env=env,

@@ -2,9 +2,10 @@
 
 `ArchsearchTuner` is how archsearch runs a trial (seeding, epoch reports,
 failure reasons recorded where raised); `Tuner` and `Hyperband` combine it
-with Keras Tuner's. `TUNERS` maps each tuner a space may name to its tuner
-and oracle (`archsearch.search.oracle`) classes; `make_tuner()` builds the one a space asks
-for, around its `SpaceHyperModel` (`archsearch.search.hypermodel`).
+with Keras Tuner's. `tuner_classes()` gives the tuner and oracle
+(`archsearch.search.oracle`) classes that `archsearch.recipe.dimensions.TUNERS`
+names for each tuner a space may name; `make_tuner()` builds the one a space
+asks for, around its `SpaceHyperModel` (`archsearch.search.hypermodel`).
 """
 
 import math
@@ -15,20 +16,14 @@ from pathlib import Path
 import grpc
 import keras_tuner
 
-from archsearch.compat.keras_tuner import run_trial_callbacks, with_tuner_reports
+from archsearch.compat.keras_tuner import ReportsWithoutModel, build_and_fit, run_trial_callbacks
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.model.backend import set_random_seed
 from archsearch.recipe import dimensions
+from archsearch.search import oracle as oracles
 from archsearch.search.hypermodel import OBJECTIVE, SpaceHyperModel
 from archsearch.search.leases import ALIVE, EPOCH_REPORT
-from archsearch.search.oracle import (
-    FAILURE,
-    INFEASIBLE,
-    INFEASIBLE_METRIC,
-    BayesianOptimizationOracle,
-    HyperbandOracle,
-    RandomSearchOracle,
-)
+from archsearch.search.oracle import FAILURE, INFEASIBLE, INFEASIBLE_METRIC
 
 IDLE_SECONDS = 1.0  # between a tuner's asks for a trial while the oracle has none to give
 ALIVE_SECONDS = 5.0  # the longest a training tuner goes without a report to the oracle, epochs allowing
@@ -114,21 +109,17 @@ class ArchsearchTuner:
         set_random_seed(self.seed + int(trial.trial_id))
         if self.trial_callbacks:
             kwargs["callbacks"] = [*kwargs.get("callbacks", []), *self.trial_callbacks(trial.trial_id)]
-        if isinstance(self, keras_tuner.Hyperband):
-            return super().run_trial(trial, *args, **kwargs)
-        # Only Hyperband resumes from a trial's weights (the best are retrained from scratch):
-        # Keras Tuner's own run_trial would save them at every epoch, as the validation
-        # score, computed after training, is never in the epoch logs.
-        # Per-trial copies, TensorBoard log directories with HParams, and Keras Tuner's callback, as run_trial
-        # prepares them (see _build_and_fit_model).
-        callbacks = run_trial_callbacks(self, trial, kwargs.pop("callbacks", []))
-        return self._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
+        return self._fit(trial, *args, **kwargs)
 
-    def _build_and_fit_model(self, trial, *args, **kwargs):
-        # Keras Tuner's callback, added by `run_trial` (ours, or Keras Tuner's own for Hyperband),
-        # becomes one whose batch hooks pass no model (see `archsearch.compat.keras_tuner.TunerReports`).
-        callbacks = with_tuner_reports(kwargs.pop("callbacks", []))
-        return super()._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
+    def _fit(self, trial, *args, **kwargs):
+        """Trains a trial as Keras Tuner's `run_trial` would, without its checkpoint of the best epoch.
+
+        Only Hyperband resumes from a trial's weights (the best are retrained from
+        scratch): Keras Tuner's own `run_trial` would save them at every epoch, as
+        the validation score, computed after training, is never in the epoch logs.
+        """
+        callbacks = run_trial_callbacks(self, trial, kwargs.pop("callbacks", []))
+        return build_and_fit(self, trial, *args, callbacks=callbacks, **kwargs)
 
     def on_epoch_begin(self, trial, model, epoch, logs=None):
         self.epoch_start = self.reported = time.perf_counter()
@@ -163,12 +154,16 @@ class ArchsearchTuner:
         super().on_trial_end(trial)
 
 
-class Tuner(ArchsearchTuner, keras_tuner.Tuner):
+class Tuner(ReportsWithoutModel, ArchsearchTuner, keras_tuner.Tuner):
     """Keras Tuner's tuner, running archsearch's trials (the random and Bayesian searches)."""
 
 
-class Hyperband(ArchsearchTuner, keras_tuner.Hyperband):
+class Hyperband(ReportsWithoutModel, ArchsearchTuner, keras_tuner.Hyperband):
     """Keras Tuner's Hyperband tuner, running archsearch's trials from their checkpoints."""
+
+    def _fit(self, trial, *args, **kwargs):
+        # Hyperband continues a trial from its checkpoint: Keras Tuner's run_trial saves it.
+        return keras_tuner.Hyperband.run_trial(self, trial, *args, **kwargs)
 
 
 def failure_reason(error):
@@ -189,15 +184,16 @@ def failure_reason(error):
     return f"{type(error).__name__}: {next(iter(str(error).strip().splitlines()), '')}"
 
 
-# The tuners a space may name (`archsearch.recipe.dimensions.TUNERS`, which validation and the
-# command line read without importing Keras Tuner), each with its tuner and oracle classes.
-TUNERS = {
-    "random": (Tuner, RandomSearchOracle),
-    "bayesian": (Tuner, BayesianOptimizationOracle),
-    "hyperband": (Hyperband, HyperbandOracle),
-}
-if tuple(TUNERS) != dimensions.TUNERS:
-    raise AssertionError(f"search.tuners.TUNERS {tuple(TUNERS)} != recipe.dimensions.TUNERS {dimensions.TUNERS}")
+def tuner_classes(name):
+    """The tuner and oracle classes of a tuner a space may name, from `archsearch.recipe.dimensions.TUNERS`.
+
+    Example:
+
+    >>> tuner_classes("hyperband")
+    (<class 'archsearch.search.tuners.Hyperband'>, <class 'archsearch.search.oracle.HyperbandOracle'>)
+    """
+    tuner_name, oracle_name = dimensions.TUNERS[name]
+    return globals()[tuner_name], getattr(oracles, oracle_name)
 
 
 def make_tuner(
@@ -224,7 +220,7 @@ def make_tuner(
         A Keras Tuner tuner whose `search(x, y, validation_data=...)` runs it.
     """
     search = space.search
-    tuner_class, oracle_class = TUNERS[search.tuner]
+    tuner_class, oracle_class = tuner_classes(search.tuner)
     options = dict(
         objective=keras_tuner.Objective(OBJECTIVE, "max"),
         # Keras Tuner reads a seed of 0 as "no seed" (`seed or random.randint(...)`) and would

@@ -13,7 +13,7 @@ def trial_options(p):
     p.add_argument(
         "--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)"
     )
-    p.add_argument("--tuner", choices=TUNERS)
+    p.add_argument("--tuner", choices=tuple(TUNERS))
     p.add_argument("--epochs", type=int, help="training epochs of every trial")
     p.add_argument("--seed", type=int, help="seed of the search")
     p.add_argument(
