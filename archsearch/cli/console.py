@@ -45,7 +45,11 @@ def quiet(stream_fd=2):
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"archsearch(\.|$)")
     for name in ("absl", "tensorflow", "jax"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.ERROR)
+        # A filter too, which stays whatever sets the level later: on JAX, a run's export still
+        # printed TensorFlow's SavedModel warnings of "unsaved custom gradients" through absl.
+        logger.addFilter(lambda record: record.levelno >= logging.ERROR)
 
     sys.stderr.flush()
     original = os.dup(stream_fd)
