@@ -10,18 +10,15 @@ import pandas as pd
 from archsearch.recipe import dimensions
 from archsearch.search.oracle import is_infeasible
 
+# What a trial reports besides its point, in trials.csv's order.
+METRICS = ("val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds")
 TRIAL_COLUMNS = [
     "trial_id",
     "status",
     "reason",
     *dimensions.RECIPE,
     *dimensions.TRAIN,
-    "val_accuracy",
-    "val_balanced_error_rate",
-    "params",
-    "flops",
-    "seconds",
-    "compile_seconds",
+    *METRICS,
     "worker",
 ]
 
@@ -58,15 +55,7 @@ def trials_frame(tuner):
             "worker": tuner.oracle.workers.get(trial_id, ""),
         }
         row.update(tuner.hypermodel.space.sample(trial.hyperparameters.copy()))
-        for metric in (
-            "val_accuracy",
-            "val_balanced_error_rate",
-            "params",
-            "flops",
-            "seconds",
-            "compile_seconds",
-            "epochs",
-        ):
+        for metric in (*METRICS, "epochs"):  # epochs: the number trained, which Hyperband varies
             if trial.metrics.exists(metric):
                 row[metric] = trial.metrics.get_last_value(metric)
         rows.append(row)
