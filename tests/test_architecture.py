@@ -11,13 +11,13 @@ SMALL_RESNET = dict(family="resnet", resolution=32, width=8, stages=2, blocks_pe
 
 
 def test_a_5x5_filter_on_rgb_has_75_weights_and_a_bias():
-    shape, params, _ = _conv((32, 32, 3), filters=1, kernel=5, stride=1, bias=True)
+    shape, params, _ = _conv((32, 32, 3), filters=1, kernel=5, stride=1, bias=True, padding="same")
     assert params == 75 + 1
     assert shape == (32, 32, 1)
 
 
 def test_a_3x3_conv_from_3_to_32_maps_has_864_weights():
-    _, params, _ = _conv((32, 32, 3), filters=32, kernel=3, stride=1, bias=False)
+    _, params, _ = _conv((32, 32, 3), filters=32, kernel=3, stride=1, bias=False, padding="same")
     assert params == 864
 
 

@@ -346,3 +346,36 @@ def test_a_finished_run_lets_go_of_its_lock(two_runs):
 
     _, first, *_ = two_runs
     filelock.FileLock(str(first / ".lock")).acquire(timeout=0)  # raises Timeout while anyone holds it
+
+
+@pytest.mark.parametrize(
+    "run_dir", sorted(p.parent for p in (ROOT / "results").glob("*/*/leaderboard.csv")), ids=lambda p: p.parent.name
+)
+def test_every_committed_architecture_re_plans_to_the_counts_its_run_recorded(run_dir):
+    from archsearch.recipe.architecture import plan
+    from archsearch.recipe.dimensions import point_of
+
+    meta = read_run(run_dir)
+    shape, classes = tuple(meta["data"]["shape"]), len(meta["data"]["classes"])
+    trials = pd.read_csv(run_dir / "trials.csv")
+    leaderboard = read_leaderboard(run_dir)
+    rows = [row for _, row in trials[trials["status"] == "completed"].iterrows()]
+    rows += [row for _, row in leaderboard[~leaderboard["baseline"].astype(bool)].iterrows()]
+    assert rows
+    for row in rows:
+        architecture = plan(point_of(row), shape, classes)
+        assert (architecture.params, architecture.flops) == (row["params"], row["flops"]), row["trial_id"]
+
+
+def test_a_space_written_before_the_new_dimensions_keeps_its_fingerprint_so_its_runs_resume():
+    from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice
+
+    space = Space(
+        name="before",
+        data=Data("digits"),
+        recipe=Recipe(family=choice("vgg", "resnet"), width=choice(8, 16), stem="conv7"),
+        train=Train(epochs=2),
+        search=Search(max_trials=3),
+        retrain=Retrain(top_k=1, seeds=1),
+    )
+    assert space.fingerprint() == "bd21ccfaa0592bf6"  # as computed before halve_last, padding, stem_width, ...

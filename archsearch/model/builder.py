@@ -45,22 +45,71 @@ def _augment(layer, shape_in):
 
 _INIT = "he_normal"  # He (MSRA) initialization, for ReLU networks
 
-_LAYERS = {
-    "preprocess": _preprocess,
-    "augment": _augment,
-    "conv": lambda layer, _: keras.layers.Conv2D(
+
+def _torch_padding(layer, kernel, stride):
+    """PyTorch's `padding=kernel // 2` as a `ZeroPadding2D` before a `valid` layer, where Keras's `same` differs.
+
+    At stride 1 an odd kernel's `same` padding is PyTorch's; at stride 2 Keras
+    puts the odd pixel of padding at the bottom and right only, PyTorch on every
+    side (and drops what the stride leaves over).
+    """
+    if layer.config["padding"] != "torch":
+        return [], layer.config["padding"]
+    if stride == 1 and kernel % 2 == 1:
+        return [], "same"
+    pad = kernel // 2
+    return ([keras.layers.ZeroPadding2D(pad, name=f"{layer.name}_pad")] if pad else []), "valid"
+
+
+def _conv(layer, _):
+    kernel, stride = layer.config["kernel"], layer.config["stride"]
+    stack, padding = _torch_padding(layer, kernel, stride)
+    conv = keras.layers.Conv2D(
         layer.config["filters"],
-        layer.config["kernel"],
-        strides=layer.config["stride"],
-        padding="same",
+        kernel,
+        strides=stride,
+        padding=padding,
         use_bias=layer.config["bias"],
         kernel_initializer=_INIT,
         name=layer.name,
-    ),
+    )
+    return stack + [conv]
+
+
+def _max_pool(layer, _):
+    pool = layer.config["pool"]
+    # Zeros pad as well as PyTorch's minus infinity here: every pool follows a ReLU.
+    stack, padding = _torch_padding(layer, pool, 2) if pool == 3 else ([], layer.config["padding"])
+    padding = "valid" if padding == "torch" else padding  # PyTorch's 2x2/2 pools have no padding
+    return stack + [keras.layers.MaxPooling2D(pool, strides=2, padding=padding, name=layer.name)]
+
+
+def _zero_pad_shortcut(layer, _):
+    """He et al.'s option A: subsample by the stride, then append zero maps, in standard layers.
+
+    Standard layers, not a layer of archsearch's own, so that `model.keras`
+    loads without archsearch: Keras has no layer that pads channels, but
+    `ZeroPadding3D` pads the last axis of a map reshaped to `(H, W, C, 1)`.
+    """
+    stride, (h, w, filters) = layer.config["stride"], layer.shape
+    stack = [keras.layers.MaxPooling2D(1, strides=stride, name=f"{layer.name}_subsample")] if stride > 1 else []
+    channels = layer.config["channels"]
+    return stack + [
+        keras.layers.Reshape((h, w, channels, 1), name=f"{layer.name}_maps"),
+        keras.layers.ZeroPadding3D(((0, 0), (0, 0), (0, filters - channels)), name=f"{layer.name}_zeros"),
+        keras.layers.Reshape((h, w, filters), name=layer.name),
+    ]
+
+
+_LAYERS = {
+    "preprocess": _preprocess,
+    "augment": _augment,
+    "conv": _conv,
     # PyTorch's momentum (0.9 in Keras terms): short searches need warm moving statistics.
     "batch_norm": lambda layer, _: keras.layers.BatchNormalization(momentum=0.9, name=layer.name),
     "relu": lambda layer, _: keras.layers.ReLU(name=layer.name),
-    "max_pool": lambda layer, _: keras.layers.MaxPooling2D(2, strides=2, padding="same", name=layer.name),
+    "max_pool": _max_pool,
+    "zero_pad_shortcut": _zero_pad_shortcut,
     "add": lambda layer, _: keras.layers.Add(name=layer.name),
     "global_avg_pool": lambda layer, _: keras.layers.GlobalAveragePooling2D(name=layer.name),
     "flatten": lambda layer, _: keras.layers.Flatten(name=layer.name),
@@ -111,7 +160,10 @@ def build_model(architecture: Architecture):
             tensors[layer.name] = tensor
         else:
             tensors[layer.name] = made(inputs if layer.kind == "add" else inputs[0])
-    name = f"{architecture.point['family']}_{architecture.point['stages']}x{architecture.point['blocks_per_stage']}"
+    point = architecture.point
+    blocks = point["blocks_per_stage"]
+    blocks = "-".join(map(str, blocks)) if isinstance(blocks, tuple) else f"{point['stages']}x{blocks}"
+    name = f"{point['family']}_{blocks}"
     return keras.Model(tensors["image"], tensors["predictions"], name=name)
 
 

@@ -138,8 +138,7 @@ def _ranges(meta):
 
 def _winner_point(winner, meta):
     """The winner's planned point (`stages` resolved to a number), for describing it in words."""
-    point = {n: dimensions.BY_NAME[n].parse(str(winner[n])) for n in dimensions.RECIPE + dimensions.TRAIN}
-    return plan(point, tuple(meta["data"]["shape"]), len(meta["data"]["classes"])).point
+    return plan(dimensions.point_of(winner), tuple(meta["data"]["shape"]), len(meta["data"]["classes"])).point
 
 
 def _winner_section(run_dir, meta, leaderboard, history, winner, class_names, stored, data_dir, log):

@@ -38,17 +38,24 @@ def describe_architecture(point):
     """
     unit = "conv" if point["family"] == "vgg" else ("bottleneck block" if point.get("bottleneck") else "block")
     blocks = point["blocks_per_stage"]
-    parts = [
-        point["family"],
-        f"width {point['width']}",
-        f"{point['stages']} stage{'s' * (point['stages'] != 1)} x {blocks} {unit}{'s' * (blocks != 1)}",
-        "max-pool" if point["downsample"] == "maxpool" else "strided",
-    ]
-    if point.get("stem") == "conv7":
-        parts.append("conv7 stem")
+    if isinstance(blocks, tuple):
+        stages = f"{'-'.join(map(str, blocks))} {unit}s"
+    else:
+        stages = f"{point['stages']} stage{'s' * (point['stages'] != 1)} x {blocks} {unit}{'s' * (blocks != 1)}"
+    downsample = {"maxpool": "max-pool", "strided": "strided", "block": "halving in blocks"}[point["downsample"]]
+    parts = [point["family"], f"width {point['width']}", stages, downsample]
+    if point.get("stem", "none") != "none":
+        parts.append(f"{point['stem']} stem")
+    if point.get("shortcut") == "zero_pad":
+        parts.append("zero-pad shortcuts")
     if point.get("batch_norm") is False:
         parts.append("no batch norm")
-    parts += [f"{point['head']} head", f"R={point['resolution']}"]
+    if point.get("padding", "same") != "same":
+        parts.append(f"{point['padding']} padding")
+    head = f"{point['head']} head"
+    if point["head"] == "mlp" and point.get("head_layers", 1) > 1:
+        head = f"mlp head of {point['head_layers']} x {point.get('head_units')}"
+    parts += [head, f"R={point['resolution']}"]
     return ", ".join(parts)
 
 

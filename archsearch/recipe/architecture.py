@@ -26,8 +26,8 @@ class Layer:
     Args:
         name: the Keras layer name.
         kind: what the builder creates: `input`, `preprocess`, `augment`,
-            `conv`, `batch_norm`, `relu`, `max_pool`, `add`,
-            `global_avg_pool`, `flatten`, `dropout` or `dense`.
+            `conv`, `batch_norm`, `relu`, `max_pool`, `zero_pad_shortcut`,
+            `add`, `global_avg_pool`, `flatten`, `dropout` or `dense`.
         inputs: names of the layers feeding this one.
         shape: output shape per image, `(H, W, C)` or `(units,)`.
         params: number of weights, trainable or not (as `count_params()`).
@@ -66,6 +66,11 @@ class Architecture:
         return sum(layer.params for layer in self.layers)
 
     @property
+    def trainable_params(self):
+        """Trainable weights: all but batch norm's moving means and variances."""
+        return sum(layer.params - (2 * layer.shape[-1] if layer.kind == "batch_norm" else 0) for layer in self.layers)
+
+    @property
     def flops(self):
         """Forward FLOPs per image (2 x multiply-accumulates of conv and dense layers)."""
         return sum(layer.flops for layer in self.layers)
@@ -85,40 +90,69 @@ class Architecture:
 
 
 class _Planner:
-    """Appends layers, working out shapes, parameters and FLOPs as it goes."""
+    """Appends layers, working out shapes, parameters and FLOPs as it goes.
 
-    def __init__(self, input_shape):
+    Args:
+        input_shape: the raw image shape.
+        padding: the convs' padding (`"same"`, `"valid"` or `"torch"`).
+        bn: whether convs are followed by batch normalization (and have no bias).
+    """
+
+    def __init__(self, input_shape, padding, bn):
         self.layers = [Layer("image", "input", (), tuple(input_shape))]
         self.shapes = {"image": tuple(input_shape)}
+        self.padding, self.bn = padding, bn
 
     @property
     def last(self):
         return self.layers[-1].name
 
-    @property
-    def shape(self):
-        return self.layers[-1].shape
-
     def add(self, name, kind, inputs=None, **config):
         inputs = tuple(inputs or (self.last,))
         shape_in = self.shapes[inputs[0]]
         shape, params, flops = _SHAPE_RULES[kind](shape_in, **config)
+        if len(shape) == 3 and min(shape[:2]) < 1:
+            raise InfeasibleArchitecture(
+                "padding",
+                self.padding,
+                f"the map ({shape_in[0]} x {shape_in[1]}) is too small for {name}: use a larger resolution, "
+                "fewer stages or blocks, or padding='same'",
+            )
         self.layers.append(Layer(name, kind, inputs, shape, params, flops, config))
         self.shapes[name] = shape
         return name
 
-    def conv_bn_relu(self, name, filters, kernel, stride, batch_norm):
-        self.add(name, "conv", filters=filters, kernel=kernel, stride=stride, bias=not batch_norm)
-        if batch_norm:
+    def conv(self, name, filters, kernel, stride):
+        return self.add(
+            name, "conv", filters=filters, kernel=kernel, stride=stride, bias=not self.bn, padding=self.padding
+        )
+
+    def conv_bn_relu(self, name, filters, kernel, stride):
+        self.conv(name, filters, kernel, stride)
+        if self.bn:
             self.add(f"{name}_bn", "batch_norm")
         return self.add(f"{name}_relu", "relu")
 
 
-def _conv(shape, filters, kernel, stride, bias):
+def _size(n, kernel, stride, padding):
+    """A map side after a conv or pool: Keras's `same` rounds up; `valid` and `torch` (kernel // 2 each side) floor."""
+    if padding == "same":
+        return math.ceil(n / stride)
+    pad = kernel // 2 if padding == "torch" else 0
+    return (n + 2 * pad - kernel) // stride + 1
+
+
+def _conv(shape, filters, kernel, stride, bias, padding):
     h, w, c = shape
-    h, w = math.ceil(h / stride), math.ceil(w / stride)
-    macs = kernel * kernel * c * filters * h * w
+    h, w = _size(h, kernel, stride, padding), _size(w, kernel, stride, padding)
+    macs = kernel * kernel * c * filters * max(h, 0) * max(w, 0)
     return (h, w, filters), kernel * kernel * c * filters + (filters if bias else 0), 2 * macs
+
+
+def _max_pool(shape, pool, padding):
+    # PyTorch pads a pool by `padding` it is given: torchvision gives 1 to its 3x3/2 pools, none to 2x2/2 ones.
+    padding = "valid" if padding == "torch" and pool == 2 else padding
+    return (_size(shape[0], pool, 2, padding), _size(shape[1], pool, 2, padding), shape[2]), 0, 0
 
 
 def _dense(shape, units, activation=None, bias=True):
@@ -132,7 +166,12 @@ _SHAPE_RULES = {
     "conv": _conv,
     "batch_norm": lambda s: (s, 4 * s[-1], 0),  # gamma, beta, moving mean, moving variance
     "relu": lambda s: (s, 0, 0),
-    "max_pool": lambda s: ((math.ceil(s[0] / 2), math.ceil(s[1] / 2), s[2]), 0, 0),
+    "max_pool": _max_pool,
+    "zero_pad_shortcut": lambda s, stride, channels, filters: (
+        (math.ceil(s[0] / stride), math.ceil(s[1] / stride), filters),
+        0,
+        0,
+    ),
     "add": lambda s: (s, 0, 0),
     "global_avg_pool": lambda s: ((s[2],), 0, 0),
     "flatten": lambda s: ((math.prod(s),), 0, 0),
@@ -142,41 +181,85 @@ _SHAPE_RULES = {
 
 
 def stage_widths(point, stages):
-    """Returns the feature maps of each stage: `min(width * growth**s, max_width)`."""
+    """Returns the feature maps of each stage: `min(round(width * growth**s), max_width)`, Python's `round()`."""
     return [min(round(point["width"] * point["growth"] ** s), point["max_width"]) for s in range(stages)]
 
 
-def resolve_stages(point):
-    """Returns the number of stages, resolving `"auto"`, or raises if R cannot be halved that often.
+def stage_blocks(point):
+    """Returns the blocks of each stage, a tuple with one entry per stage (`stages` resolved)."""
+    blocks = point["blocks_per_stage"]
+    return blocks if isinstance(blocks, tuple) else (blocks,) * point["stages"]
 
-    Every stage ends by halving the map (rounding up); `"auto"` stacks stages
-    until the map is smaller than 7 x 7, and at least one.
+
+def stem_size(point):
+    """Returns the side of the map the stem hands to the first stage."""
+    size, padding = point["resolution"], point["padding"]
+    if point["stem"] == "conv3":
+        size = _size(size, 3, 1, padding)
+    elif point["stem"] in ("conv7", "conv7_pool3"):
+        size = _size(size, 7, 2, padding)
+        size = _max_pool((size, size, 1), 3 if point["stem"] == "conv7_pool3" else 2, padding)[0][0]
+    return size
+
+
+def halves_last(point):
+    """Whether the last stage halves the map too: S stages then halve S times, else S - 1 times."""
+    return point["downsample"] != "block" and point["halve_last"]
+
+
+def resolve_stages(point):
+    """Returns the number of stages, resolving `"auto"`, or raises if the map cannot be halved that often.
+
+    A tuple `blocks_per_stage` fixes the number of stages. Halvings round the
+    map up (`padding="same"`) or down; `"auto"` stacks stages until the map is
+    smaller than 7 x 7, and at least one.
     """
-    size = point["resolution"]
-    if point["stem"] == "conv7":
-        size = math.ceil(math.ceil(size / 2) / 2)
-    halvings = 0  # how often `size` can still be halved (a 1 x 1 map cannot)
+    blocks = point["blocks_per_stage"]
+    stages = point["stages"]
+    if isinstance(blocks, tuple):
+        if stages not in ("auto", len(blocks)):
+            raise InfeasibleArchitecture(
+                "blocks_per_stage", blocks, f"gives blocks for {len(blocks)} stages, but stages={stages}"
+            )
+        stages = len(blocks)
+    size = stem_size(point)
+    if size < 1:
+        raise InfeasibleArchitecture("resolution", point["resolution"], f"too small for the stem {point['stem']!r}")
+    halve = math.ceil if point["padding"] == "same" else math.floor
     sizes = [size]
     while sizes[-1] > 1:
-        sizes.append(math.ceil(sizes[-1] / 2))
-        halvings += 1
-    if point["stages"] == "auto":
-        if halvings == 0:
+        sizes.append(halve(sizes[-1] / 2))
+    possible = len(sizes) - 1  # how often the map can be halved (a 1 x 1 map cannot)
+    if stages == "auto":
+        first_small = next(i for i, s in enumerate(sizes) if s < AUTO_STOP)
+        if not halves_last(point):
+            return first_small + 1
+        if possible == 0:
             raise InfeasibleArchitecture("resolution", point["resolution"], "too small for even one stage")
-        return max(1, next(i for i, s in enumerate(sizes) if s < AUTO_STOP))
-    if point["stages"] > halvings:
-        stem = " after the conv7 stem" if point["stem"] == "conv7" else ""
+        return max(1, first_small)
+    needed = stages if halves_last(point) else stages - 1
+    if needed > possible:
+        stem = f" after the {point['stem']} stem" if point["stem"] != "none" else ""
+        field = "blocks_per_stage" if isinstance(blocks, tuple) else "stages"
         raise InfeasibleArchitecture(
-            "stages",
-            point["stages"],
-            f"resolution {point['resolution']}{stem} ({size} x {size}) can be halved at most {halvings} times",
+            field,
+            point[field],
+            f"resolution {point['resolution']}{stem} ({size} x {size}) can be halved at most {possible} times"
+            + ("" if halves_last(point) else f", and {stages} stages halve it {needed} times"),
         )
-    return point["stages"]
+    return stages
 
 
 def _check_combinations(point):
-    if point["bottleneck"] and point["family"] != "resnet":
+    resnet = point["family"] == "resnet"
+    if point["bottleneck"] and not resnet:
         raise InfeasibleArchitecture("bottleneck", True, "bottleneck blocks exist only for family='resnet'")
+    if point["shortcut"] != "projection" and not resnet:
+        raise InfeasibleArchitecture("shortcut", point["shortcut"], "shortcuts exist only for family='resnet'")
+    if point["padding"] == "valid" and resnet:
+        raise InfeasibleArchitecture(
+            "padding", "valid", "a residual block adds its input to its output, so its convs must keep the map's size"
+        )
     if point["width"] > point["max_width"]:
         raise InfeasibleArchitecture("width", point["width"], f"above max_width={point['max_width']}")
     if point["bottleneck"] and point["width"] < 4:
@@ -220,60 +303,107 @@ def plan(point, input_shape, num_classes):
     _check_combinations(point)
     point["stages"] = resolve_stages(point)
 
-    net = _Planner(input_shape)
-    bn = point["batch_norm"]
+    net = _Planner(input_shape, point["padding"], point["batch_norm"])
     net.add("preprocess", "preprocess", resolution=point["resolution"])
     if point["augment"]:
         net.add("augment", "augment", shift=max(1, round(point["resolution"] / 8)))
-    if point["stem"] == "conv7":
-        net.conv_bn_relu("stem_conv", point["width"], 7, 2, bn)
-        net.add("stem_pool", "max_pool")
-    for s, width in enumerate(stage_widths(point, point["stages"]), start=1):
-        for b in range(1, point["blocks_per_stage"] + 1):
+    _stem(net, point)
+    stages = point["stages"]
+    for s, (width, blocks) in enumerate(zip(stage_widths(point, stages), stage_blocks(point)), start=1):
+        for b in range(1, blocks + 1):
+            stride = 2 if point["downsample"] == "block" and s > 1 and b == 1 else 1
             if point["family"] == "vgg":
-                net.conv_bn_relu(f"stage{s}_conv{b}", width, 3, 1, bn)
+                net.conv_bn_relu(f"stage{s}_conv{b}", width, 3, stride)
             else:
-                _residual_block(net, f"stage{s}_block{b}", width, point["bottleneck"], bn)
-        if point["downsample"] == "maxpool":
-            net.add(f"stage{s}_pool", "max_pool")
-        else:
-            net.conv_bn_relu(f"stage{s}_down", width, 3, 2, bn)
-    if point["head"] == "gap":
-        net.add("head_pool", "global_avg_pool")
-    else:
-        net.add("head_flatten", "flatten")
-        # Batch norm here too: without it, most hidden units die in the first steps.
-        net.add("head_hidden", "dense", units=point["head_units"], activation=None if bn else "relu", bias=not bn)
-        if bn:
-            net.add("head_hidden_bn", "batch_norm")
-            net.add("head_hidden_relu", "relu")
-    if point["dropout"] > 0:
-        net.add("head_dropout", "dropout", rate=point["dropout"])
-    net.add("predictions", "dense", units=num_classes, activation="softmax", bias=True)
+                _residual_block(net, f"stage{s}_block{b}", width, stride, point)
+        if point["downsample"] != "block" and (s < stages or point["halve_last"]):
+            if point["downsample"] == "maxpool":
+                net.add(f"stage{s}_pool", "max_pool", pool=2, padding=point["padding"])
+            else:
+                net.conv_bn_relu(f"stage{s}_down", width, 3, 2)
+    _head(net, point, num_classes)
     return Architecture(point, tuple(input_shape), num_classes, tuple(net.layers))
 
 
-def _residual_block(net, name, width, bottleneck, bn):
-    """Adds one residual block; a 1x1 projection shortcut where the width changes."""
-    block_input = net.last
-    if bottleneck:
-        net.conv_bn_relu(f"{name}_reduce", width // 4, 1, 1, bn)
-        net.conv_bn_relu(f"{name}_conv", width // 4, 3, 1, bn)
-        net.add(f"{name}_expand", "conv", filters=width, kernel=1, stride=1, bias=not bn)
+def _stem(net, point):
+    """Adds the stem's conv (and pool); `stem_width="auto"` gives it `width` maps."""
+    if point["stem"] == "none":
+        return
+    width = point["width"] if point["stem_width"] == "auto" else point["stem_width"]
+    if point["stem"] == "conv3":
+        net.conv_bn_relu("stem_conv", width, 3, 1)
+        return
+    net.conv_bn_relu("stem_conv", width, 7, 2)
+    net.add("stem_pool", "max_pool", pool=3 if point["stem"] == "conv7_pool3" else 2, padding=point["padding"])
+
+
+def _head(net, point, num_classes):
+    """Adds the head: global average pooling, or flatten and `head_layers` hidden layers; then the linear layer."""
+    bn, dropout = point["batch_norm"], point["dropout"]
+    if point["head"] == "gap":
+        net.add("head_pool", "global_avg_pool")
+        if dropout > 0:
+            net.add("head_dropout", "dropout", rate=dropout)
     else:
-        net.conv_bn_relu(f"{name}_conv1", width, 3, 1, bn)
-        net.add(f"{name}_conv2", "conv", filters=width, kernel=3, stride=1, bias=not bn)
-    if bn:
-        net.add(f"{name}_bn", "batch_norm")
-    main = net.last
+        net.add("head_flatten", "flatten")
+        layers = point["head_layers"]
+        for k in range(1, layers + 1):
+            name = "head_hidden" if layers == 1 else f"head_hidden{k}"
+            # Batch norm here too: without it, most hidden units die in the first steps.
+            net.add(name, "dense", units=point["head_units"], activation=None if bn else "relu", bias=not bn)
+            if bn:
+                net.add(f"{name}_bn", "batch_norm")
+                net.add(f"{name}_relu", "relu")
+            if dropout > 0:
+                net.add("head_dropout" if layers == 1 else f"head_dropout{k}", "dropout", rate=dropout)
+    net.add("predictions", "dense", units=num_classes, activation="softmax", bias=True)
+
+
+def _residual_block(net, name, width, stride, point):
+    """Adds one residual block; where it halves or widens, a projection or zero-padding shortcut.
+
+    The stride sits in the first 3x3 conv of a basic block and in the 3x3 of a bottleneck (torchvision's).
+    """
+    block_input = net.last
+    if point["bottleneck"]:
+        net.conv_bn_relu(f"{name}_reduce", width // 4, 1, 1)
+        net.conv_bn_relu(f"{name}_conv", width // 4, 3, stride)
+        last = net.add(f"{name}_expand", "conv", filters=width, kernel=1, stride=1, bias=not net.bn, padding="same")
+    else:
+        net.conv_bn_relu(f"{name}_conv1", width, 3, stride)
+        last = net.conv(f"{name}_conv2", width, 3, 1)
+    if net.bn:
+        last = net.add(f"{name}_bn", "batch_norm")
     shortcut = block_input
-    if net.shapes[block_input][-1] != width:
-        shortcut = net.add(
-            f"{name}_shortcut", "conv", inputs=[block_input], filters=width, kernel=1, stride=1, bias=not bn
-        )
-        if bn:
-            shortcut = net.add(f"{name}_shortcut_bn", "batch_norm")
-    net.add(f"{name}_add", "add", inputs=[main, shortcut])
+    channels = net.shapes[block_input][-1]
+    if stride > 1 or channels != width:
+        if point["shortcut"] == "zero_pad":
+            if channels > width:
+                raise InfeasibleArchitecture(
+                    "shortcut", "zero_pad", f"{name} narrows {channels} maps to {width}, which zero maps cannot do"
+                )
+            shortcut = net.add(
+                f"{name}_shortcut",
+                "zero_pad_shortcut",
+                inputs=[block_input],
+                stride=stride,
+                channels=channels,
+                filters=width,
+            )
+        else:
+            shortcut = net.add(
+                f"{name}_shortcut",
+                "conv",
+                inputs=[block_input],
+                filters=width,
+                kernel=1,
+                stride=stride,
+                bias=not net.bn,
+                padding="same",
+            )
+            if net.bn:
+                shortcut = net.add(f"{name}_shortcut_bn", "batch_norm")
+    net.add(f"{name}_add", "add", inputs=[last, shortcut])
     net.add(f"{name}_out", "relu")
 
 

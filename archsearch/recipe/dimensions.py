@@ -5,6 +5,7 @@ describe`, the README table) is driven from `DIMENSIONS`: adding a dimension
 is adding a row here, then teaching the builder what it builds.
 """
 
+import ast
 import dataclasses
 import math
 
@@ -26,6 +27,11 @@ class Dimension:
         high: for numbers, the largest allowed value (`None`: unbounded).
         open_high: whether `high` itself is excluded.
         auto: whether the string `"auto"` is allowed besides numbers.
+        per_stage: whether a tuple of values, one per stage, is allowed
+            besides one value for all stages.
+        quiet_default: whether `Space.to_dict()` leaves the dimension out
+            while it holds its default, so that a space written before the
+            dimension existed keeps its fingerprint (and its runs resume).
     """
 
     name: str
@@ -38,6 +44,8 @@ class Dimension:
     high: float = None
     open_high: bool = False
     auto: bool = False
+    per_stage: bool = False
+    quiet_default: bool = False
 
     def check(self, value, where=""):
         """Checks one concrete value and returns it, normalized.
@@ -47,11 +55,21 @@ class Dimension:
             where: text naming the place, prefixed to error messages.
 
         Returns:
-            The value, with ints accepted for float knobs.
+            The value, with ints accepted for float knobs and lists as tuples.
 
         Raises:
             SpaceError: naming the dimension, the value and what was expected.
         """
+        if self.per_stage and isinstance(value, (tuple, list)):
+            if not value:
+                raise SpaceError(f"{where}{self.name}={value!r}: expected {self.expected()}, with at least one stage")
+            try:
+                return tuple(self._check_one(v, where) for v in value)
+            except SpaceError:
+                raise SpaceError(f"{where}{self.name}={value!r}: expected {self.expected()}") from None
+        return self._check_one(value, where)
+
+    def _check_one(self, value, where):
         if self.auto and value == "auto":
             return value
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -70,6 +88,9 @@ class Dimension:
 
     def parse(self, text):
         """Turns the string form of a value (as in a CSV cell) back into a value."""
+        if self.per_stage:
+            value = ast.literal_eval(str(text).strip())
+            return tuple(value) if isinstance(value, (tuple, list)) else self.kind(value)
         if self.auto and text == "auto":
             return text
         if self.kind is bool:
@@ -89,7 +110,8 @@ class Dimension:
         if self.high is not None:
             bounds.append(f"{'<' if self.open_high else '<='} {self.high}")
         text += " " + " and ".join(bounds) if bounds else ""
-        return text + (" or 'auto'" if self.auto else "")
+        text += " or 'auto'" if self.auto else ""
+        return text + (", or a tuple of them, one per stage" if self.per_stage else "")
 
 
 def _recipe(name, kind, default, help, **kwargs):
@@ -116,47 +138,91 @@ DIMENSIONS = (
         "vgg: stages of plain 3x3 convs; resnet: stages of residual blocks",
         values=("vgg", "resnet"),
     ),
-    _recipe("width", int, 32, "feature maps in the first stage (and the stem)", low=1),
+    _recipe("width", int, 32, "feature maps in the first stage", low=1),
     _recipe("growth", float, 2.0, "width multiplier from one stage to the next", low=1.0, high=4.0),
     _recipe("max_width", int, 512, "cap on the feature maps of any stage", low=1),
     _recipe(
         "stages",
         int,
         "auto",
-        "stages, each ending in a halving; 'auto' stacks them until the map is below 7 x 7",
+        "stages of blocks; 'auto' stacks them until the map is below 7 x 7",
         low=1,
         auto=True,
     ),
-    _recipe("blocks_per_stage", int, 2, "3x3 convs (vgg) or residual blocks (resnet) per stage", low=1),
+    _recipe(
+        "blocks_per_stage",
+        int,
+        2,
+        "3x3 convs (vgg) or residual blocks (resnet) per stage; a tuple gives each stage its own, e.g. (3, 4, 6, 3)",
+        low=1,
+        per_stage=True,
+    ),
     _recipe(
         "downsample",
         str,
         "maxpool",
-        "the halving at the end of each stage: 2x2/2 max-pool or a 3x3/2 conv",
-        values=("maxpool", "strided"),
+        "how stages halve the map: maxpool or strided (a 2x2/2 max-pool or a 3x3/2 conv ending each stage); "
+        "block (stride 2 in the first block of stages 2 to S, as ResNets do)",
+        values=("maxpool", "strided", "block"),
+    ),
+    _recipe(
+        "halve_last",
+        bool,
+        True,
+        "maxpool and strided: whether the last stage ends in its halving too (False: S stages halve S-1 times)",
+        quiet_default=True,
+    ),
+    _recipe(
+        "padding",
+        str,
+        "same",
+        "same: Keras's (maps shrink only by strides, rounding up); valid: none (a 3x3 conv takes 2 pixels off, "
+        "pools round down); torch: PyTorch's, kernel // 2 zeros on each side (pools round down)",
+        values=("same", "valid", "torch"),
+        quiet_default=True,
     ),
     _recipe(
         "batch_norm",
         bool,
         True,
-        "batch normalization after every conv and the mlp head's hidden layer (which then have no bias)",
+        "batch normalization after every conv and the mlp head's hidden layers (which then have no bias)",
     ),
     _recipe(
         "stem",
         str,
         "none",
-        "none, or conv7: a 7x7/2 conv and a 2x2/2 max-pool before the stages (for large R)",
-        values=("none", "conv7"),
+        "layers before the stages: none; conv3 (a 3x3 conv, CIFAR ResNets); conv7 (a 7x7/2 conv and a 2x2/2 "
+        "max-pool); conv7_pool3 (a 7x7/2 conv and a 3x3/2 max-pool, ImageNet ResNets)",
+        values=("none", "conv3", "conv7", "conv7_pool3"),
+    ),
+    _recipe(
+        "stem_width",
+        int,
+        "auto",
+        "feature maps of the stem's conv; 'auto': width",
+        low=1,
+        auto=True,
+        quiet_default=True,
     ),
     _recipe("bottleneck", bool, False, "resnet only: 1x1 reduce to width/4, 3x3, 1x1 expand blocks"),
+    _recipe(
+        "shortcut",
+        str,
+        "projection",
+        "resnet only, where a block halves or widens: projection (a 1x1 conv with the stride, option B) "
+        "or zero_pad (subsample and append zero maps, parameter-free, option A)",
+        values=("projection", "zero_pad"),
+        quiet_default=True,
+    ),
     _recipe(
         "head",
         str,
         "gap",
-        "gap: global average pooling + linear; mlp: flatten + hidden dense + linear",
+        "gap: global average pooling + linear; mlp: flatten + hidden dense layers + linear",
         values=("gap", "mlp"),
     ),
-    _recipe("head_units", int, 64, "hidden units of the mlp head (unused by gap)", low=1),
+    _recipe("head_units", int, 64, "units of each hidden layer of the mlp head (unused by gap)", low=1),
+    _recipe("head_layers", int, 1, "hidden layers of the mlp head (unused by gap)", low=1, high=8, quiet_default=True),
     _train("epochs", int, 10, "training epochs per trial", low=1),
     _train("batch_size", int, 128, "images per gradient step", low=1),
     _train("optimizer", str, "adam", "adam, adamw or sgd (Nesterov momentum 0.9)", values=("adam", "adamw", "sgd")),
@@ -169,7 +235,15 @@ DIMENSIONS = (
         values=("constant", "cosine"),
     ),
     _train("weight_decay", float, 0.0, "decoupled weight decay passed to the optimizer (0: none)", low=0.0, high=1.0),
-    _train("dropout", float, 0.0, "dropout rate before the final linear layer", low=0.0, high=1.0, open_high=True),
+    _train(
+        "dropout",
+        float,
+        0.0,
+        "dropout rate after each hidden layer of the mlp head, or before the gap head's linear layer",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+    ),
     _train(
         "augment", bool, False, "random shift by up to R/8 pixels (pad-and-crop) and horizontal flip, in training only"
     ),
@@ -187,6 +261,15 @@ TUNERS = {
     "bayesian": ("Tuner", "BayesianOptimizationOracle"),
     "hyperband": ("Hyperband", "HyperbandOracle"),
 }
+
+
+def point_of(row):
+    """Returns the point a table row holds (a `trials.csv` or `leaderboard.csv` row, a dict or a Series).
+
+    Each dimension is parsed from its cell's text; dimensions missing from the
+    row (tables written before they existed) take their defaults.
+    """
+    return {d.name: d.parse(str(row[d.name])) if d.name in row else d.default for d in DIMENSIONS}
 
 
 def defaults():

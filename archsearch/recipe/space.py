@@ -35,8 +35,10 @@ class Choice:
     values: tuple
 
     def register(self, hp, dimension):
-        # Keras Tuner wants one type per Choice: mixed ones (2, 3, "auto") go as strings.
-        if len({type(v) for v in self.values}) > 1:
+        # Keras Tuner wants one type per Choice, and no tuples: mixed ones (2, 3, "auto") and per-stage
+        # blocks ((2, 2), (3, 4)) go as strings.
+        types = {type(v) for v in self.values}
+        if len(types) > 1 or tuple in types:
             text = hp.Choice(dimension.name, [str(v) for v in self.values])
             return dimension.parse(text)
         return hp.Choice(dimension.name, list(self.values))
@@ -401,7 +403,11 @@ class Space:
         return {
             "name": self.name,
             "data": self.data.to_dict(),
-            "dimensions": {n: v.describe() if hasattr(v, "describe") else v for n, v in self.declarations().items()},
+            "dimensions": {
+                n: v.describe() if hasattr(v, "describe") else v
+                for n, v in self.declarations().items()
+                if not (dimensions.BY_NAME[n].quiet_default and v == dimensions.BY_NAME[n].default)
+            },
             "search": dataclasses.asdict(self.search),
             "retrain": dataclasses.asdict(self.retrain),
         }

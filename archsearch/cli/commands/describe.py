@@ -66,7 +66,7 @@ def handle(args):
             "description": space.description,
             "input_shape": list(shape),
             "num_classes": num_classes,
-            "dimensions": space.to_dict()["dimensions"],
+            "dimensions": {n: v.describe() if hasattr(v, "describe") else v for n, v in space.declarations().items()},
             "architectures": None if math.isinf(size) else size,
             "samples": json.loads(sampled.to_json(orient="records")),
         }
