@@ -22,6 +22,7 @@ from archsearch.data import Data
 from archsearch.errors import ArchsearchError, SpaceError
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import check_constraints, plan
+from archsearch.recipe.presets import preset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,13 +36,22 @@ class Choice:
     values: tuple
 
     def register(self, hp, dimension):
+        if self._as_text():
+            return dimension.parse(hp.Choice(dimension.name, [str(v) for v in self.values]))
+        return hp.Choice(dimension.name, list(self.values))
+
+    def _as_text(self):
         # Keras Tuner wants one type per Choice, and no tuples: mixed ones (2, 3, "auto") and per-stage
         # blocks ((2, 2), (3, 4)) go as strings.
         types = {type(v) for v in self.values}
-        if len(types) > 1 or tuple in types:
-            text = hp.Choice(dimension.name, [str(v) for v in self.values])
-            return dimension.parse(text)
-        return hp.Choice(dimension.name, list(self.values))
+        return len(types) > 1 or tuple in types
+
+    def hp_value(self, value):
+        """Returns one of the values as Keras Tuner's `HyperParameters` hold it."""
+        return str(value) if self._as_text() else value
+
+    def allows(self, value):
+        return value in self.values
 
     def draw(self, rng):
         return self.values[rng.integers(len(self.values))]
@@ -64,6 +74,12 @@ class IntRange:
     def register(self, hp, dimension):
         return hp.Int(dimension.name, self.low, self.high, step=self.step)
 
+    def hp_value(self, value):
+        return value
+
+    def allows(self, value):
+        return type(value) is int and self.low <= value <= self.high and (value - self.low) % self.step == 0
+
     def draw(self, rng):
         return self.low + self.step * int(rng.integers(self.size()))
 
@@ -84,6 +100,12 @@ class FloatRange:
 
     def register(self, hp, dimension):
         return hp.Float(dimension.name, self.low, self.high, sampling=self.sampling)
+
+    def hp_value(self, value):
+        return float(value)
+
+    def allows(self, value):
+        return isinstance(value, (int, float)) and self.low <= value <= self.high
 
     def draw(self, rng):
         if self.sampling == "log":
@@ -181,6 +203,28 @@ class Recipe(_Section):
 
     group = "recipe"
 
+    @classmethod
+    def preset(cls, name, **overrides):
+        """Returns the recipe of a named network, with `overrides` declared over it.
+
+        `archsearch presets` lists the names. A preset's training knobs (VGG's
+        dropout of 0.5) are not architecture: declare them in `Train`.
+
+        Args:
+            name: a preset's name, e.g. `"resnet18"`.
+            **overrides: dimensions to fix or search instead of the preset's values.
+
+        Returns:
+            A `Recipe`.
+
+        Example:
+
+        ```python
+        Recipe.preset("resnet18", width=choice(32, 64), resolution=64)
+        ```
+        """
+        return cls(**{**preset(name, "recipe").recipe, **overrides})
+
 
 class Train(_Section):
     """The training knobs of a space; unnamed ones take their defaults.
@@ -208,6 +252,8 @@ class Search:
         max_consecutive_failures: stop the search after this many trials in a
             row fail (infeasible samples do not count).
         seed: seed of the tuner's sampling.
+        start_from: names of presets (`archsearch presets`) to try first, in
+            order, before the tuner samples; each must lie in the space.
     """
 
     tuner: str = "random"
@@ -216,6 +262,7 @@ class Search:
     max_flops: int = None
     max_consecutive_failures: int = 5
     seed: int = 0
+    start_from: tuple = ()
 
     def __post_init__(self):
         if self.tuner not in dimensions.TUNERS:
@@ -227,6 +274,12 @@ class Search:
             if getattr(self, name) is not None:
                 _check_positive_int(f"search: {name}", getattr(self, name))
         _check_int("search: seed", self.seed)
+        object.__setattr__(self, "start_from", _preset_names("search: start_from", self.start_from))
+        if len(self.start_from) > self.max_trials:
+            raise SpaceError(
+                f"search: start_from has {len(self.start_from)} presets but max_trials={self.max_trials}; "
+                "raise max_trials or start from fewer"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,17 +292,34 @@ class Retrain:
             the space's `Train`.
         seeds: retrainings per architecture, from seed 0 up; test figures are
             given as mean and standard deviation over them.
+        references: names of presets (`archsearch presets`) to train beside
+            the winners, fitted to the data's image size and classes, under
+            the same protocol and seeds: unranked `reference:<name>` rows.
     """
 
     top_k: int = 3
     epochs: int = None
     seeds: int = 3
+    references: tuple = ()
 
     def __post_init__(self):
         _check_positive_int("retrain: top_k", self.top_k)
         _check_positive_int("retrain: seeds", self.seeds)
         if self.epochs is not None:
             _check_positive_int("retrain: epochs", self.epochs)
+        object.__setattr__(self, "references", _preset_names("retrain: references", self.references))
+
+
+def _preset_names(where, names):
+    """Checks a tuple of preset names (a lone string is one name); returns it as a tuple."""
+    names = (names,) if isinstance(names, str) else names
+    if not isinstance(names, (tuple, list)):
+        raise SpaceError(f"{where}={names!r}: expected a tuple of preset names, e.g. ('resnet20',)")
+    for name in names:
+        preset(name, where)
+    if len(set(names)) != len(names):
+        raise SpaceError(f"{where}={tuple(names)!r}: names repeat")
+    return tuple(names)
 
 
 def _check_int(where, value):
@@ -311,11 +381,46 @@ class Space:
         ):
             if not isinstance(getattr(self, field), kind):
                 raise SpaceError(f"space: {field}={getattr(self, field)!r}: expected {kind.__name__}(...)")
+        self.start_points()  # refuses presets that lie outside the space
         if self.search.tuner == "hyperband" and not self.searched():  # Keras Tuner's Hyperband would start no trial
             raise SpaceError(
                 "search: tuner='hyperband' shares epochs among many architectures, but this space fixes every "
                 "dimension: vary one with choice(...) or a range, or train its one architecture with tuner='random'"
             )
+
+    def start_points(self):
+        """Returns the searched dimensions' values at each of `search.start_from`'s presets, in order.
+
+        A preset's architecture dimensions must lie in the space. Its
+        resolution (the size of its source's images) and its training knobs
+        are kept where the space allows them; elsewhere the space decides.
+        Dimensions a preset does not name take the tuner's defaults.
+
+        Returns:
+            A list of dicts from searched dimension name to value, as Keras
+            Tuner's `HyperParameters` hold them.
+
+        Raises:
+            SpaceError: naming the preset and the dimension outside the space.
+        """
+        declared = self.declarations()
+        points = []
+        for name in self.search.start_from:
+            item, values = preset(name), {}
+            for dimension, value in {**item.recipe, **item.train}.items():
+                declaration = declared[dimension]
+                searched = isinstance(declaration, (Choice, IntRange, FloatRange))
+                inside = declaration.allows(value) if searched else declaration == value
+                if not inside and dimension != "resolution" and dimensions.BY_NAME[dimension].group == "recipe":
+                    described = declaration.describe() if searched else repr(declaration)
+                    raise SpaceError(
+                        f"search: start_from={name!r}: the preset's {dimension}={value!r} lies outside the space "
+                        f"({dimension}={described}); declare it in Recipe(...) or start from another preset"
+                    )
+                if inside and searched:
+                    values[dimension] = declaration.hp_value(value)
+            points.append(values)
+        return points
 
     def declarations(self):
         """Returns a dict of every dimension's fixed value or declaration, in table order."""
@@ -408,8 +513,9 @@ class Space:
                 for n, v in self.declarations().items()
                 if not (dimensions.BY_NAME[n].quiet_default and v == dimensions.BY_NAME[n].default)
             },
-            "search": dataclasses.asdict(self.search),
-            "retrain": dataclasses.asdict(self.retrain),
+            # Left out while empty, so that spaces written before them keep their fingerprints.
+            "search": {k: v for k, v in dataclasses.asdict(self.search).items() if k != "start_from" or v},
+            "retrain": {k: v for k, v in dataclasses.asdict(self.retrain).items() if k != "references" or v},
         }
 
     def fingerprint(self):
