@@ -8,11 +8,13 @@ from archsearch.recipe.dimensions import DIMENSIONS
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
-def test_readme_documents_every_dimension_as_defined():
+def test_readme_documents_every_dimension_as_defined_in_table_order():
+    rows = ["| dimension | group | default | allowed | what it does |", "|---|---|---|---|---|"]
     for d in DIMENSIONS:
         default = repr(d.default) if isinstance(d.default, str) else d.default
-        row = f"| `{d.name}` | {d.group} | `{default}` | {d.expected()} | {d.help} |"
-        assert row in README, f"README's dimension table is out of date for {d.name}:\n{row}"
+        rows.append(f"| `{d.name}` | {d.group} | `{default}` | {d.expected()} | {d.help} |")
+    table = "\n".join(rows) + "\n\n"
+    assert table in README, f"README's dimension table is out of date; it should read:\n{table}"
 
 
 def test_readme_gives_the_test_command_that_ci_runs():
@@ -28,3 +30,10 @@ def test_files_a_user_clones_name_only_files_in_the_repository():
             assert (root / mentioned).exists() or (root / name).parent.joinpath(mentioned).exists(), (
                 f"{name} names {mentioned}, which a clone lacks"
             )
+
+
+def test_readme_gives_every_preset_with_its_trainable_parameters():
+    from archsearch.recipe.presets import presets_table
+
+    for row in presets_table():
+        assert f"`{row['name']}`" in README and f"{row['trainable_params']:,}" in README, row["name"]
