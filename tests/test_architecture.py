@@ -3,7 +3,7 @@
 import pytest
 
 from archsearch.errors import InfeasibleArchitecture
-from archsearch.recipe.architecture import _conv, check_constraints, plan, resolve_stages
+from archsearch.recipe.architecture import _conv, check_constraints, halved, plan, resolve_stages
 from archsearch.recipe.dimensions import defaults
 
 SMALL_VGG = dict(family="vgg", resolution=32, width=16, stages=2, blocks_per_stage=1)
@@ -98,13 +98,65 @@ def test_width_grows_and_is_capped():
         (dict(resolution=224), 6, 4),
         (dict(resolution=224, stem="conv7"), 4, 4),
         (dict(resolution=96), 4, 6),
+        # S stages halving S - 1 times: one stage more for the same last map.
+        (dict(resolution=32, halve_last=False), 4, 4),
+        (dict(resolution=32, family="resnet", downsample="block"), 4, 4),
+        (dict(resolution=224, family="resnet", downsample="block", stem="conv7_pool3", padding="torch"), 5, 4),
+        # PyTorch's padding: a 3x3/2 conv rounds up (13, 7, 4), its 2x2/2 pools down (13, 6).
+        (dict(resolution=13, family="resnet", downsample="block", padding="torch", blocks_per_stage=1), 3, 4),
+        (dict(resolution=13, downsample="strided", padding="torch", blocks_per_stage=1), 2, 4),
+        (dict(resolution=13, padding="torch", blocks_per_stage=1), 1, 6),
     ],
 )
 def test_auto_stages_stop_below_7x7(point, stages, final):
+    def last_map(arch):
+        return [layer.shape for layer in arch.layers if len(layer.shape) == 3][-1]
+
     arch = plan({**point, "stages": "auto"}, (32, 32, 3), 10)
     assert arch.point["stages"] == stages
-    last_map = [layer.shape for layer in arch.layers if len(layer.shape) == 3][-1]
-    assert last_map[0] == final < 7
+    assert last_map(arch)[0] == final < 7
+    if stages > 1:  # and not a stage more than that
+        assert last_map(plan({**point, "stages": stages - 1}, (32, 32, 3), 10))[0] >= 7
+
+
+@pytest.mark.parametrize(
+    "padding, downsample, sides",
+    [
+        ("same", "maxpool", [13, 7, 4, 2, 1]),
+        ("same", "strided", [13, 7, 4, 2, 1]),
+        ("torch", "maxpool", [13, 6, 3, 1]),
+        ("torch", "strided", [13, 7, 4, 2, 1]),
+        ("torch", "block", [13, 7, 4, 2, 1]),
+        ("valid", "maxpool", [13, 6, 3, 1]),
+        ("valid", "strided", [13, 6, 2]),
+    ],
+)
+def test_each_halving_gives_the_side_its_layer_gives(padding, downsample, sides):
+    point = {**defaults(), "padding": padding, "downsample": downsample}
+    found = [13]
+    while len(found) < len(sides):
+        found.append(halved(found[-1], point))
+    assert found == sides
+    # The planner's halving layers give those sides too, from whatever side their input has.
+    arch = plan({**point, "resolution": 32, "stages": 3, "blocks_per_stage": 1}, (32, 32, 3), 10)
+    shapes = {layer.name: layer.shape for layer in arch.layers}
+    halvings = [
+        layer
+        for layer in arch.layers
+        if layer.kind == "max_pool" or layer.kind == "conv" and layer.config["stride"] == 2
+    ]
+    assert len(halvings) == (2 if downsample == "block" else 3)
+    for layer in halvings:
+        assert layer.shape[0] == halved(shapes[layer.inputs[0]][0], point), layer.name
+
+
+def test_fixed_stages_are_checked_against_the_sides_the_halving_layers_give():
+    # 5, 3, 2, 1 under PyTorch's padding (its 3x3/2 convs round up): 4 stages halving in blocks fit.
+    point = dict(family="resnet", downsample="block", padding="torch", resolution=5, width=8, blocks_per_stage=1)
+    arch = plan({**point, "stages": 4}, (5, 5, 3), 10)
+    assert [layer.shape[0] for layer in arch.layers if layer.name.endswith("_out")] == [5, 3, 2, 1]
+    with pytest.raises(InfeasibleArchitecture, match=r"stages=5: .* at most 3 times"):
+        plan({**point, "stages": 5}, (5, 5, 3), 10)
 
 
 def test_output_shapes_and_preprocessing_resolution():
