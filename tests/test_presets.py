@@ -21,7 +21,7 @@ import pytest
 from keras import layers
 
 from archsearch import Recipe, Space, choice
-from archsearch.cli.commands.presets import MAX_WIDTH
+from archsearch.cli.commands.presets import MAX_WIDTH, table
 from archsearch.cli.main import main
 from archsearch.errors import SpaceError
 from archsearch.model.builder import build_model
@@ -364,6 +364,17 @@ def test_presets_table_fits_120_columns_with_thousands_separators(capsys):
     assert "138,357,544" in row and "30,940,528,640" in row and "1,000" in row
     assert "269,722" in next(line for line in lines if line.split()[:1] == ["resnet20"])
     assert "Simonyan & Zisserman 2015" in out and "option A" in out
+
+
+def test_a_narrower_table_wraps_the_sources_at_their_spaces_or_leaves_them_out():
+    rows = presets_table()
+    words = {word for row in rows for word in row["source"].split()}
+    for width in (104, 110):
+        lines = table(rows, width).splitlines()
+        assert max(map(len, lines)) <= width and "source" in lines[1]
+        assert {word for line in lines[2:] for word in line.split()} >= words  # no word broken across lines
+    narrow = table(rows, 80)
+    assert max(map(len, narrow.splitlines())) <= 80 and "source" not in narrow and "60,192,808" in narrow
 
 
 def test_describe_summary_of_a_resnet50_space_shows_its_feature_maps(tmp_path, capsys):

@@ -25,7 +25,8 @@ def table(rows, width=MAX_WIDTH):
         width: the most columns to use.
 
     Returns:
-        The table as text, no line wider than `width`.
+        The table as text, no line wider than `width` where the counts fit
+        (the sources wrap at their spaces, or go where their longest word would not fit).
     """
     from rich import box
     from rich.console import Console
@@ -35,13 +36,17 @@ def table(rows, width=MAX_WIDTH):
     cells = [[row["name"], row["input_shape"], *(f"{row[name]:,}" for name in counts)] for row in rows]
     grid = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     headers = ("name", "input shape", "classes", "params", "trainable params", "FLOPs")
-    for i, header in enumerate(headers):
-        # As wide as the values, no wider: a longer header wraps at its space, leaving the source room.
-        fit = max(max(len(row[i]) for row in cells), *map(len, header.split()))
+    # As wide as the values, no wider: a longer header wraps at its space, leaving the source room.
+    fits = [max(max(len(row[i]) for row in cells), *map(len, header.split())) for i, header in enumerate(headers)]
+    for i, (header, fit) in enumerate(zip(headers, fits)):
         grid.add_column(header, justify="left" if i < 2 else "right", width=fit)
-    grid.add_column("source", overflow="fold")  # the one column whose values wrap, at their spaces
-    for row, item in zip(cells, rows):
-        grid.add_row(*row, item["source"])
+    room = width - sum(fit + 2 for fit in fits) - 2  # each column's padding and divider, and the edges
+    longest = max(len(word) for row in rows for word in row["source"].split())
+    if room >= longest:  # else the sources go (CSV and JSON have them), rather than break their words
+        grid.add_column("source", overflow="fold")  # the one column whose values wrap, at their spaces
+        cells = [[*row, item["source"]] for row, item in zip(cells, rows)]
+    for row in cells:
+        grid.add_row(*row)
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None, force_terminal=False, soft_wrap=False).print(grid)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()).strip("\n")
