@@ -3,11 +3,12 @@
 import math
 
 import keras_tuner
+import pandas as pd
 import pytest
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice, int_range, log_uniform, uniform
 from archsearch.errors import SpaceError
-from archsearch.recipe.dimensions import DIMENSIONS, RECIPE, TRAIN
+from archsearch.recipe.dimensions import BY_NAME, DIMENSIONS, RECIPE, TRAIN, defaults, point_of
 from archsearch.recipe.space import load_space
 
 
@@ -193,3 +194,69 @@ def test_one_registry_of_tuners_for_validation_the_command_line_and_make_tuner()
     for name in dimensions.TUNERS:
         tuner_class, oracle_class = tuner_classes(name)
         assert issubclass(tuner_class, keras_tuner.Tuner) and issubclass(oracle_class, keras_tuner.Oracle)
+
+
+def test_a_choice_of_per_stage_tuples_goes_through_keras_tuner_and_comes_back_a_tuple():
+    space = make_space(blocks_per_stage=choice((2, 2), (3, 4)))
+    hp = keras_tuner.HyperParameters()
+    point = space.sample(hp)
+    assert point["blocks_per_stage"] == (2, 2) and type(point["blocks_per_stage"]) is tuple
+    (declared,) = [p for p in hp.space if p.name == "blocks_per_stage"]
+    assert type(declared).__name__ == "Choice" and declared.values == ["(2, 2)", "(3, 4)"]  # Keras Tuner's own
+    hp.values["blocks_per_stage"] = "(3, 4)"  # as a tuner sets the next trial
+    assert space.sample(hp)["blocks_per_stage"] == (3, 4)
+    assert {p["blocks_per_stage"] for p in space.random_points(20, seed=2)} == {(2, 2), (3, 4)}
+    assert space.architecture(space.sample(hp), (32, 32, 3), 10).point["stages"] == 2
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Recipe(blocks_per_stage=(2, 0)), r"blocks_per_stage=\(2, 0\): expected an int >= 1, or a tuple"),
+        (lambda: Recipe(blocks_per_stage=()), r"blocks_per_stage=\(\): .*at least one stage"),
+        (lambda: Recipe(blocks_per_stage=choice((2, 2), (2, 2))), "values repeat"),
+        (lambda: Recipe(width=(16, 32)), r"width=\(16, 32\): expected an int >= 1$"),  # one width, not per stage
+        (lambda: Recipe(padding="reflect"), "padding='reflect': expected one of 'same', 'valid', 'torch'"),
+        (lambda: Recipe(shortcut="identity"), "shortcut='identity': expected one of 'projection', 'zero_pad'"),
+        (lambda: Recipe(stem="conv5"), "stem='conv5': expected one of 'none', 'conv3', 'conv7', 'conv7_pool3'"),
+        (lambda: Recipe(stem_width="wide"), r"stem_width='wide': expected an int >= 1 or 'auto'"),
+        (lambda: Recipe(head_layers=0), r"head_layers=0: expected an int >= 1 and <= 8"),
+        (lambda: Recipe(downsample="avgpool"), "downsample='avgpool': expected one of 'maxpool', 'strided', 'block'"),
+    ],
+)
+def test_bad_values_of_the_new_dimensions_name_the_field(make, message):
+    with pytest.raises(SpaceError, match=message):
+        make()
+
+
+def test_dimension_parse_reads_per_stage_tuples_and_single_values_back():
+    blocks = BY_NAME["blocks_per_stage"]
+    assert blocks.parse("(2, 2, 3)") == (2, 2, 3) and type(blocks.parse("(2, 2, 3)")) is tuple
+    assert blocks.parse("[3, 4]") == (3, 4)
+    assert blocks.parse("2") == 2 and type(blocks.parse(" 2 ")) is int
+    assert BY_NAME["stem_width"].parse("auto") == "auto" and BY_NAME["stem_width"].parse("64") == 64
+    assert BY_NAME["halve_last"].parse("False") is False and BY_NAME["halve_last"].parse("True") is True
+
+
+def test_point_of_a_row_written_before_the_new_dimensions_takes_their_defaults():
+    row = {**{name: str(value) for name, value in defaults().items()}, "blocks_per_stage": "(3, 4, 6, 3)"}
+    for name in ("halve_last", "padding", "stem_width", "shortcut", "head_layers"):
+        del row[name]
+    point = point_of(row)
+    assert point["blocks_per_stage"] == (3, 4, 6, 3)
+    assert (point["halve_last"], point["padding"], point["stem_width"], point["shortcut"], point["head_layers"]) == (
+        True,
+        "same",
+        "auto",
+        "projection",
+        1,
+    )
+    assert point_of(pd.Series({**row, "padding": "torch"}))["padding"] == "torch"  # a Series, as read from a CSV
+
+
+def test_the_new_dimensions_stay_out_of_the_fingerprint_only_at_their_defaults():
+    before = make_space().to_dict()["dimensions"]
+    assert not {"halve_last", "padding", "stem_width", "shortcut", "head_layers"} & set(before)
+    assert make_space(padding="torch").fingerprint() != make_space().fingerprint()
+    assert make_space(padding="same").fingerprint() == make_space().fingerprint()
+    assert make_space(head_layers=choice(1, 2)).to_dict()["dimensions"]["head_layers"] == "choice(1, 2)"

@@ -1,4 +1,4 @@
-"""The `archsearch` command line: run, worker, runs, describe, data, leaderboard, report, export, predict.
+"""The `archsearch` command line: run, worker, runs, describe, presets, data, leaderboard, report, export, predict.
 
 Each command is a module of `archsearch.cli.commands`, which imports what it
 needs only when it runs. Errors that archsearch understands (a bad space
@@ -9,11 +9,11 @@ with status 2; `--debug` shows the traceback instead.
 import argparse
 import sys
 
-from archsearch.cli.commands import data, describe, export, leaderboard, predict, report, run, runs, worker
+from archsearch.cli.commands import data, describe, export, leaderboard, predict, presets, report, run, runs, worker
 from archsearch.cli.console import interrupt_outside_gc_callbacks, quiet
 from archsearch.errors import ArchsearchError
 
-COMMANDS = (run, worker, describe, data, runs, leaderboard, report, export, predict)  # in --help's order
+COMMANDS = (run, worker, describe, presets, data, runs, leaderboard, report, export, predict)  # in --help's order
 
 
 def _parser():

@@ -207,12 +207,26 @@ def halves_last(point):
     return point["downsample"] != "block" and point["halve_last"]
 
 
+def halved(size, point):
+    """Returns a map's side after one halving of the point's kind: a 2x2/2 max-pool or a 3x3/2 conv.
+
+    Keras's `same` rounds up. Without padding, both round down and the conv
+    takes a pixel more (`(n - 3) // 2 + 1`); PyTorch's padding of 1 makes the
+    conv round up, as `same` does, while its 2x2 pools have none and round down.
+    """
+    if point["downsample"] == "maxpool":
+        return _max_pool((size, size, 1), 2, point["padding"])[0][0]
+    return _size(size, 3, 2, point["padding"])
+
+
 def resolve_stages(point):
     """Returns the number of stages, resolving `"auto"`, or raises if the map cannot be halved that often.
 
-    A tuple `blocks_per_stage` fixes the number of stages. Halvings round the
-    map up (`padding="same"`) or down; `"auto"` stacks stages until the map is
-    smaller than 7 x 7, and at least one.
+    A tuple `blocks_per_stage` fixes the number of stages. Each halving gives
+    the map the side its layer gives it (`halved()`); `"auto"` stacks stages
+    until the map is smaller than 7 x 7, and at least one. What `padding="valid"`
+    takes off in the stages' other convs is not counted here: `plan()` names
+    `padding` where it leaves no map.
     """
     blocks = point["blocks_per_stage"]
     stages = point["stages"]
@@ -225,10 +239,9 @@ def resolve_stages(point):
     size = stem_size(point)
     if size < 1:
         raise InfeasibleArchitecture("resolution", point["resolution"], f"too small for the stem {point['stem']!r}")
-    halve = math.ceil if point["padding"] == "same" else math.floor
     sizes = [size]
-    while sizes[-1] > 1:
-        sizes.append(halve(sizes[-1] / 2))
+    while sizes[-1] > 1 and halved(sizes[-1], point) >= 1:
+        sizes.append(halved(sizes[-1], point))
     possible = len(sizes) - 1  # how often the map can be halved (a 1 x 1 map cannot)
     if stages == "auto":
         first_small = next(i for i, s in enumerate(sizes) if s < AUTO_STOP)
