@@ -18,3 +18,14 @@ def test_debug_turns_keras_tuners_tracebacks_on_for_the_whole_command(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "True"
+
+
+def test_a_reader_that_goes_away_gets_no_traceback():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "archsearch", "presets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.readline()
+    process.stdout.close()  # as `archsearch presets | head -1` does
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

@@ -7,6 +7,7 @@ with status 2; `--debug` shows the traceback instead.
 """
 
 import argparse
+import os
 import sys
 
 from archsearch.cli.commands import data, describe, export, leaderboard, predict, presets, report, run, runs, worker
@@ -64,3 +65,8 @@ def console_main():
             file=sys.stderr,
         )
         return 130
+    except BrokenPipeError:
+        # The reader went away (`archsearch presets | head`): stop quietly, as Unix tools do, with
+        # standard output pointed at /dev/null so that Python's flush at exit does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
