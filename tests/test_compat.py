@@ -180,6 +180,33 @@ def test_a_reloaded_oracle_queues_the_trials_that_were_running(tmp_path):
     assert kt_compat.retry_queue(reloaded) == [running.trial_id] and reloaded.ongoing_trials == {}
 
 
+@pytest.mark.parametrize(
+    "oracle_class",
+    [
+        keras_tuner.oracles.RandomSearchOracle,
+        keras_tuner.oracles.BayesianOptimizationOracle,
+        keras_tuner.oracles.HyperbandOracle,
+    ],
+)
+def test_every_oracle_draws_fresh_values_through_random_values_which_given_values_replace(tmp_path, oracle_class):
+    class Given(kt_compat.GivenValuesFirst, oracle_class):
+        given = [{"x": 0.25}]
+
+        def given_values(self):
+            return self.given.pop(0) if self.given else None
+
+    oracle, plain = fresh_oracle(tmp_path / "given", Given), fresh_oracle(tmp_path / "plain", oracle_class)
+    first = oracle.create_trial("a")
+    assert first.status == "RUNNING" and first.hyperparameters.values["x"] == 0.25
+    if oracle_class is keras_tuner.oracles.HyperbandOracle:  # with its schedule, as for values it draws
+        assert {"tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round"} <= set(
+            first.hyperparameters.values
+        )
+    assert oracle._duplicate(first.hyperparameters.values)  # recorded as tried: no draw repeats them
+    # Then the oracle draws, from the random state it started with: as a plain one's first draw.
+    assert oracle.create_trial("b").hyperparameters.values == plain.create_trial("b").hyperparameters.values
+
+
 def test_trial_ids_are_padded_to_the_width_of_max_trials_read_at_every_create_trial(tmp_path):
     oracle = fresh_oracle(tmp_path, max_trials=100)
     assert oracle.create_trial("a").trial_id == "000"

@@ -14,7 +14,9 @@ tuners still asking) and the retry queue (`retry_queue()`, the ids
 `create_trial` hands out before sampling, last first). Keras Tuner reads
 `max_trials` at every `create_trial`, both to stop and as the width its trial
 ids are padded to (`len(str(max_trials))`): the budget policy sets it to fix
-that width.
+that width. A new trial's values, where Keras Tuner draws them fresh, come
+from `Oracle._random_values()` in each of those oracles: `GivenValuesFirst`
+hands out given values there first.
 """
 
 import functools
@@ -110,6 +112,35 @@ def set_retry_queue(oracle, trial_ids):
     Written against keras-tuner 1.4.7-1.4.8.
     """
     oracle._retry_queue = list(trial_ids)
+
+
+class GivenValuesFirst:
+    """A mixin of a Keras Tuner oracle: its fresh values are those `given_values()` returns, while it returns any.
+
+    Every Keras Tuner oracle archsearch uses draws a new trial's values with
+    `Oracle._random_values()` (keras-tuner 1.4.7-1.4.8), a dict from each
+    active hyperparameter's name to its value: random search for every
+    trial, Bayesian optimization for its initial points (its Gaussian process
+    takes over once `num_initial_points` trials completed: its oracle in
+    `archsearch.search.oracle` holds it back while values are given), and
+    Hyperband for the first round of every bracket, to which it adds its
+    schedule (`tuner/epochs`, `tuner/round`, ...). Given values take the place
+    of a draw there: the oracle records them as tried, as it does drawn ones,
+    so no later draw repeats them, and its random state is not advanced.
+
+    `given_values()` (the mixin's own: `None`) is called under the oracle's
+    lock, from `create_trial`.
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
+
+    def given_values(self):
+        """Returns the values of the next trial (a dict from hyperparameter name to value), or `None` to draw them."""
+        return None
+
+    def _random_values(self):
+        values = self.given_values()
+        return super()._random_values() if values is None else dict(values)
 
 
 def run_trial_callbacks(tuner, trial, callbacks):

@@ -401,7 +401,8 @@ class Space:
             Tuner's `HyperParameters` hold them.
 
         Raises:
-            SpaceError: naming the preset and the dimension outside the space.
+            SpaceError: naming the preset and the dimension outside the space,
+                or two presets that are the same point of it.
         """
         declared = self.declarations()
         points = []
@@ -419,6 +420,11 @@ class Space:
                     )
                 if inside and searched:
                     values[dimension] = declaration.hp_value(value)
+            if values in points:
+                other = self.search.start_from[points.index(values)]
+                raise SpaceError(
+                    f"search: start_from={name!r} is the same point of this space as {other!r}; start from one of them"
+                )
             points.append(values)
         return points
 

@@ -229,6 +229,7 @@ def make_tuner(
         budget=search.max_trials,
         max_consecutive_failures=search.max_consecutive_failures,
         lease_floor=lease_floor,
+        start_points=dict(zip(search.start_from, space.start_points())),
     )
     oracle = oracle_class(**oracle_class.space_options(space), **options)
     tuner = tuner_class(
