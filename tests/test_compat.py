@@ -248,6 +248,32 @@ def test_run_trial_adds_keras_tuners_own_callback_and_prepares_callbacks_as_comp
     assert "_build_and_fit_model" in inspect.getsource(keras_tuner.Tuner.run_trial)
 
 
+def test_a_tuner_finds_its_space_by_building_the_default_model_unless_the_space_is_declared(tmp_path):
+    class Declared(keras_tuner.HyperModel):
+        def declare_hyperparameters(self, hp):
+            hp.Float("x", -1.0, 1.0)
+
+        def build(self, hp):
+            raise ValueError("the default point cannot be built")
+
+    def tuner(tuner_class, name):
+        oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective("score", "max"), max_trials=1)
+        return tuner_class(oracle, Declared(), directory=str(tmp_path), project_name=name, overwrite=True)
+
+    with pytest.raises(ValueError, match="the default point cannot be built"):  # Keras Tuner's own builds it
+        tuner(keras_tuner.Tuner, "theirs")
+
+    class Tuner(kt_compat.DeclaredSpace, keras_tuner.Tuner):
+        pass
+
+    declared = tuner(Tuner, "ours")
+    assert [hp.name for hp in declared.oracle.get_space().space] == ["x"]
+    # What the mixin replaces: the space's population, which __init__ calls unless it reloads.
+    source = inspect.getsource(keras_tuner.Tuner._populate_initial_space)
+    assert "declare_hyperparameters" in source and "update_space" in source and "_activate_all_conditions" in source
+    assert "self._populate_initial_space()" in inspect.getsource(keras_tuner.engine.base_tuner.BaseTuner.__init__)
+
+
 def test_tuner_reports_replace_keras_tuners_callback_and_pass_no_model():
     calls = []
 

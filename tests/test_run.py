@@ -360,6 +360,24 @@ def test_start_points_train_in_hyperbands_first_round_and_an_infeasible_one_is_r
     assert (trials["status"] == "completed").sum() == 2  # the infeasible start point used none of the budget
 
 
+def test_a_space_whose_default_point_is_infeasible_is_searched_from_its_start_points(digits_npz, tmp_path):
+    from archsearch import Data, Recipe, Search, Space, Train, choice
+    from archsearch.data import load_data
+    from archsearch.search.tuners import make_tuner
+
+    # Width 4, its default, is under the stem's 16: zero-padding shortcuts cannot narrow. Keras Tuner built it.
+    space = Space(
+        name="narrow",
+        data=Data(str(digits_npz), validation=0.25),
+        recipe=Recipe.preset("resnet20", resolution=8, width=choice(4, 8, 16)),
+        train=Train(epochs=1),
+        search=Search(start_from=("resnet20",)),
+    )
+    oracle = make_tuner(space, load_data(space.data), tmp_path / "tuner", overwrite=True).oracle
+    assert [hp.name for hp in oracle.get_space().space] == ["width"]
+    assert oracle.create_trial("t").hyperparameters.values == {"width": 16}
+
+
 def test_a_start_points_progress_line_names_its_preset():
     from archsearch.output.progress import TrialProgress
 

@@ -216,6 +216,27 @@ class ReportsWithoutModel:
         return super()._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
 
 
+class DeclaredSpace:
+    """A mixin of a Keras Tuner tuner: its hypermodel declares the search space, and no model is built to find it.
+
+    Unless it reloads, `BaseTuner.__init__` calls `_populate_initial_space()`
+    (keras-tuner 1.4.7-1.4.8), which lets the hypermodel declare its
+    hyperparameters, then builds its model at their defaults until every
+    conditional scope was active (`_activate_all_conditions`). archsearch's
+    hyperparameters have no conditions and its hypermodel declares them all:
+    the build found nothing, took a large default's time, and raised where
+    the default point is infeasible (a preset's ResNet narrowed below its
+    stem's width), so that such a space could not be searched at all.
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
+
+    def _populate_initial_space(self):
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
+
 def serve_oracle(server, oracle):
     """Adds Keras Tuner's gRPC servicer of `oracle` to a `grpc.server`; returns the servicer.
 
