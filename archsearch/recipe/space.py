@@ -253,7 +253,9 @@ class Search:
             row fail (infeasible samples do not count).
         seed: seed of the tuner's sampling.
         start_from: names of presets (`archsearch presets`) to try first, in
-            order, before the tuner samples; each must lie in the space.
+            order, before the tuner samples (Hyperband: the first models of
+            its first round); each must lie in the space. A resumed search
+            repeats none, and trials.csv names them (`start_from`).
     """
 
     tuner: str = "random"
