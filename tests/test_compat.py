@@ -180,6 +180,33 @@ def test_a_reloaded_oracle_queues_the_trials_that_were_running(tmp_path):
     assert kt_compat.retry_queue(reloaded) == [running.trial_id] and reloaded.ongoing_trials == {}
 
 
+@pytest.mark.parametrize(
+    "oracle_class",
+    [
+        keras_tuner.oracles.RandomSearchOracle,
+        keras_tuner.oracles.BayesianOptimizationOracle,
+        keras_tuner.oracles.HyperbandOracle,
+    ],
+)
+def test_every_oracle_draws_fresh_values_through_random_values_which_given_values_replace(tmp_path, oracle_class):
+    class Given(kt_compat.GivenValuesFirst, oracle_class):
+        given = [{"x": 0.25}]
+
+        def given_values(self):
+            return self.given.pop(0) if self.given else None
+
+    oracle, plain = fresh_oracle(tmp_path / "given", Given), fresh_oracle(tmp_path / "plain", oracle_class)
+    first = oracle.create_trial("a")
+    assert first.status == "RUNNING" and first.hyperparameters.values["x"] == 0.25
+    if oracle_class is keras_tuner.oracles.HyperbandOracle:  # with its schedule, as for values it draws
+        assert {"tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round"} <= set(
+            first.hyperparameters.values
+        )
+    assert oracle._duplicate(first.hyperparameters.values)  # recorded as tried: no draw repeats them
+    # Then the oracle draws, from the random state it started with: as a plain one's first draw.
+    assert oracle.create_trial("b").hyperparameters.values == plain.create_trial("b").hyperparameters.values
+
+
 def test_trial_ids_are_padded_to_the_width_of_max_trials_read_at_every_create_trial(tmp_path):
     oracle = fresh_oracle(tmp_path, max_trials=100)
     assert oracle.create_trial("a").trial_id == "000"
@@ -219,6 +246,32 @@ def test_run_trial_adds_keras_tuners_own_callback_and_prepares_callbacks_as_comp
         "kwargs",
     ]
     assert "_build_and_fit_model" in inspect.getsource(keras_tuner.Tuner.run_trial)
+
+
+def test_a_tuner_finds_its_space_by_building_the_default_model_unless_the_space_is_declared(tmp_path):
+    class Declared(keras_tuner.HyperModel):
+        def declare_hyperparameters(self, hp):
+            hp.Float("x", -1.0, 1.0)
+
+        def build(self, hp):
+            raise ValueError("the default point cannot be built")
+
+    def tuner(tuner_class, name):
+        oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective("score", "max"), max_trials=1)
+        return tuner_class(oracle, Declared(), directory=str(tmp_path), project_name=name, overwrite=True)
+
+    with pytest.raises(ValueError, match="the default point cannot be built"):  # Keras Tuner's own builds it
+        tuner(keras_tuner.Tuner, "theirs")
+
+    class Tuner(kt_compat.DeclaredSpace, keras_tuner.Tuner):
+        pass
+
+    declared = tuner(Tuner, "ours")
+    assert [hp.name for hp in declared.oracle.get_space().space] == ["x"]
+    # What the mixin replaces: the space's population, which __init__ calls unless it reloads.
+    source = inspect.getsource(keras_tuner.Tuner._populate_initial_space)
+    assert "declare_hyperparameters" in source and "update_space" in source and "_activate_all_conditions" in source
+    assert "self._populate_initial_space()" in inspect.getsource(keras_tuner.engine.base_tuner.BaseTuner.__init__)
 
 
 def test_tuner_reports_replace_keras_tuners_callback_and_pass_no_model():

@@ -60,3 +60,15 @@ def test_bad_space_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["describe", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.py:2" in err and "widht" in err and "Traceback" not in err
+
+
+def test_the_presets_a_search_starts_from_are_named(tmp_path, capsys):
+    path = tmp_path / "start.py"
+    path.write_text(
+        "from archsearch import *\n"
+        "space = Space(name='s', recipe=Recipe.preset('resnet20', width=choice(16, 32)),\n"
+        "    search=Search(start_from=('resnet20',)))\n"
+    )
+    assert "starts from: resnet20 (the search's first trials, in order)" in describe(capsys, str(path), "--sample", "1")
+    assert json.loads(describe(capsys, str(path), "--sample", "1", "--format", "json"))["start_from"] == ["resnet20"]
+    assert "starts from" not in describe(capsys, CIFAR, "--sample", "1")

@@ -1,5 +1,6 @@
 """`archsearch run` end to end on tiny data: files, columns, honesty of the numbers."""
 
+import dataclasses
 import io
 import json
 
@@ -253,6 +254,143 @@ def test_the_search_samples_the_same_points_for_the_same_seed_zero_included(digi
         return [oracle.populate_space(str(i))["values"] for i in range(4)]
 
     assert first_points(tmp_path / "a") == first_points(tmp_path / "b")
+
+
+def start_space(npz, tuner, start_from=("resnet20", "resnet32"), max_trials=3, epochs=3, **search):
+    """A space around CIFAR's ResNets at 8x8: widths under the stem's 16 are infeasible (zero-padding shortcuts)."""
+    from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice
+
+    return Space(
+        name="start",
+        data=Data(str(npz), validation=0.25),
+        recipe=Recipe.preset(
+            "resnet20", resolution=8, width=choice(16, 4, 8), blocks_per_stage=choice((1, 1, 1), (3, 3, 3), (5, 5, 5))
+        ),
+        train=Train(epochs=epochs, batch_size=64),
+        search=Search(tuner=tuner, max_trials=max_trials, seed=1, start_from=start_from, **search),
+        retrain=Retrain(top_k=1, epochs=1, seeds=1),
+    )
+
+
+def searched_point(trial):
+    return {name: trial.hyperparameters.values[name] for name in ("width", "blocks_per_stage")}
+
+
+def end_trial(oracle, trial, score=None):
+    """Ends a trial as a tuner would: completed with `score`, or failed without one."""
+    from keras_tuner.engine.trial import Trial
+
+    if score is None:
+        ended = Trial(trial.hyperparameters, trial.trial_id, "FAILED")
+        ended.message = "RuntimeError: failed"
+    else:
+        oracle.update_trial(trial.trial_id, {"val_accuracy": score})
+        ended = Trial(trial.hyperparameters, trial.trial_id, "COMPLETED")
+    oracle.end_trial(ended)
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
+def test_a_search_starts_from_its_presets_in_order_and_a_resumed_one_repeats_none(digits_npz, tmp_path, tuner):
+    from archsearch.data import load_data
+    from archsearch.search.tuners import make_tuner
+
+    space = start_space(digits_npz, tuner)
+    dataset = load_data(space.data)
+    starts = space.start_points()
+    assert starts == [{"width": 16, "blocks_per_stage": "(3, 3, 3)"}, {"width": 16, "blocks_per_stage": "(5, 5, 5)"}]
+    # Without start points, the same seed samples elsewhere first: the test could fail.
+    plain = dataclasses.replace(space, search=dataclasses.replace(space.search, start_from=()))
+    assert (
+        searched_point(make_tuner(plain, dataset, tmp_path / "plain", overwrite=True).oracle.create_trial("t"))
+        not in starts
+    )
+
+    tuned = make_tuner(space, dataset, tmp_path / "tuner", overwrite=True)
+    oracle = tuned.oracle
+    first = oracle.create_trial("t")
+    assert searched_point(first) == starts[0]
+    assert {k: v for k, v in first.hyperparameters.values.items() if not k.startswith("tuner/")} == {
+        **oracle.get_space().values,
+        **starts[0],
+    }  # the others at their defaults: here, none
+    end_trial(oracle, first)  # a failed start point was tried all the same
+    second = oracle.create_trial("t")
+    assert searched_point(second) == starts[1]
+    if tuner == "hyperband":  # both in the first round of its first bracket (3 models of 1 epoch, then 1 of 3)
+        hyperband = {k: second.hyperparameters.values[k] for k in ("tuner/bracket", "tuner/round", "tuner/epochs")}
+        assert hyperband == {"tuner/bracket": 1, "tuner/round": 0, "tuner/epochs": 1}
+    tuned.save()  # as the search does after every trial: the second is running when it stops
+
+    resumed = make_tuner(space, dataset, tmp_path / "tuner", overwrite=False).oracle
+    again = resumed.create_trial("t")
+    assert again.trial_id == second.trial_id and searched_point(again) == starts[1]  # the interrupted trial
+    end_trial(resumed, again, 0.5)
+    assert searched_point(resumed.create_trial("t")) not in starts
+    assert resumed.started_from() == {first.trial_id: "resnet20", second.trial_id: "resnet32"}
+
+
+def test_bayesian_optimization_takes_every_start_point_before_its_gaussian_process(digits_npz, tmp_path):
+    from archsearch.data import load_data
+    from archsearch.search.tuners import make_tuner
+
+    space = start_space(digits_npz, "bayesian")
+    oracle = make_tuner(space, load_data(space.data), tmp_path / "tuner", overwrite=True).oracle
+    oracle.num_initial_points = 1  # fewer random points than start points: Keras Tuner's would fit its process now
+    end_trial(oracle, oracle.create_trial("t"), 0.9)
+    assert searched_point(oracle.create_trial("t")) == space.start_points()[1]
+
+
+def test_start_points_train_in_hyperbands_first_round_and_an_infeasible_one_is_recorded(digits_npz, tmp_path):
+    from archsearch.data import load_data
+    from archsearch.search.trials import trials_frame
+    from archsearch.search.tuners import make_tuner
+
+    # resnet32 has 466,138 parameters at 8x8, resnet20 270,810.
+    space = start_space(digits_npz, "hyperband", start_from=("resnet32", "resnet20"), max_trials=2, max_params=300_000)
+    dataset = load_data(space.data)
+    tuner = make_tuner(space, dataset, tmp_path / "tuner", overwrite=True)
+    tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+    trials = trials_frame(tuner)
+    assert trials["start_from"].tolist()[:2] == ["resnet32", "resnet20"] and set(trials["start_from"][2:]) <= {""}
+    infeasible, trained = trials.iloc[0], trials.iloc[1]
+    assert infeasible["status"] == "infeasible" and infeasible["reason"].startswith("infeasible: max_params=300000")
+    assert trained["status"] == "completed" and trained["epochs"] == 1 and trained["params"] == 270_810
+    values = tuner.oracle.get_trial(trained["trial_id"]).hyperparameters.values
+    assert (values["tuner/bracket"], values["tuner/round"]) == (1, 0)  # the first bracket's first round
+    assert (trials["status"] == "completed").sum() == 2  # the infeasible start point used none of the budget
+
+
+def test_a_space_whose_default_point_is_infeasible_is_searched_from_its_start_points(digits_npz, tmp_path):
+    from archsearch import Data, Recipe, Search, Space, Train, choice
+    from archsearch.data import load_data
+    from archsearch.search.tuners import make_tuner
+
+    # Width 4, its default, is under the stem's 16: zero-padding shortcuts cannot narrow. Keras Tuner built it.
+    space = Space(
+        name="narrow",
+        data=Data(str(digits_npz), validation=0.25),
+        recipe=Recipe.preset("resnet20", resolution=8, width=choice(4, 8, 16)),
+        train=Train(epochs=1),
+        search=Search(start_from=("resnet20",)),
+    )
+    oracle = make_tuner(space, load_data(space.data), tmp_path / "tuner", overwrite=True).oracle
+    assert [hp.name for hp in oracle.get_space().space] == ["width"]
+    assert oracle.create_trial("t").hyperparameters.values == {"width": 16}
+
+
+def test_a_start_points_progress_line_names_its_preset():
+    from archsearch.output.progress import TrialProgress
+
+    lines = []
+    row = dict(status="infeasible", reason="infeasible: max_params=9: too big", worker="", val_accuracy=None)
+    trials = pd.DataFrame(
+        [{**row, "trial_id": "0", "start_from": "resnet20"}, {**row, "trial_id": "1", "start_from": ""}]
+    )
+    progress = TrialProgress(2, lines.append)
+    progress(trials, "0")
+    progress(trials, "1")
+    assert lines[0].startswith("trial 0/2 [0] resnet20 (a start point), infeasible: max_params=9: too big |")
+    assert lines[1].startswith("trial 0/2 [1] infeasible: max_params=9: too big |")
 
 
 def test_a_standard_deviation_over_one_seed_or_for_a_baseline_is_left_empty(finished):

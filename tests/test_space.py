@@ -260,3 +260,59 @@ def test_the_new_dimensions_stay_out_of_the_fingerprint_only_at_their_defaults()
     assert make_space(padding="torch").fingerprint() != make_space().fingerprint()
     assert make_space(padding="same").fingerprint() == make_space().fingerprint()
     assert make_space(head_layers=choice(1, 2)).to_dict()["dimensions"]["head_layers"] == "choice(1, 2)"
+
+
+def test_start_points_are_the_presets_values_of_the_searched_dimensions_as_keras_tuner_holds_them():
+    space = Space(
+        name="t",
+        data=Data("digits"),
+        recipe=Recipe.preset("vgg11", resolution=32, width=choice(32, 64), blocks_per_stage=choice(1, (1, 1, 2, 2, 2))),
+        train=Train(dropout=uniform(0.0, 0.6), learning_rate=log_uniform(1e-4, 1e-2)),
+        search=Search(start_from="vgg11"),
+    )
+    # The preset's resolution (224) and learning rate (not its own) are the space's; its dropout is searched.
+    assert space.start_points() == [{"width": 64, "blocks_per_stage": "(1, 1, 2, 2, 2)", "dropout": 0.5}]
+    hp = keras_tuner.HyperParameters()
+    space.sample(hp)
+    hp.values.update(space.start_points()[0])
+    point = space.sample(hp)
+    assert (point["width"], point["blocks_per_stage"], point["dropout"]) == (64, (1, 1, 2, 2, 2), 0.5)
+    assert point["learning_rate"] == 1e-4  # what the preset leaves out takes Keras Tuner's default
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        (
+            lambda: Recipe.preset("resnet20", width=choice(32, 64)),
+            r"start_from='resnet20': the preset's width=16 lies outside the space \(width=choice\(32, 64\)\)",
+        ),
+        (
+            lambda: Recipe(family="vgg", width=choice(16, 32)),
+            r"start_from='resnet20': the preset's family='resnet' lies outside the space \(family='vgg'\)",
+        ),
+    ],
+)
+def test_a_start_point_outside_the_space_is_refused_naming_the_dimension(recipe, message):
+    with pytest.raises(SpaceError, match=message):
+        Space(name="t", recipe=recipe(), search=Search(start_from=("resnet20",)))
+
+
+def test_start_from_names_presets_once_each_and_no_more_than_the_trials(monkeypatch):
+    with pytest.raises(SpaceError, match="start_from: 'resnet21' is no preset; expected one of .*resnet20"):
+        Search(start_from=("resnet21",))
+    with pytest.raises(SpaceError, match="names repeat"):
+        Search(start_from=("resnet20", "resnet20"))
+    with pytest.raises(SpaceError, match="start_from has 2 presets but max_trials=1"):
+        Search(start_from=("resnet20", "resnet32"), max_trials=1)
+    # Two presets the space cannot tell apart (here a copy at another resolution): one would never be tried.
+    import dataclasses
+
+    from archsearch.recipe import presets
+
+    copy = presets.PRESETS["resnet20"]
+    copy = dataclasses.replace(copy, name="resnet20_64", recipe={**copy.recipe, "resolution": 64})
+    monkeypatch.setitem(presets.PRESETS, copy.name, copy)
+    recipe = Recipe.preset("resnet20", width=choice(16, 32))
+    with pytest.raises(SpaceError, match="start_from='resnet20_64' is the same point of this space as 'resnet20'"):
+        Space(name="t", recipe=recipe, search=Search(start_from=("resnet20", "resnet20_64")))

@@ -260,7 +260,7 @@ def test_a_second_chief_on_the_same_port_fails_clearly(digits_npz, tmp_path, cap
     assert not (tmp_path / "second").exists()
 
 
-def chiefs_oracle(tmp_path, budget):
+def chiefs_oracle(tmp_path, budget, **options):
     """A chief's oracle (lease floor 5 s) on a space of four widths, without a tuner."""
     hp = keras_tuner.HyperParameters()
     hp.Choice("width", [4, 8, 16, 32])
@@ -271,6 +271,7 @@ def chiefs_oracle(tmp_path, budget):
         hyperparameters=hp,
         budget=budget,
         lease_floor=5.0,
+        **options,
     )
     oracle._set_project_dir(str(tmp_path), "tuner")
     oracle.verbose = 0
@@ -332,3 +333,34 @@ def test_a_failed_trials_reason_crosses_grpc_which_drops_trial_messages(tmp_path
     oracle.end_trial(received)
     ended = oracle.trials[trial.trial_id]
     assert ended.message == "infeasible: too big" and FAILURE not in ended.hyperparameters.values
+
+
+def test_a_chiefs_oracle_hands_its_start_points_to_the_workers_that_ask_over_grpc(tmp_path):
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+
+    from archsearch.compat.keras_tuner import serve_oracle
+
+    oracle = chiefs_oracle(tmp_path, budget=3, start_points={"wide": {"width": 32}, "narrow": {"width": 8}})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    serve_oracle(server, oracle)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = protos.get_service_grpc().OracleStub(channel)
+
+            def create(worker):  # as Keras Tuner's client on a worker asks
+                request = protos.get_service().CreateTrialRequest(tuner_id=worker)
+                return Trial.from_proto(stub.CreateTrial(request, timeout=30).trial)
+
+            first, second = create("w0"), create("w1")  # the first still runs when the second worker asks
+            assert [first.hyperparameters.values["width"], second.hyperparameters.values["width"]] == [32, 8]
+            third = create("w2")
+            assert third.hyperparameters.values["width"] in (4, 16)  # then it samples
+    finally:
+        server.stop(grace=None)
+    assert oracle.started_from() == {first.trial_id: "wide", second.trial_id: "narrow"}
+    assert oracle.workers == {first.trial_id: "w0", second.trial_id: "w1", third.trial_id: "w2"}

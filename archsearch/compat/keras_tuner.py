@@ -14,7 +14,9 @@ tuners still asking) and the retry queue (`retry_queue()`, the ids
 `create_trial` hands out before sampling, last first). Keras Tuner reads
 `max_trials` at every `create_trial`, both to stop and as the width its trial
 ids are padded to (`len(str(max_trials))`): the budget policy sets it to fix
-that width.
+that width. A new trial's values, where Keras Tuner draws them fresh, come
+from `Oracle._random_values()` in each of those oracles: `GivenValuesFirst`
+hands out given values there first.
 """
 
 import functools
@@ -112,6 +114,35 @@ def set_retry_queue(oracle, trial_ids):
     oracle._retry_queue = list(trial_ids)
 
 
+class GivenValuesFirst:
+    """A mixin of a Keras Tuner oracle: its fresh values are those `given_values()` returns, while it returns any.
+
+    Every Keras Tuner oracle archsearch uses draws a new trial's values with
+    `Oracle._random_values()` (keras-tuner 1.4.7-1.4.8), a dict from each
+    active hyperparameter's name to its value: random search for every
+    trial, Bayesian optimization for its initial points (its Gaussian process
+    takes over once `num_initial_points` trials completed: its oracle in
+    `archsearch.search.oracle` holds it back while values are given), and
+    Hyperband for the first round of every bracket, to which it adds its
+    schedule (`tuner/epochs`, `tuner/round`, ...). Given values take the place
+    of a draw there: the oracle records them as tried, as it does drawn ones,
+    so no later draw repeats them, and its random state is not advanced.
+
+    `given_values()` (the mixin's own: `None`) is called under the oracle's
+    lock, from `create_trial`.
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
+
+    def given_values(self):
+        """Returns the values of the next trial (a dict from hyperparameter name to value), or `None` to draw them."""
+        return None
+
+    def _random_values(self):
+        values = self.given_values()
+        return super()._random_values() if values is None else dict(values)
+
+
 def run_trial_callbacks(tuner, trial, callbacks):
     """The callbacks of a trial's training, prepared as Keras Tuner's `Tuner.run_trial` prepares them.
 
@@ -183,6 +214,27 @@ class ReportsWithoutModel:
     def _build_and_fit_model(self, trial, *args, **kwargs):
         callbacks = with_tuner_reports(kwargs.pop("callbacks", []))
         return super()._build_and_fit_model(trial, *args, callbacks=callbacks, **kwargs)
+
+
+class DeclaredSpace:
+    """A mixin of a Keras Tuner tuner: its hypermodel declares the search space, and no model is built to find it.
+
+    Unless it reloads, `BaseTuner.__init__` calls `_populate_initial_space()`
+    (keras-tuner 1.4.7-1.4.8), which lets the hypermodel declare its
+    hyperparameters, then builds its model at their defaults until every
+    conditional scope was active (`_activate_all_conditions`). archsearch's
+    hyperparameters have no conditions and its hypermodel declares them all:
+    the build found nothing, took a large default's time, and raised where
+    the default point is infeasible (a preset's ResNet narrowed below its
+    stem's width), so that such a space could not be searched at all.
+
+    Written against keras-tuner 1.4.7-1.4.8.
+    """
+
+    def _populate_initial_space(self):
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
 
 
 def serve_oracle(server, oracle):

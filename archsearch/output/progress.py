@@ -51,8 +51,9 @@ class TrialProgress:
                 f"(trained in {trial['seconds']:.1f} s, {trial['compile_seconds']:.1f} s of it compiling)"
             )
         worker = f" on {trial['worker']}" if trial["worker"] else ""
+        start = f"{trial['start_from']} (a start point), " if trial["start_from"] else ""
         self.log(
-            f"trial {self.trained}/{self.max_trials} [{trial_id}] {score}{worker} | "
+            f"trial {self.trained}/{self.max_trials} [{trial_id}] {start}{score}{worker} | "
             f"best {best:.4f} | elapsed {clock(elapsed)}, remaining ~{clock(self.remaining)}"
         )
 

@@ -253,7 +253,9 @@ class Search:
             row fail (infeasible samples do not count).
         seed: seed of the tuner's sampling.
         start_from: names of presets (`archsearch presets`) to try first, in
-            order, before the tuner samples; each must lie in the space.
+            order, before the tuner samples (Hyperband: the first models of
+            its first round); each must lie in the space. A resumed search
+            repeats none, and trials.csv names them (`start_from`).
     """
 
     tuner: str = "random"
@@ -401,7 +403,8 @@ class Space:
             Tuner's `HyperParameters` hold them.
 
         Raises:
-            SpaceError: naming the preset and the dimension outside the space.
+            SpaceError: naming the preset and the dimension outside the space,
+                or two presets that are the same point of it.
         """
         declared = self.declarations()
         points = []
@@ -419,6 +422,11 @@ class Space:
                     )
                 if inside and searched:
                     values[dimension] = declaration.hp_value(value)
+            if values in points:
+                other = self.search.start_from[points.index(values)]
+                raise SpaceError(
+                    f"search: start_from={name!r} is the same point of this space as {other!r}; start from one of them"
+                )
             points.append(values)
         return points
 

@@ -97,6 +97,10 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         self.input_shape = dataset.shape
         self.num_classes = dataset.num_classes
 
+    def declare_hyperparameters(self, hp):
+        """Registers the space's searched dimensions on `hp`, at their defaults, building nothing."""
+        self.space.sample(hp)
+
     def architecture(self, hp):
         """Plans the point `hp` holds; raises `InfeasibleArchitecture` if it cannot be trained."""
         return self.space.architecture(self.space.sample(hp), self.input_shape, self.num_classes)

@@ -13,17 +13,20 @@ reach it over gRPC, so every decision about the search is taken here:
 - Epochs: a trial reports each epoch (`EPOCH_REPORT`), and that it is alive
   (`ALIVE`) within long ones; the oracle passes an epoch's figures to
   `on_epoch` and, with workers, renews the trial's lease at every report.
+- Start points: the search's first trials are the presets it starts from
+  (`Search(start_from=...)`), in order, each unless a trial has its values
+  already (a resumed search repeats none).
 - Leases (with workers): see `archsearch.search.leases`.
 
-`BudgetPolicy` holds the first three, `Leases` the last; each Keras Tuner
-oracle archsearch uses has its subclass here, with both: `RandomSearchOracle`,
-`BayesianOptimizationOracle`, `HyperbandOracle`.
+`BudgetPolicy` holds the first three, `StartPoints` the fourth, `Leases` the
+last; each Keras Tuner oracle archsearch uses has its subclass here, with all
+three: `RandomSearchOracle`, `BayesianOptimizationOracle`, `HyperbandOracle`.
 """
 
 import keras_tuner
 from keras_tuner.engine.trial import Trial, TrialStatus
 
-from archsearch.compat.keras_tuner import synchronized
+from archsearch.compat.keras_tuner import GivenValuesFirst, synchronized
 from archsearch.search.leases import Leases, is_epoch_report, is_report
 
 INFEASIBLE = "infeasible: "  # how an infeasible trial's reason starts
@@ -141,18 +144,89 @@ class BudgetPolicy:
         self.trials = dict(sorted(self.trials.items(), key=lambda item: creation_order(item[0])))
 
 
-class RandomSearchOracle(Leases, BudgetPolicy, keras_tuner.oracles.RandomSearchOracle):
-    """Keras Tuner's random search oracle, with archsearch's trial policy and leases."""
+class StartPoints(GivenValuesFirst):
+    """A mixin of a Keras Tuner oracle: the first trials it creates are the points a search starts from.
+
+    Args (besides the oracle's own):
+        start_points: a dict from a preset's name to the searched dimensions'
+            values at it (`Space.start_points()`), in `Search.start_from`'s
+            order; none by default.
+
+    Where the oracle would draw a new trial's values, it takes the first start
+    point that no trial of its own holds yet, whatever that trial's status,
+    with the hyperparameters the preset leaves out at their defaults
+    (`archsearch.compat.keras_tuner.GivenValuesFirst`); once all are tried,
+    it draws as before. A resumed search reloads its trials and repeats none;
+    with workers, the chief's oracle hands them out. A start point trains, or
+    fails or is infeasible, as a sampled point would: it is a trial like any.
+    """
+
+    def __init__(self, *args, start_points=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.start_points = dict(start_points or {})
+
+    def start_values(self, name):
+        """Returns a start point's values for a trial: every hyperparameter's default, and the preset's over them."""
+        return {**{hp.name: hp.default for hp in self.hyperparameters.space}, **self.start_points[name]}
+
+    def given_values(self):
+        for name in self.start_points:
+            values = self.start_values(name)
+            if self._first_trial_with(values) is None:
+                return values
+        return None
+
+    def started_from(self):
+        """Returns a dict from the id of each trial that was a start point to the name of its preset.
+
+        That trial is the first one created with the start point's values:
+        Hyperband's later rounds, which train it on, are not listed.
+        """
+        found = {}
+        for name in self.start_points:
+            trial = self._first_trial_with(self.start_values(name))
+            if trial is not None:
+                found.setdefault(trial.trial_id, name)
+        return found
+
+    def _first_trial_with(self, values):
+        """The first trial created whose hyperparameters hold `values` (and maybe others), or `None`."""
+        for trial in sorted(self.trials.values(), key=lambda t: creation_order(t.trial_id)):
+            held = trial.hyperparameters.values
+            if all(name in held and held[name] == value for name, value in values.items()):
+                return trial
+        return None
 
 
-class BayesianOptimizationOracle(Leases, BudgetPolicy, keras_tuner.oracles.BayesianOptimizationOracle):
-    """Keras Tuner's Bayesian optimization oracle, with archsearch's trial policy and leases."""
+class RandomSearchOracle(Leases, BudgetPolicy, StartPoints, keras_tuner.oracles.RandomSearchOracle):
+    """Keras Tuner's random search oracle, with archsearch's trial policy, start points and leases."""
 
 
-class HyperbandOracle(Leases, BudgetPolicy, keras_tuner.oracles.HyperbandOracle):
-    """Keras Tuner's Hyperband oracle, with archsearch's trial policy and leases.
+class BayesianOptimizationOracle(Leases, BudgetPolicy, StartPoints, keras_tuner.oracles.BayesianOptimizationOracle):
+    """Keras Tuner's Bayesian optimization oracle, with archsearch's trial policy, start points and leases.
 
-    Hyperband has no cap of its own: the budget sets its `max_trials`.
+    The start points are trials like the random ones it begins with, and
+    count among its `num_initial_points`: once they complete, they are
+    observations of its Gaussian process.
+    """
+
+    def populate_space(self, trial_id):
+        # Keras Tuner's fits its Gaussian process once `num_initial_points` trials completed, and draws no
+        # more values: start points not yet tried (more of them than initial points) would be left out.
+        values = self.given_values()
+        if values is not None:
+            return {"status": TrialStatus.RUNNING, "values": values}
+        return super().populate_space(trial_id)
+
+
+class HyperbandOracle(Leases, BudgetPolicy, StartPoints, keras_tuner.oracles.HyperbandOracle):
+    """Keras Tuner's Hyperband oracle, with archsearch's trial policy, start points and leases.
+
+    Hyperband has no cap of its own: the budget sets its `max_trials`. The
+    start points are the first models of its first bracket's first round
+    (its most aggressive bracket, with the fewest epochs), filling the next
+    brackets' first rounds should there be more of them; from there they
+    go on to longer rounds as any model of the round does, on their scores.
     """
 
     @classmethod

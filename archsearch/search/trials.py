@@ -20,6 +20,7 @@ TRIAL_COLUMNS = [
     *dimensions.TRAIN,
     *METRICS,
     "worker",
+    "start_from",
 ]
 
 
@@ -42,10 +43,12 @@ def trials_frame(tuner):
         A DataFrame with the columns of `TRIAL_COLUMNS`; `epochs` is the
         number actually trained (Hyperband trains some trials for fewer);
         `worker` names the worker a trial was last given to (blank without
-        workers). A failed or infeasible trial's reason is its message, as
+        workers); `start_from` the preset a trial started the search from
+        (`Search(start_from=...)`; blank for the others). A failed or infeasible trial's reason is its message, as
         the search records it.
     """
     rows = []
+    started_from = tuner.oracle.started_from()
     for trial_id, trial in tuner.oracle.trials.items():
         status = trial_status(trial)
         row = {
@@ -53,6 +56,7 @@ def trials_frame(tuner):
             "status": status,
             "reason": (trial.message or "") if status in ("failed", "infeasible") else "",
             "worker": tuner.oracle.workers.get(trial_id, ""),
+            "start_from": started_from.get(trial_id, ""),
         }
         row.update(tuner.hypermodel.space.sample(trial.hyperparameters.copy()))
         for metric in (*METRICS, "epochs"):  # epochs: the number trained, which Hyperband varies

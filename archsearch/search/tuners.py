@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import keras_tuner
 
-from archsearch.compat.keras_tuner import ReportsWithoutModel, build_and_fit, run_trial_callbacks
+from archsearch.compat.keras_tuner import DeclaredSpace, ReportsWithoutModel, build_and_fit, run_trial_callbacks
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
 from archsearch.model.backend import set_random_seed
 from archsearch.recipe import dimensions
@@ -154,11 +154,11 @@ class ArchsearchTuner:
         super().on_trial_end(trial)
 
 
-class Tuner(ReportsWithoutModel, ArchsearchTuner, keras_tuner.Tuner):
+class Tuner(DeclaredSpace, ReportsWithoutModel, ArchsearchTuner, keras_tuner.Tuner):
     """Keras Tuner's tuner, running archsearch's trials (the random and Bayesian searches)."""
 
 
-class Hyperband(ReportsWithoutModel, ArchsearchTuner, keras_tuner.Hyperband):
+class Hyperband(DeclaredSpace, ReportsWithoutModel, ArchsearchTuner, keras_tuner.Hyperband):
     """Keras Tuner's Hyperband tuner, running archsearch's trials from their checkpoints."""
 
     def _fit(self, trial, *args, **kwargs):
@@ -229,6 +229,7 @@ def make_tuner(
         budget=search.max_trials,
         max_consecutive_failures=search.max_consecutive_failures,
         lease_floor=lease_floor,
+        start_points=dict(zip(search.start_from, space.start_points())),
     )
     oracle = oracle_class(**oracle_class.space_options(space), **options)
     tuner = tuner_class(

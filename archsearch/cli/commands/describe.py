@@ -68,6 +68,7 @@ def handle(args):
             "num_classes": num_classes,
             "dimensions": {n: v.describe() if hasattr(v, "describe") else v for n, v in space.declarations().items()},
             "architectures": None if math.isinf(size) else size,
+            "start_from": list(space.search.start_from),
             "samples": json.loads(sampled.to_json(orient="records")),
         }
         if args.summary:
@@ -78,6 +79,8 @@ def handle(args):
         print(f"input {shape}, {num_classes} classes")
         print("architectures: " + ("continuous space" if math.isinf(size) else f"{size:,} distinct points"))
         print(declared.to_string(index=False))
+        if space.search.start_from:
+            print(f"\nstarts from: {', '.join(space.search.start_from)} (the search's first trials, in order)")
         print(f"\n{args.sample} sampled (seed {args.seed}):")
         print(sampled.to_string(index=False))
     if args.summary and args.format == "table":
