@@ -198,14 +198,21 @@ def leaderboard_table(frame, searched, width=None):
         "params": ["" if pd.isna(row["params"]) else f"{int(row['params']):,}" for row in rows],
     }
     trial_width = max([5] + [len(word) for trial in trials for word in trial.split()])
-    gaps = 2 * len(columns)  # each column's right padding and the divider after it
+    gaps = 2 * len(columns)  # each column's right padding and the divider after it (the last's: none)
     widths = _column_widths(list(columns), list(columns.values()), width - trial_width - gaps)
     caption = (
         "unranked rows: the lecture notes' baselines, on the same splits"
         if frame["baseline"].astype(bool).any()
         else None
     )
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, caption=caption, caption_justify="left")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,  # the box's edges are blanks: off, they leave the values their two columns
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        caption=caption,
+        caption_justify="left",
+    )
     names = list(columns)
     table.add_column(names[0], justify="right", width=widths[0], no_wrap=True)
     table.add_column("trial", width=trial_width)  # baselines' names wrap at their space
