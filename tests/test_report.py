@@ -1,6 +1,9 @@
-"""The report, the per-epoch history and the TensorBoard logs of a run, on tiny data."""
+"""The report, the per-epoch history, a reference and the TensorBoard logs of a run, on tiny data."""
 
+import dataclasses
 import os
+import re
+import shutil
 from pathlib import Path
 
 import keras
@@ -9,7 +12,14 @@ import pandas as pd
 import pytest
 
 from archsearch.cli.main import main
+from archsearch.files import read_json
+from archsearch.output.plots import cost_figure
+from archsearch.pipeline import runner
+from archsearch.pipeline.retrain import Evaluation
 from archsearch.pipeline.runner import apply_overrides, run
+from archsearch.recipe.dimensions import RECIPE, TRAIN, point_of
+from archsearch.recipe.presets import preset
+from archsearch.records.directory import read_leaderboard
 from archsearch.records.history import COLUMNS, EpochHistory, read_history
 
 from chromium import IMAGES, Chromium, find_chromium
@@ -31,13 +41,24 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def finished(digits_npz, tmp_path_factory, tiny_space):
-    """A finished tiny run with two epochs per training, two seeds and TensorBoard logs."""
+def finished_run(digits_npz, tmp_path_factory, tiny_space):
+    """A finished tiny run with two epochs per training, two seeds, resnet20 as a reference and TensorBoard logs.
+
+    Returns its space, its folder and the lines it printed.
+    """
     results = tmp_path_factory.mktemp("report") / "tiny"
     space = apply_overrides(tiny_space(digits_npz), epochs=EPOCHS, retrain_epochs=EPOCHS, seeds=2)
+    space = dataclasses.replace(space, retrain=dataclasses.replace(space.retrain, references=("resnet20",)))
+    lines = []
     # --tensorboard is the TensorFlow backend's (Keras Tuner writes hyperparameters only there).
-    run(space, results, tensorboard=keras.backend.backend() == "tensorflow", log=lambda line: None)
-    return results
+    run(space, results, tensorboard=keras.backend.backend() == "tensorflow", log=lines.append)
+    return space, results, lines
+
+
+@pytest.fixture(scope="module")
+def finished(finished_run):
+    """The folder of `finished_run`."""
+    return finished_run[1]
 
 
 def test_history_has_one_row_per_epoch_of_every_trial_and_retraining_seed(finished):
@@ -46,7 +67,8 @@ def test_history_has_one_row_per_epoch_of_every_trial_and_retraining_seed(finish
     trials = pd.read_csv(finished / "trials.csv", dtype={"trial_id": str})
     board = pd.read_csv(finished / "leaderboard.csv", dtype={"trial_id": str})
     expected = {(t, "search", -1) for t in trials.loc[trials["status"] == "completed", "trial_id"]}  # -1: no seed
-    expected |= {(t, "retrain", s) for t in board.loc[~board["baseline"], "trial_id"] for s in (0, 1)}
+    retrained = [*board.loc[~board["baseline"], "trial_id"], "reference:resnet20"]
+    expected |= {(t, "retrain", s) for t in retrained for s in (0, 1)}
     found = history.groupby(["trial_id", "phase", history["seed"].fillna(-1)])["epoch"].apply(list)
     assert {key: [int(e) for e in epochs] for key, epochs in found.items()} == {key: [1, 2] for key in expected}
     assert (history["seconds"] > 0).all() and history["loss"].notna().all()
@@ -74,6 +96,55 @@ def test_a_training_run_again_replaces_its_epochs_and_keeps_the_others(tmp_path)
     history = read_history(tmp_path)
     assert list(history.loc[history["phase"] == "search", "epoch"]) == [1, 2, 3]
     assert list(history.loc[history["phase"] == "retrain", "epoch"]) == [1, 2, 3, 4, 5]
+
+
+def test_a_reference_is_an_unranked_row_of_the_preset_fitted_and_trained_as_the_winner_is(finished, digits_npz):
+    board = read_leaderboard(finished)
+    fitted = preset("resnet20").architecture(np.load(digits_npz)["x_train"].shape[1:], 10)
+    assert list(board["trial_id"].iloc[-3:]) == ["reference:resnet20", "baseline:least_squares", "baseline:mlp"]
+    reference, winner = board.iloc[-3], board.iloc[0]
+    assert reference["baseline"] and pd.isna(reference["rank"]) and pd.isna(reference["val_accuracy"])
+    assert (reference["params"], reference["flops"]) == (fitted.params, fitted.flops)
+    assert {n: point_of(reference)[n] for n in RECIPE} == {n: fitted.point[n] for n in RECIPE}  # R=8, the data's
+    assert {n: reference[n] for n in TRAIN} == {n: winner[n] for n in TRAIN}  # resnet20 fixes no training knob
+    seeds = [read_json(finished / "retrain" / f"reference_resnet20_seed{seed}.json")["accuracy"] for seed in (0, 1)]
+    assert reference["seeds"] == 2 and reference["test_accuracy"] == pytest.approx(np.mean(seeds))
+    assert reference["test_accuracy_std"] == pytest.approx(np.std(seeds, ddof=1))
+    assert not any(":" in path.name for path in finished.rglob("*"))
+    assert list(board.loc[~board["baseline"], "rank"]) == [1, 2]
+    exported = read_json(finished / "run.json")["export_check"]["expected_test_accuracy"]
+    assert exported == read_json(finished / "retrain" / f"trial_{winner['trial_id']}_seed0.json")["accuracy"]
+
+
+def test_a_reference_prints_its_seeds_and_the_headline_report_and_figure_compare_the_winner_with_it(finished_run):
+    _, results, lines = finished_run
+    for seed in (0, 1):
+        progress = rf"reference resnet20 seed {seed}: test_accuracy=\d\.\d{{4}} in \d+ s"
+        assert any(re.fullmatch(progress, line) for line in lines)
+    points, spread = r"(\+\d+\.\d points over|\d+\.\d points under)", r"\d+\.\d\d% ± \d+\.\d\d"
+    assert re.search(rf"^  {points} resnet20 \({spread} vs {spread}\) with \S+ (of )?its parameters$", lines[-1], re.M)
+    assert "reference" in lines[-2] and "resnet20" in lines[-2]  # the printed leaderboard
+    page = (results / "report.html").read_text()
+    assert "Against the references: " in page and "<td>reference resnet20</td>" in page
+    figure = cost_figure(pd.read_csv(results / "trials.csv"), read_leaderboard(results))
+    assert [[text.get_text() for text in axis.texts].count("resnet20") for axis in figure.axes] == [1, 1]
+
+
+def test_a_resumed_run_trains_only_the_reference_seeds_it_lacks(finished_run, tmp_path, monkeypatch):
+    space, results, _ = finished_run
+    shutil.copytree(results, tmp_path / "run", ignore=shutil.ignore_patterns(".lock"))
+    (tmp_path / "run" / "retrain" / "reference_resnet20_seed1.json").unlink()
+    trained = []
+
+    def retrain(point, dataset, seed, epochs, callbacks=()):
+        trained.append((point["blocks_per_stage"], seed))
+        return None, Evaluation(accuracy=0.5, balanced_error_rate=0.5, recall=[0.5] * 10)
+
+    monkeypatch.setattr(runner, "retrain", retrain)
+    board = run(space, tmp_path / "run", resume=True, log=lambda line: None)
+    assert trained == [((3, 3, 3), 1)]  # the trials' retrainings and seed 0 of the reference were read back
+    seed0 = read_json(tmp_path / "run" / "retrain" / "reference_resnet20_seed0.json")["accuracy"]
+    assert board.iloc[-3]["test_accuracy"] == pytest.approx((seed0 + 0.5) / 2)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="--tensorboard needs the TensorFlow backend")

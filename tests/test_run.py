@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
+from archsearch import Retrain
 from archsearch.cli.main import main
 from archsearch.data import Dataset
-from archsearch.errors import ArchsearchError
+from archsearch.errors import ArchsearchError, SpaceError
+from archsearch.pipeline import runner
 from archsearch.pipeline.baselines import least_squares
 from archsearch.pipeline.retrain import Evaluation, summarize
 from archsearch.pipeline.runner import apply_overrides, run
@@ -420,3 +422,15 @@ def test_the_least_squares_baseline_counts_the_weights_it_fits(num_classes):
     params, _, _ = least_squares(dataset)
     columns = 1 if num_classes == 2 else num_classes  # a binary problem is one decision function
     assert params == (4 * 5 + 1) * columns
+
+
+def test_a_reference_the_data_is_too_small_for_is_refused_before_the_search(
+    digits_npz, tmp_path, monkeypatch, tiny_space
+):
+    space = dataclasses.replace(tiny_space(digits_npz), retrain=Retrain(references=("resnet20", "vgg16")))
+    monkeypatch.setattr(runner, "make_tuner", lambda *args, **kwargs: pytest.fail("the search started"))
+    with pytest.raises(
+        SpaceError, match=r"references: vgg16 does not fit this data's 8x8x1 images \(.*halved at most 3"
+    ):
+        run(space, tmp_path / "run", log=lambda line: None)
+    assert not (tmp_path / "run" / "run.json").exists()

@@ -21,6 +21,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.output.progress import EpochProgress
 from archsearch.output.summary import MAX_WIDTH, describe_architecture, leaderboard_table, searched_dimensions
 from archsearch.pipeline.runner import run
+from archsearch.recipe.presets import preset
 from archsearch.recipe.space import load_space
 from archsearch.records.directory import list_runs, read_leaderboard, read_run, run_status, runs_frame
 
@@ -164,7 +165,7 @@ def test_a_run_prints_no_startup_noise_whatever_the_log_level(digits_npz, tmp_pa
 
 
 def _fake_leaderboard(space, rows=3):
-    """A leaderboard shaped like a run of `space` would write, from sampled points."""
+    """A leaderboard shaped like a run of `space` would write, from sampled points, with a reference."""
     ranked = [
         {
             **point,
@@ -180,6 +181,16 @@ def _fake_leaderboard(space, rows=3):
         }
         for i, point in enumerate(space.random_points(rows, 0))
     ]
+    reference = {
+        **preset("resnet110").architecture().point,
+        "trial_id": "reference:resnet110",
+        "baseline": True,
+        "test_accuracy": 0.9345,
+        "test_accuracy_std": 0.0123,
+        "test_balanced_error_rate": 0.0655,
+        "test_balanced_error_rate_std": 0.0123,
+        "params": 1_734_001,
+    }
     baselines = [
         {
             "trial_id": f"baseline:{name}",
@@ -190,7 +201,7 @@ def _fake_leaderboard(space, rows=3):
         }
         for name in ("least_squares", "mlp")
     ]
-    return pd.DataFrame(ranked + baselines).convert_dtypes()
+    return pd.DataFrame(ranked + [reference] + baselines).convert_dtypes()
 
 
 @pytest.mark.parametrize("space_file", sorted((ROOT / "search_spaces").glob("*.py")), ids=lambda p: p.stem)
@@ -199,6 +210,7 @@ def test_the_printed_leaderboard_of_every_bundled_space_fits_120_columns(space_f
     table = leaderboard_table(_fake_leaderboard(space), space.searched(), width=MAX_WIDTH)
     assert max(len(line) for line in table.splitlines()) <= MAX_WIDTH
     assert "1,234,567" in table and "93.45 ± 1.23" in table  # the figures are shown whole, not cut
+    assert "1,734,001" in table and "resnet110" in table
 
 
 @pytest.mark.parametrize(

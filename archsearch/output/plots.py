@@ -5,13 +5,18 @@ Each function takes DataFrames or arrays and returns a `matplotlib.figure.Figure
 fractions in the tables and percentages on the axes.
 """
 
+import itertools
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from archsearch.records import tables
+
 TRIAL_COLOR, RETRAINED_COLOR, FRONT_COLOR, BASELINE_COLOR = "#4c72b0", "#c44e52", "#55a868", "#777777"
+REFERENCE_COLOR = "#8172b3"
 STATUS_MARKERS = {"failed": "x", "infeasible": "+"}
 
 
@@ -42,7 +47,9 @@ def cost_figure(trials, leaderboard):
     """Validation accuracy against parameters and against FLOPs, the Pareto front marked.
 
     Retrained architectures are drawn at their test accuracy ± std over
-    seeds; the baselines' test accuracies are horizontal reference lines.
+    seeds, and the references (`reference:<preset>` rows) the same way with
+    a marker of their own and their name; the notes' baselines' test
+    accuracies are horizontal lines.
     """
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     completed = trials[trials["status"] == "completed"].astype({"params": float, "flops": float, "val_accuracy": float})
@@ -83,11 +90,34 @@ def cost_figure(trials, leaderboard):
                 fontsize=8,
                 color=RETRAINED_COLOR,
             )
+        references = tables.references(leaderboard)
+        if not references.empty:
+            axis.errorbar(
+                references[cost].astype(float),
+                references["test_accuracy"].astype(float),
+                yerr=references["test_accuracy_std"].astype(float),
+                fmt="s",
+                markersize=7,
+                markerfacecolor="none",
+                markeredgewidth=1.5,
+                color=REFERENCE_COLOR,
+                capsize=3,
+                label="reference preset (test accuracy ± std)",
+            )
+        for _, row in references.iterrows():
+            axis.annotate(
+                str(row["trial_id"]).removeprefix(tables.REFERENCE),
+                (float(row[cost]), float(row["test_accuracy"])),
+                textcoords="offset points",
+                xytext=(7, 4),
+                fontsize=8,
+                color=REFERENCE_COLOR,
+            )
         # Lowest first, labelled below its line; the others above theirs, on alternating sides.
-        baselines = leaderboard[leaderboard["baseline"].astype(bool)].sort_values("test_accuracy")
+        baselines = tables.baselines(leaderboard).sort_values("test_accuracy")
         for position, (_, row) in enumerate(baselines.iterrows()):
             side, offset = (0.01, -11) if position == 0 else (0.99 if position % 2 else 0.01, 3)
-            name = str(row["trial_id"]).removeprefix("baseline:").replace("_", " ")
+            name = str(row["trial_id"]).removeprefix(tables.BASELINE).replace("_", " ")
             axis.axhline(float(row["test_accuracy"]), color=BASELINE_COLOR, linestyle="--", linewidth=1)
             axis.annotate(
                 f"baseline: {name} {100 * float(row['test_accuracy']):.1f}%",
@@ -100,6 +130,7 @@ def cost_figure(trials, leaderboard):
                 color=BASELINE_COLOR,
             )
         axis.set_xscale("log")
+        axis.margins(x=0.08)  # room for a reference's name right of the largest point
         axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)  # a narrow range labels minor ticks
         axis.set_xlabel(label)
         axis.set_ylabel("accuracy")
@@ -242,16 +273,32 @@ def confusion_figure(labels, predicted, class_names):
 
 
 def recall_figure(leaderboard, class_names):
-    """Per-class test recall of the winner (mean over seeds), with the baselines' as markers."""
-    figure = Figure(figsize=(min(11, 3 + 0.6 * len(class_names)), 3.4), layout="constrained")
+    """Per-class test recall of the winner (mean over seeds), with the references' and the baselines' as markers."""
+    references, baselines = tables.references(leaderboard), tables.baselines(leaderboard)
+    width = min(11, 3 + 0.6 * len(class_names))
+    # The legend goes under the axes, where it hides no marker: a column per 3.5 inches.
+    legend_columns = max(1, min(3, int(width // 3.5)))
+    legend_rows = -(-(1 + len(references) + len(baselines)) // legend_columns)
+    figure = Figure(figsize=(width, 3.4 + 0.2 * legend_rows), layout="constrained")
     axis = figure.subplots()
     columns = [f"test_recall_{name}" for name in class_names]
     winner = leaderboard[leaderboard["rank"] == 1].iloc[0]
     recall = winner[columns].astype(float).to_numpy()
     bars = axis.bar(range(len(class_names)), recall, color=RETRAINED_COLOR, width=0.6, label="rank 1 (mean over seeds)")
     axis.bar_label(bars, [f"{100 * r:.1f}" for r in recall], fontsize=7, padding=2)
-    for (_, row), marker in zip(leaderboard[leaderboard["baseline"].astype(bool)].iterrows(), ("_", "1")):
-        name = str(row["trial_id"]).removeprefix("baseline:").replace("_", " ")
+    for (_, row), marker in zip(references.iterrows(), itertools.cycle("sDv^<>ph")):
+        axis.scatter(
+            range(len(class_names)),
+            row[columns].astype(float),
+            marker=marker,
+            s=40,
+            facecolors="none",
+            edgecolors=REFERENCE_COLOR,
+            label=f"reference: {str(row['trial_id']).removeprefix(tables.REFERENCE)} (mean over seeds)",
+            zorder=3,
+        )
+    for (_, row), marker in zip(baselines.iterrows(), ("_", "1")):
+        name = str(row["trial_id"]).removeprefix(tables.BASELINE).replace("_", " ")
         axis.scatter(
             range(len(class_names)),
             row[columns].astype(float),
@@ -265,7 +312,7 @@ def recall_figure(leaderboard, class_names):
     axis.set_ylim(0, 1.1)
     axis.set_ylabel("test recall")
     _percent_axis(axis)
-    axis.legend(fontsize=8, loc="lower right")
+    figure.legend(fontsize=8, loc="outside lower center", ncols=legend_columns)
     return figure
 
 

@@ -25,11 +25,20 @@ from archsearch.files import write_atomic
 from archsearch.model.training import predict_classes
 from archsearch.output import plots
 from archsearch.output.export import MODEL_KERAS, stored_dataset
-from archsearch.output.summary import cell, describe_architecture, percent, searched_dimensions
+from archsearch.output.summary import (
+    cell,
+    comparison,
+    describe_architecture,
+    percent,
+    row_name,
+    searched_dimensions,
+    unranked_caption,
+)
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
 from archsearch.records.directory import HISTORY, RunDir, wall_seconds
 from archsearch.records.history import read_history
+from archsearch.records.tables import references
 
 DPI = 100
 
@@ -79,6 +88,7 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
     searched = searched_dimensions(meta, leaderboard)
     winner = leaderboard[leaderboard["rank"] == 1].iloc[0]
     class_names = [str(name) for name in meta["data"]["classes"]]
+    unranked = unranked_caption(leaderboard)
 
     sections = [
         _section(
@@ -86,7 +96,14 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
             _image(plots.cost_figure(trials, leaderboard), "accuracy against parameters and FLOPs"),
             "Every trial's validation accuracy against its size, with the trials' Pareto front (no trial is both "
             "cheaper and more accurate). The retrained architectures are drawn at their test accuracy ± standard "
-            "deviation over seeds; dashed lines are the baselines' test accuracy.",
+            "deviation over seeds"
+            + (
+                ", the references (presets fitted to the data, trained as the winners are) the same way, as open "
+                "squares with their names"
+                if not references(leaderboard).empty
+                else ""
+            )
+            + "; dashed lines are the baselines' test accuracy.",
         ),
         _section(
             "What mattered",
@@ -105,7 +122,8 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
             "Leaderboard",
             f'<div class="scroll">{_leaderboard_table(leaderboard, searched)}</div>',
             "Ranked by validation accuracy; the test split was used only to fill in the test columns. "
-            "Every column is in leaderboard.csv.",
+            + (f"{unranked[0].upper()}{unranked[1:]}. " if unranked else "")
+            + "Every column is in leaderboard.csv.",
         ),
         _section("The run", _facts(meta), ""),
     ]
@@ -116,6 +134,9 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
         f"balanced error rate {percent(winner['test_balanced_error_rate'], winner['test_balanced_error_rate_std'])} "
         f"over {winner['seeds']} seed(s), {int(winner['params']):,} parameters."
     )
+    against = [comparison(winner, row) for _, row in references(leaderboard).iterrows()]
+    if against:
+        lead += f" Against the references: {html.escape('; '.join(against))}."
     title = f"archsearch report: {meta['space']['name']}, run {run_dir.name}"
     question = (meta.get("space_file_description") or "").split("\n")[0]
     page = (
@@ -172,7 +193,7 @@ def _winner_section(run_dir, meta, leaderboard, history, winner, class_names, st
     parts.append(
         _figure(
             _image(plots.recall_figure(leaderboard, class_names), "per-class recall"),
-            "Per-class recall on the test split: rank 1, mean over its seeds, and the baselines.",
+            "Per-class recall on the test split: rank 1, mean over its seeds, the references' and the baselines'.",
         )
     )
     if not isinstance(predictions, str):
@@ -215,7 +236,7 @@ def _leaderboard_table(leaderboard, searched):
     shown = pd.DataFrame(
         {
             "rank": leaderboard["rank"].astype("string").fillna(""),
-            "trial": leaderboard["trial_id"].str.removeprefix("baseline:").str.replace("_", " "),
+            "trial": leaderboard["trial_id"].map(row_name),
             **{name: leaderboard[name].map(cell) for name in searched},
             "val accuracy": leaderboard["val_accuracy"].map(lambda v: percent(v)),
             "test accuracy": [

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from archsearch.recipe import dimensions
+from archsearch.records import tables
 
 MAX_WIDTH = 120
 _DECLARATION = re.compile(r"^(choice|int_range|uniform|log_uniform)\(")
@@ -88,11 +89,65 @@ def clock(seconds):
     return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
-def headline(leaderboard, point, run_dir, export_line):
-    """The lines a run ends with: the winner, its test figures, the baselines, and where everything is.
+def row_name(trial_id):
+    """What a leaderboard row is called on screen: the trial's id, or an unranked row's name in words.
+
+    Example:
+
+    >>> row_name("7"), row_name("baseline:least_squares"), row_name("reference:resnet20")
+    ('7', 'least squares', 'reference resnet20')
+    """
+    trial_id = str(trial_id)
+    if trial_id.startswith(tables.BASELINE):
+        return trial_id.removeprefix(tables.BASELINE).replace("_", " ")
+    if trial_id.startswith(tables.REFERENCE):
+        return f"reference {trial_id.removeprefix(tables.REFERENCE)}"
+    return trial_id
+
+
+def _known(value):
+    return value is not None and not pd.isna(value)
+
+
+def comparison(winner, reference):
+    """How the winner compares with a reference: test accuracy in points, both with their spread, and size.
 
     Args:
-        leaderboard: the run's leaderboard (rank 1 first, then the baselines).
+        winner: the rank-1 row of a leaderboard (a dict or a Series).
+        reference: a `reference:<preset>` row of the same leaderboard.
+
+    Returns:
+        A string such as `"+1.3 points over resnet20 (91.20% ± 0.40 vs 89.90% ± 0.60) with 0.3x its
+        parameters"`; figures over one seed have no standard deviation, and say so.
+
+    Example:
+
+    >>> reference = {"trial_id": "reference:resnet20", "test_accuracy": 0.899, "test_accuracy_std": 0.006,
+    ...     "params": 270_810}
+    >>> comparison({"test_accuracy": 0.912, "test_accuracy_std": 0.004, "params": 81_000}, reference)
+    '+1.3 points over resnet20 (91.20% ± 0.40 vs 89.90% ± 0.60) with 0.3x its parameters'
+    >>> comparison({"test_accuracy": 0.8966, "test_accuracy_std": None, "params": 102},
+    ...     {**reference, "test_accuracy_std": None})
+    '0.2 points under resnet20 (89.66% vs 89.90%, one seed each) with 1/2,655 of its parameters'
+    """
+    points = 100 * (float(winner["test_accuracy"]) - float(reference["test_accuracy"]))
+    over = f"+{points:.1f} points over" if points >= 0 else f"{-points:.1f} points under"
+    figures = " vs ".join(percent(row["test_accuracy"], row["test_accuracy_std"]) for row in (winner, reference))
+    if not any(_known(row["test_accuracy_std"]) for row in (winner, reference)):
+        figures += ", one seed each"
+    ratio = int(winner["params"]) / int(reference["params"])
+    if ratio < 0.1:
+        size = f"1/{1 / ratio:,.0f} of its parameters"
+    else:
+        size = f"{ratio:.2g}x its parameters" if ratio < 10 else f"{ratio:,.0f}x its parameters"
+    return f"{over} {str(reference['trial_id']).removeprefix(tables.REFERENCE)} ({figures}) with {size}"
+
+
+def headline(leaderboard, point, run_dir, export_line):
+    """The lines a run ends with: the winner, its test figures, against each reference, the baselines, and where.
+
+    Args:
+        leaderboard: the run's leaderboard (rank 1 first, then the unranked rows).
         point: the winner's planned point, for `describe_architecture()`.
         run_dir: the run directory.
         export_line: what the export wrote (`export.export_summary()`).
@@ -102,20 +157,18 @@ def headline(leaderboard, point, run_dir, export_line):
     """
     first = leaderboard.iloc[0]
     seeds = int(first["seeds"])
-    baselines = leaderboard[leaderboard["baseline"].astype(bool)]
+    baselines = tables.baselines(leaderboard)
     lines = [
         f"best: {describe_architecture(point)} (trial {first['trial_id']})",
         f"  test accuracy {percent(first['test_accuracy'], first['test_accuracy_std'])}, "
         f"BER {percent(first['test_balanced_error_rate'], first['test_balanced_error_rate_std'])} "
         f"(mean ± std over {seeds} seed{'s' * (seeds != 1)}), {int(first['params']):,} parameters",
+        *(f"  {comparison(first, reference)}" for _, reference in tables.references(leaderboard).iterrows()),
     ]
     if not baselines.empty:
         lines.append(
             "  baselines: "
-            + ", ".join(
-                f"{row.trial_id.removeprefix('baseline:').replace('_', ' ')} {percent(row.test_accuracy)}"
-                for row in baselines.itertuples()
-            )
+            + ", ".join(f"{row_name(row.trial_id)} {percent(row.test_accuracy)}" for row in baselines.itertuples())
         )
     lines += [
         f"run: {run_dir} (report.html, leaderboard.csv, trials.csv, run.json)",
@@ -131,7 +184,7 @@ def searched_dimensions(meta, frame):
     declared = (meta.get("space") or {}).get("dimensions")
     if declared:
         return [name for name, value in declared.items() if isinstance(value, str) and _DECLARATION.match(value)]
-    ranked = frame[~frame["baseline"].astype(bool)]
+    ranked = frame[~frame["baseline"].astype(bool)]  # a reference differs from the trials in unsearched dimensions too
     return [name for name in dimensions.RECIPE + dimensions.TRAIN if name in ranked and ranked[name].nunique() > 1]
 
 
@@ -159,6 +212,16 @@ def _column_widths(headers, values, budget, floor=5):
     return widths
 
 
+def unranked_caption(frame):
+    """What a leaderboard's unranked rows are, in words; `None` where it has none."""
+    kinds = []
+    if not tables.references(frame).empty:
+        kinds.append("the references (presets fitted to the data, trained as the winners are, over the same seeds)")
+    if not tables.baselines(frame).empty:
+        kinds.append("the lecture notes' baselines")
+    return f"unranked rows: {' and '.join(kinds)}, on the same splits" if kinds else None
+
+
 def leaderboard_table(frame, searched, width=None):
     """Renders a leaderboard for a screen: rank, trial, the searched dimensions and the figures.
 
@@ -175,40 +238,43 @@ def leaderboard_table(frame, searched, width=None):
     if width is None:
         width = min(shutil.get_terminal_size().columns, MAX_WIDTH) if sys.stdout.isatty() else MAX_WIDTH
     rows = frame.to_dict("records")
-    trials = [
-        str(r["trial_id"]).removeprefix("baseline:").replace("_", " ") if r["baseline"] else str(r["trial_id"])
+    trials = [row_name(r["trial_id"]) for r in rows]
+    # A reference is named by its preset, not by values of the searched dimensions (leaderboard.csv has them).
+    searched_cells = [
+        {} if str(r["trial_id"]).startswith(tables.REFERENCE) else {name: r.get(name) for name in searched}
         for r in rows
     ]
+    # The notes' baselines are one fit each; runs written before that gave them a standard deviation of 0.
+    one_fit = [str(r["trial_id"]).startswith(tables.BASELINE) for r in rows]
     columns = {
         "rank": [cell(row["rank"]) for row in rows],
-        **{name.replace("_", " "): [cell(row.get(name)) for row in rows] for name in searched},
+        **{name.replace("_", " "): [cell(cells.get(name)) for cells in searched_cells] for name in searched},
         "val acc": [percent(row.get("val_accuracy"), sign="") for row in rows],
         "test acc %": [
-            percent(row["test_accuracy"], None if row["baseline"] else row.get("test_accuracy_std"), sign="")
-            for row in rows
+            percent(row["test_accuracy"], None if fit else row.get("test_accuracy_std"), sign="")
+            for row, fit in zip(rows, one_fit)
         ],
         "test BER %": [
-            percent(
-                row["test_balanced_error_rate"],
-                None if row["baseline"] else row.get("test_balanced_error_rate_std"),
-                sign="",
-            )
-            for row in rows
+            percent(row["test_balanced_error_rate"], None if fit else row.get("test_balanced_error_rate_std"), sign="")
+            for row, fit in zip(rows, one_fit)
         ],
         "params": ["" if pd.isna(row["params"]) else f"{int(row['params']):,}" for row in rows],
     }
     trial_width = max([5] + [len(word) for trial in trials for word in trial.split()])
-    gaps = 2 * len(columns)  # each column's right padding and the divider after it
+    gaps = 2 * len(columns)  # each column's right padding and the divider after it (the last's: none)
     widths = _column_widths(list(columns), list(columns.values()), width - trial_width - gaps)
-    caption = (
-        "unranked rows: the lecture notes' baselines, on the same splits"
-        if frame["baseline"].astype(bool).any()
-        else None
+    caption = unranked_caption(frame)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,  # the box's edges are blanks: off, they leave the values their two columns
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        caption=caption,
+        caption_justify="left",
     )
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, caption=caption, caption_justify="left")
     names = list(columns)
     table.add_column(names[0], justify="right", width=widths[0], no_wrap=True)
-    table.add_column("trial", width=trial_width)  # baselines' names wrap at their space
+    table.add_column("trial", width=trial_width)  # unranked rows' names wrap at their space
     for name, column_width in zip(names[1:], widths[1:]):
         table.add_column(name, justify="right", width=column_width, no_wrap=False, overflow="fold")
     for trial, *cells in zip(trials, *columns.values()):

@@ -1,1 +1,1 @@
-"""The run itself: retraining, the baselines, and the pipeline from search to export."""
+"""The run itself: retraining, the baselines and the references, and the pipeline from search to export."""

@@ -15,7 +15,7 @@ import time
 import keras
 
 from archsearch.data import data_summary, load_data
-from archsearch.errors import ArchsearchError
+from archsearch.errors import ArchsearchError, InfeasibleArchitecture, SpaceError
 from archsearch.files import read_json, write_json
 from archsearch.model.backend import keras_without_tensorflow
 from archsearch.output.export import export_retrained, export_summary
@@ -26,10 +26,11 @@ from archsearch.pipeline import baselines
 from archsearch.pipeline.retrain import Evaluation, retrain, summarize
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
+from archsearch.recipe.presets import preset
 from archsearch.recipe.space import Train
 from archsearch.records.directory import choose_run
 from archsearch.records.history import EpochHistory, record_epoch
-from archsearch.records.tables import best_trials, leaderboard_frame
+from archsearch.records.tables import REFERENCE, best_trials, leaderboard_frame
 from archsearch.search.leases import fingerprint, lease_floor
 from archsearch.search.tensorboard_logs import tensorboard_callback
 from archsearch.search.trials import trials_frame
@@ -162,8 +163,10 @@ def run(
 class _Session:
     """One session of a run (a resume starts another), with the run's lock held: what its steps share.
 
-    It loads the data, refuses a resume on other data, and keeps `run.json`
-    (`record()`); its steps (`search()`, `retrain_trial()`) take only what differs between calls.
+    It loads the data, refuses a resume on other data, fits the references
+    to the data (so that one that cannot be fails before any training), and
+    keeps `run.json` (`record()`); its steps (`search()`, `retrain_trial()`,
+    `train_reference()`) take only what differs between calls.
 
     Args:
         space: the `Space`.
@@ -180,6 +183,7 @@ class _Session:
         self.dataset = load_data(space.data, data_dir=data_dir)
         self.summary = data_summary(self.dataset)
         self._check_same_data()
+        self.references = _fitted_references(space.retrain.references, self.dataset)
         self.metadata = {}
         self.tuner = self.progress = None
 
@@ -207,6 +211,11 @@ class _Session:
             f"data: {summary['source']}, {summary['counts']} images of shape {summary['shape']}, "
             f"{len(summary['classes'])} classes"
         )
+        if self.references:
+            fitted = (
+                f"{name} (R={a.point['resolution']}, {a.params:,} parameters)" for name, a in self.references.items()
+            )
+            log(f"references: {', '.join(fitted)}")
         self.metadata = {
             "space": space.to_dict(),
             "searched": space.searched(),
@@ -239,6 +248,9 @@ class _Session:
             self.retrain_trial(trial, position, len(best))
             for position, (_, trial) in enumerate(best.iterrows(), start=1)
         ]
+        ranked = leaderboard_frame(rows)  # before the unranked rows join them
+        winner = next(row for row in rows if row["trial_id"] == ranked.iloc[0]["trial_id"])
+        rows += [self.train_reference(name, winner) for name in space.retrain.references]
         self.metadata["retrain_seconds"] = round(time.perf_counter() - start, 1)
         leaderboard = leaderboard_frame(rows + _baseline_rows(dataset))
         run_dir.write_leaderboard(leaderboard)
@@ -246,9 +258,8 @@ class _Session:
         self.record("exporting")
         _, check, stored = export_retrained(run_dir, 1, run_dir.best, data_dir=self.data_dir, dataset=dataset)
         self.record("complete", export_check=check, retrain_epochs=self.retrain_epochs)
-        winner_row = next(row for row in rows if row["trial_id"] == leaderboard.iloc[0]["trial_id"])
         architecture = plan(
-            {n: winner_row[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes
+            {n: winner[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes
         )
         write_report(run_dir, stored=stored, log=log)
         log(leaderboard_table(leaderboard, space.searched()))
@@ -317,50 +328,124 @@ class _Session:
         Args:
             trial: the trial's row of the trials table.
             position, count: its place among the trials retrained, for the progress lines.
+
+        Returns:
+            The row, a dict.
         """
-        space, dataset, trial_id = self.space, self.dataset, trial["trial_id"]
+        space, run_dir, trial_id = self.space, self.run_dir, trial["trial_id"]
         point = {
             **space.sample(self.tuner.oracle.get_trial(trial_id).hyperparameters.copy()),
             "epochs": self.retrain_epochs,
         }
+        evaluations = self._retrain_seeds(
+            point,
+            trial_id,
+            f"retrain {position}/{count} [{trial_id}]",
+            lambda seed: (
+                run_dir.retrained_result(trial_id, seed),
+                run_dir.retrained_model(trial_id) if seed == 0 else None,
+            ),
+        )
+        figures = {"val_accuracy": trial["val_accuracy"], "params": trial["params"], "flops": trial["flops"]}
+        return self._row(trial_id, point, evaluations, baseline=False, **figures)
+
+    def train_reference(self, name, winner):
+        """Trains a reference under the winners' protocol, once per seed; returns its unranked leaderboard row.
+
+        Its architecture is the preset's, fitted to the data (`Preset.architecture()`); its training knobs
+        are the winner's, the retraining epochs among them, but for those the preset fixes (`Preset.train`).
+
+        Args:
+            name: the preset's name, e.g. `"resnet20"`.
+            winner: the rank-1 row (`retrain_trial()`'s).
+
+        Returns:
+            The row, a dict, `reference:<name>`.
+        """
+        fitted, trial_id = self.references[name], f"{REFERENCE}{name}"
+        point = {
+            **{n: fitted.point[n] for n in dimensions.RECIPE},
+            **{n: winner[n] for n in dimensions.TRAIN},
+            **preset(name).train,
+        }
+        evaluations = self._retrain_seeds(
+            point, trial_id, f"reference {name}", lambda seed: (self.run_dir.reference_result(name, seed), None)
+        )
+        figures = {"val_accuracy": None, "params": fitted.params, "flops": fitted.flops}
+        return self._row(trial_id, point, evaluations, baseline=True, **figures)
+
+    def _retrain_seeds(self, point, trial_id, label, paths):
+        """Retrains a point once per seed from 0 up, each with its progress line; returns the `Evaluation`s.
+
+        Args:
+            point: the point (recipe and training knobs, the retraining epochs among them).
+            trial_id: its row's id, for history.csv.
+            label: what its progress lines call it, e.g. `"retrain 1/2 [7]"`.
+            paths: a function from a seed to the path of its `Evaluation` and that of its model, or `None`
+                where no model is kept (`_retrain_once()`).
+        """
         evaluations = []
-        for seed in range(space.retrain.seeds):
-            label = f"retrain {position}/{count} [{trial_id}] seed {seed}"
-            callbacks = [EpochProgress(label), EpochHistory(self.run_dir, trial_id, "retrain", seed)]
-            evaluation = self._retrain_once(point, trial_id, seed, callbacks)
+        for seed in range(self.space.retrain.seeds):
+            seed_label = f"{label} seed {seed}"
+            callbacks = [EpochProgress(seed_label), EpochHistory(self.run_dir, trial_id, "retrain", seed)]
+            evaluation = self._retrain_once(point, seed, callbacks, *paths(seed))
             evaluations.append(evaluation)
-            self.log(f"{label}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
+            self.log(f"{seed_label}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
+        return evaluations
+
+    def _retrain_once(self, point, seed, callbacks, result, saved):
+        """Retrains one (point, seed), or reads its saved result when resuming.
+
+        Args:
+            point, seed: what to train.
+            callbacks: its Keras callbacks.
+            result: where its `Evaluation` is kept (`RunDir.retrained_result()`, `RunDir.reference_result()`).
+            saved: where its model is kept, or `None`: only a trial's seed 0's is
+                (`RunDir.retrained_model()`), the one exported.
+
+        Returns:
+            The `Evaluation`.
+        """
+        if result.exists() and (saved is None or saved.exists()):
+            return Evaluation(**read_json(result))
+        model, evaluation = retrain(point, self.dataset, seed, point["epochs"], callbacks=callbacks)
+        result.parent.mkdir(parents=True, exist_ok=True)
+        if saved is not None:
+            with keras_without_tensorflow():
+                model.save(saved)
+        write_json(dataclasses.asdict(evaluation), result)
+        return evaluation
+
+    def _row(self, trial_id, point, evaluations, **figures):
+        """A leaderboard row: the point, `figures` (`baseline`, `val_accuracy`, `params`, `flops`), the test figures."""
         stats = summarize(evaluations)
         recall = stats.pop("test_recall")
         return {
             "trial_id": trial_id,
             **point,
-            "val_accuracy": trial["val_accuracy"],
-            "params": trial["params"],
-            "flops": trial["flops"],
+            **figures,
             **stats,
-            "baseline": False,
-            **{f"test_recall_{name}": r for name, r in zip(dataset.class_names, recall)},
+            **{f"test_recall_{name}": r for name, r in zip(self.dataset.class_names, recall)},
         }
 
-    def _retrain_once(self, point, trial_id, seed, callbacks):
-        """Retrains one (architecture, seed), or reads its saved result when resuming.
 
-        Only seed 0's model is kept (`RunDir.retrained_model()`): it is the one exported.
+def _fitted_references(names, dataset):
+    """Fits each reference to the data: a dict from its name to its `Architecture`.
 
-        Returns:
-            The `Evaluation`.
-        """
-        result, saved = self.run_dir.retrained_result(trial_id, seed), self.run_dir.retrained_model(trial_id, seed)
-        if result.exists() and (seed != 0 or saved.exists()):
-            return Evaluation(**read_json(result))
-        model, evaluation = retrain(point, self.dataset, seed, point["epochs"], callbacks=callbacks)
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        if seed == 0:
-            with keras_without_tensorflow():
-                model.save(saved)
-        write_json(dataclasses.asdict(evaluation), result)
-        return evaluation
+    Raises:
+        SpaceError: naming the first reference the data's images are too small for, and why.
+    """
+    fitted = {}
+    for name in names:
+        try:
+            fitted[name] = preset(name).architecture(dataset.shape, dataset.num_classes)
+        except InfeasibleArchitecture as error:
+            shape = "x".join(map(str, dataset.shape))
+            raise SpaceError(
+                f"retrain: references: {name} does not fit this data's {shape} images ({error}); "
+                "leave it out of Retrain(references=...)"
+            ) from None
+    return fitted
 
 
 def _baseline_rows(dataset):

@@ -34,7 +34,7 @@ TRIALS = "trials.csv"
 LEADERBOARD = "leaderboard.csv"
 HISTORY = "history.csv"
 REPORT = "report.html"
-RETRAIN = "retrain"  # one <stem>.json per retraining, and seed 0's <stem>.keras
+RETRAIN = "retrain"  # one <stem>.json per retraining (a reference's too), and a trial's seed 0's <stem>.keras
 BEST = "best"  # the exported winner
 TUNER = "tuner"  # Keras Tuner's state (its project name)
 TENSORBOARD = "tensorboard"  # --tensorboard's logs
@@ -56,6 +56,8 @@ class RunDir:
     >>> run_dir = RunDir("results/digits/2026-01-02_03-04-05")
     >>> run_dir.retrained_model("7", 0).as_posix()
     'results/digits/2026-01-02_03-04-05/retrain/trial_7_seed0.keras'
+    >>> run_dir.reference_result("resnet20", 1).name
+    'reference_resnet20_seed1.json'
     >>> run_dir == Path("results/digits/2026-01-02_03-04-05")
     True
     """
@@ -138,6 +140,13 @@ class RunDir:
     def retrained_result(self, trial_id, seed):
         """The retraining's test figures (`.json`, an `Evaluation`)."""
         return self.retrain_stem(trial_id, seed).with_suffix(".json")
+
+    def reference_result(self, name, seed):
+        """A reference's test figures for one seed: `retrain/reference_<preset>_seed<n>.json` (no model is kept).
+
+        The name on disk has no `:`, which the leaderboard's `reference:<preset>` has and Windows refuses.
+        """
+        return self.retrain / f"reference_{name}_seed{seed}.json"
 
     # run.json and the tables.
 

@@ -1,7 +1,8 @@
 """Per-epoch history: `history.csv` in the run directory, one row per epoch of every training.
 
-Columns: `trial_id`, `phase` (`search` for a trial, `retrain` for a
-retraining), `seed` (the retraining's seed; blank for a trial), `epoch`
+Columns: `trial_id` (a reference's is `reference:<preset>`), `phase`
+(`search` for a trial, `retrain` for a retraining or a reference's training),
+`seed` (the retraining's seed; blank for a trial), `epoch`
 (1-based), `loss`, `accuracy` (on the training batches) and `seconds`.
 
 A training that starts again (a resumed run repeats an interrupted trial or

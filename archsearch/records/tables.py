@@ -1,12 +1,19 @@
-"""The leaderboard: the best trials to retrain, and their ranked rows beside the baselines.
+"""The leaderboard: the best trials to retrain, and their ranked rows beside the unranked ones.
 
-The trials table itself comes from Keras Tuner's trials (`archsearch.search.trials`);
-the run directory writes both tables atomically (`archsearch.records.directory`).
+The unranked rows are standards to compare the winners with, `baseline=True`
+in the table, told apart by their `trial_id`: the lecture notes' baselines
+(`baseline:<name>`) and the references, presets trained as the winners are
+(`reference:<preset>`). The trials table itself comes from Keras Tuner's
+trials (`archsearch.search.trials`); the run directory writes both tables
+atomically (`archsearch.records.directory`).
 """
 
 import pandas as pd
 
 from archsearch.recipe import dimensions
+
+BASELINE = "baseline:"  # the trial_id prefix of the notes' baselines
+REFERENCE = "reference:"  # the trial_id prefix of the references
 
 LEADERBOARD_COLUMNS = [
     "rank",
@@ -33,15 +40,15 @@ def best_trials(trials, top_k):
 
 
 def leaderboard_frame(rows):
-    """Returns the leaderboard: ranked rows by validation accuracy, then the baselines.
+    """Returns the leaderboard: ranked rows by validation accuracy, then the unranked ones in their order.
 
     Args:
-        rows: dicts with the leaderboard's columns; baselines have
-            `baseline=True`.
+        rows: dicts with the leaderboard's columns; unranked rows (the
+            baselines and the references) have `baseline=True`.
 
     Returns:
         A DataFrame, best first, with `rank` 1, 2, ... and no rank for
-        baselines. Extra columns (per-class recall) follow the documented ones.
+        unranked rows. Extra columns (per-class recall) follow the documented ones.
     """
     frame = pd.DataFrame(rows)
     ranked = frame[~frame["baseline"]].sort_values(["val_accuracy", "params"], ascending=[False, True])
@@ -51,3 +58,13 @@ def leaderboard_frame(rows):
     extra = [c for c in frame.columns if c not in LEADERBOARD_COLUMNS]
     # Nullable dtypes keep integer columns integer beside the baselines' blanks.
     return frame.reindex(columns=LEADERBOARD_COLUMNS + extra).convert_dtypes()
+
+
+def references(leaderboard):
+    """Returns the leaderboard's references (`reference:<preset>` rows), in its order."""
+    return leaderboard[leaderboard["trial_id"].astype(str).str.startswith(REFERENCE)]
+
+
+def baselines(leaderboard):
+    """Returns the leaderboard's baselines from the lecture notes (`baseline:<name>` rows), in its order."""
+    return leaderboard[leaderboard["trial_id"].astype(str).str.startswith(BASELINE)]
