@@ -24,5 +24,5 @@ space = Space(
     # Budget sized for two CPU cores (about an hour end to end).
     train=Train(epochs=5, batch_size=64, learning_rate=log_uniform(5e-4, 5e-3), augment=True),
     search=Search(tuner="bayesian", max_trials=10, max_params=500_000),
-    retrain=Retrain(top_k=2, epochs=25, seeds=2),
+    retrain=Retrain(top_k=2, epochs=25, seeds=2, references=("resnet20",)),  # the standard CIFAR ResNet, to beat
 )
