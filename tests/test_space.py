@@ -267,17 +267,37 @@ def test_start_points_are_the_presets_values_of_the_searched_dimensions_as_keras
         name="t",
         data=Data("digits"),
         recipe=Recipe.preset("vgg11", resolution=32, width=choice(32, 64), blocks_per_stage=choice(1, (1, 1, 2, 2, 2))),
-        train=Train(dropout=uniform(0.0, 0.6), learning_rate=log_uniform(1e-4, 1e-2)),
+        train=Train(dropout=uniform(0.0, 0.6), learning_rate=log_uniform(1e-4, 1e-2), epochs=int_range(20, 40)),
         search=Search(start_from="vgg11"),
     )
-    # The preset's resolution (224) and learning rate (not its own) are the space's; its dropout is searched.
-    assert space.start_points() == [{"width": 64, "blocks_per_stage": "(1, 1, 2, 2, 2)", "dropout": 0.5}]
+    # The preset's resolution (224) is the space's; its dropout is searched; what it leaves out takes the
+    # dimension's default where the space allows it (learning rate 1e-3), else the declaration's low end (epochs).
+    expected = {"width": 64, "blocks_per_stage": "(1, 1, 2, 2, 2)", "epochs": 20, "learning_rate": 1e-3, "dropout": 0.5}
+    assert space.start_points() == [expected]
     hp = keras_tuner.HyperParameters()
     space.sample(hp)
     hp.values.update(space.start_points()[0])
     point = space.sample(hp)
     assert (point["width"], point["blocks_per_stage"], point["dropout"]) == (64, (1, 1, 2, 2, 2), 0.5)
-    assert point["learning_rate"] == 1e-4  # what the preset leaves out takes Keras Tuner's default
+    assert (point["learning_rate"], point["epochs"]) == (1e-3, 20)
+
+
+def test_a_start_point_may_differ_in_dimensions_that_do_not_change_its_network():
+    space = Space(
+        name="t",
+        data=Data("digits"),
+        # stages='auto' gives resnet20's 3 stages; max_width 512 is reached by no stage (16, 32, 64).
+        recipe=Recipe.preset("resnet20", stages="auto", max_width=512, width=choice(8, 16)),
+        search=Search(start_from="resnet20"),
+    )
+    assert space.start_points() == [{"width": 16}]
+    with pytest.raises(SpaceError, match="the preset's max_width=64 lies outside the space"):
+        Space(
+            name="t",
+            data=Data("digits"),
+            recipe=Recipe.preset("resnet20", max_width=32, width=choice(8, 16)),
+            search=Search(start_from="resnet20"),
+        )
 
 
 @pytest.mark.parametrize(

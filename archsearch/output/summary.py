@@ -44,9 +44,12 @@ def describe_architecture(point):
     else:
         stages = f"{point['stages']} stage{'s' * (point['stages'] != 1)} x {blocks} {unit}{'s' * (blocks != 1)}"
     downsample = {"maxpool": "max-pool", "strided": "strided", "block": "halving in blocks"}[point["downsample"]]
+    if point["downsample"] != "block" and point.get("halve_last") is False:
+        downsample += " but after the last stage"
     parts = [point["family"], f"width {point['width']}", stages, downsample]
     if point.get("stem", "none") != "none":
-        parts.append(f"{point['stem']} stem")
+        stem_width = point.get("stem_width", "auto")
+        parts.append(f"{point['stem']} stem" + ("" if stem_width in ("auto", point["width"]) else f" of {stem_width}"))
     if point.get("shortcut") == "zero_pad":
         parts.append("zero-pad shortcuts")
     if point.get("batch_norm") is False:
@@ -118,7 +121,8 @@ def comparison(winner, reference):
 
     Returns:
         A string such as `"+1.3 points over resnet20 (91.20% ± 0.40 vs 89.90% ± 0.60) with 0.3x its
-        parameters"`; figures over one seed have no standard deviation, and say so.
+        parameters"`; figures over one seed have no standard deviation, and say so; a gap no wider
+        than the larger standard deviation says that it is within it.
 
     Example:
 
@@ -129,12 +133,20 @@ def comparison(winner, reference):
     >>> comparison({"test_accuracy": 0.8966, "test_accuracy_std": None, "params": 102},
     ...     {**reference, "test_accuracy_std": None})
     '0.2 points under resnet20 (89.66% vs 89.90%, one seed each) with 1/2,655 of its parameters'
+    >>> comparison({"test_accuracy": 0.9020, "test_accuracy_std": 0.004, "params": 81_000}, reference)
+    '+0.3 points over resnet20 (90.20% ± 0.40 vs 89.90% ± 0.60, within one std) with 0.3x its parameters'
     """
     points = 100 * (float(winner["test_accuracy"]) - float(reference["test_accuracy"]))
-    over = f"+{points:.1f} points over" if points >= 0 else f"{-points:.1f} points under"
+    if round(points, 1) == 0:
+        over = "level with"
+    else:
+        over = f"+{points:.1f} points over" if points > 0 else f"{-points:.1f} points under"
     figures = " vs ".join(percent(row["test_accuracy"], row["test_accuracy_std"]) for row in (winner, reference))
-    if not any(_known(row["test_accuracy_std"]) for row in (winner, reference)):
+    spreads = [100 * float(row["test_accuracy_std"]) for row in (winner, reference) if _known(row["test_accuracy_std"])]
+    if not spreads:
         figures += ", one seed each"
+    elif abs(points) <= max(spreads):
+        figures += ", within one std"
     ratio = int(winner["params"]) / int(reference["params"])
     if ratio < 0.1:
         size = f"1/{1 / ratio:,.0f} of its parameters"

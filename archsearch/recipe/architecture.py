@@ -224,9 +224,9 @@ def resolve_stages(point):
 
     A tuple `blocks_per_stage` fixes the number of stages. Each halving gives
     the map the side its layer gives it (`halved()`); `"auto"` stacks stages
-    until the map is smaller than 7 x 7, and at least one. What `padding="valid"`
-    takes off in the stages' other convs is not counted here: `plan()` names
-    `padding` where it leaves no map.
+    until the map is smaller than 7 x 7, and at least one. Under `padding="valid"`
+    the stages' other convs shrink the map too: `"auto"` then stops before a stage
+    would leave no map, and `plan()` names `padding` where a fixed count does.
     """
     blocks = point["blocks_per_stage"]
     stages = point["stages"]
@@ -243,6 +243,8 @@ def resolve_stages(point):
     while sizes[-1] > 1 and halved(sizes[-1], point) >= 1:
         sizes.append(halved(sizes[-1], point))
     possible = len(sizes) - 1  # how often the map can be halved (a 1 x 1 map cannot)
+    if stages == "auto" and point["padding"] == "valid":
+        return _valid_auto_stages(point, size)
     if stages == "auto":
         first_small = next(i for i, s in enumerate(sizes) if s < AUTO_STOP)
         if not halves_last(point):
@@ -261,6 +263,33 @@ def resolve_stages(point):
             + ("" if halves_last(point) else f", and {stages} stages halve it {needed} times"),
         )
     return stages
+
+
+def _valid_auto_stages(point, size):
+    """`stages="auto"` under `padding="valid"`, where every 3x3 conv takes 2 pixels off as well."""
+    stages = 1
+    while True:
+        side = _side_after_stages(point, size, stages)
+        if side < 1:
+            if stages == 1:
+                raise InfeasibleArchitecture("resolution", point["resolution"], "too small for even one stage")
+            return stages - 1
+        if side < AUTO_STOP:
+            return stages
+        stages += 1
+
+
+def _side_after_stages(point, size, stages):
+    """The map's side after `stages` stages of 3x3 convs and halvings (0 where it vanished)."""
+    for s in range(1, stages + 1):
+        for b in range(point["blocks_per_stage"]):
+            stride = 2 if point["downsample"] == "block" and s > 1 and b == 0 else 1
+            size = _size(size, 3, stride, point["padding"])
+        if point["downsample"] != "block" and (s < stages or point["halve_last"]):
+            size = halved(size, point)
+        if size < 1:
+            return 0
+    return size
 
 
 def _check_combinations(point):
@@ -393,7 +422,10 @@ def _residual_block(net, name, width, stride, point):
         if point["shortcut"] == "zero_pad":
             if channels > width:
                 raise InfeasibleArchitecture(
-                    "shortcut", "zero_pad", f"{name} narrows {channels} maps to {width}, which zero maps cannot do"
+                    "shortcut",
+                    "zero_pad",
+                    f"{name} narrows {channels} maps to {width}, which zero maps cannot do: use "
+                    "shortcut='projection', or a stem_width no wider than width",
                 )
             shortcut = net.add(
                 f"{name}_shortcut",

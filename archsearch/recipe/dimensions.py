@@ -177,7 +177,7 @@ DIMENSIONS = (
         str,
         "same",
         "same: Keras's (maps shrink only by strides, rounding up); valid: none (a 3x3 conv takes 2 pixels off, "
-        "pools round down); torch: PyTorch's, kernel // 2 zeros on each side (pools round down)",
+        "pools round down); torch: PyTorch's, kernel // 2 zeros on each side (2x2 pools round down)",
         values=("same", "valid", "torch"),
         quiet_default=True,
     ),

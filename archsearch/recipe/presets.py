@@ -117,7 +117,7 @@ def _cifar_resnet(depth):
         downsample="block",
         batch_norm=True,
         stem="conv3",
-        stem_width=16,
+        stem_width="auto",  # width's 16, and a searched width moves the stem with it
         bottleneck=False,
         shortcut="zero_pad",
         padding="torch",

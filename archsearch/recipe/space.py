@@ -53,6 +53,10 @@ class Choice:
     def allows(self, value):
         return value in self.values
 
+    def first(self):
+        """Returns the value Keras Tuner holds before it samples (`hp.default`): the first."""
+        return self.values[0]
+
     def draw(self, rng):
         return self.values[rng.integers(len(self.values))]
 
@@ -80,6 +84,9 @@ class IntRange:
     def allows(self, value):
         return type(value) is int and self.low <= value <= self.high and (value - self.low) % self.step == 0
 
+    def first(self):
+        return self.low
+
     def draw(self, rng):
         return self.low + self.step * int(rng.integers(self.size()))
 
@@ -106,6 +113,9 @@ class FloatRange:
 
     def allows(self, value):
         return isinstance(value, (int, float)) and self.low <= value <= self.high
+
+    def first(self):
+        return self.low
 
     def draw(self, rng):
         if self.sampling == "log":
@@ -312,12 +322,31 @@ class Retrain:
         object.__setattr__(self, "references", _preset_names("retrain: references", self.references))
 
 
+def _allows(declaration, value):
+    """Whether a declaration (or a fixed value) holds `value`."""
+    if isinstance(declaration, (Choice, IntRange, FloatRange)):
+        return declaration.allows(value)
+    return declaration == value
+
+
+def _same_network(item, point):
+    """Whether a point's architecture dimensions plan the preset's own network, on its source's images."""
+    recipe = {n: v for n, v in point.items() if n in dimensions.RECIPE and n != "resolution"}
+    try:
+        candidate = plan({**recipe, "resolution": item.recipe["resolution"]}, item.input_shape, item.classes)
+    except ArchsearchError:
+        return False
+    return candidate.layers == plan(item.recipe, item.input_shape, item.classes).layers
+
+
 def _preset_names(where, names):
     """Checks a tuple of preset names (a lone string is one name); returns it as a tuple."""
     names = (names,) if isinstance(names, str) else names
     if not isinstance(names, (tuple, list)):
         raise SpaceError(f"{where}={names!r}: expected a tuple of preset names, e.g. ('resnet20',)")
     for name in names:
+        if not isinstance(name, str):
+            raise SpaceError(f"{where}={tuple(names)!r}: {name!r} is not a preset's name; expected strings")
         preset(name, where)
     if len(set(names)) != len(names):
         raise SpaceError(f"{where}={tuple(names)!r}: names repeat")
@@ -393,10 +422,13 @@ class Space:
     def start_points(self):
         """Returns the searched dimensions' values at each of `search.start_from`'s presets, in order.
 
-        A preset's architecture dimensions must lie in the space. Its
-        resolution (the size of its source's images) and its training knobs
-        are kept where the space allows them; elsewhere the space decides.
-        Dimensions a preset does not name take the tuner's defaults.
+        A preset's architecture must lie in the space: each dimension it names
+        takes its value there, or the space must give the same network
+        otherwise (`stages="auto"` for its 3 stages, a `max_width` no stage
+        reaches). Its resolution (the size of its source's images) and its
+        training knobs are kept where the space allows them. Every other
+        searched dimension takes its default of the dimension table where the
+        space allows it, else its declaration's first value (or low end).
 
         Returns:
             A list of dicts from searched dimension name to value, as Keras
@@ -409,19 +441,28 @@ class Space:
         declared = self.declarations()
         points = []
         for name in self.search.start_from:
-            item, values = preset(name), {}
-            for dimension, value in {**item.recipe, **item.train}.items():
-                declaration = declared[dimension]
-                searched = isinstance(declaration, (Choice, IntRange, FloatRange))
-                inside = declaration.allows(value) if searched else declaration == value
-                if not inside and dimension != "resolution" and dimensions.BY_NAME[dimension].group == "recipe":
-                    described = declaration.describe() if searched else repr(declaration)
-                    raise SpaceError(
-                        f"search: start_from={name!r}: the preset's {dimension}={value!r} lies outside the space "
-                        f"({dimension}={described}); declare it in Recipe(...) or start from another preset"
-                    )
-                if inside and searched:
-                    values[dimension] = declaration.hp_value(value)
+            item = preset(name)
+            wanted = {**item.recipe, **item.train}
+            point, outside = {}, []
+            for dimension, declaration in declared.items():
+                default = dimensions.BY_NAME[dimension].default
+                if dimension in wanted and _allows(declaration, wanted[dimension]):
+                    point[dimension] = wanted[dimension]
+                elif isinstance(declaration, (Choice, IntRange, FloatRange)):
+                    point[dimension] = default if declaration.allows(default) else declaration.first()
+                else:
+                    point[dimension] = declaration
+                architecture = dimensions.BY_NAME[dimension].group == "recipe" and dimension != "resolution"
+                if dimension in wanted and architecture and point[dimension] != wanted[dimension]:
+                    outside.append(dimension)
+            if outside and not _same_network(item, point):
+                dimension, declaration = outside[0], declared[outside[0]]
+                described = declaration.describe() if hasattr(declaration, "describe") else repr(declaration)
+                raise SpaceError(
+                    f"search: start_from={name!r}: the preset's {dimension}={wanted[dimension]!r} lies outside the "
+                    f"space ({dimension}={described}); declare it in Recipe(...) or start from another preset"
+                )
+            values = {n: declared[n].hp_value(point[n]) for n in self.searched()}
             if values in points:
                 other = self.search.start_from[points.index(values)]
                 raise SpaceError(
