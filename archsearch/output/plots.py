@@ -25,24 +25,6 @@ def _percent_axis(axis):
     axis.grid(True, alpha=0.3)
 
 
-def pareto_front(cost, accuracy):
-    """Returns a boolean mask of the points no other point beats: none cheaper (or as cheap) is as accurate.
-
-    Example:
-
-    >>> pareto_front([1, 2, 3, 4], [0.5, 0.4, 0.7, 0.6]).tolist()
-    [True, False, True, False]
-    """
-    cost, accuracy = np.asarray(cost, float), np.asarray(accuracy, float)
-    order = np.lexsort((-accuracy, cost))
-    front = np.zeros(len(cost), bool)
-    best = -np.inf
-    for i in order:
-        if accuracy[i] > best:
-            front[i], best = True, accuracy[i]
-    return front
-
-
 def cost_figure(trials, leaderboard):
     """Validation accuracy against parameters and against FLOPs, the Pareto front marked.
 
@@ -63,7 +45,7 @@ def cost_figure(trials, leaderboard):
             alpha=0.7,
             label="trial (validation accuracy)",
         )
-        front = completed[pareto_front(completed[cost], completed["val_accuracy"])].sort_values(cost)
+        front = completed[tables.pareto_front(completed[cost], completed["val_accuracy"])].sort_values(cost)
         axis.step(
             front[cost],
             front["val_accuracy"],
