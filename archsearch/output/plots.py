@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from archsearch.records import tables
@@ -23,24 +23,6 @@ STATUS_MARKERS = {"failed": "x", "infeasible": "+"}
 def _percent_axis(axis):
     axis.yaxis.set_major_formatter(PercentFormatter(1.0))
     axis.grid(True, alpha=0.3)
-
-
-def pareto_front(cost, accuracy):
-    """Returns a boolean mask of the points no other point beats: none cheaper (or as cheap) is as accurate.
-
-    Example:
-
-    >>> pareto_front([1, 2, 3, 4], [0.5, 0.4, 0.7, 0.6]).tolist()
-    [True, False, True, False]
-    """
-    cost, accuracy = np.asarray(cost, float), np.asarray(accuracy, float)
-    order = np.lexsort((-accuracy, cost))
-    front = np.zeros(len(cost), bool)
-    best = -np.inf
-    for i in order:
-        if accuracy[i] > best:
-            front[i], best = True, accuracy[i]
-    return front
 
 
 def cost_figure(trials, leaderboard):
@@ -63,7 +45,7 @@ def cost_figure(trials, leaderboard):
             alpha=0.7,
             label="trial (validation accuracy)",
         )
-        front = completed[pareto_front(completed[cost], completed["val_accuracy"])].sort_values(cost)
+        front = completed[tables.pareto_front(completed[cost], completed["val_accuracy"])].sort_values(cost)
         axis.step(
             front[cost],
             front["val_accuracy"],
@@ -137,6 +119,97 @@ def cost_figure(trials, leaderboard):
         _percent_axis(axis)
     figure.axes[0].legend(fontsize=8, loc="best")
     return figure
+
+
+def latency_figure(trials, leaderboard):
+    """Test accuracy against measured latency (log scale) of the retrained models, their Pareto front drawn.
+
+    The front is the leaderboard's `pareto` column (test accuracy against
+    latency); the trials' validation accuracies are drawn faintly behind, where
+    trials.csv measures latency too, and the references where they have it.
+    Needs `latency_ms` for every ranked row (`tables.front_cost()`).
+    """
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    axis = figure.subplots()
+    latency = tables.LATENCY
+    if latency in trials.columns:
+        completed = trials[(trials["status"] == "completed") & trials[latency].notna()]
+        axis.scatter(
+            completed[latency].astype(float),
+            completed["val_accuracy"].astype(float),
+            s=16,
+            color=TRIAL_COLOR,
+            alpha=0.3,
+            label="trial (validation accuracy)",
+        )
+    ranked = leaderboard[~leaderboard["baseline"].astype(bool)]
+    front = ranked[tables.on_test_front(leaderboard)[ranked.index].to_numpy(bool)].sort_values(latency)
+    axis.step(
+        front[latency].astype(float),
+        front["test_accuracy"].astype(float),
+        where="post",
+        color=FRONT_COLOR,
+        linewidth=1.5,
+        label="Pareto front of the retrained models (test)",
+    )
+    axis.errorbar(
+        ranked[latency].astype(float),
+        ranked["test_accuracy"].astype(float),
+        yerr=ranked["test_accuracy_std"].astype(float),
+        fmt="D",
+        color=RETRAINED_COLOR,
+        capsize=3,
+        label="retrained (test accuracy ± std)",
+    )
+    for _, row in ranked.iterrows():
+        axis.annotate(
+            f"rank {row['rank']}",
+            (float(row[latency]), float(row["test_accuracy"])),
+            textcoords="offset points",
+            xytext=(6, -10),
+            fontsize=8,
+            color=RETRAINED_COLOR,
+        )
+    references = tables.references(leaderboard)
+    if latency in references.columns:
+        references = references[references[latency].notna()]
+        axis.errorbar(
+            references[latency].astype(float),
+            references["test_accuracy"].astype(float),
+            yerr=references["test_accuracy_std"].astype(float),
+            fmt="s",
+            markersize=7,
+            markerfacecolor="none",
+            markeredgewidth=1.5,
+            color=REFERENCE_COLOR,
+            capsize=3,
+            label="reference preset (test accuracy ± std)",
+        )
+        for _, row in references.iterrows():
+            axis.annotate(
+                str(row["trial_id"]).removeprefix(tables.REFERENCE),
+                (float(row[latency]), float(row["test_accuracy"])),
+                textcoords="offset points",
+                xytext=(7, 4),
+                fontsize=8,
+                color=REFERENCE_COLOR,
+            )
+    axis.set_xscale("log")
+    axis.margins(x=0.08)
+    # Milliseconds as plain numbers (0.2, 1, 3); of the minor ticks, 2, 3 and 5 times a power of ten are labelled.
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.xaxis.set_minor_formatter(FuncFormatter(_minor_milliseconds))
+    axis.tick_params(axis="x", which="both", labelsize=8)
+    axis.set_xlabel("median latency per image, batch 1 (ms)")
+    axis.set_ylabel("accuracy")
+    _percent_axis(axis)
+    axis.legend(fontsize=8, loc="best")
+    return figure
+
+
+def _minor_milliseconds(value, _):
+    leading = f"{value:.0e}"[0]
+    return f"{value:g}" if leading in "235" else ""
 
 
 def dimension_figure(trials, searched, continuous=()):

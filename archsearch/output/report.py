@@ -38,7 +38,7 @@ from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
 from archsearch.records.directory import HISTORY, RunDir, wall_seconds
 from archsearch.records.history import read_history
-from archsearch.records.tables import references
+from archsearch.records.tables import LATENCY, front_cost, on_test_front, references
 
 DPI = 100
 
@@ -105,6 +105,7 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
             )
             + "; dashed lines are the baselines' test accuracy.",
         ),
+        _latency_section(trials, leaderboard),
         _section(
             "What mattered",
             _image(plots.dimension_figure(trials, searched, _ranges(meta)), "validation accuracy by dimension"),
@@ -121,7 +122,8 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
         _section(
             "Leaderboard",
             f'<div class="scroll">{_leaderboard_table(leaderboard, searched)}</div>',
-            "Ranked by validation accuracy; the test split was used only to fill in the test columns. "
+            "Ranked by validation accuracy; the test split was used only to fill in the test columns and pareto "
+            f"(the ranked models on the test split's Pareto front of accuracy against {front_cost(leaderboard)}). "
             + (f"{unranked[0].upper()}{unranked[1:]}. " if unranked else "")
             + "Every column is in leaderboard.csv.",
         ),
@@ -149,6 +151,25 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
     )
     write_atomic(run_dir.report_html, page)
     return run_dir.report_html
+
+
+def _latency_section(trials, leaderboard):
+    """Test accuracy against measured latency, or a note where the leaderboard has none (older runs)."""
+    if front_cost(leaderboard) != LATENCY:
+        body = _note(
+            f"No latency figure: leaderboard.csv has no {LATENCY} for every retrained model "
+            "(a run made before latency was measured). The leaderboard's pareto column counts parameters instead."
+        )
+        return _section("Latency against accuracy", body, "")
+    return _section(
+        "Latency against accuracy",
+        _image(plots.latency_figure(trials, leaderboard), "test accuracy against latency"),
+        "The retrained models' test accuracy ± standard deviation over seeds against their median latency per "
+        "image at batch size 1, with the Pareto front among them (the leaderboard's pareto column: no other is "
+        "as fast and as accurate, and better in one); faint points are the trials' validation accuracy. The "
+        "front is drawn from test figures to show the trade-off, not to choose: archsearch export --pick "
+        "fastest chooses by validation accuracy.",
+    )
 
 
 def _ranges(meta):
@@ -248,6 +269,7 @@ def _leaderboard_table(leaderboard, searched):
             ],
             "params": leaderboard["params"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
             "FLOPs": leaderboard["flops"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+            "pareto": on_test_front(leaderboard).map({True: "yes", False: "no"}).fillna(""),
             "seeds": leaderboard["seeds"].astype("string").fillna(""),
             "train s": leaderboard["train_seconds"].map(lambda v: "" if pd.isna(v) else f"{float(v):.0f}"),
         }

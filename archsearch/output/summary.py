@@ -234,10 +234,19 @@ def unranked_caption(frame):
     return f"unranked rows: {' and '.join(kinds)}, on the same splits" if kinds else None
 
 
+def pareto_caption(frame):
+    """What a leaderboard's `pareto` column means, in words, naming the cost it counts."""
+    return (
+        f"front: on the test split's Pareto front of test accuracy against {tables.front_cost(frame)} among the "
+        "ranked rows (leaderboard.csv's pareto); it chooses nothing"
+    )
+
+
 def leaderboard_table(frame, searched, width=None):
     """Renders a leaderboard for a screen: rank, trial, the searched dimensions and the figures.
 
-    Accuracy and BER are percentages, mean ± std over the seeds.
+    Accuracy and BER are percentages, mean ± std over the seeds; `front`
+    (leaderboard.csv's `pareto`) marks the ranked rows on the test split's Pareto front (`tables.on_test_front()`).
 
     Args:
         frame: the leaderboard DataFrame (as written to leaderboard.csv).
@@ -271,11 +280,12 @@ def leaderboard_table(frame, searched, width=None):
             for row, fit in zip(rows, one_fit)
         ],
         "params": ["" if pd.isna(row["params"]) else f"{int(row['params']):,}" for row in rows],
+        "front": [{True: "yes", False: "no"}.get(mark, "") for mark in tables.on_test_front(frame).tolist()],
     }
     trial_width = max([5] + [len(word) for trial in trials for word in trial.split()])
     gaps = 2 * len(columns)  # each column's right padding and the divider after it (the last's: none)
     widths = _column_widths(list(columns), list(columns.values()), width - trial_width - gaps)
-    caption = unranked_caption(frame)
+    caption = "\n".join(filter(None, [pareto_caption(frame), unranked_caption(frame)]))
     table = Table(
         box=box.SIMPLE_HEAD,
         show_edge=False,  # the box's edges are blanks: off, they leave the values their two columns

@@ -238,11 +238,11 @@ class _Session:
         start = time.perf_counter()
         trials = self.search(tensorboard, chief, workers)
         self.metadata["search_seconds"] = round(time.perf_counter() - start, 1)
-        best = best_trials(trials, space.retrain.top_k)
+        best = self.selected(trials)
         if best.empty:
             raise ArchsearchError(f"no trial completed; see the reasons in {run_dir.trials_csv}")
 
-        self.record("retraining")
+        self.record("retraining", retrained_trials=[str(t) for t in best["trial_id"]])
         start = time.perf_counter()
         rows = [
             self.retrain_trial(trial, position, len(best))
@@ -306,6 +306,13 @@ class _Session:
         trials = trials_frame(tuner)
         run_dir.write_trials(trials)
         return trials
+
+    def selected(self, trials):
+        """The trials to retrain: those run.json records (a resumed run keeps its choice), else `best_trials()`'s."""
+        retrain, chosen = self.space.retrain, self.previous.get("retrained_trials")
+        if chosen is None:
+            return best_trials(trials, retrain.top_k, retrain.select, retrain.pareto_cost)
+        return trials.set_index("trial_id", drop=False).loc[chosen].reset_index(drop=True)
 
     def on_epoch(self, trial_id, report):
         """After each epoch of a trial (reported to the oracle, here or by a worker): a row of history.csv."""

@@ -294,12 +294,25 @@ class Search:
             )
 
 
+SELECTIONS = ("top", "pareto")  # how `Retrain` chooses the trials to retrain
+PARETO_COSTS = ("params", "flops", "latency_ms")  # trials.csv's columns that `Retrain(select="pareto")` may count
+
+
 @dataclasses.dataclass(frozen=True)
 class Retrain:
     """How the best architectures are retrained and tested.
 
     Args:
-        top_k: how many of the best trials (by validation accuracy) to retrain.
+        top_k: how many of the best trials (by validation accuracy) to retrain;
+            with `select="pareto"`, at most this many of the front.
+        select: `"top"`, the `top_k` completed trials most accurate on
+            validation; `"pareto"`, the `top_k` most accurate of those on the
+            Pareto front of validation accuracy against `pareto_cost` (no other
+            completed trial is as cheap and as accurate, and better in one).
+            Raise `top_k` to retrain the whole front.
+        pareto_cost: with `select="pareto"`, the trials' cost: `"params"`,
+            `"flops"` or `"latency_ms"` (measured during the search; runs
+            without the measurement refuse it once the search ends).
         epochs: epochs of each retraining; `None` takes the largest epochs of
             the space's `Train`.
         seeds: retrainings per architecture, from seed 0 up; test figures are
@@ -313,13 +326,29 @@ class Retrain:
     epochs: int = None
     seeds: int = 3
     references: tuple = ()
+    select: str = "top"
+    pareto_cost: str = "params"
 
     def __post_init__(self):
         _check_positive_int("retrain: top_k", self.top_k)
+        if self.select not in SELECTIONS:
+            raise SpaceError(f"retrain: select={self.select!r}: expected one of {', '.join(map(repr, SELECTIONS))}")
+        if self.pareto_cost not in PARETO_COSTS:
+            expected = ", ".join(map(repr, PARETO_COSTS))
+            raise SpaceError(f"retrain: pareto_cost={self.pareto_cost!r}: expected one of {expected}")
+        if self.select != "pareto" and self.pareto_cost != "params":
+            raise SpaceError(
+                f"retrain: pareto_cost={self.pareto_cost!r} counts only with select='pareto' (select={self.select!r})"
+            )
         _check_positive_int("retrain: seeds", self.seeds)
         if self.epochs is not None:
             _check_positive_int("retrain: epochs", self.epochs)
         object.__setattr__(self, "references", _preset_names("retrain: references", self.references))
+
+
+# Retrain's fields left out of `Space.to_dict()` at these values (their defaults), so that spaces written before
+# them keep their fingerprints.
+_QUIET_RETRAIN = {"references": (), "select": "top", "pareto_cost": "params"}
 
 
 def _allows(declaration, value):
@@ -564,7 +593,11 @@ class Space:
             },
             # Left out while empty, so that spaces written before them keep their fingerprints.
             "search": {k: v for k, v in dataclasses.asdict(self.search).items() if k != "start_from" or v},
-            "retrain": {k: v for k, v in dataclasses.asdict(self.retrain).items() if k != "references" or v},
+            "retrain": {
+                k: v
+                for k, v in dataclasses.asdict(self.retrain).items()
+                if k not in _QUIET_RETRAIN or v != _QUIET_RETRAIN[k]
+            },
         }
 
     def fingerprint(self):
