@@ -94,7 +94,9 @@ def tflite_predictor(path):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # TensorFlow's own copy, deprecated
-        from tensorflow.lite.python.interpreter import Interpreter
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
 
     runner = Interpreter(model_path=str(path)).get_signature_runner(SIGNATURE)
     return lambda images: runner(image=np.asarray(images))["probabilities"]
