@@ -103,6 +103,7 @@ def test_a_run_on_jax_needs_no_tensorflow_and_exports_the_savedmodel_later(digit
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (out / "saved_model" / "saved_model.pb").exists()
+    assert (out / "model.onnx").exists() and (out / "model.tflite").exists()  # from the JAX-trained weights
 
 
 # Stops a run as its export begins (which needs TensorFlow), after the search,

@@ -98,7 +98,13 @@ def test_the_export_check_figure_is_the_leaderboards_accuracy_and_is_recorded(gr
     seed0 = json.loads(next((results / "retrain").glob("*_seed0.json")).read_text())
     assert check["test_images"] == 2 * 6
     assert check["expected_test_accuracy"] == seed0["accuracy"]
-    assert check["model_keras_test_accuracy"] == check["saved_model_test_accuracy"] == seed0["accuracy"]
+    for name in ("model_keras", "saved_model", "model_onnx", "model_tflite"):
+        assert check[f"{name}_test_accuracy"] == seed0["accuracy"], name
+    contract = json.loads((results / "best" / "model.json").read_text())
+    assert contract["check"] == check and contract["input"]["size"] == [12, 12]
+    files = {path.name for path in (results / "best").iterdir()} - {"model.json"}
+    assert {name.rstrip("/") for name in contract["files"]} == files
+    assert all(size > 0 for size in contract["files"].values())
 
 
 def test_luma_and_resize_inside_the_model_match_the_data_layer():
@@ -147,14 +153,24 @@ def test_saved_model_cli_lists_the_named_inputs_and_outputs(gray_run):
         "class_id": ("DT_INT64", "(-1)"),
         "class_name": ("DT_STRING", "(-1)"),
     }
-    assert signatures["serve"] == {"image": ("DT_UINT8", "(-1, -1, -1, 3)"), **outputs}
+    assert signatures["serve"] == {"image": ("DT_UINT8", "(-1, 12, 12, 3)"), **outputs}  # the training size
+    assert signatures["serve_any_size"] == {"image": ("DT_UINT8", "(-1, -1, -1, 3)"), **outputs}
     assert signatures["serve_bytes"] == {"image_bytes": ("DT_STRING", "(-1)"), **outputs}
     assert signatures["serving_default"] == signatures["serve"]
     assert signatures["probabilities"] == {
         "image": ("DT_UINT8", "(-1, -1, -1, 3)"),
         "output_0": ("DT_FLOAT", "(-1, 2)"),
     }
-    assert set(signatures) == {"__saved_model_init_op", "serve", "serving_default", "serve_bytes", "probabilities"}
+    assert signatures["classifier"] == {"image": ("DT_UINT8", "(-1, 12, 12, 1)"), "output_0": ("DT_FLOAT", "(-1, 2)")}
+    assert set(signatures) == {
+        "__saved_model_init_op",
+        "serve",
+        "serving_default",
+        "serve_any_size",
+        "serve_bytes",
+        "probabilities",
+        "classifier",
+    }
 
 
 def test_the_bytes_signature_agrees_with_the_array_signature_on_jpeg_files(gray_run, tmp_path):
@@ -175,8 +191,103 @@ def test_the_bytes_signature_agrees_with_the_array_signature_on_jpeg_files(gray_
     large = tmp_path / "large.png"
     Image.open(paths[0]).resize((30, 20), Image.BILINEAR).save(large)
     mixed = model.signatures["serve_bytes"](image_bytes=tf.constant([large.read_bytes(), paths[1].read_bytes()]))
-    alone = model.signatures["serve"](image=tf.constant(rgb([large])))
+    alone = model.signatures["serve_any_size"](image=tf.constant(rgb([large])))
     np.testing.assert_allclose(mixed["probabilities"].numpy()[0], alone["probabilities"].numpy()[0], atol=1e-6)
+
+
+def test_serve_any_size_takes_images_of_another_size_as_model_keras_does(gray_run):
+    import tensorflow as tf
+
+    results, _ = gray_run
+    large = np.random.default_rng(4).integers(0, 256, (2, 20, 30, 3), dtype=np.uint8)
+    served = tf.saved_model.load(str(results / "best" / "saved_model")).signatures["serve_any_size"]
+    probabilities = served(image=tf.constant(large))["probabilities"].numpy()
+    expected = keras.saving.load_model(results / "best" / "model.keras").predict(large, verbose=0)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+
+
+def test_the_deployment_graphs_luma_is_pillows_exactly(gray_run):
+    import tensorflow as tf
+
+    results, _ = gray_run
+    model = tf.saved_model.load(str(results / "best" / "saved_model"))
+    images = np.random.default_rng(5).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
+    luma = np.stack([np.asarray(Image.fromarray(image).convert("L")) for image in images])[..., None]
+    served = model.signatures["serve"](image=tf.constant(images))["probabilities"].numpy()
+    # `classifier` is the trained layers alone: fed Pillow's luma, the same numbers to the last bit.
+    np.testing.assert_array_equal(served, model.signatures["classifier"](image=tf.constant(luma))["output_0"].numpy())
+
+
+_RUNTIMES_ONLY = """
+import sys
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("archsearch", "keras", "tensorflow", "tf2onnx"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NotInstalled())
+import numpy as np
+import onnxruntime
+from ai_edge_litert.interpreter import Interpreter
+folder, images, labels = sys.argv[1], np.load(sys.argv[2]), np.load(sys.argv[3])
+session = onnxruntime.InferenceSession(f"{folder}/model.onnx")
+onnx = session.run(["class_id"], {"image": images})[0]
+serve = Interpreter(model_path=f"{folder}/model.tflite").get_signature_runner("serve")
+tflite = serve(image=images)["class_id"]
+print(np.mean(onnx == labels), np.mean(tflite == labels))
+"""
+
+
+def test_model_onnx_and_model_tflite_score_the_leaderboards_accuracy_with_their_runtimes_alone(gray_run, tmp_path):
+    results, folder = gray_run
+    paths, labels = jpeg_files(folder)
+    np.save(tmp_path / "images.npy", rgb(paths))
+    np.save(tmp_path / "labels.npy", labels)
+    command = [sys.executable, "-c", _RUNTIMES_ONLY, str(results / "best")]
+    command += [str(tmp_path / "images.npy"), str(tmp_path / "labels.npy")]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    seed0 = json.loads(next((results / "retrain").glob("*_seed0.json")).read_text())
+    assert [float(a) for a in result.stdout.split()] == [seed0["accuracy"]] * 2
+
+
+def test_standard_converters_accept_the_serve_signature_with_their_defaults(gray_run, tmp_path):
+    import onnxruntime
+    import tensorflow as tf
+
+    results, folder = gray_run
+    saved_model = results / "best" / "saved_model"
+    images = rgb(jpeg_files(folder)[0])
+    expected = tf.saved_model.load(str(saved_model)).signatures["serve"](image=tf.constant(images))
+    # What a user types: no select TF ops, no custom ops, no options.
+    converted = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serve"]).convert()
+    assert len(converted) > 0
+    onnx = tmp_path / "user.onnx"
+    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model)]
+    command += ["--signature_def", "serve", "--output", str(onnx)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    probabilities = onnxruntime.InferenceSession(str(onnx)).run(["probabilities"], {"image": images})[0]
+    np.testing.assert_allclose(probabilities, expected["probabilities"].numpy(), atol=1e-5)
+
+
+def test_export_quantize_int8_records_the_quantized_models_accuracy_and_size(gray_run, tmp_path, capsys):
+    results, _ = gray_run
+    out = tmp_path / "exported"
+    assert main(["export", str(results), "--out", str(out), "--quantize", "int8"]) == 0
+    printed = capsys.readouterr().out
+    contract = json.loads((out / "model.json").read_text())
+    accuracy, size = contract["check"]["model_int8_tflite_test_accuracy"], contract["files"]["model_int8.tflite"]
+    # Not smaller than model.tflite here: a network of a few hundred weights is mostly the file's own overhead.
+    assert 0 <= accuracy <= 1 and size == (out / "model_int8.tflite").stat().st_size
+    assert f"model_int8.tflite ({size / 1024:,.1f} KiB) {accuracy:.2%}" in printed
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(out / "model_int8.tflite")).get_signature_runner("serve")
+    assert runner.get_input_details()["image"]["dtype"] == np.uint8
+    weights = {
+        detail["dtype"] for detail in Interpreter(model_path=str(out / "model_int8.tflite")).get_tensor_details()
+    }
+    assert np.int8 in weights  # quantized, not the float model again
 
 
 _WITHOUT_ARCHSEARCH = """

@@ -10,12 +10,22 @@ An export folder (`best/` of a run) holds:
   from the centred window of its aspect ratio where the data declares
   `crop_to_aspect_ratio`);
   training-only augmentation is left out.
-- `saved_model/`: the same model as a TensorFlow SavedModel with two
-  signatures, `serve` (a uint8 image batch) and `serve_bytes` (a batch of
-  encoded image files), both returning `probabilities`, `class_id` and
-  `class_name`. It needs TensorFlow (Keras exports JAX models through
-  jax2tf, which needs it too); without it only `model.keras` is written.
-- `model.json`: the class names, the input contract and the export check.
+- `saved_model/`: the model as a TensorFlow SavedModel. Its signatures
+  `serve` and `serving_default` take a uint8 batch at the training data's
+  size, `[batch, height, width, source channels]`, and hold only ops that
+  TFLite's builtins and tf2onnx/onnxruntime both have (luma, where needed,
+  in integer arithmetic); `serve_any_size` (images of any size, resized
+  inside with TensorFlow's antialiased resize) and `serve_bytes` (a batch of
+  encoded image files) are for TensorFlow Serving. All return
+  `probabilities`, `class_id` and `class_name`. It needs TensorFlow (Keras
+  exports JAX models through jax2tf, which needs it too); without it only
+  `model.keras` is written.
+- `model.onnx` and `model.tflite`: the `serve` signature converted as a user
+  would (`archsearch.output.convert`), for onnxruntime and LiteRT; on the
+  TensorFlow backend only (jax2tf's graph is one `XlaCallModule` op, which
+  tf2onnx cannot convert). With `quantize="int8"`, also `model_int8.tflite`.
+- `model.json`: the class names, the input contract, the files' sizes and the
+  export check.
 """
 
 import dataclasses
@@ -30,10 +40,16 @@ from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
 from archsearch.files import read_json
 from archsearch.model.builder import TRAINING_ONLY_LAYERS
+from archsearch.output.convert import onnx_predictor, tflite_predictor, write_onnx, write_tflite
 from archsearch.records.directory import RunDir
 
 MODEL_JSON = "model.json"
 MODEL_KERAS = "model.keras"  # the inference model in Keras format, beside the SavedModel
+SAVED_MODEL = "saved_model"
+MODEL_ONNX = "model.onnx"
+MODEL_TFLITE = "model.tflite"
+MODEL_INT8_TFLITE = "model_int8.tflite"
+QUANTIZATIONS = ("int8",)  # what `quantize` may ask for, besides None
 CHECK_BATCH = 256  # test images per prediction call of the export check
 # Pillow's convert("L"): luma = (19595 R + 38470 G + 7471 B + 32768) >> 16, as the data layer computes it.
 LUMA_WEIGHTS = (19595, 38470, 7471)
@@ -96,8 +112,28 @@ def inference_model(model, source_channels, crop_to_aspect_ratio=False):
         height, width, crop_to_aspect_ratio=crop_to_aspect_ratio, antialias=True, dtype="float32", name="resize"
     )(pixels)
     adapter = keras.Model(image, _round_to_uint8(resized, "round"), name="source_to_training")
-    classifier = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=_inference_call)
-    return keras.Model(image, classifier(adapter(image)), name=f"{model.name}_inference")
+    return keras.Model(image, classifier_model(model)(adapter(image)), name=f"{model.name}_inference")
+
+
+def classifier_model(model):
+    """Returns the trained layers of a model (sharing its weights), less the training-only augmentation.
+
+    Args:
+        model: a trained model from `archsearch.model.builder.build_model()`.
+
+    Returns:
+        A `keras.Model` with the trained model's input: uint8 images of the
+        training size and channels.
+
+    Example:
+
+    >>> from archsearch.recipe.architecture import plan
+    >>> from archsearch.model.builder import build_model
+    >>> trained = build_model(plan({"width": 8, "augment": True}, (32, 32, 1), 2))
+    >>> classifier_model(trained).input_shape
+    (None, 32, 32, 1)
+    """
+    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=_inference_call)
 
 
 def _inference_call(layer, *args, **kwargs):
@@ -130,15 +166,16 @@ def _round_to_uint8(tensor, name):
     return keras.layers.Discretization(bin_boundaries=[k - 0.5 for k in range(1, 256)], name=name)(tensor)
 
 
-def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=False):
-    """Writes `out/model.keras`, `out/saved_model/` and `out/model.json`, and checks them.
+def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=False, quantize=None):
+    """Writes `out/model.keras`, `out/saved_model/`, `out/model.onnx`, `out/model.tflite` and `out/model.json`.
 
-    Each export is reloaded and predicts the whole test split, fed as the
-    source stores it (`stored.x_test`); its accuracy must equal
+    Each export is reloaded with its own runtime (Keras, TensorFlow,
+    onnxruntime, the LiteRT interpreter) and predicts the whole test split,
+    fed as the source stores it (`stored.x_test`); its accuracy must equal
     `expected_accuracy`, the leaderboard's figure for `model`. Without
     TensorFlow (say, on a JAX-only GPU machine) only `model.keras` is
-    written; `archsearch export` on a machine with TensorFlow adds the
-    SavedModel later.
+    written, and on another backend than TensorFlow no ONNX or LiteRT file;
+    `archsearch export` on a machine with TensorFlow adds them later.
 
     Args:
         model: a trained model from `archsearch.model.builder.build_model()`.
@@ -146,14 +183,20 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
         stored: the data as the source stores it, from `stored_dataset()`.
         expected_accuracy: the test accuracy the leaderboard records for `model`.
         crop_to_aspect_ratio: as for `inference_model()`: the data's option.
+        quantize: `None`, or `"int8"`: also write `model_int8.tflite`,
+            full-integer quantized (calibrated on training images), whose
+            test accuracy is measured but may differ from the float model's.
 
     Returns:
         The check's figures: `test_images`, `expected_test_accuracy`, and
         the test accuracy of each reloaded export.
 
     Raises:
-        ArchsearchError: if a reloaded export's test accuracy differs.
+        ArchsearchError: if a reloaded export's test accuracy differs, or
+            `quantize` is not one of `QUANTIZATIONS`.
     """
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ArchsearchError(f"quantize={quantize!r}: expected None or one of {', '.join(QUANTIZATIONS)}")
     out = Path(out)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -163,14 +206,24 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
     inference.save(staging / MODEL_KERAS)
     reloaded = keras.saving.load_model(staging / MODEL_KERAS)
     accuracies = {MODEL_KERAS: _accuracy(lambda x: reloaded.predict_on_batch(x), stored)}
+    quantized = {}
     if tf is not None:
-        _export_saved_model(inference, staging / "saved_model", stored.class_names)
-        serve = tf.saved_model.load(str(staging / "saved_model")).signatures["serve"]
-        accuracies["saved_model"] = _accuracy(lambda x: serve(image=tf.constant(x))["probabilities"].numpy(), stored)
+        saved_model = staging / SAVED_MODEL
+        _export_saved_model(inference, classifier_model(model), saved_model, stored.class_names)
+        serve = tf.saved_model.load(str(saved_model)).signatures["serve"]
+        accuracies[SAVED_MODEL] = _accuracy(lambda x: serve(image=tf.constant(x))["probabilities"].numpy(), stored)
+        if keras.backend.backend() == "tensorflow":  # elsewhere `serve` is jax2tf's XlaCallModule: no ONNX of it
+            write_onnx(saved_model, staging / MODEL_ONNX)
+            accuracies[MODEL_ONNX] = _accuracy(onnx_predictor(staging / MODEL_ONNX), stored)
+            write_tflite(saved_model, staging / MODEL_TFLITE)
+            accuracies[MODEL_TFLITE] = _accuracy(tflite_predictor(staging / MODEL_TFLITE), stored)
+            if quantize == "int8":
+                write_tflite(saved_model, staging / MODEL_INT8_TFLITE, representative=stored.x_train)
+                quantized[MODEL_INT8_TFLITE] = _accuracy(tflite_predictor(staging / MODEL_INT8_TFLITE), stored)
     check = {
         "test_images": len(stored.y_test),
         "expected_test_accuracy": expected_accuracy,
-        **{f"{name.replace('.', '_')}_test_accuracy": accuracy for name, accuracy in accuracies.items()},
+        **{_check_key(name): accuracy for name, accuracy in {**accuracies, **quantized}.items()},
     }
     for name, accuracy in accuracies.items():
         if abs(accuracy - expected_accuracy) * len(stored.y_test) >= 0.5:  # not the same number of images right
@@ -178,13 +231,30 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
                 f"export check failed: the reloaded {name} classifies {accuracy:.4%} of the {len(stored.y_test)} test "
                 f"images right, fed as the source stores them; the leaderboard says {expected_accuracy:.4%}"
             )
-    (staging / MODEL_JSON).write_text(json.dumps(_contract(inference, stored, check), indent=2) + "\n")
+    contract = _contract(inference, model, stored, check, _sizes(staging))
+    (staging / MODEL_JSON).write_text(json.dumps(contract, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return check
 
 
-def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None):
+def _check_key(name):
+    """The check's figure of one export file: `model.onnx` -> `model_onnx_test_accuracy`."""
+    return f"{name.replace('.', '_')}_test_accuracy"
+
+
+def _sizes(folder):
+    """Bytes of each export in `folder` (a folder's files summed), by name (`saved_model/` for the folder)."""
+    sizes = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            sizes[f"{path.name}/"] = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        else:
+            sizes[path.name] = path.stat().st_size
+    return sizes
+
+
+def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None, quantize=None):
     """Exports the retrained model (seed 0) of one rank of a run's leaderboard, checked as `export_model()` does.
 
     The data is the run's own: its `run.json` declares it, and the export
@@ -197,6 +267,7 @@ def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None):
         data_dir: a local copy of the data, as for `archsearch run --data-dir`.
         dataset: the run's data already loaded (a run exporting its winner),
             instead of loading it again.
+        quantize: as for `export_model()`.
 
     Returns:
         A tuple `(trial_id, check, stored)`: the trial exported, the check's
@@ -221,7 +292,9 @@ def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None):
         dataset = load_data(data, data_dir=data_dir)
     stored = stored_dataset(data, dataset, data_dir=data_dir)
     expected = read_json(run_dir.retrained_result(trial_id, 0))["accuracy"]
-    check = export_model(model, out, stored, expected, crop_to_aspect_ratio=data.crop_to_aspect_ratio)
+    check = export_model(
+        model, out, stored, expected, crop_to_aspect_ratio=data.crop_to_aspect_ratio, quantize=quantize
+    )
     return trial_id, check, stored
 
 
@@ -235,15 +308,18 @@ def _accuracy(predict, stored):
     return float(np.mean(predicted == stored.y_test))
 
 
-def _contract(inference, stored, check):
+def _contract(inference, model, stored, check, sizes):
     """The content of `model.json`: what a caller needs to feed the model and read its outputs."""
     adapter = inference.get_layer("source_to_training")
-    height, width, channels = adapter.output_shape[1:]
+    height, width, channels = model.input_shape[1:]
     window = (
         " from their centred window of that aspect ratio" if adapter.get_layer("resize").crop_to_aspect_ratio else ""
     )
     source_channels = stored.shape[-1]
-    batch = f"uint8 [batch, height, width, {source_channels}]"
+    luma = (source_channels, channels) == (3, 1)
+    fixed = f"uint8 [batch, {height}, {width}, {source_channels}]"
+    any_size = f"uint8 [batch, height, width, {source_channels}]"
+    classes = len(stored.class_names)
     return {
         "class_names": list(stored.class_names),
         "input": {
@@ -251,36 +327,62 @@ def _contract(inference, stored, check):
             "channels": source_channels,
             "color": "RGB" if source_channels == 3 else "gray",
             "size": [height, width],
-            "conversion": ("to ITU-R 601 luma inside the model; " if (source_channels, channels) == (3, 1) else "")
-            + f"images of another size are resized to {height}x{width}{window} inside the model "
-            "(bilinear, antialiased)",
+            "conversion": ("to ITU-R 601 luma inside the model (as Pillow's convert('L')); " if luma else "")
+            + f"{SAVED_MODEL}'s serve, {MODEL_ONNX} and the .tflite files take {height}x{width} images only; "
+            f"{MODEL_KERAS}, serve_any_size and serve_bytes resize images of another size to "
+            f"{height}x{width}{window} inside (bilinear, antialiased)",
             "source": stored.source,
         },
         "signatures": {
-            "serve": {"image": batch},
+            "serve": {"image": fixed},
+            "serving_default": {"image": fixed},
+            "serve_any_size": {"image": any_size},
             "serve_bytes": {"image_bytes": "string [batch]: encoded JPEG, PNG, GIF or BMP files"},
             "outputs": {
-                "probabilities": f"float32 [batch, {len(stored.class_names)}]",
+                "probabilities": f"float32 [batch, {classes}]",
                 "class_id": "int64 [batch]",
                 "class_name": "string [batch]",
             },
         },
-        MODEL_KERAS: f"{batch} in, float32 probabilities [batch, {len(stored.class_names)}] out",
+        MODEL_KERAS: f"{any_size} in, float32 probabilities [batch, {classes}] out",
+        "converted": f"{MODEL_ONNX} and the .tflite files: the serve signature, its inputs and outputs",
+        "files": sizes,
         "check": check,
     }
 
 
 def export_summary(out, check):
     """One line on what `export_model()` wrote to `out` and what its check found, for the user."""
-    written = (
-        "model.keras and saved_model/"
-        if (Path(out) / "saved_model").exists()
-        else ("model.keras only (a SavedModel needs TensorFlow: run `archsearch export` where it is installed)")
-    )
-    return (
+    sizes = read_json(Path(out) / MODEL_JSON)["files"]
+    if f"{SAVED_MODEL}/" not in sizes:
+        written = (
+            f"{MODEL_KERAS} only (a SavedModel needs TensorFlow, as do {MODEL_ONNX} and {MODEL_TFLITE}: "
+            "run `archsearch export` where it is installed)"
+        )
+    else:
+        files = [name for name in (MODEL_KERAS, f"{SAVED_MODEL}/", MODEL_ONNX, MODEL_TFLITE) if name in sizes]
+        written = ", ".join(f"{name} ({_kilobytes(sizes[name])})" for name in files)
+        if MODEL_ONNX not in sizes:
+            written += (
+                f" ({MODEL_ONNX} and {MODEL_TFLITE} need the TensorFlow backend: "
+                "run `KERAS_BACKEND=tensorflow archsearch export`)"
+            )
+    line = (
         f"{written} in {out}; reloaded, they classify {check['expected_test_accuracy']:.2%} of the "
         f"{check['test_images']:,} test images right, as the leaderboard says"
     )
+    int8 = check.get(_check_key(MODEL_INT8_TFLITE))
+    if int8 is not None:
+        change = (int8 - check["expected_test_accuracy"]) * 100
+        line += (
+            f"; {MODEL_INT8_TFLITE} ({_kilobytes(sizes[MODEL_INT8_TFLITE])}) {int8:.2%}, "
+            f"{change:+.2f} points from the float model"
+        )
+    return line
+
+
+def _kilobytes(size):
+    return f"{size / 1024:,.1f} KiB"
 
 
 def _tensorflow():
@@ -302,21 +404,29 @@ def _tensorflow():
     return tf
 
 
-def _export_saved_model(inference, path, class_names):
-    """Writes the SavedModel: signatures `serve` (uint8 images) and `serve_bytes` (encoded files)."""
+def _export_saved_model(inference, classifier, path, class_names):
+    """Writes the SavedModel: signatures `serve` and `serving_default` (uint8 images at the training size),
+    `serve_any_size` (uint8 images of any size) and `serve_bytes` (encoded files)."""
     import tensorflow as tf
 
     source_channels = inference.input_shape[-1]
+    height, width, channels = classifier.input_shape[1:]
     image_spec = tf.TensorSpec((None, None, None, source_channels), tf.uint8, name="image")
+    fixed_spec = tf.TensorSpec((None, height, width, source_channels), tf.uint8, name="image")
     names = tf.constant(class_names)
     archive = keras.export.ExportArchive()
-    archive.track(inference)
+    archive.track(inference)  # the classifier's layers are the inference model's: tracked with it
     # Keras's way to put TensorFlow ops around a model on every backend (JAX's goes through
-    # jax2tf): the model alone is an endpoint, which the serving functions wrap. Explicit
+    # jax2tf): a model alone is an endpoint, which the serving functions wrap. Explicit
     # training=False: after Keras's image preprocessing layers, a call without it runs
     # batch norm in training mode inside the traced graph.
     probabilities = archive.add_endpoint(
         "probabilities", lambda image: inference(image, training=False), input_signature=[image_spec]
+    )
+    trained = archive.add_endpoint(
+        "classifier",
+        lambda image: classifier(image, training=False),
+        input_signature=[tf.TensorSpec((None, height, width, channels), tf.uint8, name="image")],
     )
 
     def outputs(probabilities):
@@ -326,6 +436,12 @@ def _export_saved_model(inference, path, class_names):
             "class_id": class_id,
             "class_name": tf.gather(names, class_id),
         }
+
+    def luma(image):
+        # Pillow's (19595 R + 38470 G + 7471 B + 32768) >> 16 in int32 arithmetic, exact on any device
+        # (no float, so no TF32), in ops TFLite and ONNX have (the Keras model's Discretization is Bucketize).
+        total = tf.reduce_sum(tf.cast(image, tf.int32) * tf.constant(LUMA_WEIGHTS, tf.int32), axis=-1, keepdims=True)
+        return tf.cast((total + 32768) // 65536, tf.uint8)
 
     def classify_file(data):
         # One file at a time: files may differ in size until the model resizes them. JPEGs with
@@ -337,8 +453,12 @@ def _export_saved_model(inference, path, class_names):
         )
         return probabilities(image[None])[0]
 
-    @tf.function(input_signature=[image_spec])
+    @tf.function(input_signature=[fixed_spec])
     def serve(image):
+        return outputs(trained(luma(image) if (source_channels, channels) == (3, 1) else image))
+
+    @tf.function(input_signature=[image_spec])
+    def serve_any_size(image):
         return outputs(probabilities(image))
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")])
@@ -346,7 +466,13 @@ def _export_saved_model(inference, path, class_names):
         spec = tf.TensorSpec((len(class_names),), tf.float32)
         return outputs(tf.map_fn(classify_file, image_bytes, fn_output_signature=spec))
 
-    for name, function in (("serve", serve), ("serving_default", serve), ("serve_bytes", serve_bytes)):
+    signatures = {
+        "serve": serve,
+        "serving_default": serve,
+        "serve_any_size": serve_any_size,
+        "serve_bytes": serve_bytes,
+    }
+    for name, function in signatures.items():
         function.get_concrete_function()  # traced, as add_endpoint() wants
         archive.add_endpoint(name, function)
     archive.write_out(str(path), verbose=False)

@@ -19,6 +19,7 @@ def add_parser(commands):
     )
     p.add_argument("--within", type=float, help="for --pick fastest/smallest: validation accuracy points (default 1.0)")
     p.add_argument("--data-dir")
+    p.add_argument("--quantize", choices=("int8",), help="also write model_int8.tflite, full-integer quantized")
     p.set_defaults(handler=handle)
 
 
@@ -30,7 +31,7 @@ def handle(args):
         raise ArchsearchError("export: --within applies only with --pick fastest or --pick smallest")
     run_dir = resolve_run(args.results, log=note)
     rank = _picked_rank(run_dir.read_leaderboard(), args.pick, args.within) if args.pick else args.rank
-    trial_id, check, _ = export_retrained(run_dir, rank, args.out, data_dir=args.data_dir)
+    trial_id, check, _ = export_retrained(run_dir, rank, args.out, data_dir=args.data_dir, quantize=args.quantize)
     print(f"exported rank {rank} (trial {trial_id}, seed 0): {export_summary(args.out, check)}")
 
 
