@@ -142,7 +142,7 @@ def exported(monkeypatch):
     """Stands in for `export_retrained()` (a committed run keeps no weights): records the rank asked for."""
     ranks = []
 
-    def export_retrained(run_dir, rank, out, data_dir=None):
+    def export_retrained(run_dir, rank, out, data_dir=None, quantize=None):
         ranks.append(rank)
         return "?", {}, None
 
