@@ -350,3 +350,41 @@ def test_predict_reads_archives_and_writes_a_file(gray_run, tmp_path, capsys):
     assert len(rows) == 44 and rows[0]["path"].startswith(f"{archive}:shapes/")
     assert main(["predict", str(tmp_path), archive]) == 2
     assert "no exported model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["digits", "car_truck"])
+def test_a_digits_and_a_car_versus_truck_run_write_files_their_runtimes_alone_score_as_the_leaderboard_says(
+    source, request, tmp_path
+):
+    """The issue's check on the two spaces users start from: digits (8x8 gray, resized to 16 inside the
+    classifier) and car versus truck (CIFAR-10's RGB JPEGs, luma inside the deployment graph)."""
+    from archsearch.data import load_data
+    from archsearch.output.export import stored_dataset
+
+    if source == "digits":
+        data, data_dir, resolution = Data("digits", validation=0.2), None, 16
+    else:
+        folder = request.getfixturevalue("data_cifar_car_truck_folder")
+        classes = ["automobile", "truck"]
+        data = Data("cifar10", classes=classes, grayscale=True, validation=0.2, per_class=150, test_per_class=150)
+        data_dir, resolution = str(folder), 32
+    space = Space(
+        name=source,
+        data=data,
+        recipe=Recipe(family="resnet", resolution=resolution, width=8, stages=2, blocks_per_stage=1),
+        train=Train(epochs=1, batch_size=32),
+        search=Search(tuner="random", max_trials=1, seed=0),
+        retrain=Retrain(top_k=1, epochs=2, seeds=1),
+    )
+    results = tmp_path / source
+    run(space, results, data_dir=data_dir, log=lambda line: None)
+    stored = stored_dataset(data, load_data(data, data_dir=data_dir), data_dir=data_dir)
+    np.save(tmp_path / "images.npy", stored.x_test)
+    np.save(tmp_path / "labels.npy", stored.y_test)
+    command = [sys.executable, "-c", _RUNTIMES_ONLY, str(results / "best")]
+    command += [str(tmp_path / "images.npy"), str(tmp_path / "labels.npy")]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    seed0 = json.loads(next((results / "retrain").glob("trial_*_seed0.json")).read_text())  # top_k=1: the winner's
+    assert [float(a) for a in result.stdout.split()] == [seed0["accuracy"]] * 2
+    assert stored.x_test.shape[1:] == ((8, 8, 1) if source == "digits" else (32, 32, 3))
