@@ -18,7 +18,8 @@ from archsearch.search import hypermodel
 from archsearch.search.hypermodel import SpaceHyperModel
 
 
-def test_a_measurement_is_positive_sane_and_taken_once_per_network(tmp_path):
+def test_a_measurement_is_positive_sane_and_taken_once_per_network(monkeypatch):
+    monkeypatch.setattr(cost, "_CACHE", {})  # what other tests measured in this process
     architecture = plan({"width": 4, "stages": 1, "resolution": 8}, (8, 8, 1), 10)
     start = time.perf_counter()
     first = cost.measure(architecture)

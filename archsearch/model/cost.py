@@ -41,6 +41,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from archsearch.errors import InfeasibleArchitecture
 from archsearch.model.backend import keras_without_tensorflow
 from archsearch.model.builder import build_model
 
@@ -113,6 +114,31 @@ def measure(architecture, model=None):
         model = model if model is not None else build_model(architecture)
         _CACHE[key] = _measure(model, architecture.input_shape)
     return _CACHE[key]
+
+
+def check_budgets(architecture, measured, search):
+    """Raises `InfeasibleArchitecture` if a measured model breaks the search's `max_latency_ms` or `max_model_bytes`.
+
+    Args:
+        architecture: the planned `Architecture` (the error carries it).
+        measured: its `Cost`, from `measure()`.
+        search: the space's `Search`.
+    """
+    if search.max_latency_ms is not None and measured.latency_ms > search.max_latency_ms:
+        raise InfeasibleArchitecture(
+            "max_latency_ms",
+            search.max_latency_ms,
+            f"the untrained model takes {measured.latency_ms:.3g} ms per image at batch 1 "
+            f"(interquartile range {measured.latency_ms_iqr:.2g} ms) on {cost_device()}",
+            architecture,
+        )
+    if search.max_model_bytes is not None and measured.model_bytes > search.max_model_bytes:
+        raise InfeasibleArchitecture(
+            "max_model_bytes",
+            search.max_model_bytes,
+            f"the model saved as .keras takes {measured.model_bytes:,} bytes",
+            architecture,
+        )
 
 
 def _timings(model, images, calls):

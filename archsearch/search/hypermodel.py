@@ -16,7 +16,6 @@ import keras_tuner
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
-from archsearch.errors import InfeasibleArchitecture
 from archsearch.model import cost
 from archsearch.model.builder import build_model
 from archsearch.model.training import predict_classes, train
@@ -151,23 +150,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
 
     def check_cost(self, architecture, model):
         """Measures the untrained model (once per process); raises if over `max_latency_ms` or `max_model_bytes`."""
-        search = self.space.search
-        measured = cost.measure(architecture, model)
-        if search.max_latency_ms is not None and measured.latency_ms > search.max_latency_ms:
-            raise InfeasibleArchitecture(
-                "max_latency_ms",
-                search.max_latency_ms,
-                f"the untrained model takes {measured.latency_ms:.3g} ms per image at batch 1 "
-                f"(interquartile range {measured.latency_ms_iqr:.2g} ms) on {cost.cost_device()}",
-                architecture,
-            )
-        if search.max_model_bytes is not None and measured.model_bytes > search.max_model_bytes:
-            raise InfeasibleArchitecture(
-                "max_model_bytes",
-                search.max_model_bytes,
-                f"the model saved as .keras takes {measured.model_bytes:,} bytes",
-                architecture,
-            )
+        cost.check_budgets(architecture, cost.measure(architecture, model), self.space.search)
 
     def fit(self, hp, model, x, y, validation_data, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Trains `model` and returns its validation scores, size and time.
