@@ -1,5 +1,6 @@
 """What a model costs: measured latency, throughput and size; the memory estimate; budgets refused before training."""
 
+import dataclasses
 import json
 import time
 import types
@@ -113,7 +114,9 @@ def test_a_search_refuses_points_over_max_latency_ms_and_goes_on(digits_npz, tmp
     monkeypatch.setattr(cost, "_measure", fixed_latency)
     monkeypatch.setattr(cost, "_CACHE", {})
     results = tmp_path / "latency"
-    board = run(tiny_space(digits_npz, max_trials=2, max_latency_ms=5.0), results, log=lambda line: None)
+    space = tiny_space(digits_npz, max_trials=2, max_latency_ms=5.0)
+    space = dataclasses.replace(space, retrain=dataclasses.replace(space.retrain, top_k=1, references=("resnet20",)))
+    board = run(space, results, log=lambda line: None)
 
     trials = pd.read_csv(results / "trials.csv", dtype={"trial_id": str})
     infeasible = trials[trials["status"] == "infeasible"]
@@ -130,5 +133,8 @@ def test_a_search_refuses_points_over_max_latency_ms_and_goes_on(digits_npz, tmp
     for _, row in ranked.iterrows():
         assert row["latency_ms"] == by_trial.loc[row["trial_id"], "latency_ms"] == 1.0
         assert row["model_bytes"] == by_trial.loc[row["trial_id"], "model_bytes"]
+    reference = board[board["trial_id"] == "reference:resnet20"].iloc[0]  # measured before it trained
+    assert reference["latency_ms"] == 1.0 and reference["model_bytes"] > 4 * reference["params"]
+    assert board[board["trial_id"].str.startswith("baseline:")]["latency_ms"].isna().all()
     meta = json.loads((results / "run.json").read_text())
     assert meta["cost_device"] == cost.cost_device() and meta["max_memory"] == cost.device_memory()
