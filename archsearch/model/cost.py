@@ -7,7 +7,7 @@ weights run as fast as trained ones, so the figures hold before any training,
 and a search can refuse a point over `Search(max_latency_ms=...)` or
 `Search(max_model_bytes=...)` before it trains.
 
-How, and what it costs (about 0.2-0.5 s for a digits-sized model on one CPU
+How, and what it costs (about half a second for a digits-sized model on a CPU
 core, most of it compiling the two predict steps):
 
 - `latency_ms`: the median of `LATENCY_CALLS` timed `predict_on_batch` calls on

@@ -557,7 +557,11 @@ class Space:
             point: a dict from dimension name to value, e.g. from `sample()`.
             input_shape: the image shape `(H, W, C)`.
             num_classes: the number of classes.
-            max_memory, activation_bytes: as for `check_budgets()`.
+            max_memory: the memory budget in bytes where `Search(max_memory=None)`
+                leaves it to the device (`archsearch.model.cost.device_memory()`);
+                `Search.max_memory` wins when set, and `None` for both checks none.
+            activation_bytes: bytes per activation in the memory estimate (2
+                under mixed precision).
 
         Returns:
             The `Architecture`.
@@ -567,24 +571,9 @@ class Space:
                 `max_params`, `max_flops` or `max_memory` (its `architecture`
                 then holds the plan).
         """
-        return self.check_budgets(plan(point, input_shape, num_classes), max_memory, activation_bytes)
-
-    def check_budgets(self, architecture, max_memory=None, activation_bytes=4):
-        """Checks a planned architecture against the search's budgets that need no model built; returns it.
-
-        Args:
-            architecture: a planned `Architecture`.
-            max_memory: the memory budget in bytes where `Search(max_memory=None)`
-                leaves it to the device (`archsearch.model.cost.device_memory()`);
-                `Search.max_memory` wins when set.
-            activation_bytes: bytes per activation in the memory estimate (2
-                under mixed precision).
-
-        Raises:
-            InfeasibleArchitecture: naming the budget it breaks, with the plan.
-        """
         search = self.search
         memory = search.max_memory if search.max_memory is not None else max_memory
+        architecture = plan(point, input_shape, num_classes)
         check_constraints(architecture, search.max_params, search.max_flops, memory, activation_bytes)
         return architecture
 

@@ -145,12 +145,9 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         """
         architecture = self.architecture(hp)
         model = build_model(architecture)
-        self.check_cost(architecture, model)
-        return model
-
-    def check_cost(self, architecture, model):
-        """Measures the untrained model (once per process); raises if over `max_latency_ms` or `max_model_bytes`."""
+        # Measured once per process (Hyperband builds a trial again each round), untrained, before training.
         cost.check_budgets(architecture, cost.measure(architecture, model), self.space.search)
+        return model
 
     def fit(self, hp, model, x, y, validation_data, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Trains `model` and returns its validation scores, size and time.
