@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 
 from archsearch.pipeline.runner import apply_overrides, run
+from archsearch.recipe.architecture import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import memory_estimate  # noqa: E402
 import search_summary  # noqa: E402
 import trace_summary  # noqa: E402
 
@@ -46,6 +48,24 @@ def test_resnet9_benchmark_runs_both_keras_paths_in_rotating_order(data_cifar_ar
     assert (rows["params"] == 4_872_330).all() and (rows["images"] == 88).all()  # 90 train images, full batches of 8
     assert (rows["images_per_second"] > 0).all() and rows["seconds_to_target"].isna().all()
     assert "overhead ratio archsearch / bare keras: median" in result.stdout
+
+
+def test_memory_estimate_benchmark_measures_a_toy_point_in_its_own_process(tmp_path):
+    out = tmp_path / "memory.csv"
+    command = [sys.executable, str(ROOT / "benchmarks" / "memory_estimate.py"), "--points", "toy", "--out", str(out)]
+    result = subprocess.run([*command, "--batch-sizes", "8", "32", "--steps", "2"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == memory_estimate.COLUMNS and list(rows["batch_size"]) == [8, 32]
+    point, shape, classes = memory_estimate.TOY["toy"]
+    for _, row in rows.iterrows():
+        planned = plan({**point, "batch_size": int(row["batch_size"])}, shape, classes)
+        assert row["estimate_bytes"] == planned.memory_estimate() and row["params"] == planned.params
+        assert row["measured_bytes"] > 4 * planned.params  # the weights, and whatever the steps took besides
+        assert row["relative_error"] == round(
+            (row["estimate_bytes"] - row["measured_bytes"]) / row["measured_bytes"], 3
+        )
+    assert "toy: per image of batch, estimate" in result.stdout
 
 
 def test_search_summary_of_a_finished_run(digits_npz, tmp_path, tiny_space):

@@ -72,3 +72,16 @@ def test_the_presets_a_search_starts_from_are_named(tmp_path, capsys):
     assert "starts from: resnet20 (the search's first trials, in order)" in describe(capsys, str(path), "--sample", "1")
     assert json.loads(describe(capsys, str(path), "--sample", "1", "--format", "json"))["start_from"] == ["resnet20"]
     assert "starts from" not in describe(capsys, CIFAR, "--sample", "1")
+
+
+def test_latency_measures_each_planned_sample_and_marks_those_over_the_space_s_budget(capsys, tmp_path):
+    digits = ROOT / "search_spaces" / "digits.py"
+    plain = pd.read_csv(io.StringIO(describe(capsys, str(digits), "--sample", "2", "--format", "csv")))
+    assert (plain["memory_estimate_bytes"] > 0).all() and "latency_ms" not in plain
+    measured = pd.read_csv(io.StringIO(describe(capsys, str(digits), "--sample", "2", "--format", "csv", "--latency")))
+    for column in ("latency_ms", "images_per_second", "model_bytes", "memory_estimate_bytes"):
+        assert (measured[column] > 0).all(), column
+    tight = tmp_path / "tight.py"
+    tight.write_text(digits.read_text().replace("search=Search(", "search=Search(max_model_bytes=1000, ", 1))
+    refused = pd.read_csv(io.StringIO(describe(capsys, str(tight), "--sample", "2", "--format", "csv", "--latency")))
+    assert refused["infeasible"].str.startswith("max_model_bytes=1000: the model saved as .keras takes").all()

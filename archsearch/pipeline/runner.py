@@ -17,6 +17,7 @@ import keras
 from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture, SpaceError
 from archsearch.files import read_json, write_json
+from archsearch.model import cost
 from archsearch.model.backend import keras_without_tensorflow
 from archsearch.output.export import export_retrained, export_summary
 from archsearch.output.progress import EpochProgress, TrialProgress
@@ -229,6 +230,9 @@ class _Session:
             "backend": keras.backend.backend(),
             "precision": keras.mixed_precision.dtype_policy().name,
             "device": device_description(),
+            "cost_device": cost.cost_device(),
+            # The memory budget the search applies: Search(max_memory=...), or else the device's (None: unknown).
+            "max_memory": self.memory_budget(),
             "python": platform.python_version(),
         }
         if chief:
@@ -265,6 +269,11 @@ class _Session:
         log(leaderboard_table(leaderboard, space.searched()))
         log(headline(leaderboard, architecture.point, run_dir, export_summary(run_dir.best, check)))
         return leaderboard
+
+    def memory_budget(self):
+        """The memory budget of the search's trials here: `Search.max_memory`, else the device's memory."""
+        max_memory = self.space.search.max_memory
+        return max_memory if max_memory is not None else cost.device_memory()
 
     @property
     def retrain_epochs(self):
@@ -353,7 +362,8 @@ class _Session:
                 run_dir.retrained_model(trial_id) if seed == 0 else None,
             ),
         )
-        figures = {"val_accuracy": trial["val_accuracy"], "params": trial["params"], "flops": trial["flops"]}
+        # The trial's own measurement of its untrained model: the same figures as trials.csv's.
+        figures = {n: trial.get(n) for n in ("val_accuracy", "params", "flops", *cost.COST_COLUMNS)}
         return self._row(trial_id, point, evaluations, baseline=False, **figures)
 
     def train_reference(self, name, winner):
@@ -370,6 +380,13 @@ class _Session:
             The row, a dict, `reference:<name>`.
         """
         fitted, trial_id = self.references[name], f"{REFERENCE}{name}"
+        # Measured before it trains, as a trial's untrained model is.
+        figures = {
+            "val_accuracy": None,
+            "params": fitted.params,
+            "flops": fitted.flops,
+            **cost.measure(fitted).to_dict(),
+        }
         point = {
             **{n: fitted.point[n] for n in dimensions.RECIPE},
             **{n: winner[n] for n in dimensions.TRAIN},
@@ -378,7 +395,6 @@ class _Session:
         evaluations = self._retrain_seeds(
             point, trial_id, f"reference {name}", lambda seed: (self.run_dir.reference_result(name, seed), None)
         )
-        figures = {"val_accuracy": None, "params": fitted.params, "flops": fitted.flops}
         return self._row(trial_id, point, evaluations, baseline=True, **figures)
 
     def _retrain_seeds(self, point, trial_id, label, paths):
@@ -424,7 +440,10 @@ class _Session:
         return evaluation
 
     def _row(self, trial_id, point, evaluations, **figures):
-        """A leaderboard row: the point, `figures` (`baseline`, `val_accuracy`, `params`, `flops`), the test figures."""
+        """A leaderboard row: the point, `figures` and the test figures.
+
+        `figures`: `baseline`, `val_accuracy`, `params`, `flops` and the cost columns.
+        """
         stats = summarize(evaluations)
         recall = stats.pop("test_recall")
         return {

@@ -7,6 +7,10 @@ is rejected here, with the field at fault, so that no training starts on it.
 
 FLOPs are counted as 2 x multiply-accumulates of the conv and dense layers, per
 image; batch norm, ReLU, pooling and additions are left out (under 1% here).
+
+`Architecture.memory_estimate()` estimates a training step's peak memory from
+the plan alone, so that `Search(max_memory=...)` refuses a point before its
+model is built; `benchmarks/memory_estimate.py` checks it against measured peaks.
 """
 
 import dataclasses
@@ -17,6 +21,10 @@ from archsearch.recipe import dimensions
 
 #: `stages="auto"` stacks stages until the feature map is smaller than this.
 AUTO_STOP = 7
+
+WEIGHT_BYTES = 4  # weights, their gradients and the optimizer's slots are float32, mixed precision or not
+#: Slots the optimizer keeps per trainable weight: Adam's (and AdamW's) two moments, SGD's momentum.
+OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +82,39 @@ class Architecture:
     def flops(self):
         """Forward FLOPs per image (2 x multiply-accumulates of conv and dense layers)."""
         return sum(layer.flops for layer in self.layers)
+
+    def memory_estimate(self, batch_size=None, activation_bytes=4):
+        """Estimates the peak memory of one training step, in bytes, from the plan alone.
+
+        The sum of: the weights (`params` x 4 bytes); their gradients and the
+        optimizer's slots (`trainable_params` x 4 bytes, x 1 for the gradient
+        and x `OPTIMIZER_SLOTS[optimizer]`: 2 for Adam and AdamW, 1 for SGD's
+        momentum); and the activations the backward pass keeps: one output per
+        planned layer, `batch_size` x its per-image size x `activation_bytes`,
+        the input image at 1 byte (uint8). What the framework itself holds
+        (its code, compiled steps, workspace, the data) is left out.
+
+        Args:
+            batch_size: images per step; `None` takes the point's `batch_size`.
+            activation_bytes: bytes per activation: 4 for float32, 2 under
+                mixed precision (bfloat16).
+
+        Returns:
+            The estimate in bytes, an int.
+
+        Example:
+
+        >>> arch = plan({"width": 4, "stages": 1, "batch_norm": False}, (8, 8, 1), 10)
+        >>> arch.memory_estimate(batch_size=1) == 4 * arch.params * 4 + 8 * 8 + 4 * sum(
+        ...     math.prod(layer.shape) for layer in arch.layers[1:])
+        True
+        """
+        batch_size = self.point["batch_size"] if batch_size is None else batch_size
+        slots = OPTIMIZER_SLOTS[self.point["optimizer"]]
+        weights = WEIGHT_BYTES * (self.params + (1 + slots) * self.trainable_params)
+        image, *outputs = self.layers
+        per_image = math.prod(image.shape) + activation_bytes * sum(math.prod(layer.shape) for layer in outputs)
+        return weights + batch_size * per_image
 
     def summary(self):
         """Returns the layer table: a list of dicts with `layer`, `kind`, `output_shape`, `params`, `flops`."""
@@ -452,13 +493,17 @@ def _residual_block(net, name, width, stride, point):
     net.add(f"{name}_out", "relu")
 
 
-def check_constraints(architecture, max_params=None, max_flops=None):
+def check_constraints(architecture, max_params=None, max_flops=None, max_memory=None, activation_bytes=4):
     """Raises `InfeasibleArchitecture` if the architecture breaks a budget.
 
     Args:
         architecture: a planned `Architecture`.
         max_params: largest allowed parameter count, or `None`.
         max_flops: largest allowed forward FLOPs per image, or `None`.
+        max_memory: largest allowed `Architecture.memory_estimate()` of a
+            training step at the point's batch size, in bytes, or `None`.
+        activation_bytes: bytes per activation for that estimate (2 under
+            mixed precision).
     """
     if max_params is not None and architecture.params > max_params:
         raise InfeasibleArchitecture(
@@ -468,3 +513,13 @@ def check_constraints(architecture, max_params=None, max_flops=None):
         raise InfeasibleArchitecture(
             "max_flops", max_flops, f"the architecture needs {architecture.flops:,} FLOPs per image", architecture
         )
+    if max_memory is not None:
+        estimate = architecture.memory_estimate(activation_bytes=activation_bytes)
+        if estimate > max_memory:
+            raise InfeasibleArchitecture(
+                "max_memory",
+                max_memory,
+                f"a training step at batch size {architecture.point['batch_size']} needs about {estimate:,} bytes "
+                "(weights, gradients, optimizer slots and activations)",
+                architecture,
+            )

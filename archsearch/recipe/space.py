@@ -259,6 +259,19 @@ class Search:
             schedule decides).
         max_params: reject architectures with more parameters, before training.
         max_flops: reject architectures with more forward FLOPs per image.
+        max_latency_ms: reject architectures whose untrained model takes
+            longer per image at batch 1, in milliseconds (a float), on the
+            device that runs the search (`archsearch.model.cost`); measured
+            before training.
+        max_model_bytes: reject architectures whose model, saved as a
+            `.keras` file, is larger, in bytes; measured before training.
+        max_memory: reject architectures whose estimated training-step peak
+            (`Architecture.memory_estimate()` at the point's batch size) is
+            larger, before their model is built: bytes, an int, or a string
+            such as `"4GB"` or `"512MiB"` (KB/MB/GB/TB are powers of 1000,
+            KiB/MiB/GiB/TiB of 1024). `None` takes the device's memory where
+            the backend tells it (the CPU's RAM; the GPU's under JAX or
+            PyTorch), at run time; run.json records the budget applied.
         max_consecutive_failures: stop the search after this many trials in a
             row fail (infeasible samples do not count).
         seed: seed of the tuner's sampling.
@@ -275,6 +288,9 @@ class Search:
     max_consecutive_failures: int = 5
     seed: int = 0
     start_from: tuple = ()
+    max_latency_ms: float = None
+    max_model_bytes: int = None
+    max_memory: int = None
 
     def __post_init__(self):
         if self.tuner not in dimensions.TUNERS:
@@ -282,9 +298,16 @@ class Search:
             raise SpaceError(f"search: tuner={self.tuner!r}: expected one of {expected}")
         for name in ("max_trials", "max_consecutive_failures"):
             _check_positive_int(f"search: {name}", getattr(self, name))
-        for name in ("max_params", "max_flops"):
+        for name in ("max_params", "max_flops", "max_model_bytes"):
             if getattr(self, name) is not None:
                 _check_positive_int(f"search: {name}", getattr(self, name))
+        latency = self.max_latency_ms
+        if latency is not None and not (
+            isinstance(latency, (int, float)) and not isinstance(latency, bool) and 0 < latency < math.inf
+        ):
+            raise SpaceError(f"search: max_latency_ms={latency!r}: expected a number of milliseconds > 0")
+        if self.max_memory is not None:
+            object.__setattr__(self, "max_memory", _memory_bytes("search: max_memory", self.max_memory))
         _check_int("search: seed", self.seed)
         object.__setattr__(self, "start_from", _preset_names("search: start_from", self.start_from))
         if len(self.start_from) > self.max_trials:
@@ -293,6 +316,9 @@ class Search:
                 "raise max_trials or start from fewer"
             )
 
+
+# Search fields that to_dict() leaves out at these defaults: spaces written before them keep their fingerprints.
+_QUIET_SEARCH = {"start_from": (), "max_latency_ms": None, "max_model_bytes": None, "max_memory": None}
 
 SELECTIONS = ("top", "pareto")  # how `Retrain` chooses the trials to retrain
 PARETO_COSTS = ("params", "flops", "latency_ms")  # trials.csv's columns that `Retrain(select="pareto")` may count
@@ -380,6 +406,28 @@ def _preset_names(where, names):
     if len(set(names)) != len(names):
         raise SpaceError(f"{where}={tuple(names)!r}: names repeat")
     return tuple(names)
+
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+
+def _memory_bytes(where, value):
+    """Returns a memory size in bytes: an int, or a string of a number and a unit (`"4GB"`, `"1.5 GiB"`)."""
+    expected = "expected bytes as an int >= 1, or a string such as '4GB' or '512MiB'"
+    if isinstance(value, str):
+        number = value.strip().upper().rstrip("BKMGTI ")
+        unit = value.strip().upper()[len(number) :].strip() or "B"
+        try:
+            size = float(number) * _UNITS[unit]
+        except (ValueError, KeyError):
+            raise SpaceError(f"{where}={value!r}: {expected}") from None
+        if not 1 <= size < math.inf:
+            raise SpaceError(f"{where}={value!r}: {expected}")
+        return int(size)
+    if type(value) is not int or value < 1:
+        raise SpaceError(f"{where}={value!r}: {expected}")
+    return value
 
 
 def _check_int(where, value):
@@ -530,23 +578,31 @@ class Space:
                 point[name] = value
         return point
 
-    def architecture(self, point, input_shape, num_classes):
-        """Plans a point of this space and checks it against the search's budgets.
+    def architecture(self, point, input_shape, num_classes, max_memory=None, activation_bytes=4):
+        """Plans a point of this space and checks it against the search's budgets that need no model built.
 
         Args:
             point: a dict from dimension name to value, e.g. from `sample()`.
             input_shape: the image shape `(H, W, C)`.
             num_classes: the number of classes.
+            max_memory: the memory budget in bytes where `Search(max_memory=None)`
+                leaves it to the device (`archsearch.model.cost.device_memory()`);
+                `Search.max_memory` wins when set, and `None` for both checks none.
+            activation_bytes: bytes per activation in the memory estimate (2
+                under mixed precision).
 
         Returns:
             The `Architecture`.
 
         Raises:
             InfeasibleArchitecture: for an impossible point, or one over
-                `max_params` or `max_flops` (its `architecture` then holds the plan).
+                `max_params`, `max_flops` or `max_memory` (its `architecture`
+                then holds the plan).
         """
+        search = self.search
+        memory = search.max_memory if search.max_memory is not None else max_memory
         architecture = plan(point, input_shape, num_classes)
-        check_constraints(architecture, self.search.max_params, self.search.max_flops)
+        check_constraints(architecture, search.max_params, search.max_flops, memory, activation_bytes)
         return architecture
 
     def random_points(self, count, seed=0):
@@ -591,8 +647,12 @@ class Space:
                 for n, v in self.declarations().items()
                 if not (dimensions.BY_NAME[n].quiet_default and v == dimensions.BY_NAME[n].default)
             },
-            # Left out while empty, so that spaces written before them keep their fingerprints.
-            "search": {k: v for k, v in dataclasses.asdict(self.search).items() if k != "start_from" or v},
+            # Left out at their defaults, so that spaces written before them keep their fingerprints.
+            "search": {
+                k: v
+                for k, v in dataclasses.asdict(self.search).items()
+                if k not in _QUIET_SEARCH or v != _QUIET_SEARCH[k]
+            },
             "retrain": {
                 k: v
                 for k, v in dataclasses.asdict(self.retrain).items()

@@ -30,6 +30,11 @@ LEADERBOARD_COLUMNS = [
     "test_balanced_error_rate_std",
     "params",
     "flops",
+    # The untrained model's cost on the search's device (`archsearch.model.cost.COST_COLUMNS`).
+    "latency_ms",
+    "latency_ms_iqr",
+    "images_per_second",
+    "model_bytes",
     "seeds",
     "train_seconds",
     "pareto",

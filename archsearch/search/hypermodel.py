@@ -1,7 +1,10 @@
 """Keras Tuner's `HyperModel` of a space: what one trial builds, trains and scores.
 
 `SpaceHyperModel.build()` plans the sampled point and rejects infeasible
-ones before any training; `fit()` trains and scores it on the validation
+ones before any training: from the plan (impossible points, `max_params`,
+`max_flops`, `max_memory`) before the model is built, then from the untrained
+model's measured cost (`max_latency_ms`, `max_model_bytes`;
+`archsearch.model.cost`). `fit()` trains and scores it on the validation
 split. The tuners that run it are in `archsearch.search.tuners`.
 """
 
@@ -13,6 +16,7 @@ import keras_tuner
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
+from archsearch.model import cost
 from archsearch.model.builder import build_model
 from archsearch.model.training import predict_classes, train
 from archsearch.search.tensorboard_logs import write_scores
@@ -96,17 +100,54 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         self.space = space
         self.input_shape = dataset.shape
         self.num_classes = dataset.num_classes
+        # Where the space leaves it to the device, the memory of this machine's (a worker's own).
+        self.max_memory = space.search.max_memory if space.search.max_memory is not None else cost.device_memory()
+
+    @property
+    def activation_bytes(self):
+        """Bytes per activation in the memory estimate: 2 under a bfloat16 or float16 policy, else 4."""
+        return 2 if keras.mixed_precision.dtype_policy().compute_dtype in ("bfloat16", "float16") else 4
 
     def declare_hyperparameters(self, hp):
         """Registers the space's searched dimensions on `hp`, at their defaults, building nothing."""
         self.space.sample(hp)
 
     def architecture(self, hp):
-        """Plans the point `hp` holds; raises `InfeasibleArchitecture` if it cannot be trained."""
-        return self.space.architecture(self.space.sample(hp), self.input_shape, self.num_classes)
+        """Plans the point `hp` holds; raises `InfeasibleArchitecture` if it cannot be trained.
+
+        Its budgets that need no model (`max_params`, `max_flops`, `max_memory`) are checked here.
+        """
+        point = self.space.sample(hp)
+        return self.space.architecture(
+            point, self.input_shape, self.num_classes, self.max_memory, self.activation_bytes
+        )
+
+    def figures(self, architecture):
+        """Returns what trials.csv shows of a planned architecture besides its scores.
+
+        `params`, `flops` and `memory_estimate_bytes` from the plan, and the
+        cost columns (`archsearch.model.cost.COST_COLUMNS`) where this process
+        has measured its model.
+        """
+        measured = cost.cached(architecture)
+        return {
+            "params": architecture.params,
+            "flops": architecture.flops,
+            "memory_estimate_bytes": architecture.memory_estimate(activation_bytes=self.activation_bytes),
+            **(measured.to_dict() if measured else {}),
+        }
 
     def build(self, hp):
-        return build_model(self.architecture(hp))
+        """Builds the point's model, once its plan and its measured cost are within the search's budgets.
+
+        Raises:
+            InfeasibleArchitecture: naming the budget it breaks, before any training.
+        """
+        architecture = self.architecture(hp)
+        model = build_model(architecture)
+        # Measured once per process (Hyperband builds a trial again each round), untrained, before training.
+        cost.check_budgets(architecture, cost.measure(architecture, model), self.space.search)
+        return model
 
     def fit(self, hp, model, x, y, validation_data, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Trains `model` and returns its validation scores, size and time.
@@ -135,8 +176,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         write_scores(callbacks, scores, epochs)
         return {
             **scores,
-            "params": architecture.params,
-            "flops": architecture.flops,
+            **self.figures(architecture),
             "seconds": seconds,
             "compile_seconds": monitor.compile_seconds,
             "epochs": float(epochs),

@@ -64,6 +64,9 @@ def fingerprint(space, dataset):
         "seed": search["seed"],
         "max_params": search["max_params"],
         "max_flops": search["max_flops"],
+        # Present only where set (Space.to_dict() leaves them out at None); a worker's own device
+        # memory, where max_memory is None, is its own to apply.
+        **{k: search[k] for k in ("max_latency_ms", "max_model_bytes", "max_memory") if k in search},
         "precision": keras.mixed_precision.dtype_policy().name,
     }
     return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]

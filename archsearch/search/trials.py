@@ -7,11 +7,21 @@ so it belongs with the search; the run directory writes the table
 
 import pandas as pd
 
+from archsearch.model.cost import COST_COLUMNS
 from archsearch.recipe import dimensions
 from archsearch.search.oracle import is_infeasible
 
 # What a trial reports besides its point, in trials.csv's order.
-METRICS = ("val_accuracy", "val_balanced_error_rate", "params", "flops", "seconds", "compile_seconds")
+METRICS = (
+    "val_accuracy",
+    "val_balanced_error_rate",
+    "params",
+    "flops",
+    *COST_COLUMNS,
+    "memory_estimate_bytes",
+    "seconds",
+    "compile_seconds",
+)
 TRIAL_COLUMNS = [
     "trial_id",
     "status",
@@ -42,6 +52,10 @@ def trials_frame(tuner):
     Returns:
         A DataFrame with the columns of `TRIAL_COLUMNS`; `epochs` is the
         number actually trained (Hyperband trains some trials for fewer);
+        the cost columns (`latency_ms`, `latency_ms_iqr`, `images_per_second`,
+        `model_bytes`) are measured before the trial trains, on its untrained
+        model (blank for a sample the plan rules out), and
+        `memory_estimate_bytes` is the plan's estimate of a training step;
         `worker` names the worker a trial was last given to (blank without
         workers); `start_from` the preset a trial started the search from
         (`Search(start_from=...)`; blank for the others). A failed or infeasible trial's reason is its message, as
@@ -64,4 +78,5 @@ def trials_frame(tuner):
                 row[metric] = trial.metrics.get_last_value(metric)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
-    return frame.astype({"epochs": "Int64", "params": "Int64", "flops": "Int64"})
+    integers = ("epochs", "params", "flops", "model_bytes", "memory_estimate_bytes")
+    return frame.astype(dict.fromkeys(integers, "Int64"))

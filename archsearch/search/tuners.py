@@ -97,7 +97,7 @@ class ArchsearchTuner:
         architecture = error.architecture if infeasible else self.hypermodel.architecture(trial.hyperparameters)
         metrics = {OBJECTIVE: math.nan, **({INFEASIBLE_METRIC: 1.0} if infeasible else {})}
         if architecture:
-            metrics.update(params=architecture.params, flops=architecture.flops)
+            metrics.update(self.hypermodel.figures(architecture))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
             self._report(trial, metrics, step=0)

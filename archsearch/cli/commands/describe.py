@@ -15,11 +15,23 @@ def add_parser(commands):
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--summary", action="store_true", help="also print each sample's layer table")
     p.add_argument("--data-dir", help="local copy of the data (only its shape and classes are read)")
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="also build each sample's untrained model and measure it on this machine: latency_ms, "
+        "latency_ms_iqr, images_per_second, model_bytes (about a second per sample; imports Keras)",
+    )
     p.set_defaults(handler=handle)
 
 
-def _space_rows(space, sample, seed, data_dir):
-    """Returns (declarations table, sampled points table, architectures) of a space."""
+def _space_rows(space, sample, seed, data_dir, latency=False):
+    """Returns (declarations table, sampled points table, architectures, shape, classes) of a space.
+
+    A planned sample's row has its `params`, `flops` and `memory_estimate_bytes`
+    (a float32 training step at its batch size); with `latency`, the cost
+    columns of its untrained model too, and a sample over `max_latency_ms` or
+    `max_model_bytes` is marked infeasible as the search would mark it.
+    """
     from archsearch.data import peek
     from archsearch.errors import InfeasibleArchitecture
     from archsearch.recipe import dimensions
@@ -45,10 +57,22 @@ def _space_rows(space, sample, seed, data_dir):
             architecture, planned, reason = None, error.architecture, str(error)
         if planned:
             row.update(stages=planned.point["stages"], params=planned.params, flops=planned.flops)
+            row["memory_estimate_bytes"] = planned.memory_estimate()
+        if latency and architecture:
+            from archsearch.model import cost
+
+            measured = cost.measure(architecture)
+            row.update(measured.to_dict())
+            try:
+                cost.check_budgets(architecture, measured, space.search)
+            except InfeasibleArchitecture as error:
+                architecture, reason = None, str(error)
         row["infeasible"] = reason
         architectures.append(architecture)
         rows.append(row)
-    sampled = pd.DataFrame(rows).astype({"params": "Int64", "flops": "Int64"}, errors="ignore")
+    sampled = pd.DataFrame(rows)
+    integers = [c for c in ("params", "flops", "memory_estimate_bytes", "model_bytes") if c in sampled]
+    sampled = sampled.astype(dict.fromkeys(integers, "Int64"))
     return declared, sampled, architectures, shape, num_classes
 
 
@@ -56,7 +80,9 @@ def handle(args):
     from archsearch.recipe.space import load_space
 
     space = load_space(args.space)
-    declared, sampled, architectures, shape, num_classes = _space_rows(space, args.sample, args.seed, args.data_dir)
+    declared, sampled, architectures, shape, num_classes = _space_rows(
+        space, args.sample, args.seed, args.data_dir, args.latency
+    )
     size = space.size()
     if args.format == "csv":
         sys.stdout.write(sampled.to_csv(index=False))
