@@ -26,8 +26,11 @@ from archsearch.recipe.space import load_space
 from archsearch.records.directory import list_runs, read_leaderboard, read_run, run_status, runs_frame
 
 ROOT = Path(__file__).resolve().parents[1]
-# What TensorFlow, absl, CUDA and oneDNN print at start-up, and Python's warnings of dependencies.
-NOISE = re.compile(r"absl|oneDNN|cudart|cuda_|cpu_feature_guard|cuInit|^[IWEF]\d{4} |Warning:|TF_CPP", re.MULTILINE)
+# What TensorFlow, absl, CUDA, oneDNN and LiteRT print, and Python's warnings of dependencies.
+NOISE = re.compile(
+    r"absl|oneDNN|cudart|cuda_|cpu_feature_guard|cuInit|^[IWEF]\d{4} |Warning:|TF_CPP|XNNPACK|TensorFlow Lite",
+    re.MULTILINE,
+)
 
 
 def checksums(folder):

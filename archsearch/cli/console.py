@@ -25,7 +25,9 @@ NOISE = re.compile(
     # absl's: I0000 00:00:1795572767.063936  6509 port.cc:153]
     rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.-]+:\d+\] "
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags)"
+    rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags"
+    # LiteRT's interpreter, each time the export check loads model.tflite:
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.)"
 )
 
 

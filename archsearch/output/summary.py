@@ -245,7 +245,8 @@ def pareto_caption(frame):
 def leaderboard_table(frame, searched, width=None):
     """Renders a leaderboard for a screen: rank, trial, the searched dimensions and the figures.
 
-    Accuracy and BER are percentages, mean ± std over the seeds; `front`
+    Accuracy and BER are percentages, mean ± std over the seeds; `latency ms`
+    is leaderboard.csv's `latency_ms` (batch 1, per image) where measured; `front`
     (leaderboard.csv's `pareto`) marks the ranked rows on the test split's Pareto front (`tables.on_test_front()`).
 
     Args:
@@ -280,6 +281,8 @@ def leaderboard_table(frame, searched, width=None):
             for row, fit in zip(rows, one_fit)
         ],
         "params": ["" if pd.isna(row["params"]) else f"{int(row['params']):,}" for row in rows],
+        # Measured before training (`archsearch.model.cost`); runs made before that have no column.
+        **({"latency ms": [cell(row["latency_ms"]) for row in rows]} if "latency_ms" in frame else {}),
         "front": [{True: "yes", False: "no"}.get(mark, "") for mark in tables.on_test_front(frame).tolist()],
     }
     trial_width = max([5] + [len(word) for trial in trials for word in trial.split()])
