@@ -181,8 +181,8 @@ def test_report_opens_in_chromium_with_every_image_loaded_no_console_errors_and_
     with Chromium(chromium) as browser:
         browser.open(page, width=1280)
         images = browser.evaluate(IMAGES)
-        # cost, what mattered, progress, curves, confusion matrix, recall, misclassified (a tiny model errs)
-        assert len(images) == 7, [image["alt"] for image in images]
+        # cost, latency, what mattered, progress, curves, confusion matrix, recall, misclassified (a tiny model errs)
+        assert len(images) == 8, [image["alt"] for image in images]
         assert all(image["complete"] and image["width"] > 0 for image in images), images
         assert browser.errors == []
         browser.open(page, width=375, height=800)

@@ -171,8 +171,8 @@ def latency_figure(trials, leaderboard):
             color=RETRAINED_COLOR,
         )
     references = tables.references(leaderboard)
-    if latency in references.columns:
-        references = references[references[latency].notna()]
+    references = references[references[latency].notna()] if latency in references.columns else references.iloc[:0]
+    if not references.empty:
         axis.errorbar(
             references[latency].astype(float),
             references["test_accuracy"].astype(float),
