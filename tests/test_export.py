@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import keras
@@ -220,6 +221,7 @@ def test_the_deployment_graphs_luma_is_pillows_exactly(gray_run):
 
 _RUNTIMES_ONLY = """
 import sys
+import zipfile
 class NotInstalled:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in ("archsearch", "keras", "tensorflow", "tf2onnx"):
@@ -271,7 +273,7 @@ def test_standard_converters_accept_the_serve_signature_with_their_defaults(gray
 
 
 def test_export_quantize_int8_records_the_quantized_models_accuracy_and_size(gray_run, tmp_path, capsys):
-    results, _ = gray_run
+    results, folder = gray_run
     out = tmp_path / "exported"
     assert main(["export", str(results), "--out", str(out), "--quantize", "int8"]) == 0
     printed = capsys.readouterr().out
@@ -284,6 +286,8 @@ def test_export_quantize_int8_records_the_quantized_models_accuracy_and_size(gra
 
     runner = Interpreter(model_path=str(out / "model_int8.tflite")).get_signature_runner("serve")
     assert runner.get_input_details()["image"]["dtype"] == np.uint8
+    paths, labels = jpeg_files(folder)  # the recorded accuracy is the quantized model's own, measured here again
+    assert np.mean(runner(image=rgb(paths))["class_id"] == labels) == accuracy
     weights = {
         detail["dtype"] for detail in Interpreter(model_path=str(out / "model_int8.tflite")).get_tensor_details()
     }
@@ -292,6 +296,7 @@ def test_export_quantize_int8_records_the_quantized_models_accuracy_and_size(gra
 
 _WITHOUT_ARCHSEARCH = """
 import sys
+import zipfile
 class NotInstalled:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] == "archsearch":
@@ -388,3 +393,16 @@ def test_a_digits_and_a_car_versus_truck_run_write_files_their_runtimes_alone_sc
     seed0 = json.loads(next((results / "retrain").glob("trial_*_seed0.json")).read_text())  # top_k=1: the winner's
     assert [float(a) for a in result.stdout.split()] == [seed0["accuracy"]] * 2
     assert stored.x_test.shape[1:] == ((8, 8, 1) if source == "digits" else (32, 32, 3))
+
+
+def test_model_keras_holds_the_weights_only_no_optimizer_state(gray_run, tmp_path):
+    """An inference file has no use for the optimizer's slots (Adam's would triple its size)."""
+    import h5py
+
+    results, _ = gray_run
+    with zipfile.ZipFile(results / "best" / "model.keras") as archive:
+        (tmp_path / "weights.h5").write_bytes(archive.read("model.weights.h5"))
+    names = []
+    with h5py.File(tmp_path / "weights.h5") as weights:
+        weights.visit(names.append)
+    assert names and not [name for name in names if "optimizer" in name]

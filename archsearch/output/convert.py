@@ -10,7 +10,7 @@ then runs in training mode: probabilities 0.15 off `predict`), and its
 `format="litert"` asks for TensorFlow's select ops, which a plain LiteRT
 runtime lacks; so neither is used. Each file is then run with its own
 runtime, not TensorFlow: onnxruntime and the LiteRT interpreter
-(`ai_edge_litert`, or TensorFlow's deprecated copy where it is missing).
+(`ai_edge_litert`, a dependency: TensorFlow's `tf.lite.Interpreter` is deprecated).
 """
 
 import numpy as np
@@ -91,12 +91,7 @@ def tflite_predictor(path):
     Returns:
         A function of a uint8 image batch, as `serve` takes it.
     """
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # TensorFlow's own copy, deprecated
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
+    from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=str(path)).get_signature_runner(SIGNATURE)
     return lambda images: runner(image=np.asarray(images))["probabilities"]

@@ -119,7 +119,9 @@ def classifier_model(model):
     """Returns the trained layers of a model (sharing its weights), less the training-only augmentation.
 
     Args:
-        model: a trained model from `archsearch.model.builder.build_model()`.
+        model: a trained model from `archsearch.model.builder.build_model()`,
+            best loaded with `compile=False`: Keras compiles the clone of a
+            compiled model, whose optimizer state a saved file then holds.
 
     Returns:
         A `keras.Model` with the trained model's input: uint8 images of the
@@ -286,7 +288,9 @@ def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None, quantiz
     saved = run_dir.retrained_model(trial_id, 0)
     if not saved.exists():
         raise ArchsearchError(f"{saved}: the retrained model of rank {rank} is missing; rerun with --resume")
-    model = keras.saving.load_model(saved)
+    # Uncompiled: `classifier_model()`'s clone of a compiled model is compiled too, and model.keras
+    # would then carry the optimizer's slots (Adam: twice the weights) that no inference needs.
+    model = keras.saving.load_model(saved, compile=False)
     data = run_dir.data()
     if dataset is None:
         dataset = load_data(data, data_dir=data_dir)

@@ -180,7 +180,7 @@ def pick(leaderboard, how="best", within=1.0):
 
     Raises:
         ArchsearchError: naming what is wrong: an unknown `how`, a negative
-            `within`, or `"fastest"` on a leaderboard without `latency_ms`.
+            `within`, no ranked row, or `"fastest"` on a leaderboard without `latency_ms`.
 
     Example:
 
@@ -193,6 +193,8 @@ def pick(leaderboard, how="best", within=1.0):
     if how not in PICKS:
         raise ArchsearchError(f"pick={how!r}: expected one of {', '.join(map(repr, PICKS))}")
     ranked = leaderboard[~leaderboard["baseline"].astype(bool)].sort_values("rank")
+    if ranked.empty:
+        raise ArchsearchError("the leaderboard has no ranked rows (only baselines and references) to pick from")
     if how == "best":
         return ranked.iloc[0], ranked.head(1)
     if within is None or not within >= 0:
