@@ -26,8 +26,9 @@ NOISE = re.compile(
     rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.-]+:\d+\] "
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags"
-    # LiteRT's interpreter, each time the export check loads model.tflite:
-    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.)"
+    # LiteRT's interpreter, each time the export check loads model.tflite, and its int8 quantizer:
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+    rb"|fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+$)"
 )
 
 
