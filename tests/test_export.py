@@ -158,19 +158,19 @@ def test_saved_model_cli_lists_the_named_inputs_and_outputs(gray_run):
     assert signatures["serve_any_size"] == {"image": ("DT_UINT8", "(-1, -1, -1, 3)"), **outputs}
     assert signatures["serve_bytes"] == {"image_bytes": ("DT_STRING", "(-1)"), **outputs}
     assert signatures["serving_default"] == signatures["serve"]
-    assert signatures["probabilities"] == {
+    assert signatures["_probabilities"] == {
         "image": ("DT_UINT8", "(-1, -1, -1, 3)"),
         "output_0": ("DT_FLOAT", "(-1, 2)"),
     }
-    assert signatures["classifier"] == {"image": ("DT_UINT8", "(-1, 12, 12, 1)"), "output_0": ("DT_FLOAT", "(-1, 2)")}
+    assert signatures["_classifier"] == {"image": ("DT_UINT8", "(-1, 12, 12, 1)"), "output_0": ("DT_FLOAT", "(-1, 2)")}
     assert set(signatures) == {
         "__saved_model_init_op",
         "serve",
         "serving_default",
         "serve_any_size",
         "serve_bytes",
-        "probabilities",
-        "classifier",
+        "_probabilities",
+        "_classifier",
     }
 
 
@@ -215,8 +215,8 @@ def test_the_deployment_graphs_luma_is_pillows_exactly(gray_run):
     images = np.random.default_rng(5).integers(0, 256, (64, 12, 12, 3), dtype=np.uint8)
     luma = np.stack([np.asarray(Image.fromarray(image).convert("L")) for image in images])[..., None]
     served = model.signatures["serve"](image=tf.constant(images))["probabilities"].numpy()
-    # `classifier` is the trained layers alone: fed Pillow's luma, the same numbers to the last bit.
-    np.testing.assert_array_equal(served, model.signatures["classifier"](image=tf.constant(luma))["output_0"].numpy())
+    # `_classifier` is the trained layers alone: fed Pillow's luma, the same numbers to the last bit.
+    np.testing.assert_array_equal(served, model.signatures["_classifier"](image=tf.constant(luma))["output_0"].numpy())
 
 
 _RUNTIMES_ONLY = """
@@ -260,16 +260,21 @@ def test_standard_converters_accept_the_serve_signature_with_their_defaults(gray
     saved_model = results / "best" / "saved_model"
     images = rgb(jpeg_files(folder)[0])
     expected = tf.saved_model.load(str(saved_model)).signatures["serve"](image=tf.constant(images))
-    # What a user types: no select TF ops, no custom ops, no options.
-    converted = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serve"]).convert()
-    assert len(converted) > 0
-    onnx = tmp_path / "user.onnx"
-    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model)]
-    command += ["--signature_def", "serve", "--output", str(onnx)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    probabilities = onnxruntime.InferenceSession(str(onnx)).run(["probabilities"], {"image": images})[0]
-    np.testing.assert_allclose(probabilities, expected["probabilities"].numpy(), atol=1e-5)
+    # What a user types: no select TF ops, no custom ops, no options; the signature named, or not at all.
+    from ai_edge_litert.interpreter import Interpreter
+
+    for keys in (["serve"], None):
+        converted = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=keys).convert()
+        (tmp_path / "user.tflite").write_bytes(converted)
+        runner = Interpreter(model_path=str(tmp_path / "user.tflite")).get_signature_runner()
+        np.testing.assert_allclose(runner(image=images)["probabilities"], expected["probabilities"], atol=1e-5)
+    for named in (["--signature_def", "serve"], []):
+        onnx = tmp_path / "user.onnx"
+        command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), *named]
+        result = subprocess.run([*command, "--output", str(onnx)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        probabilities = onnxruntime.InferenceSession(str(onnx)).run(["probabilities"], {"image": images})[0]
+        np.testing.assert_allclose(probabilities, expected["probabilities"].numpy(), atol=1e-5)
 
 
 def test_export_quantize_int8_records_the_quantized_models_accuracy_and_size(gray_run, tmp_path, capsys):

@@ -424,11 +424,13 @@ def _export_saved_model(inference, classifier, path, class_names):
     # jax2tf): a model alone is an endpoint, which the serving functions wrap. Explicit
     # training=False: after Keras's image preprocessing layers, a call without it runs
     # batch norm in training mode inside the traced graph.
+    # Named with a leading underscore, which tf2onnx passes over: without `--signature_def` it converts
+    # the first signature it lists, which must then be `serve`, not one of these any-size wrappers.
     probabilities = archive.add_endpoint(
-        "probabilities", lambda image: inference(image, training=False), input_signature=[image_spec]
+        "_probabilities", lambda image: inference(image, training=False), input_signature=[image_spec]
     )
     trained = archive.add_endpoint(
-        "classifier",
+        "_classifier",
         lambda image: classifier(image, training=False),
         input_signature=[tf.TensorSpec((None, height, width, channels), tf.uint8, name="image")],
     )
