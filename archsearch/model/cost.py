@@ -38,11 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from archsearch.errors import InfeasibleArchitecture
-from archsearch.model.backend import keras_without_tensorflow
+from archsearch.model.backend import devices, keras_without_tensorflow
 from archsearch.model.builder import build_model
 
 WARMUP_CALLS = 3  # untimed calls per batch size: the first one compiles the predict step
@@ -189,30 +188,6 @@ def _cpu_count():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def _accelerators():
-    """The backend's accelerators, as a list of `(name, bytes of memory or None)`; empty on a CPU."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        devices = [d for d in jax.devices() if d.platform != "cpu"]
-        return [(d.device_kind, (d.memory_stats() or {}).get("bytes_limit")) for d in devices]
-    if backend == "torch":
-        import torch
-
-        if not torch.cuda.is_available():
-            return []
-        properties = torch.cuda.get_device_properties(0)
-        return [(properties.name, properties.total_memory)]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        # TensorFlow tells a GPU's name, not how much memory it has.
-        gpus = tf.config.list_physical_devices("GPU")
-        return [(tf.config.experimental.get_device_details(g).get("device_name", g.name), None) for g in gpus[:1]]
-    return []
-
-
 def cost_device():
     """What `measure()` times on, as run.json's `cost_device` gives it.
 
@@ -220,22 +195,21 @@ def cost_device():
         The first accelerator's name, e.g. `"NVIDIA H200"`, else
         `"CPU: <processor name>, <N> cores"` (the cores this process may use).
     """
-    accelerators = _accelerators()
+    accelerators = [d for d in devices() if d.accelerator]
     if accelerators:
-        return accelerators[0][0]
+        return accelerators[0].kind or accelerators[0].name
     return f"CPU: {_cpu_name()}, {_cpu_count()} cores"
 
 
 def device_memory():
     """The memory of the device a search trains on, in bytes, or `None` where the backend does not tell.
 
-    The first accelerator's memory (JAX's `bytes_limit`, the share of it JAX
-    may take; PyTorch's total; TensorFlow tells none); on a CPU, the total
-    RAM (`os.sysconf`).
+    The first accelerator's memory (`archsearch.model.backend.Device.memory`);
+    on a CPU, the total RAM (`os.sysconf`).
     """
-    accelerators = _accelerators()
+    accelerators = [d for d in devices() if d.accelerator]
     if accelerators:
-        return accelerators[0][1]
+        return accelerators[0].memory
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

@@ -18,7 +18,7 @@ from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture, SpaceError
 from archsearch.files import read_json, write_json
 from archsearch.model import cost
-from archsearch.model.backend import keras_without_tensorflow
+from archsearch.model.backend import device_description, keras_without_tensorflow
 from archsearch.output.export import export_retrained, export_summary
 from archsearch.output.progress import EpochProgress, TrialProgress
 from archsearch.output.report import write_report
@@ -75,23 +75,6 @@ def _versions():
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     return versions
-
-
-def device_description():
-    """What the model trains on, e.g. `cuda:0 NVIDIA H100 80GB HBM3` or `cpu (x86_64)`."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return ", ".join(f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices())
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            return ", ".join(
-                f"{g.name} {tf.config.experimental.get_device_details(g).get('device_name', '')}".strip() for g in gpus
-            )
-    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def _prepare(run_dir, resume, overwrite, space):
