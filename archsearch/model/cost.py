@@ -214,3 +214,17 @@ def device_memory():
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def memory_budget(search):
+    """The memory budget a search applies on this machine, in bytes.
+
+    Args:
+        search: the space's `Search`.
+
+    Returns:
+        `search.max_memory` where it is set, else this device's memory
+        (`device_memory()`: a worker applies its own); `None` where neither
+        is known, which checks none.
+    """
+    return search.max_memory if search.max_memory is not None else device_memory()

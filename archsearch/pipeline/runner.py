@@ -215,7 +215,7 @@ class _Session:
             "device": device_description(),
             "cost_device": cost.cost_device(),
             # The memory budget the search applies: Search(max_memory=...), or else the device's (None: unknown).
-            "max_memory": self.memory_budget(),
+            "max_memory": cost.memory_budget(space.search),
             "python": platform.python_version(),
         }
         if chief:
@@ -252,11 +252,6 @@ class _Session:
         log(leaderboard_table(leaderboard, space.searched()))
         log(headline(leaderboard, architecture.point, run_dir, export_summary(run_dir.best, check)))
         return leaderboard
-
-    def memory_budget(self):
-        """The memory budget of the search's trials here: `Search.max_memory`, else the device's memory."""
-        max_memory = self.space.search.max_memory
-        return max_memory if max_memory is not None else cost.device_memory()
 
     @property
     def retrain_epochs(self):
