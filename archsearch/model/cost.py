@@ -41,8 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from archsearch.errors import InfeasibleArchitecture
-from archsearch.model.backend import devices, keras_without_tensorflow
-from archsearch.model.builder import build_model
+
+# Keras is imported by the functions that build, time or query a device, not here: the tables
+# (archsearch.records.tables) name COST_COLUMNS in processes that read a run and import no Keras.
 
 WARMUP_CALLS = 3  # untimed calls per batch size: the first one compiles the predict step
 LATENCY_CALLS = 30  # timed calls on one image
@@ -53,6 +54,8 @@ TIME_BUDGET = 0.5  # seconds of timed calls per batch size, beyond which timing 
 
 #: The columns a measurement gives, in trials.csv's and leaderboard.csv's order.
 COST_COLUMNS = ("latency_ms", "latency_ms_iqr", "images_per_second", "model_bytes")
+#: The cost figures that are counts: integer columns in trials.csv and describe's table (<NA> where missing).
+INTEGER_COLUMNS = ("params", "flops", "memory_estimate_bytes", "model_bytes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +113,8 @@ def measure(architecture, model=None):
     """
     key = _key(architecture)
     if key not in _CACHE:
+        from archsearch.model.builder import build_model
+
         model = model if model is not None else build_model(architecture)
         _CACHE[key] = _measure(model, architecture.input_shape)
     return _CACHE[key]
@@ -166,6 +171,8 @@ def _measure(model, input_shape):
 
 
 def _saved_bytes(model):
+    from archsearch.model.backend import keras_without_tensorflow
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.keras"
         with keras_without_tensorflow():
@@ -195,6 +202,8 @@ def cost_device():
         The first accelerator's name, e.g. `"NVIDIA H200"`, else
         `"CPU: <processor name>, <N> cores"` (the cores this process may use).
     """
+    from archsearch.model.backend import devices
+
     accelerators = [d for d in devices() if d.accelerator]
     if accelerators:
         return accelerators[0].kind or accelerators[0].name
@@ -207,6 +216,8 @@ def device_memory():
     The first accelerator's memory (`archsearch.model.backend.Device.memory`);
     on a CPU, the total RAM (`os.sysconf`).
     """
+    from archsearch.model.backend import devices
+
     accelerators = [d for d in devices() if d.accelerator]
     if accelerators:
         return accelerators[0].memory

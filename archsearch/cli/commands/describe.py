@@ -45,6 +45,7 @@ def _space_rows(space, sample, seed, data_dir, latency=False, mixed_precision=Fa
     """
     from archsearch.data import peek
     from archsearch.errors import InfeasibleArchitecture
+    from archsearch.model import cost
     from archsearch.recipe import dimensions
 
     declared = pd.DataFrame(
@@ -59,11 +60,8 @@ def _space_rows(space, sample, seed, data_dir, latency=False, mixed_precision=Fa
     )
     shape, num_classes = peek(space.data, data_dir=data_dir)
     activation_bytes = 2 if mixed_precision else 4
-    budget = space.search.max_memory
-    if latency:
-        from archsearch.model import cost
-
-        budget = cost.memory_budget(space.search)
+    # Without --latency, no Keras is imported to ask the device for its memory.
+    budget = cost.memory_budget(space.search) if latency else space.search.max_memory
     rows, architectures = [], []
     for point in space.random_points(sample, seed):
         row = dict(point)
@@ -86,7 +84,7 @@ def _space_rows(space, sample, seed, data_dir, latency=False, mixed_precision=Fa
         architectures.append(architecture)
         rows.append(row)
     sampled = pd.DataFrame(rows)
-    integers = [c for c in ("params", "flops", "memory_estimate_bytes", "model_bytes") if c in sampled]
+    integers = [c for c in cost.INTEGER_COLUMNS if c in sampled]
     sampled = sampled.astype(dict.fromkeys(integers, "Int64"))
     return declared, sampled, architectures, shape, num_classes
 
