@@ -81,6 +81,10 @@ def test_the_budgets_stay_out_of_the_fingerprint_at_their_defaults():
     plain = Space(name="t").fingerprint()
     assert Space(name="t", search=Search(max_memory=None)).fingerprint() == plain
     assert Space(name="t", search=Search(max_latency_ms=5.0)).fingerprint() != plain
+    assert (
+        Space(name="t", search=Search(max_latency_ms=5)).fingerprint()
+        == Space(name="t", search=Search(max_latency_ms=5.0)).fingerprint()
+    )  # one budget, however it is written
     assert "max_memory" not in Space(name="t").to_dict()["search"]
     assert Space(name="t", search=Search(max_memory="1GB")).to_dict()["search"]["max_memory"] == 10**9
 

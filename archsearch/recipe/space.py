@@ -306,6 +306,8 @@ class Search:
             isinstance(latency, (int, float)) and not isinstance(latency, bool) and 0 < latency < math.inf
         ):
             raise SpaceError(f"search: max_latency_ms={latency!r}: expected a number of milliseconds > 0")
+        if latency is not None:  # 5 and 5.0 are one budget, with one fingerprint
+            object.__setattr__(self, "max_latency_ms", float(latency))
         if self.max_memory is not None:
             object.__setattr__(self, "max_memory", _memory_bytes("search: max_memory", self.max_memory))
         _check_int("search: seed", self.seed)
