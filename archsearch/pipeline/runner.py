@@ -220,6 +220,8 @@ class _Session:
         }
         if chief:
             self.metadata.update(chief=str(chief), workers=workers.count if workers else 0)
+        if "retrained_trials" in self.previous:  # a resume retrains what the run chose, once it chose
+            self.metadata["retrained_trials"] = self.previous["retrained_trials"]
 
         self.record("searching")
         start = time.perf_counter()
@@ -299,6 +301,12 @@ class _Session:
         retrain, chosen = self.space.retrain, self.previous.get("retrained_trials")
         if chosen is None:
             return best_trials(trials, retrain.top_k, retrain.select, retrain.pareto_cost)
+        unknown = [t for t in chosen if t not in set(trials["trial_id"])]
+        if unknown:
+            raise ArchsearchError(
+                f"{self.run_dir.run_json}: retrained_trials names {', '.join(map(str, unknown))}, "
+                f"not a trial of {self.run_dir.trials_csv}"
+            )
         return trials.set_index("trial_id", drop=False).loc[chosen].reset_index(drop=True)
 
     def on_epoch(self, trial_id, report):
