@@ -220,6 +220,12 @@ class _Session:
         }
         if chief:
             self.metadata.update(chief=str(chief), workers=workers.count if workers else 0)
+        before, now = self.previous.get("cost_device"), self.metadata["cost_device"]
+        if before and before != now:
+            log(
+                f"warning: this run's earlier trials were measured on {before}, this session's are measured on "
+                f"{now}: the latency columns of {run_dir.trials_csv} mix the two devices"
+            )
         if "retrained_trials" in self.previous:  # a resume retrains what the run chose, once it chose
             self.metadata["retrained_trials"] = self.previous["retrained_trials"]
 
