@@ -1,11 +1,13 @@
 """What an architecture costs to deploy, measured: latency, throughput and file size of its untrained model.
 
-`measure()` builds the architecture's inference model (or takes the one a
-trial is about to train) and times it on Keras's default device, the one the
-search trains on: the CPU, or the accelerator where there is one. Untrained
-weights run as fast as trained ones, so the figures hold before any training,
-and a search can refuse a point over `Search(max_latency_ms=...)` or
-`Search(max_model_bytes=...)` before it trains.
+`measure()` times the untrained model `build_model()` makes of the architecture
+(or the one a trial is about to train, the same model), called in inference
+mode: its preprocessing (uint8 scaling, resize and crop) and every planned
+layer run, and its training-only augmentation layers pass images through. It
+runs on Keras's default device, the one the search trains on: the CPU, or the
+accelerator where there is one. Untrained weights run as fast as trained ones,
+so the figures hold before any training, and a search can refuse a point over
+`Search(max_latency_ms=...)` or `Search(max_model_bytes=...)` before it trains.
 
 How, and what it costs (about half a second for a digits-sized model on a CPU
 core, most of it compiling the two predict steps):
@@ -17,16 +19,19 @@ core, most of it compiling the two predict steps):
   calls), so a large model costs no more than about a second per batch size.
 - `images_per_second`: `THROUGHPUT_BATCH` images divided by the median time of
   `THROUGHPUT_CALLS` calls on a batch of that many, after the warm-up.
-- `model_bytes`: the size of the model saved as a `.keras` file, which is
-  what `best/model.keras` is: the weights (float32) plus the architecture's
-  JSON, zipped.
+- `model_bytes`: the size of that untrained model saved as a `.keras` file:
+  its weights (float32) and the architecture's JSON, zipped, with no
+  optimizer state (it is not compiled). `best/model.keras`, saved after
+  training, is larger by its optimizer's slots.
 
 The images are random uint8, as the model takes them. Augmentation layers are
 the identity at inference (`training=False`, which `predict_on_batch` uses).
 Measurements are cached by the planned network (its layers, input and
-classes), so a point is measured once per process, whatever its training
-knobs; a trial's figures are kept in its metrics, which a resumed search and
-the retraining read back.
+classes), so a network is measured once per process: points that differ only
+in knobs that leave the layers as they are (learning rate, optimizer, batch
+size, epochs) share a measurement, while `augment` adds layers and so is
+measured apart. A trial's figures are kept in its metrics, which a resumed
+search and the retraining read back.
 """
 
 import dataclasses
@@ -83,7 +88,7 @@ _CACHE = {}  # plan key -> Cost, for this process
 
 
 def _key(architecture):
-    """The planned network a measurement depends on: its layers, input and classes (not its training knobs)."""
+    """The planned network a measurement depends on: its layers (augmentation among them), input and classes."""
     text = repr((architecture.input_shape, architecture.num_classes, architecture.layers))
     return hashlib.sha256(text.encode()).hexdigest()
 
