@@ -17,7 +17,8 @@ class InfeasibleArchitecture(ArchsearchError, ValueError):
         value: its offending value.
         reason: what was expected instead.
         architecture: the planned `Architecture`, when only a budget
-            (`max_params`, `max_flops`) rules it out.
+            (`max_params`, `max_flops`, `max_memory`, `max_latency_ms`,
+            `max_model_bytes`) rules it out.
     """
 
     def __init__(self, field, value, reason, architecture=None):

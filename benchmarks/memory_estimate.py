@@ -23,7 +23,7 @@ Small models are therefore dominated by that overhead and their relative
 error says little; the script also prints what one more image in the batch
 adds, estimated and measured, which that fixed overhead leaves out. Linux only.
 
-    python benchmarks/memory_estimate.py --out results/bench/memory_estimate.csv
+    python benchmarks/memory_estimate.py --batch-sizes 32 128 256 --out results/bench/memory_estimate.csv
 """
 
 import argparse

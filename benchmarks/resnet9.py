@@ -47,9 +47,9 @@ import pandas as pd
 
 from archsearch.data import Data, load_data
 from archsearch.model import builder
+from archsearch.model.backend import device_description
 from archsearch.model.builder import build_model, compile_model
 from archsearch.output.progress import EpochProgress
-from archsearch.pipeline.runner import device_description
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
 from archsearch.recipe.space import Recipe, Search, Space, Train

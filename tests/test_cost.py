@@ -46,14 +46,17 @@ def test_the_memory_estimate_is_the_hand_count_of_a_tiny_plan():
     architecture = plan(
         {"width": 2, "stages": 1, "blocks_per_stage": 1, "batch_norm": False, "resolution": 4}, (4, 4, 1), 2
     )
-    # Layers: image 4x4x1 (uint8), preprocess 4x4x1, conv 4x4x2 (3*3*1*2 + 2 = 20 weights), relu 4x4x2,
-    # pool 2x2x2, global pool 2, dense 2 (2*2 + 2 = 6 weights): 26 weights, all trainable.
-    activations = 3 * (16 * 1 + 4 * (16 + 32 + 32 + 8 + 2 + 2))
+    # Layers: image 4x4x1 (uint8, not kept: no gradient flows to it), preprocess 4x4x1 (the conv's input,
+    # kept), conv 4x4x2 (3*3*1*2 + 2 = 20 weights), relu 4x4x2, pool 2x2x2, global pool 2, dense 2
+    # (2*2 + 2 = 6 weights): 26 weights, all trainable.
+    activations = 3 * 4 * (16 + 32 + 32 + 8 + 2 + 2)
     assert architecture.memory_estimate(batch_size=3) == 26 * 4 * (1 + 1 + 2) + activations  # Adam: 2 slots
     sgd = plan({**architecture.point, "stages": 1, "optimizer": "sgd"}, (4, 4, 1), 2)
     assert sgd.memory_estimate(batch_size=3) == 26 * 4 * (1 + 1 + 1) + activations
-    mixed = 26 * 4 * 4 + 3 * (16 + 2 * 92)
+    mixed = 26 * 4 * 4 + 3 * 2 * 92
     assert architecture.memory_estimate(batch_size=3, activation_bytes=2) == mixed
+    augmented = plan({**architecture.point, "augment": True}, (4, 4, 1), 2)  # augment 4x4x1 feeds the conv now
+    assert augmented.memory_estimate(batch_size=3) == architecture.memory_estimate(batch_size=3)
     assert architecture.memory_estimate() == architecture.memory_estimate(batch_size=128)  # the point's batch size
     assert set(OPTIMIZER_SLOTS) == set(dimensions.BY_NAME["optimizer"].values)
 
@@ -81,6 +84,10 @@ def test_the_budgets_stay_out_of_the_fingerprint_at_their_defaults():
     plain = Space(name="t").fingerprint()
     assert Space(name="t", search=Search(max_memory=None)).fingerprint() == plain
     assert Space(name="t", search=Search(max_latency_ms=5.0)).fingerprint() != plain
+    assert (
+        Space(name="t", search=Search(max_latency_ms=5)).fingerprint()
+        == Space(name="t", search=Search(max_latency_ms=5.0)).fingerprint()
+    )  # one budget, however it is written
     assert "max_memory" not in Space(name="t").to_dict()["search"]
     assert Space(name="t", search=Search(max_memory="1GB")).to_dict()["search"]["max_memory"] == 10**9
 

@@ -85,3 +85,16 @@ def test_latency_measures_each_planned_sample_and_marks_those_over_the_space_s_b
     tight.write_text(digits.read_text().replace("search=Search(", "search=Search(max_model_bytes=1000, ", 1))
     refused = pd.read_csv(io.StringIO(describe(capsys, str(tight), "--sample", "2", "--format", "csv", "--latency")))
     assert refused["infeasible"].str.startswith("max_model_bytes=1000: the model saved as .keras takes").all()
+
+
+def test_the_memory_budget_and_precision_are_the_search_s(capsys, tmp_path):
+    digits = ROOT / "search_spaces" / "digits.py"
+    full = pd.read_csv(io.StringIO(describe(capsys, str(digits), "--sample", "3", "--format", "csv")))
+    half = pd.read_csv(
+        io.StringIO(describe(capsys, str(digits), "--sample", "3", "--format", "csv", "--mixed-precision"))
+    )
+    assert (half["memory_estimate_bytes"] < full["memory_estimate_bytes"]).all()  # 2-byte activations
+    tight = tmp_path / "tight.py"
+    tight.write_text(digits.read_text().replace("search=Search(", "search=Search(max_memory=1000, ", 1))
+    refused = pd.read_csv(io.StringIO(describe(capsys, str(tight), "--sample", "3", "--format", "csv")))
+    assert refused["infeasible"].str.startswith("max_memory=1000").all()

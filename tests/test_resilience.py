@@ -16,8 +16,8 @@ import pytest
 
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture
-from archsearch.files import write_csv, write_json
-from archsearch.model import training
+from archsearch.files import read_json, write_csv, write_json
+from archsearch.model import cost, training
 from archsearch.pipeline.runner import run
 from archsearch.search import hypermodel
 from archsearch.search import tuners as search
@@ -309,3 +309,25 @@ def test_trial_ids_keep_one_width_while_infeasible_samples_raise_the_limit(tmp_p
     oracle.end_trial(keras_tuner.engine.trial.Trial(trained.hyperparameters, trained.trial_id, "COMPLETED"))
     assert oracle.create_trial("tuner0").status == "STOPPED"
     assert ids + [trained.trial_id] == [f"{i:02d}" for i in range(11)]  # Keras Tuner alone: "0" to "9", then "10"
+
+
+def test_a_resume_keeps_run_json_s_retrained_trials_names_one_it_cannot_find_and_warns_of_another_device(
+    digits_npz, tmp_path, tiny_space
+):
+    space = tiny_space(digits_npz)
+    results = tmp_path / "run"
+    results.mkdir()
+    started = {"space_fingerprint": space.fingerprint(), "status": "stopped", "cost_device": "TPU v9"}
+    write_json({**started, "retrained_trials": ["0", "7"]}, results / "run.json")
+    lines = []
+
+    def searched(*args, **kwargs):  # what the search ended with: trials 0 and 1, not the 7 run.json names
+        assert read_json(results / "run.json")["retrained_trials"] == ["0", "7"]  # kept while it searches
+        return pd.DataFrame({"trial_id": ["0", "1"], "status": "completed", "val_accuracy": [0.5, 0.6]})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("archsearch.pipeline.runner._Session.search", searched)
+        with pytest.raises(ArchsearchError, match=r"run.json: retrained_trials names 7, not a trial of .*trials.csv"):
+            run(space, results, data_dir=str(digits_npz), resume=True, log=lines.append)
+    warning = next(line for line in lines if line.startswith("warning:"))
+    assert f"measured on TPU v9, this session's are measured on {cost.cost_device()}" in warning

@@ -9,10 +9,16 @@
   new model per trial, and TensorFlow warns about "retracing" at every one.
 - `set_random_seed` and `keras_without_tensorflow`: seeding a trial and
   saving a retrained model import no TensorFlow on the other backends.
+- `devices()`: what the backend trains on, queried once per process; run.json's
+  `device` (`device_description()`) and `cost_device`
+  (`archsearch.model.cost.cost_device()`) are both read from it.
 """
 
 import contextlib
+import dataclasses
+import functools
 import logging
+import platform
 
 import keras
 
@@ -84,3 +90,80 @@ def set_random_seed(seed):
     """
     with keras_without_tensorflow():
         keras.utils.set_random_seed(seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    """One device the backend may train on.
+
+    Args:
+        name: the backend's name for it, e.g. `"cuda:0"` (JAX) or
+            `"/physical_device:GPU:0"` (TensorFlow).
+        kind: what it is, e.g. `"NVIDIA H200"`; `""` where the backend does not say.
+        accelerator: `False` for a CPU.
+        memory: its memory in bytes, or `None` where the backend does not tell
+            (JAX's `bytes_limit`, the share JAX may take; PyTorch's total;
+            TensorFlow tells none).
+    """
+
+    name: str
+    kind: str
+    accelerator: bool
+    memory: int = None
+
+
+@functools.cache
+def devices():
+    """The backend's devices, queried once per process: a tuple of `Device`.
+
+    JAX lists its CPU device too where it has no accelerator; TensorFlow and
+    PyTorch list their GPUs only (empty on a CPU).
+
+    Example:
+
+    >>> all(isinstance(d, Device) for d in devices())
+    True
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return tuple(
+            Device(
+                f"{d.platform}:{d.id}",
+                d.device_kind,
+                d.platform != "cpu",
+                (d.memory_stats() or {}).get("bytes_limit") if d.platform != "cpu" else None,
+            )
+            for d in jax.devices()
+        )
+    if backend == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            return ()
+        return tuple(
+            Device(f"cuda:{i}", p.name, True, p.total_memory)
+            for i, p in enumerate(map(torch.cuda.get_device_properties, range(torch.cuda.device_count())))
+        )
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tuple(
+            Device(g.name, tf.config.experimental.get_device_details(g).get("device_name", ""), True)
+            for g in tf.config.list_physical_devices("GPU")
+        )
+    return ()
+
+
+def device_description():
+    """What the model trains on, as run.json's `device` gives it.
+
+    Returns:
+        The backend's devices, e.g. `"cuda:0 NVIDIA H100 80GB HBM3"` (JAX) or
+        `"cpu:0 cpu"` (JAX on a CPU), else `"cpu (<machine>)"`.
+    """
+    listed = devices()
+    if listed:
+        return ", ".join(f"{d.name} {d.kind}".strip() for d in listed)
+    return f"cpu ({platform.processor() or platform.machine()})"

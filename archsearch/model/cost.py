@@ -1,11 +1,13 @@
 """What an architecture costs to deploy, measured: latency, throughput and file size of its untrained model.
 
-`measure()` builds the architecture's inference model (or takes the one a
-trial is about to train) and times it on Keras's default device, the one the
-search trains on: the CPU, or the accelerator where there is one. Untrained
-weights run as fast as trained ones, so the figures hold before any training,
-and a search can refuse a point over `Search(max_latency_ms=...)` or
-`Search(max_model_bytes=...)` before it trains.
+`measure()` times the untrained model `build_model()` makes of the architecture
+(or the one a trial is about to train, the same model), called in inference
+mode: its preprocessing (uint8 scaling, resize and crop) and every planned
+layer run, and its training-only augmentation layers pass images through. It
+runs on Keras's default device, the one the search trains on: the CPU, or the
+accelerator where there is one. Untrained weights run as fast as trained ones,
+so the figures hold before any training, and a search can refuse a point over
+`Search(max_latency_ms=...)` or `Search(max_model_bytes=...)` before it trains.
 
 How, and what it costs (about half a second for a digits-sized model on a CPU
 core, most of it compiling the two predict steps):
@@ -17,16 +19,19 @@ core, most of it compiling the two predict steps):
   calls), so a large model costs no more than about a second per batch size.
 - `images_per_second`: `THROUGHPUT_BATCH` images divided by the median time of
   `THROUGHPUT_CALLS` calls on a batch of that many, after the warm-up.
-- `model_bytes`: the size of the model saved as a `.keras` file, which is
-  what `best/model.keras` is: the weights (float32) plus the architecture's
-  JSON, zipped.
+- `model_bytes`: the size of that untrained model saved as a `.keras` file:
+  its weights (float32) and the architecture's JSON, zipped, with no
+  optimizer state (it is not compiled). `best/model.keras`, saved after
+  training, is larger by its optimizer's slots.
 
 The images are random uint8, as the model takes them. Augmentation layers are
 the identity at inference (`training=False`, which `predict_on_batch` uses).
 Measurements are cached by the planned network (its layers, input and
-classes), so a point is measured once per process, whatever its training
-knobs; a trial's figures are kept in its metrics, which a resumed search and
-the retraining read back.
+classes), so a network is measured once per process: points that differ only
+in knobs that leave the layers as they are (learning rate, optimizer, batch
+size, epochs) share a measurement, while `augment` adds layers and so is
+measured apart. A trial's figures are kept in its metrics, which a resumed
+search and the retraining read back.
 """
 
 import dataclasses
@@ -38,12 +43,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from archsearch.errors import InfeasibleArchitecture
-from archsearch.model.backend import keras_without_tensorflow
-from archsearch.model.builder import build_model
+
+# Keras is imported by the functions that build, time or query a device, not here: the tables
+# (archsearch.records.tables) name COST_COLUMNS in processes that read a run and import no Keras.
 
 WARMUP_CALLS = 3  # untimed calls per batch size: the first one compiles the predict step
 LATENCY_CALLS = 30  # timed calls on one image
@@ -54,6 +59,8 @@ TIME_BUDGET = 0.5  # seconds of timed calls per batch size, beyond which timing 
 
 #: The columns a measurement gives, in trials.csv's and leaderboard.csv's order.
 COST_COLUMNS = ("latency_ms", "latency_ms_iqr", "images_per_second", "model_bytes")
+#: The cost figures that are counts: integer columns in trials.csv and describe's table (<NA> where missing).
+INTEGER_COLUMNS = ("params", "flops", "memory_estimate_bytes", "model_bytes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +88,7 @@ _CACHE = {}  # plan key -> Cost, for this process
 
 
 def _key(architecture):
-    """The planned network a measurement depends on: its layers, input and classes (not its training knobs)."""
+    """The planned network a measurement depends on: its layers (augmentation among them), input and classes."""
     text = repr((architecture.input_shape, architecture.num_classes, architecture.layers))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -111,6 +118,8 @@ def measure(architecture, model=None):
     """
     key = _key(architecture)
     if key not in _CACHE:
+        from archsearch.model.builder import build_model
+
         model = model if model is not None else build_model(architecture)
         _CACHE[key] = _measure(model, architecture.input_shape)
     return _CACHE[key]
@@ -167,6 +176,8 @@ def _measure(model, input_shape):
 
 
 def _saved_bytes(model):
+    from archsearch.model.backend import keras_without_tensorflow
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.keras"
         with keras_without_tensorflow():
@@ -189,30 +200,6 @@ def _cpu_count():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def _accelerators():
-    """The backend's accelerators, as a list of `(name, bytes of memory or None)`; empty on a CPU."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        devices = [d for d in jax.devices() if d.platform != "cpu"]
-        return [(d.device_kind, (d.memory_stats() or {}).get("bytes_limit")) for d in devices]
-    if backend == "torch":
-        import torch
-
-        if not torch.cuda.is_available():
-            return []
-        properties = torch.cuda.get_device_properties(0)
-        return [(properties.name, properties.total_memory)]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        # TensorFlow tells a GPU's name, not how much memory it has.
-        gpus = tf.config.list_physical_devices("GPU")
-        return [(tf.config.experimental.get_device_details(g).get("device_name", g.name), None) for g in gpus[:1]]
-    return []
-
-
 def cost_device():
     """What `measure()` times on, as run.json's `cost_device` gives it.
 
@@ -220,23 +207,40 @@ def cost_device():
         The first accelerator's name, e.g. `"NVIDIA H200"`, else
         `"CPU: <processor name>, <N> cores"` (the cores this process may use).
     """
-    accelerators = _accelerators()
+    from archsearch.model.backend import devices
+
+    accelerators = [d for d in devices() if d.accelerator]
     if accelerators:
-        return accelerators[0][0]
+        return accelerators[0].kind or accelerators[0].name
     return f"CPU: {_cpu_name()}, {_cpu_count()} cores"
 
 
 def device_memory():
     """The memory of the device a search trains on, in bytes, or `None` where the backend does not tell.
 
-    The first accelerator's memory (JAX's `bytes_limit`, the share of it JAX
-    may take; PyTorch's total; TensorFlow tells none); on a CPU, the total
-    RAM (`os.sysconf`).
+    The first accelerator's memory (`archsearch.model.backend.Device.memory`);
+    on a CPU, the total RAM (`os.sysconf`).
     """
-    accelerators = _accelerators()
+    from archsearch.model.backend import devices
+
+    accelerators = [d for d in devices() if d.accelerator]
     if accelerators:
-        return accelerators[0][1]
+        return accelerators[0].memory
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def memory_budget(search):
+    """The memory budget a search applies on this machine, in bytes.
+
+    Args:
+        search: the space's `Search`.
+
+    Returns:
+        `search.max_memory` where it is set, else this device's memory
+        (`device_memory()`: a worker applies its own); `None` where neither
+        is known, which checks none.
+    """
+    return search.max_memory if search.max_memory is not None else device_memory()

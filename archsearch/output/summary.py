@@ -282,7 +282,7 @@ def leaderboard_table(frame, searched, width=None):
         ],
         "params": ["" if pd.isna(row["params"]) else f"{int(row['params']):,}" for row in rows],
         # Measured before training (`archsearch.model.cost`); runs made before that have no column.
-        **({"latency ms": [cell(row["latency_ms"]) for row in rows]} if "latency_ms" in frame else {}),
+        **({"latency ms": [cell(row[tables.LATENCY]) for row in rows]} if tables.LATENCY in frame else {}),
         "front": [{True: "yes", False: "no"}.get(mark, "") for mark in tables.on_test_front(frame).tolist()],
     }
     trial_width = max([5] + [len(word) for trial in trials for word in trial.split()])

@@ -18,7 +18,7 @@ from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture, SpaceError
 from archsearch.files import read_json, write_json
 from archsearch.model import cost
-from archsearch.model.backend import keras_without_tensorflow
+from archsearch.model.backend import device_description, keras_without_tensorflow
 from archsearch.output.export import export_retrained, export_summary
 from archsearch.output.progress import EpochProgress, TrialProgress
 from archsearch.output.report import write_report
@@ -75,23 +75,6 @@ def _versions():
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     return versions
-
-
-def device_description():
-    """What the model trains on, e.g. `cuda:0 NVIDIA H100 80GB HBM3` or `cpu (x86_64)`."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return ", ".join(f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices())
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            return ", ".join(
-                f"{g.name} {tf.config.experimental.get_device_details(g).get('device_name', '')}".strip() for g in gpus
-            )
-    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def _prepare(run_dir, resume, overwrite, space):
@@ -232,11 +215,19 @@ class _Session:
             "device": device_description(),
             "cost_device": cost.cost_device(),
             # The memory budget the search applies: Search(max_memory=...), or else the device's (None: unknown).
-            "max_memory": self.memory_budget(),
+            "max_memory": cost.memory_budget(space.search),
             "python": platform.python_version(),
         }
         if chief:
             self.metadata.update(chief=str(chief), workers=workers.count if workers else 0)
+        before, now = self.previous.get("cost_device"), self.metadata["cost_device"]
+        if before and before != now:
+            log(
+                f"warning: this run's earlier trials were measured on {before}, this session's are measured on "
+                f"{now}: the latency columns of {run_dir.trials_csv} mix the two devices"
+            )
+        if "retrained_trials" in self.previous:  # a resume retrains what the run chose, once it chose
+            self.metadata["retrained_trials"] = self.previous["retrained_trials"]
 
         self.record("searching")
         start = time.perf_counter()
@@ -269,11 +260,6 @@ class _Session:
         log(leaderboard_table(leaderboard, space.searched()))
         log(headline(leaderboard, architecture.point, run_dir, export_summary(run_dir.best, check)))
         return leaderboard
-
-    def memory_budget(self):
-        """The memory budget of the search's trials here: `Search.max_memory`, else the device's memory."""
-        max_memory = self.space.search.max_memory
-        return max_memory if max_memory is not None else cost.device_memory()
 
     @property
     def retrain_epochs(self):
@@ -321,6 +307,12 @@ class _Session:
         retrain, chosen = self.space.retrain, self.previous.get("retrained_trials")
         if chosen is None:
             return best_trials(trials, retrain.top_k, retrain.select, retrain.pareto_cost)
+        unknown = [t for t in chosen if t not in set(trials["trial_id"])]
+        if unknown:
+            raise ArchsearchError(
+                f"{self.run_dir.run_json}: retrained_trials names {', '.join(map(str, unknown))}, "
+                f"not a trial of {self.run_dir.trials_csv}"
+            )
         return trials.set_index("trial_id", drop=False).loc[chosen].reset_index(drop=True)
 
     def on_epoch(self, trial_id, report):

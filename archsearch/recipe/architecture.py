@@ -89,10 +89,14 @@ class Architecture:
         The sum of: the weights (`params` x 4 bytes); their gradients and the
         optimizer's slots (`trainable_params` x 4 bytes, x 1 for the gradient
         and x `OPTIMIZER_SLOTS[optimizer]`: 2 for Adam and AdamW, 1 for SGD's
-        momentum); and the activations the backward pass keeps: one output per
-        planned layer, `batch_size` x its per-image size x `activation_bytes`,
-        the input image at 1 byte (uint8). What the framework itself holds
-        (its code, compiled steps, workspace, the data) is left out.
+        momentum); and the activations the backward pass keeps, `batch_size` x
+        their per-image size x `activation_bytes`: the tensor that feeds the
+        first layer with weights (a conv's weight gradient needs its input:
+        the preprocessed, or augmented, image) and the output of every planned
+        layer from that one on. What comes before it is not kept, since no
+        gradient flows there: the raw uint8 image, and the preprocessed one
+        where augmentation follows. What the framework itself holds (its code,
+        compiled steps, workspace, the data) is left out.
 
         Args:
             batch_size: images per step; `None` takes the point's `batch_size`.
@@ -105,16 +109,16 @@ class Architecture:
         Example:
 
         >>> arch = plan({"width": 4, "stages": 1, "batch_norm": False}, (8, 8, 1), 10)
-        >>> arch.memory_estimate(batch_size=1) == 4 * arch.params * 4 + 8 * 8 + 4 * sum(
-        ...     math.prod(layer.shape) for layer in arch.layers[1:])
+        >>> arch.memory_estimate(batch_size=1) == 4 * arch.params * 4 + 4 * sum(
+        ...     math.prod(layer.shape) for layer in arch.layers[1:])  # all but the uint8 image
         True
         """
         batch_size = self.point["batch_size"] if batch_size is None else batch_size
         slots = OPTIMIZER_SLOTS[self.point["optimizer"]]
         weights = WEIGHT_BYTES * (self.params + (1 + slots) * self.trainable_params)
-        image, *outputs = self.layers
-        per_image = math.prod(image.shape) + activation_bytes * sum(math.prod(layer.shape) for layer in outputs)
-        return weights + batch_size * per_image
+        first = next(i for i, layer in enumerate(self.layers) if layer.params)  # the first conv
+        kept = self.layers[first - 1 :]  # its input, then every output from it on
+        return weights + batch_size * activation_bytes * sum(math.prod(layer.shape) for layer in kept)
 
     def summary(self):
         """Returns the layer table: a list of dicts with `layer`, `kind`, `output_shape`, `params`, `flops`."""

@@ -306,6 +306,8 @@ class Search:
             isinstance(latency, (int, float)) and not isinstance(latency, bool) and 0 < latency < math.inf
         ):
             raise SpaceError(f"search: max_latency_ms={latency!r}: expected a number of milliseconds > 0")
+        if latency is not None:  # 5 and 5.0 are one budget, with one fingerprint
+            object.__setattr__(self, "max_latency_ms", float(latency))
         if self.max_memory is not None:
             object.__setattr__(self, "max_memory", _memory_bytes("search: max_memory", self.max_memory))
         _check_int("search: seed", self.seed)
@@ -585,9 +587,9 @@ class Space:
             point: a dict from dimension name to value, e.g. from `sample()`.
             input_shape: the image shape `(H, W, C)`.
             num_classes: the number of classes.
-            max_memory: the memory budget in bytes where `Search(max_memory=None)`
-                leaves it to the device (`archsearch.model.cost.device_memory()`);
-                `Search.max_memory` wins when set, and `None` for both checks none.
+            max_memory: the memory budget in bytes, as the search resolves it
+                (`archsearch.model.cost.memory_budget()`: `Search.max_memory`,
+                else the device's memory); `None` checks none.
             activation_bytes: bytes per activation in the memory estimate (2
                 under mixed precision).
 
@@ -599,10 +601,8 @@ class Space:
                 `max_params`, `max_flops` or `max_memory` (its `architecture`
                 then holds the plan).
         """
-        search = self.search
-        memory = search.max_memory if search.max_memory is not None else max_memory
         architecture = plan(point, input_shape, num_classes)
-        check_constraints(architecture, search.max_params, search.max_flops, memory, activation_bytes)
+        check_constraints(architecture, self.search.max_params, self.search.max_flops, max_memory, activation_bytes)
         return architecture
 
     def random_points(self, count, seed=0):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from archsearch.errors import ArchsearchError
+from archsearch.model.cost import COST_COLUMNS
 from archsearch.recipe import dimensions
 
 BASELINE = "baseline:"  # the trial_id prefix of the notes' baselines
@@ -30,16 +31,12 @@ LEADERBOARD_COLUMNS = [
     "test_balanced_error_rate_std",
     "params",
     "flops",
-    # The untrained model's cost on the search's device (`archsearch.model.cost.COST_COLUMNS`).
-    "latency_ms",
-    "latency_ms_iqr",
-    "images_per_second",
-    "model_bytes",
+    *COST_COLUMNS,  # the untrained model's cost on the search's device
     "seeds",
     "train_seconds",
     "pareto",
 ]
-LATENCY = "latency_ms"  # median batch-1 latency per image; runs made before it was measured lack the column
+LATENCY = COST_COLUMNS[0]  # "latency_ms", median ms per image at batch 1; runs made before it lack the column
 PICKS = ("best", "fastest", "smallest")  # how `pick()` chooses a ranked row
 PICK_COSTS = {"fastest": LATENCY, "smallest": "params"}
 

@@ -100,8 +100,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         self.space = space
         self.input_shape = dataset.shape
         self.num_classes = dataset.num_classes
-        # Where the space leaves it to the device, the memory of this machine's (a worker's own).
-        self.max_memory = space.search.max_memory if space.search.max_memory is not None else cost.device_memory()
+        self.max_memory = cost.memory_budget(space.search)  # on a worker, the worker's own device
 
     @property
     def activation_bytes(self):

@@ -7,7 +7,7 @@ so it belongs with the search; the run directory writes the table
 
 import pandas as pd
 
-from archsearch.model.cost import COST_COLUMNS
+from archsearch.model.cost import COST_COLUMNS, INTEGER_COLUMNS
 from archsearch.recipe import dimensions
 from archsearch.search.oracle import is_infeasible
 
@@ -78,5 +78,4 @@ def trials_frame(tuner):
                 row[metric] = trial.metrics.get_last_value(metric)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
-    integers = ("epochs", "params", "flops", "model_bytes", "memory_estimate_bytes")
-    return frame.astype(dict.fromkeys(integers, "Int64"))
+    return frame.astype(dict.fromkeys(("epochs", *INTEGER_COLUMNS), "Int64"))  # epochs: Hyperband's count

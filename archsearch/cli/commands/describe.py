@@ -19,21 +19,33 @@ def add_parser(commands):
         "--latency",
         action="store_true",
         help="also build each sample's untrained model and measure it on this machine: latency_ms, "
-        "latency_ms_iqr, images_per_second, model_bytes (about a second per sample; imports Keras)",
+        "latency_ms_iqr, images_per_second, model_bytes (about a second per sample; imports Keras), and "
+        "apply the search's default memory budget, this device's memory, where Search(max_memory=None)",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="estimate memory as `run --mixed-precision` trains: 2-byte activations",
     )
     p.set_defaults(handler=handle)
 
 
-def _space_rows(space, sample, seed, data_dir, latency=False):
+def _space_rows(space, sample, seed, data_dir, latency=False, mixed_precision=False):
     """Returns (declarations table, sampled points table, architectures, shape, classes) of a space.
 
     A planned sample's row has its `params`, `flops` and `memory_estimate_bytes`
-    (a float32 training step at its batch size); with `latency`, the cost
-    columns of its untrained model too, and a sample over `max_latency_ms` or
-    `max_model_bytes` is marked infeasible as the search would mark it.
+    (a training step at its batch size: float32, or bfloat16 activations with
+    `mixed_precision`, as `run --mixed-precision` trains). A sample over
+    `max_params`, `max_flops` or `Search.max_memory` is marked infeasible as
+    the search would mark it. With `latency`, the cost columns of its untrained
+    model too, a sample over `max_latency_ms` or `max_model_bytes` is marked
+    the same way, and where `Search(max_memory=None)` leaves the budget to the
+    device, this device's memory applies (`archsearch.model.cost.memory_budget()`,
+    the search's own); without it, describe imports no Keras to ask the device.
     """
     from archsearch.data import peek
     from archsearch.errors import InfeasibleArchitecture
+    from archsearch.model import cost
     from archsearch.recipe import dimensions
 
     declared = pd.DataFrame(
@@ -47,20 +59,21 @@ def _space_rows(space, sample, seed, data_dir, latency=False):
         ]
     )
     shape, num_classes = peek(space.data, data_dir=data_dir)
+    activation_bytes = 2 if mixed_precision else 4
+    # Without --latency, no Keras is imported to ask the device for its memory.
+    budget = cost.memory_budget(space.search) if latency else space.search.max_memory
     rows, architectures = [], []
     for point in space.random_points(sample, seed):
         row = dict(point)
         try:
-            architecture = planned = space.architecture(point, shape, num_classes)
+            architecture = planned = space.architecture(point, shape, num_classes, budget, activation_bytes)
             reason = ""
         except InfeasibleArchitecture as error:
             architecture, planned, reason = None, error.architecture, str(error)
         if planned:
             row.update(stages=planned.point["stages"], params=planned.params, flops=planned.flops)
-            row["memory_estimate_bytes"] = planned.memory_estimate()
+            row["memory_estimate_bytes"] = planned.memory_estimate(activation_bytes=activation_bytes)
         if latency and architecture:
-            from archsearch.model import cost
-
             measured = cost.measure(architecture)
             row.update(measured.to_dict())
             try:
@@ -71,7 +84,7 @@ def _space_rows(space, sample, seed, data_dir, latency=False):
         architectures.append(architecture)
         rows.append(row)
     sampled = pd.DataFrame(rows)
-    integers = [c for c in ("params", "flops", "memory_estimate_bytes", "model_bytes") if c in sampled]
+    integers = [c for c in cost.INTEGER_COLUMNS if c in sampled]
     sampled = sampled.astype(dict.fromkeys(integers, "Int64"))
     return declared, sampled, architectures, shape, num_classes
 
@@ -81,7 +94,7 @@ def handle(args):
 
     space = load_space(args.space)
     declared, sampled, architectures, shape, num_classes = _space_rows(
-        space, args.sample, args.seed, args.data_dir, args.latency
+        space, args.sample, args.seed, args.data_dir, args.latency, args.mixed_precision
     )
     size = space.size()
     if args.format == "csv":

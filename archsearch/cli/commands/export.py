@@ -38,7 +38,7 @@ def handle(args):
 def _picked_rank(leaderboard, how, within):
     """Picks a rank by validation figures (`tables.pick()`), prints which and why; returns it."""
     from archsearch.output.summary import percent
-    from archsearch.records.tables import PICK_COSTS, pick
+    from archsearch.records.tables import LATENCY, PICK_COSTS, pick
 
     within = 1.0 if within is None else within
     row, candidates = pick(leaderboard, how, within)
@@ -47,8 +47,8 @@ def _picked_rank(leaderboard, how, within):
         print(f"picked rank 1 (trial {row['trial_id']}): the best validation accuracy, {accuracy}")
         return 1
     cost = PICK_COSTS[how]
-    unit = " ms" if cost == "latency_ms" else " parameters"
-    figure = (lambda v: f"{float(v):.3g}{unit}") if cost == "latency_ms" else (lambda v: f"{int(v):,}{unit}")
+    unit = " ms" if cost == LATENCY else " parameters"
+    figure = (lambda v: f"{float(v):.3g}{unit}") if cost == LATENCY else (lambda v: f"{int(v):,}{unit}")
     others = ", ".join(
         f"rank {other['rank']} {figure(other[cost])} at {percent(other['val_accuracy'])}"
         for _, other in candidates.iterrows()
