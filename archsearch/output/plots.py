@@ -196,20 +196,23 @@ def latency_figure(trials, leaderboard):
             )
     axis.set_xscale("log")
     axis.margins(x=0.08)
-    # Milliseconds as plain numbers (0.2, 1, 3); of the minor ticks, 2, 3 and 5 times a power of ten are labelled.
+    low, high = axis.get_xlim()
+    if not front.empty:  # the front's last step runs on to the right edge: all it dominates lies under it
+        axis.hlines(float(front["test_accuracy"].iloc[-1]), float(front[latency].iloc[-1]), high, color=FRONT_COLOR)
+        axis.set_xlim(low, high)
+    # Milliseconds as plain numbers (0.2, 1, 3); of the minor ticks, 2, 3 and 5 times a power of ten are
+    # labelled, or every one where the axis spans less than a decade (it may have no major tick).
+    labelled = "123456789" if high / low < 10 else "235"
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.xaxis.set_minor_formatter(FuncFormatter(_minor_milliseconds))
+    axis.xaxis.set_minor_formatter(
+        FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in labelled else "")
+    )
     axis.tick_params(axis="x", which="both", labelsize=8)
     axis.set_xlabel("median latency per image, batch 1 (ms)")
     axis.set_ylabel("accuracy")
     _percent_axis(axis)
     axis.legend(fontsize=8, loc="best")
     return figure
-
-
-def _minor_milliseconds(value, _):
-    leading = f"{value:.0e}"[0]
-    return f"{value:g}" if leading in "235" else ""
 
 
 def dimension_figure(trials, searched, continuous=()):
