@@ -54,47 +54,7 @@ def cost_figure(trials, leaderboard):
             linewidth=1.5,
             label="Pareto front of the trials",
         )
-        axis.errorbar(
-            ranked[cost].astype(float),
-            ranked["test_accuracy"].astype(float),
-            yerr=ranked["test_accuracy_std"].astype(float),
-            fmt="D",
-            color=RETRAINED_COLOR,
-            capsize=3,
-            label="retrained (test accuracy ± std)",
-        )
-        for _, row in ranked.iterrows():
-            axis.annotate(
-                f"rank {row['rank']}",
-                (float(row[cost]), float(row["test_accuracy"])),
-                textcoords="offset points",
-                xytext=(6, -10),
-                fontsize=8,
-                color=RETRAINED_COLOR,
-            )
-        references = tables.references(leaderboard)
-        if not references.empty:
-            axis.errorbar(
-                references[cost].astype(float),
-                references["test_accuracy"].astype(float),
-                yerr=references["test_accuracy_std"].astype(float),
-                fmt="s",
-                markersize=7,
-                markerfacecolor="none",
-                markeredgewidth=1.5,
-                color=REFERENCE_COLOR,
-                capsize=3,
-                label="reference preset (test accuracy ± std)",
-            )
-        for _, row in references.iterrows():
-            axis.annotate(
-                str(row["trial_id"]).removeprefix(tables.REFERENCE),
-                (float(row[cost]), float(row["test_accuracy"])),
-                textcoords="offset points",
-                xytext=(7, 4),
-                fontsize=8,
-                color=REFERENCE_COLOR,
-            )
+        _retrained_and_references(axis, ranked, tables.references(leaderboard), cost)
         # Lowest first, labelled below its line; the others above theirs, on alternating sides.
         baselines = tables.baselines(leaderboard).sort_values("test_accuracy")
         for position, (_, row) in enumerate(baselines.iterrows()):
@@ -152,48 +112,9 @@ def latency_figure(trials, leaderboard):
         linewidth=1.5,
         label="Pareto front of the retrained models (test)",
     )
-    axis.errorbar(
-        ranked[latency].astype(float),
-        ranked["test_accuracy"].astype(float),
-        yerr=ranked["test_accuracy_std"].astype(float),
-        fmt="D",
-        color=RETRAINED_COLOR,
-        capsize=3,
-        label="retrained (test accuracy ± std)",
-    )
-    for _, row in ranked.iterrows():
-        axis.annotate(
-            f"rank {row['rank']}",
-            (float(row[latency]), float(row["test_accuracy"])),
-            textcoords="offset points",
-            xytext=(6, -10),
-            fontsize=8,
-            color=RETRAINED_COLOR,
-        )
     references = tables.references(leaderboard)
     references = references[references[latency].notna()] if latency in references.columns else references.iloc[:0]
-    if not references.empty:
-        axis.errorbar(
-            references[latency].astype(float),
-            references["test_accuracy"].astype(float),
-            yerr=references["test_accuracy_std"].astype(float),
-            fmt="s",
-            markersize=7,
-            markerfacecolor="none",
-            markeredgewidth=1.5,
-            color=REFERENCE_COLOR,
-            capsize=3,
-            label="reference preset (test accuracy ± std)",
-        )
-        for _, row in references.iterrows():
-            axis.annotate(
-                str(row["trial_id"]).removeprefix(tables.REFERENCE),
-                (float(row[latency]), float(row["test_accuracy"])),
-                textcoords="offset points",
-                xytext=(7, 4),
-                fontsize=8,
-                color=REFERENCE_COLOR,
-            )
+    _retrained_and_references(axis, ranked, references, latency)
     axis.set_xscale("log")
     axis.margins(x=0.08)
     low, high = axis.get_xlim()
@@ -213,6 +134,51 @@ def latency_figure(trials, leaderboard):
     _percent_axis(axis)
     axis.legend(fontsize=8, loc="best")
     return figure
+
+
+def _retrained_and_references(axis, ranked, references, cost):
+    """Draws the retrained models and the references at their test accuracy ± std against `cost`, labelled."""
+    axis.errorbar(
+        ranked[cost].astype(float),
+        ranked["test_accuracy"].astype(float),
+        yerr=ranked["test_accuracy_std"].astype(float),
+        fmt="D",
+        color=RETRAINED_COLOR,
+        capsize=3,
+        label="retrained (test accuracy ± std)",
+    )
+    for _, row in ranked.iterrows():
+        axis.annotate(
+            f"rank {row['rank']}",
+            (float(row[cost]), float(row["test_accuracy"])),
+            textcoords="offset points",
+            xytext=(6, -10),
+            fontsize=8,
+            color=RETRAINED_COLOR,
+        )
+    if references.empty:
+        return
+    axis.errorbar(
+        references[cost].astype(float),
+        references["test_accuracy"].astype(float),
+        yerr=references["test_accuracy_std"].astype(float),
+        fmt="s",
+        markersize=7,
+        markerfacecolor="none",
+        markeredgewidth=1.5,
+        color=REFERENCE_COLOR,
+        capsize=3,
+        label="reference preset (test accuracy ± std)",
+    )
+    for _, row in references.iterrows():
+        axis.annotate(
+            str(row["trial_id"]).removeprefix(tables.REFERENCE),
+            (float(row[cost]), float(row["test_accuracy"])),
+            textcoords="offset points",
+            xytext=(7, 4),
+            fontsize=8,
+            color=REFERENCE_COLOR,
+        )
 
 
 def dimension_figure(trials, searched, continuous=()):
