@@ -34,8 +34,8 @@ def imported(argv):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["leaderboard", str(COMMITTED_RUN)], ["runs", str(COMMITTED_RUN.parent)], ["presets"]],
-    ids=["help", "leaderboard", "runs", "presets"],
+    [["--help"], ["leaderboard", str(COMMITTED_RUN)], ["runs", str(COMMITTED_RUN.parent)], ["presets"], ["spaces"]],
+    ids=["help", "leaderboard", "runs", "presets", "spaces"],
 )
 def test_reading_commands_import_no_keras_or_tensorflow(argv):
     assert imported(argv) == "imported: "
