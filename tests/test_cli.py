@@ -32,6 +32,26 @@ def test_a_reader_that_goes_away_gets_no_traceback():
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
 
 
+def _arguments_without_help():
+    """Every argument of every subcommand whose help is empty, as `command argument`."""
+    import argparse
+
+    from archsearch.cli.main import _parser
+
+    (subcommands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, parser in subcommands.choices.items()
+        for action in parser._actions
+        if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()
+    ]
+
+
+def test_every_argument_of_every_subcommand_says_what_it_does():
+    missing = _arguments_without_help()
+    assert not missing, f"arguments whose --help says nothing: {', '.join(missing)}"
+
+
 def test_init_writes_a_commented_copy_of_a_bundled_space_under_its_new_name(tmp_path, monkeypatch, capsys):
     from archsearch.cli.main import main
     from archsearch.recipe.space import load_space

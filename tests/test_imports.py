@@ -41,6 +41,13 @@ def test_reading_commands_import_no_keras_or_tensorflow(argv):
     assert imported(argv) == "imported: "
 
 
+@pytest.mark.parametrize("command", ["run", "worker", "describe", "data"])
+def test_a_space_that_names_nothing_fails_before_keras_or_tensorflow_load(command):
+    # Loading Keras takes 5-10 s; a typo in SPACE should not wait for it.
+    argv = [command, "nosuch.py", *(["--chief", "127.0.0.1:1"] if command == "worker" else [])]
+    assert imported(argv) == "imported: "
+
+
 @pytest.mark.parametrize("command", ["describe", "data"])
 def test_describe_and_data_import_no_tensorflow_nor_keras_for_local_data(command, digits_npz):
     # digits: scikit-learn's; cifar.py names a tensorflow-datasets source, read here from a local copy.
