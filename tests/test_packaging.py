@@ -81,4 +81,4 @@ def test_the_installed_package_lists_and_describes_its_bundled_spaces_from_an_em
 
     described = run("-m", "archsearch", "describe", "digits", "--sample", "1")
     assert described.returncode == 0, described.stderr
-    assert described.stdout.startswith("digits: The offline default")
+    assert "The offline default" in described.stdout  # the space's question, read from the installed file
