@@ -1,6 +1,6 @@
 """archsearch: search the VGG/ResNet design recipe for the best image classifier.
 
-A space file under `search_spaces/` declares what may vary, as one `Space`
+A space file (the bundled ones: `archsearch spaces`) declares what may vary, as one `Space`
 (see its docstring for a full example) built from `Data`, `Recipe`, `Train`,
 `Search`, `Retrain` and the declarations `choice`, `int_range`, `uniform`
 and `log_uniform`.

@@ -541,7 +541,7 @@ def test_car_versus_truck_has_the_notes_sizes(data_cifar_car_truck_folder):
 
 
 def test_data_command_json(cifar, data_cifar_archive, capsys):
-    space = Path(__file__).resolve().parents[1] / "search_spaces" / "cifar.py"
+    space = Path(__file__).resolve().parents[1] / "archsearch" / "spaces" / "cifar.py"
     assert main(["data", str(space), "--data-dir", str(data_cifar_archive), "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["counts"] == {"train": 45_000, "validation": 5_000, "test": 10_000}

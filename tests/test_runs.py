@@ -207,7 +207,7 @@ def _fake_leaderboard(space, rows=3):
     return pd.DataFrame(ranked + [reference] + baselines).convert_dtypes()
 
 
-@pytest.mark.parametrize("space_file", sorted((ROOT / "search_spaces").glob("*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("space_file", sorted((ROOT / "archsearch" / "spaces").glob("*.py")), ids=lambda p: p.stem)
 def test_the_printed_leaderboard_of_every_bundled_space_fits_120_columns(space_file):
     space = load_space(space_file)
     table = leaderboard_table(_fake_leaderboard(space), space.searched(), width=MAX_WIDTH)

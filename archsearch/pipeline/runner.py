@@ -132,7 +132,7 @@ def run(
 
     ```python
     from archsearch.recipe.space import load_space
-    leaderboard = run(load_space("search_spaces/digits.py"))
+    leaderboard = run(load_space("digits"))
     ```
     """
     run_dir = choose_run(space.name, results, resume=resume, overwrite=overwrite)
