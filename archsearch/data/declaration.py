@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from archsearch.data.cache import store_arrays
 from archsearch.errors import DataError
 
 
@@ -97,6 +98,46 @@ class Data:
             raise DataError(f"data: seed={self.seed!r}: expected an int")
         self._set("seed", int(self.seed))
         self._set("validation", float(self.validation))
+
+    @classmethod
+    def from_arrays(cls, x_train, y_train, x_test, y_test, *, class_names=None, **options):
+        """Declares data held in NumPy arrays, e.g. in a notebook.
+
+        The arrays are written once to archsearch's data cache as a `.npz`
+        named by the sha256 of their content, and the declaration names
+        that digest (`source="arrays:<digest>"`). So a space on them has a
+        fingerprint that changes when their content does and only then, a
+        run on them resumes, and its export check reloads them from the
+        cache, as for a `.npz` file.
+
+        Args:
+            x_train, x_test: uint8 images, `(N, H, W)` (gray) or
+                `(N, H, W, C)` with C 1 or 3, channels last.
+            y_train, y_test: integer labels 0, 1, ..., `(N,)` or `(N, 1)`.
+            class_names: the names of labels 0, 1, ... (default: "0", "1", ...).
+            **options: the other fields of `Data` (`validation`, `classes`,
+                `grayscale`, `per_class`, `image_size`, ...).
+
+        Returns:
+            A `Data`.
+
+        Raises:
+            DataError: naming the argument whose dtype, shape or labels are wrong.
+
+        Example:
+
+        >>> import numpy as np
+        >>> x = np.zeros((40, 8, 8), np.uint8)
+        >>> y = np.arange(40) % 2
+        >>> data = Data.from_arrays(x, y, x[:10], y[:10], class_names=["even", "odd"], validation=0.25)
+        >>> data.source.startswith("arrays:"), data.validation
+        (True, 0.25)
+        """
+        from archsearch.data.arrays import checked_arrays  # here: that module imports this one
+
+        if "source" in options:
+            raise DataError("Data.from_arrays: source=...: the arrays are the source; pass the other options only")
+        return cls(store_arrays(*checked_arrays(x_train, y_train, x_test, y_test, class_names)), **options)
 
     def _set(self, field, value):
         object.__setattr__(self, field, value)
