@@ -20,8 +20,9 @@ class Data:
             (`"cifar10"`, `"mnist"`, `"cats_vs_dogs"`, ...), an image folder
             `<root>/<split>/<class>/<image>` or a `.tar.gz` / `.zip` of one,
             or a `.npz` with `x_train`, `y_train`, `x_test`, `y_test` (and
-            optionally `class_names`). An existing path wins over a
-            tensorflow-datasets name.
+            optionally `class_names`); `Data.from_arrays()` declares
+            arrays in memory as `"arrays:<digest>"`. An existing path wins
+            over a tensorflow-datasets name.
         validation: fraction of the training split held out for validation
             (stratified, seeded), in (0, 1).
         classes: keep only these classes, relabeled 0, 1, ... in this order.
@@ -194,7 +195,7 @@ class Dataset:
         class_names: the names of labels 0, 1, ...
         source: where it came from, e.g. `"folder:/data/cifar10"`,
             `"archive:/data/cifar10.tar.gz"`, `"npz:/data/a.npz"`,
-            `"tfds:cifar10/3.0.2"` or `"sklearn:digits"`.
+            `"tfds:cifar10/3.0.2"`, `"sklearn:digits"` or `"arrays:<digest>"`.
         fingerprint: digest of the source's identity and of every option
             that changes the arrays, `validation` and `seed` included.
         cache_path: the cache file the arrays were read from or written to
