@@ -102,11 +102,21 @@ def test_a_run_on_arrays_exports_again_from_run_json_and_its_check_passes(finish
     assert "exported rank 1" in capsys.readouterr().out
 
 
-def test_errors_are_archsearch_s_own_with_the_command_line_s_messages(tmp_path):
-    with pytest.raises(ArchsearchError, match=f"^{tmp_path}: no complete run here$"):
+def _command_line_error(argv, capsys):
+    """The message `archsearch ARGV` prints for its error, less `archsearch: error: `."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    return capsys.readouterr().err.strip().removeprefix("archsearch: error: ")
+
+
+def test_errors_are_archsearch_s_own_with_the_command_line_s_messages(tmp_path, capsys):
+    with pytest.raises(ArchsearchError) as missing_run:
         archsearch.load_run(tmp_path)
-    with pytest.raises(SpaceError, match="^nowhere.py: no such space file$"):
+    assert str(missing_run.value) == _command_line_error(["leaderboard", str(tmp_path)], capsys)
+    with pytest.raises(SpaceError) as missing_space:
         archsearch.run("nowhere.py")
+    assert str(missing_space.value) == _command_line_error(["run", "nowhere.py"], capsys)
+    assert "nowhere.py" in str(missing_space.value)
     with pytest.raises(SpaceError, match="space=42: expected a Space"):
         archsearch.run(42)
     with pytest.raises(ArchsearchError, match="not a run directory"):
