@@ -17,9 +17,8 @@ archsearch.load_run("results/digits").best_model()  # the latest complete run's 
 """
 
 import base64
-import html
+import html.parser
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -34,8 +33,7 @@ from archsearch.records.directory import RunDir, resolve_run
 # TensorFlow is first imported, which this module itself does not do; a value the user set is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# The figures of report.html are PNG data URIs (`archsearch.output.report`), each with its alt text.
-_REPORT_IMAGE = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)">')
+PNG_URI = "data:image/png;base64,"  # how report.html holds its figures (`archsearch.output.report`)
 
 
 def run(
@@ -297,15 +295,20 @@ class Run:
         """The figures of `report.html`, in the page's order; each shows itself in a notebook.
 
         Returns:
-            A list of `Figure`s (`.title`, `.png`).
+            A list of `ReportFigure`s (`.title`, `.png`).
 
         Raises:
             ArchsearchError: if the run has no report yet.
         """
         if not self.report_path.is_file():
             raise ArchsearchError(f"{self.report_path}: no report here yet; the run writes it when it completes")
-        page = self.report_path.read_text()
-        return [Figure(html.unescape(alt), base64.b64decode(data)) for data, alt in _REPORT_IMAGE.findall(page)]
+        images = _Images()
+        images.feed(self.report_path.read_text())
+        return [
+            ReportFigure(attributes.get("alt") or "", base64.b64decode(attributes["src"].removeprefix(PNG_URI)))
+            for attributes in images.found
+            if (attributes.get("src") or "").startswith(PNG_URI)
+        ]
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, status={self.status!r})"
@@ -317,7 +320,7 @@ class Run:
         return hash(self.path)
 
 
-class Figure:
+class ReportFigure:
     """A figure of a run's report: its title (the page's alt text) and PNG bytes.
 
     A notebook shows it as an image (`_repr_png_`); `save()` writes the PNG.
@@ -338,7 +341,19 @@ class Figure:
         Path(path).write_bytes(self.png)
 
     def __repr__(self):
-        return f"Figure({self.title!r}, {len(self.png):,} bytes of PNG)"
+        return f"ReportFigure({self.title!r}, {len(self.png):,} bytes of PNG)"
+
+
+class _Images(html.parser.HTMLParser):
+    """Collects the attributes of a page's `<img>` tags (`found`), entities decoded."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.found.append(dict(attrs))
 
 
 def _all_paths(items):
