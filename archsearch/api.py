@@ -10,7 +10,7 @@ Example:
 ```python
 import archsearch
 
-run = archsearch.run("search_spaces/digits.py", max_trials=2, epochs=1, top_k=1, retrain_epochs=1, seeds=1)
+run = archsearch.run("digits", max_trials=2, epochs=1, top_k=1, retrain_epochs=1, seeds=1)
 run.leaderboard  # a pandas DataFrame
 archsearch.load_run("results/digits").best_model()  # the latest complete run's exported Keras model
 ```
@@ -57,7 +57,7 @@ def run(
     """Runs a space as `archsearch run` does: search, retrain, test, write results, export; returns its `Run`.
 
     Args:
-        space: a `Space`, a space file's path (`"search_spaces/digits.py"`)
+        space: a `Space`, a space file's path (`"my_space.py"`)
             or a bundled space's name.
         results: use exactly this run directory (`--results`; default: a
             new one, `results/<space name>/<run id>`).
@@ -84,7 +84,7 @@ def run(
     Example:
 
     ```python
-    run = archsearch.run("search_spaces/digits.py", max_trials=2, epochs=1, top_k=1, retrain_epochs=1, seeds=1)
+    run = archsearch.run("digits", max_trials=2, epochs=1, top_k=1, retrain_epochs=1, seeds=1)
     print(run.leaderboard[["rank", "trial_id", "test_accuracy"]])
     ```
     """
