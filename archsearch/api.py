@@ -72,7 +72,10 @@ def run(
         tuner, max_trials, epochs, top_k, retrain_epochs, seeds, seed: the
             command line's overrides of the space's values; `None` keeps
             the space's.
-        log: where progress lines go (default: `print`).
+        log: where the run's lines go (default: `print`): its data, each
+            trial and retraining, the leaderboard and the headline. Each
+            training's epoch lines go to standard output
+            (`archsearch.output.progress`).
 
     Returns:
         The finished run's `Run`.
