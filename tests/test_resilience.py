@@ -381,8 +381,8 @@ def test_a_run_killed_before_it_recorded_anything_is_listed_and_resumes_afresh(
     listed = capsys.readouterr()
     assert listed.out.splitlines()[1].split() == ["2026-01-01_00-00-00", "no", "run.json"]
     assert listed.err == (
-        "no run.json: the run was killed before it recorded anything; `archsearch run SPACE --resume` "
-        "starts it afresh\n"
+        "no run.json: the run has recorded nothing yet (it is starting, or was killed before it could); "
+        "`archsearch run SPACE --resume` starts a killed one afresh\n"
     )
 
     def searched(session, *args):  # the run started in earnest: stop it there, the rest is another test's

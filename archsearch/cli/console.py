@@ -125,9 +125,10 @@ def interrupted_line(interrupt, argv):
     'archsearch: terminated (SIGTERM); the run continues with `archsearch run digits.py --results out --resume`'
     """
     stopped = "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
-    if not argv or argv[0] != "run" or "--resume" in argv:
-        return f"archsearch: {stopped}; an interrupted run continues with `archsearch run SPACE --resume`"
-    return f"archsearch: {stopped}; the run continues with `{shlex.join(['archsearch', *argv, '--resume'])}`"
+    if not argv or argv[0] != "run":
+        return f"archsearch: {stopped}"
+    again = ["archsearch", *argv, *([] if "--resume" in argv else ["--resume"])]
+    return f"archsearch: {stopped}; the run continues with `{shlex.join(again)}`"
 
 
 def interrupted_status(interrupt):

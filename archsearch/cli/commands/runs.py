@@ -37,6 +37,6 @@ def handle(args):
     print(shown.to_string(index=False))
     if (frame["status"] == UNRECORDED).any():
         note(
-            f"{UNRECORDED}: the run was killed before it recorded anything; "
-            "`archsearch run SPACE --resume` starts it afresh"
+            f"{UNRECORDED}: the run has recorded nothing yet (it is starting, or was killed before it could); "
+            "`archsearch run SPACE --resume` starts a killed one afresh"
         )
