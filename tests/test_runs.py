@@ -338,9 +338,12 @@ def test_an_interrupted_run_says_how_to_resume_instead_of_a_traceback(tmp_path):
     assert process.returncode == 130
     assert (
         err.strip().splitlines()[-1]
-        == "archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`"
+        == f"archsearch: interrupted; the run continues with `archsearch run {space} --resume`"
     )
     assert "Traceback" not in err
+    (stopped,) = (tmp_path / "results" / "slow").iterdir()
+    recorded = read_run(stopped)
+    assert recorded["status"] == "stopped" and recorded["reason"] == "interrupted by Ctrl-C"
 
 
 def test_overwrite_never_deletes_a_run_that_holds_its_lock(two_runs, digits_npz, tmp_path, tiny_space):

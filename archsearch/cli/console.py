@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -77,14 +78,23 @@ def quiet(stream_fd=2):
     atexit.register(restore)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as a batch scheduler, `docker stop` or systemd sends it: stops the program as Ctrl-C does.
+
+    A `KeyboardInterrupt`, so that whatever records an interrupted run (its
+    `run.json` says `stopped`) records this one too; the command line tells
+    the two apart only by their exit status (130, 143).
+    """
+
+
 def interrupt_outside_gc_callbacks():
-    """Makes Ctrl-C raise `KeyboardInterrupt` in the program, never inside a garbage-collector callback.
+    """Makes Ctrl-C and SIGTERM raise in the program (`KeyboardInterrupt`, `Terminated`), never inside a gc callback.
 
     Python ignores an exception raised in a gc callback: it prints "Exception
     ignored in ..." with a traceback and goes on running. JAX, which Keras
     imports whenever it is installed, registers such a callback, and it runs
-    often while a model trains. A Ctrl-C that lands there is sent again 50 ms
-    later instead, so one press stops the program.
+    often while a model trains. A signal that lands there is sent again 50 ms
+    later instead, so one press of Ctrl-C, or one SIGTERM, stops the program.
     """
 
     def handler(signum, frame):
@@ -94,9 +104,36 @@ def interrupt_outside_gc_callbacks():
                 threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
                 return
             frame = frame.f_back
-        raise KeyboardInterrupt
+        if signum == signal.SIGTERM:
+            raise Terminated("SIGTERM")
+        raise KeyboardInterrupt("Ctrl-C")
 
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def interrupted_line(interrupt, argv):
+    """The line an interrupted command ends with: what stopped it, and for `archsearch run`, how to continue.
+
+    Args:
+        interrupt: the `KeyboardInterrupt` (a `Terminated` for SIGTERM).
+        argv: the command's arguments, e.g. `["run", "search_spaces/digits.py", "--results", "out"]`.
+
+    Example:
+
+    >>> interrupted_line(Terminated("SIGTERM"), ["run", "digits.py", "--results", "out"])
+    'archsearch: terminated (SIGTERM); the run continues with `archsearch run digits.py --results out --resume`'
+    """
+    stopped = "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
+    if not argv or argv[0] != "run":
+        return f"archsearch: {stopped}"
+    again = ["archsearch", *argv, *([] if "--resume" in argv else ["--resume"])]
+    return f"archsearch: {stopped}; the run continues with `{shlex.join(again)}`"
+
+
+def interrupted_status(interrupt):
+    """The exit status of an interrupted command: 128 plus the signal's number, as a shell reports it (130, 143)."""
+    return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
 
 
 def note(line):

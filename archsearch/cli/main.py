@@ -72,14 +72,13 @@ def console_main():
     interrupt_outside_gc_callbacks()
     try:
         return main()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (a `console.Terminated`)
         if debug:
             raise
-        print(
-            "archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`",
-            file=sys.stderr,
-        )
-        return 130
+        from archsearch.cli.console import interrupted_line, interrupted_status
+
+        print(interrupted_line(interrupt, sys.argv[1:]), file=sys.stderr)
+        return interrupted_status(interrupt)
     except BrokenPipeError:
         # The reader went away (`archsearch presets | head`): stop quietly, as Unix tools do, with
         # standard output pointed at /dev/null so that Python's flush at exit does not complain again.
