@@ -18,7 +18,6 @@ archsearch.load_run("results/digits").best_model()  # the latest complete run's 
 
 import base64
 import html.parser
-import os
 import tempfile
 from pathlib import Path
 
@@ -26,12 +25,12 @@ import numpy as np
 import pandas as pd
 
 from archsearch.errors import ArchsearchError, SpaceError
+from archsearch.output.native_logs import filter_native_logs
 from archsearch.records.directory import RunDir, resolve_run
 
 # TensorFlow's C++ start-up and SavedModel lines would fill a notebook's cells (Jupyter shows what a kernel writes to
-# its file descriptor 2); the command line filters them (`archsearch.cli.console`). This holds only if it is set before
-# TensorFlow is first imported, which this module itself does not do; a value the user set is kept.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# its file descriptor 2): the filter the command line puts on it goes on here too, before TensorFlow is imported.
+filter_native_logs()
 
 PNG_URI = "data:image/png;base64,"  # how report.html holds its figures (`archsearch.output.report`)
 

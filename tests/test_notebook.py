@@ -1,6 +1,7 @@
 """examples/quickstart.ipynb runs top to bottom in a real Jupyter kernel, shows no escape codes, and is stored bare."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ pytest.importorskip("ipykernel", reason="needs the dev extra: pip install -e '.[
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
+NATIVE_LOG = re.compile(
+    r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:|oneDNN custom operations|Could not find cuda drivers"
+)
 ESCAPE = "\x1b["  # the start of a terminal's control sequences (colours, cursor moves)
 
 
@@ -54,6 +58,15 @@ def test_the_notebook_runs_in_a_kernel_and_shows_no_escape_codes(tmp_path):
         if ESCAPE in text
     ]
     assert not escaped, f"terminal escape codes in the outputs of code cells (index, context): {escaped}"
+    native = [  # TensorFlow's C++ start-up lines, kept off descriptor 2 by archsearch.output.native_logs
+        line
+        for cell in cells
+        for output in cell.outputs
+        for text in _texts(output)
+        for line in text.splitlines()
+        if NATIVE_LOG.search(line)
+    ]
+    assert not native, native
     shown = {key for cell in cells for output in cell.outputs for key in output.get("data", {})}
     assert {"text/html", "image/png"} <= shown  # the leaderboard as a table, the report's figure as an image
     assert (tmp_path / "results" / "digits_quickstart").is_dir()
