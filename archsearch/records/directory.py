@@ -27,6 +27,7 @@ import pandas as pd
 
 from archsearch.errors import ArchsearchError
 from archsearch.files import write_csv, write_json
+from archsearch.records.tables import typed
 
 RESULTS = Path("results")  # where a space's runs go by default: results/<space name>/<run id>
 RUN = "run.json"
@@ -180,8 +181,12 @@ class RunDir:
         return pd.read_csv(self.trials_csv, dtype={"trial_id": str})
 
     def write_trials(self, trials):
-        """Writes `trials.csv` (`archsearch.search.trials.trials_frame()`), atomically."""
-        write_csv(trials, self.trials_csv)
+        """Writes `trials.csv` (`archsearch.search.trials.trials_frame()`), atomically, a dtype per column.
+
+        The columns are cast as `archsearch.records.tables.typed()` says, so
+        that a column reads alike in trials.csv and leaderboard.csv.
+        """
+        write_csv(typed(trials), self.trials_csv)
 
     def read_leaderboard(self):
         """Reads `leaderboard.csv`, integers as integers and blanks as missing values.
@@ -196,8 +201,8 @@ class RunDir:
         return pd.read_csv(self.leaderboard_csv, dtype={"trial_id": str}).convert_dtypes()
 
     def write_leaderboard(self, leaderboard):
-        """Writes `leaderboard.csv`, atomically."""
-        write_csv(leaderboard, self.leaderboard_csv)
+        """Writes `leaderboard.csv`, atomically, a dtype per column (as `write_trials()` does)."""
+        write_csv(typed(leaderboard), self.leaderboard_csv)
 
     # The lock, and starting over.
 
