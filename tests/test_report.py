@@ -1,6 +1,7 @@
 """The report, the per-epoch history, a reference and the TensorBoard logs of a run, on tiny data."""
 
 import dataclasses
+import itertools
 import os
 import re
 import shutil
@@ -10,10 +11,11 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from archsearch.cli.main import main
 from archsearch.files import read_json
-from archsearch.output.plots import cost_figure
+from archsearch.output.plots import cost_figure, latency_figure, recall_figure
 from archsearch.pipeline import runner
 from archsearch.pipeline.retrain import Evaluation
 from archsearch.pipeline.runner import apply_overrides, run
@@ -25,6 +27,7 @@ from archsearch.records.history import COLUMNS, EpochHistory, read_history
 from chromium import IMAGES, Chromium, find_chromium
 
 EPOCHS = 2
+COMMITTED_RUN = Path(__file__).resolve().parents[1] / "results" / "digits" / "2026-12-01_16-12-19"
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 CHROMIUM_VARIABLE = "ARCHSEARCH_TEST_CHROMIUM"  # .ci/run sets it, so that in CI the browser test runs, never skips
 
@@ -242,6 +245,57 @@ def test_readme_documents_every_column_a_run_writes(finished):
             if c not in documented and re.sub(r"^test_recall_.*", "test_recall_<class>", c) not in documented
         ]
         assert undocumented == [], f"README's {file} row lacks {undocumented}"
+
+
+def _label_clashes(figure):
+    """What the labels and legends inside a figure's axes cover: each other, or drawn data, in pixels.
+
+    Data is whatever the axes draw but their grid: the figure is drawn again
+    without its labels, legends and grid, and a label clashes where that drawing
+    has ink inside the label's box (less a pixel each side: its edges may touch).
+    A legend of the figure's must lie outside every axis.
+    """
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    figure.set_layout_engine("none")  # the boxes measured are the ones drawn without the labels
+    renderer = canvas.get_renderer()
+    labels = [(repr(text.get_text()), text) for axis in figure.axes for text in axis.texts]
+    labels += [("the legend", axis.get_legend()) for axis in figure.axes if axis.get_legend()]
+    boxes = [artist.get_window_extent(renderer) for _, artist in labels]
+    clashes = [
+        f"{a} over {b}"
+        for (a, one), (b, other) in itertools.combinations(zip([n for n, _ in labels], boxes), 2)
+        if one.overlaps(other)
+    ]
+    clashes += [
+        "a figure legend over an axis"
+        for legend in figure.legends
+        for axis in figure.axes
+        if legend.get_window_extent(renderer).overlaps(axis.get_window_extent(renderer))
+    ]
+    for _, artist in labels:
+        artist.set_visible(False)
+    for axis in figure.axes:
+        axis.grid(False)
+    canvas.draw()
+    ink = (np.asarray(canvas.buffer_rgba())[..., :3] < 240).any(axis=-1)
+    height = ink.shape[0]
+    for (name, _), box in zip(labels, boxes):
+        rows = slice(int(height - box.y1) + 1, int(height - box.y0) - 1)
+        covered = int(ink[rows, int(box.x0) + 1 : int(box.x1) - 1].sum())
+        if covered:
+            clashes.append(f"{name} over {covered} pixels of data")
+    return clashes
+
+
+@pytest.mark.parametrize("which", ["committed", "tiny"])
+def test_figure_labels_cover_no_point_line_bar_or_other_label_and_legends_sit_outside_the_axes(which, request):
+    run_dir = RunDir(COMMITTED_RUN if which == "committed" else request.getfixturevalue("finished"))
+    trials, board = run_dir.read_trials(), run_dir.read_leaderboard()
+    classes = [str(name) for name in run_dir.read_run()["data"]["classes"]]
+    for figure in (cost_figure(trials, board), latency_figure(trials, board), recall_figure(board, classes)):
+        assert sum(len(axis.texts) for axis in figure.axes) >= 2  # the ranks at least
+        assert _label_clashes(figure) == []
 
 
 FITS = """(() => {
