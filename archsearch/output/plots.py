@@ -62,15 +62,16 @@ def cost_figure(trials, leaderboard):
             label="Pareto front of the trials",
         )
         labels[axis] = _retrained_and_references(axis, ranked, tables.references(leaderboard), cost)
-        for _, row in baselines.iterrows():
+        for position, (_, row) in enumerate(baselines.iterrows()):
             name = str(row["trial_id"]).removeprefix(tables.BASELINE).replace("_", " ")
             accuracy = float(row["test_accuracy"])
-            axis.axhline(accuracy, color=BASELINE_COLOR, linestyle="--", linewidth=1)
-            labels[axis].append(
-                _Label(f"baseline: {name} {100 * accuracy:.1f}%", (0.0, accuracy), BASELINE_COLOR, along_line=True)
-            )
+            # One legend entry says what the dashed lines are, so that their labels can be short.
+            legend = {"label": "baseline (test accuracy)"} if position == 0 else {}
+            axis.axhline(accuracy, color=BASELINE_COLOR, linestyle="--", linewidth=1, **legend)
+            labels[axis].append(_Label(f"{name} {100 * accuracy:.1f}%", (0.0, accuracy), BASELINE_COLOR, True))
         axis.set_xscale("log")
-        axis.margins(x=0.08)  # room for a reference's name right of the largest point
+        # Room for a label right of the largest point: a reference's name is longer than a rank.
+        axis.margins(x=0.08 if tables.references(leaderboard).empty else 0.2)
         axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)  # a narrow range labels minor ticks
         axis.set_xlabel(label)
         axis.set_ylabel("accuracy")
@@ -114,7 +115,7 @@ def latency_figure(trials, leaderboard):
     references = references[references[latency].notna()] if latency in references.columns else references.iloc[:0]
     labels = _retrained_and_references(axis, ranked, references, latency)
     axis.set_xscale("log")
-    axis.margins(x=0.08)
+    axis.margins(x=0.08 if references.empty else 0.2)
     low, high = axis.get_xlim()
     if not front.empty:  # the front's last step runs on to the right edge: all it dominates lies under it
         axis.hlines(float(front["test_accuracy"].iloc[-1]), float(front[latency].iloc[-1]), high, color=FRONT_COLOR)
@@ -201,7 +202,7 @@ class _Label:
     """A label to place: its text, the point it names (data coordinates) and its color.
 
     `along_line`: a baseline's label, which names a horizontal line at the
-    point's y: it may go anywhere along it, just above or below.
+    point's y (its x is not used): it may go anywhere along it, just above or below.
     """
 
     text: str
@@ -210,11 +211,13 @@ class _Label:
     along_line: bool = False
 
 
-# Where a label may go, in points from its point, nearest first: right, left, above, below, then further out.
+# Where a label may go, in points from its point, nearest first: beside, then diagonally, above, below, further out.
 POINT_OFFSETS = [
     (dx * scale, dy * scale, ha, va)
     for scale in (1, 2, 3)
     for dx, dy, ha, va in (
+        (6, 0, "left", "center"),
+        (-6, 0, "right", "center"),
         (6, -3, "left", "top"),
         (6, 3, "left", "bottom"),
         (-6, 3, "right", "bottom"),
@@ -223,11 +226,10 @@ POINT_OFFSETS = [
         (0, -7, "center", "top"),
     )
 ]
-LINE_OFFSETS = [  # a baseline's label: along its line, in axes fractions, just above or below it
-    (x, dy, ha, va)
-    for x in (0.01, 0.99, 0.25, 0.75, 0.5)
+LINE_OFFSETS = [  # a baseline's label: along its line (axes fractions), just above or below it, in points
+    (x, dy, "left" if x < 0.5 else "right" if x > 0.5 else "center", va)
+    for x in (0.01, 0.99, 0.1, 0.9, 0.25, 0.75, 0.4, 0.6, 0.5)
     for dy, va in ((2, "bottom"), (-2, "top"))
-    for ha in ("left" if x < 0.5 else "right" if x > 0.5 else "center",)
 ]
 
 
@@ -236,7 +238,7 @@ def _place_labels(figure, labels):
 
     The figure's layout is settled first and then fixed, so that the places
     found are the ones drawn. A label with no free place takes the one that
-    covers the fewest things.
+    covers the fewest things inside the axes.
 
     Args:
         figure: the figure, drawn but for its labels.
@@ -246,7 +248,7 @@ def _place_labels(figure, labels):
     figure.draw_without_rendering()
     figure.set_layout_engine("none")
     for axis, items in labels.items():
-        obstacles, bounds = _obstacles(axis), axis.get_window_extent(renderer)
+        obstacles, bounds, placed = _obstacles(axis), axis.get_window_extent(renderer), []
         for label in items:
             best = None
             for dx, dy, ha, va in LINE_OFFSETS if label.along_line else POINT_OFFSETS:
@@ -263,8 +265,10 @@ def _place_labels(figure, labels):
                     annotation_clip=False,
                 )
                 box = text.get_window_extent(renderer).padded(1)
-                covered = sum(_covers(box, obstacle) for obstacle in obstacles) + (not bounds.contains(box.x0, box.y0))
-                covered += not bounds.contains(box.x1, box.y1)
+                inside = bounds.contains(box.x0, box.y0) and bounds.contains(box.x1, box.y1)
+                # Cut off by the axes is worse than covering another label, which is worse than crossing a line.
+                covered = sum(_covers(box, obstacle) for obstacle in obstacles) + (0 if inside else 100)
+                covered += 10 * sum(box.overlaps(other) for other in placed)
                 if best is None or covered < best[0]:
                     if best is not None:
                         best[1].remove()
@@ -273,7 +277,7 @@ def _place_labels(figure, labels):
                     text.remove()
                 if covered == 0:
                     break
-            obstacles.append(best[2])
+            placed.append(best[2])
 
 
 def _obstacles(axis):
