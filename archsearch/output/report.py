@@ -308,18 +308,19 @@ def _leaderboard_table(leaderboard, searched):
     groups = [(title, columns) for title, columns in groups if columns]
     text = {"trial", *(name for name in searched if dimensions.BY_NAME[name].kind in (str, bool))}
 
+    def align(name):
+        return ' class="text"' if name in text else ""
+
     def header(name):
-        align = ' class="text"' if name in text else ""
-        return f"<th{align}>{'_<wbr>'.join(html.escape(part) for part in name.split('_'))}</th>"
+        return f"<th{align(name)}>{'_<wbr>'.join(html.escape(part) for part in name.split('_'))}</th>"
 
     top, bottom = [], []
     for title, columns in groups:
         top.append(f'<th colspan="{len(columns)}" class="group">{html.escape(title)}</th>' if title else "<th></th>")
         bottom.extend(header(name) for name, _ in columns)
     columns = [column for _, group in groups for column in group]
-    aligns = [' class="text"' if name in text else "" for name, _ in columns]
     rows = [
-        "<tr>" + "".join(f"<td{align}>{values.iloc[i]}</td>" for align, (_, values) in zip(aligns, columns)) + "</tr>"
+        "<tr>" + "".join(f"<td{align(name)}>{values.iloc[i]}</td>" for name, values in columns) + "</tr>"
         for i in range(len(leaderboard))
     ]
     head = f"<thead>\n<tr>{''.join(top)}</tr>\n<tr>{''.join(bottom)}</tr>\n</thead>"
