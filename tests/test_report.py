@@ -298,6 +298,14 @@ def test_figure_labels_cover_no_point_line_bar_or_other_label_and_legends_sit_ou
         assert _label_clashes(figure) == []
 
 
+def test_figures_of_models_retrained_with_one_seed_draw_them_without_error_bars():
+    run_dir = RunDir(COMMITTED_RUN)
+    trials, board = run_dir.read_trials(), run_dir.read_leaderboard()
+    board["test_accuracy_std"] = float("nan")  # one seed: no standard deviation
+    for figure in (cost_figure(trials, board), latency_figure(trials, board)):
+        assert _label_clashes(figure) == []
+
+
 FITS = """(() => {
   const page = document.documentElement.scrollWidth <= window.innerWidth;
   const tables = Array.from(document.querySelectorAll('table'));

@@ -284,9 +284,9 @@ def _obstacles(axis):
     """What a label must not cover in an axis, in display coordinates: point boxes, line paths and bars."""
     found = []
     for collection in axis.collections:
-        if isinstance(collection, LineCollection):  # error bars
+        if isinstance(collection, LineCollection):  # error bars; a model of one seed has none (its std is blank)
             transform = collection.get_transform()
-            found.extend(Path(transform.transform(segment)) for segment in collection.get_segments())
+            found.extend(Path(transform.transform(segment)) for segment in collection.get_segments() if len(segment))
         elif len(collection.get_offsets()):  # a scatter: a box per point, its marker's size
             centers = collection.get_offset_transform().transform(collection.get_offsets())
             sizes = np.broadcast_to(collection.get_sizes(), len(centers))
