@@ -217,8 +217,9 @@ def test_every_number_column_has_one_format_across_the_csvs_and_reads_back_alike
     assert formats["growth"] == formats["test_recall_0"] == formats["learning_rate"] == {"float"}
     assert formats["params"] == formats["seeds"] == formats["width"] == {"int"}
     board = read_leaderboard(finished)
-    assert {str(board[c].dtype) for c in ("rank", "params", "seeds")} == {"Int64"}
-    assert (str(board["test_accuracy"].dtype), str(board["baseline"].dtype)) == ("Float64", "boolean")
+    assert {str(board[c].dtype) for c in ("rank", "params", "seeds", "width")} == {"Int64"}
+    assert {str(board[c].dtype) for c in ("test_accuracy", "growth", "test_recall_0")} == {"Float64"}
+    assert str(board["baseline"].dtype) == "boolean"
     again = RunDir(tmp_path)
     again.write_leaderboard(board)  # what a resumed run writes after reading it back
     again.write_trials(RunDir(finished).read_trials())

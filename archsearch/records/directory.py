@@ -189,7 +189,7 @@ class RunDir:
         write_csv(typed(trials), self.trials_csv)
 
     def read_leaderboard(self):
-        """Reads `leaderboard.csv`, integers as integers and blanks as missing values.
+        """Reads `leaderboard.csv` in the dtypes it was written with, blanks as missing values.
 
         Raises:
             ArchsearchError: if the directory holds no finished leaderboard.
@@ -198,7 +198,9 @@ class RunDir:
             raise ArchsearchError(
                 f"{self.leaderboard_csv}: no leaderboard here; is {self} the directory of a finished run?"
             )
-        return pd.read_csv(self.leaderboard_csv, dtype={"trial_id": str}).convert_dtypes()
+        # As written (`write_leaderboard()`): convert_dtypes() alone would make a float column of whole
+        # values (growth 2.0, a recall of 1.0) an integer one.
+        return typed(pd.read_csv(self.leaderboard_csv, dtype={"trial_id": str}).convert_dtypes())
 
     def write_leaderboard(self, leaderboard):
         """Writes `leaderboard.csv`, atomically, a dtype per column (as `write_trials()` does)."""
