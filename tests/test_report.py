@@ -1,6 +1,7 @@
 """The report, the per-epoch history, a reference and the TensorBoard logs of a run, on tiny data."""
 
 import dataclasses
+import itertools
 import os
 import re
 import shutil
@@ -10,21 +11,24 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from archsearch.cli.main import main
 from archsearch.files import read_json
-from archsearch.output.plots import cost_figure
+from archsearch.output.plots import cost_figure, latency_figure, recall_figure
 from archsearch.pipeline import runner
 from archsearch.pipeline.retrain import Evaluation
 from archsearch.pipeline.runner import apply_overrides, run
 from archsearch.recipe.dimensions import RECIPE, TRAIN, point_of
 from archsearch.recipe.presets import preset
-from archsearch.records.directory import read_leaderboard
+from archsearch.records.directory import RunDir, read_leaderboard
 from archsearch.records.history import COLUMNS, EpochHistory, read_history
 
 from chromium import IMAGES, Chromium, find_chromium
 
 EPOCHS = 2
+COMMITTED_RUN = Path(__file__).resolve().parents[1] / "results" / "digits" / "2026-12-01_16-12-19"
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 CHROMIUM_VARIABLE = "ARCHSEARCH_TEST_CHROMIUM"  # .ci/run sets it, so that in CI the browser test runs, never skips
 
 
@@ -125,7 +129,7 @@ def test_a_reference_prints_its_seeds_and_the_headline_report_and_figure_compare
     assert re.search(rf"^  {points} resnet20 \({spread} vs {spread}\) with \S+ (of )?its parameters$", lines[-1], re.M)
     assert "reference" in lines[-2] and "resnet20" in lines[-2]  # the printed leaderboard
     page = (results / "report.html").read_text()
-    assert "Against the references: " in page and "<td>reference resnet20</td>" in page
+    assert "Against the references: " in page and re.search(r"<td[^>]*>reference resnet20</td>", page)
     figure = cost_figure(pd.read_csv(results / "trials.csv"), read_leaderboard(results))
     assert [[text.get_text() for text in axis.texts].count("resnet20") for axis in figure.axes] == [1, 1]
 
@@ -188,3 +192,142 @@ def test_report_opens_in_chromium_with_every_image_loaded_no_console_errors_and_
         browser.open(page, width=375, height=800)
         assert browser.evaluate("document.body.scrollWidth <= window.innerWidth")
         assert browser.errors == []
+
+
+def _number_format(text):
+    """How a CSV cell writes a value: `int` (`2`), `float` (`2.0`, `3e-06`), or `None` for text and blanks."""
+    if re.fullmatch(r"-?\d+", text):
+        return "int"
+    try:
+        float(text)
+    except ValueError:
+        return None
+    return "float" if text.lower() not in ("nan", "inf", "-inf") else None
+
+
+def test_every_number_column_has_one_format_across_the_csvs_and_reads_back_alike(finished, tmp_path):
+    formats = {}
+    for name in ("trials.csv", "leaderboard.csv", "history.csv"):
+        table = pd.read_csv(finished / name, dtype=str, keep_default_na=False)
+        for column in table.columns:
+            found = {_number_format(value) for value in table[column]} - {None}
+            formats.setdefault(column, set()).update(found)
+    mixed = {column: found for column, found in formats.items() if len(found) > 1}
+    assert mixed == {}, f"columns written both as integers and as floats: {mixed}"
+    assert formats["growth"] == formats["test_recall_0"] == formats["learning_rate"] == {"float"}
+    assert formats["params"] == formats["seeds"] == formats["width"] == {"int"}
+    board = read_leaderboard(finished)
+    assert {str(board[c].dtype) for c in ("rank", "params", "seeds", "width")} == {"Int64"}
+    assert {str(board[c].dtype) for c in ("test_accuracy", "growth", "test_recall_0")} == {"Float64"}
+    assert str(board["baseline"].dtype) == "boolean"
+    again = RunDir(tmp_path)
+    again.write_leaderboard(board)  # what a resumed run writes after reading it back
+    again.write_trials(RunDir(finished).read_trials())
+    for name in ("leaderboard.csv", "trials.csv"):
+        assert (again.path / name).read_text() == (finished / name).read_text(), name
+
+
+def _documented_columns(file):
+    """The columns README's table of a run directory's files names for `file` (a row's `code` spans)."""
+    row = next(line for line in README.splitlines() if line.startswith(f"| `{file}` |"))
+    names = set(re.findall(r"`([a-z_<>0-9]+)`", row))
+    if re.search(r"every dimension|the dimensions", row):
+        names |= set(RECIPE + TRAIN)
+    return names
+
+
+def test_readme_documents_every_column_a_run_writes(finished):
+    for file in ("trials.csv", "leaderboard.csv", "history.csv"):
+        documented = _documented_columns(file)
+        written = pd.read_csv(finished / file, nrows=0).columns
+        undocumented = [
+            c
+            for c in written
+            if c not in documented and re.sub(r"^test_recall_.*", "test_recall_<class>", c) not in documented
+        ]
+        assert undocumented == [], f"README's {file} row lacks {undocumented}"
+
+
+def _label_clashes(figure):
+    """What the labels and legends inside a figure's axes cover: each other, or drawn data, in pixels.
+
+    Data is whatever the axes draw but their grid: the figure is drawn again
+    without its labels, legends and grid, and a label clashes where that drawing
+    has ink inside the label's box (less a pixel each side: its edges may touch).
+    A legend of the figure's must lie outside every axis.
+    """
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    figure.set_layout_engine("none")  # the boxes measured are the ones drawn without the labels
+    renderer = canvas.get_renderer()
+    labels = [(repr(text.get_text()), text) for axis in figure.axes for text in axis.texts]
+    labels += [("the legend", axis.get_legend()) for axis in figure.axes if axis.get_legend()]
+    boxes = [artist.get_window_extent(renderer) for _, artist in labels]
+    clashes = [
+        f"{a} over {b}"
+        for (a, one), (b, other) in itertools.combinations(zip([n for n, _ in labels], boxes), 2)
+        if one.overlaps(other)
+    ]
+    clashes += [
+        "a figure legend over an axis"
+        for legend in figure.legends
+        for axis in figure.axes
+        if legend.get_window_extent(renderer).overlaps(axis.get_window_extent(renderer))
+    ]
+    for _, artist in labels:
+        artist.set_visible(False)
+    for axis in figure.axes:
+        axis.grid(False)
+    canvas.draw()
+    ink = (np.asarray(canvas.buffer_rgba())[..., :3] < 240).any(axis=-1)
+    height = ink.shape[0]
+    for (name, _), box in zip(labels, boxes):
+        rows = slice(int(height - box.y1) + 1, int(height - box.y0) - 1)
+        covered = int(ink[rows, int(box.x0) + 1 : int(box.x1) - 1].sum())
+        if covered:
+            clashes.append(f"{name} over {covered} pixels of data")
+    return clashes
+
+
+@pytest.mark.parametrize("which", ["committed", "tiny"])
+def test_figure_labels_cover_no_point_line_bar_or_other_label_and_legends_sit_outside_the_axes(which, request):
+    run_dir = RunDir(COMMITTED_RUN if which == "committed" else request.getfixturevalue("finished"))
+    trials, board = run_dir.read_trials(), run_dir.read_leaderboard()
+    classes = [str(name) for name in run_dir.read_run()["data"]["classes"]]
+    for figure in (cost_figure(trials, board), latency_figure(trials, board), recall_figure(board, classes)):
+        assert sum(len(axis.texts) for axis in figure.axes) >= 2  # the ranks at least
+        assert _label_clashes(figure) == []
+
+
+def test_figures_of_models_retrained_with_one_seed_draw_them_without_error_bars():
+    run_dir = RunDir(COMMITTED_RUN)
+    trials, board = run_dir.read_trials(), run_dir.read_leaderboard()
+    board["test_accuracy_std"] = float("nan")  # one seed: no standard deviation
+    for figure in (cost_figure(trials, board), latency_figure(trials, board)):
+        assert _label_clashes(figure) == []
+
+
+FITS = """(() => {
+  const page = document.documentElement.scrollWidth <= window.innerWidth;
+  const tables = Array.from(document.querySelectorAll('table'));
+  const overflowing = tables.filter(t => t.scrollWidth > t.parentElement.clientWidth).length;
+  return {page, tables: tables.length, overflowing};
+})()"""
+
+
+@pytest.mark.parametrize("width", [1280, 1900])
+def test_report_leaderboard_fits_a_desktop_window_without_scrolling(finished, chromium, width):
+    with Chromium(chromium) as browser:
+        browser.open((finished / "report.html").as_uri(), width=width, height=900)
+        assert browser.evaluate(FITS) == {"page": True, "tables": 1, "overflowing": 0}
+        headers = browser.evaluate("Array.from(document.querySelectorAll('table th')).map(h => h.textContent)")
+    assert {"trial", "val accuracy", "accuracy", "balanced error rate", "params", "FLOPs", "train s"} <= set(headers)
+
+
+def test_report_facts_are_rounded_for_a_person_and_leave_unset_settings_out(finished):
+    page = (finished / "report.html").read_text()
+    facts = page[page.index("<dl>") : page.index("</dl>")]
+    assert "None" not in facts and not re.search(r"\d\.\d{5,}", facts), facts
+    check = read_json(finished / "run.json")["export_check"]
+    assert f"seed 0&#x27;s model {check['expected_test_accuracy']:.2%}" in facts
+    assert re.search(r"<dt>started</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</dd>", facts)

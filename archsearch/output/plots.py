@@ -5,12 +5,17 @@ Each function takes DataFrames or arrays and returns a `matplotlib.figure.Figure
 fractions in the tables and percentages on the axes.
 """
 
+import dataclasses
 import itertools
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.path import Path
 from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.transforms import Bbox
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from archsearch.records import tables
@@ -31,11 +36,15 @@ def cost_figure(trials, leaderboard):
     Retrained architectures are drawn at their test accuracy ± std over
     seeds, and the references (`reference:<preset>` rows) the same way with
     a marker of their own and their name; the notes' baselines' test
-    accuracies are horizontal lines.
+    accuracies are horizontal lines. Labels are placed where they cover no
+    point, line or other label (`_place_labels()`), and the legend goes under
+    the axes.
     """
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
     completed = trials[trials["status"] == "completed"].astype({"params": float, "flops": float, "val_accuracy": float})
     ranked = leaderboard[~leaderboard["baseline"].astype(bool)]
+    baselines = tables.baselines(leaderboard).sort_values("test_accuracy")
+    labels = {}
     for axis, cost, label in zip(figure.subplots(1, 2), ("params", "flops"), ("parameters", "FLOPs per image")):
         axis.scatter(
             completed[cost],
@@ -46,38 +55,30 @@ def cost_figure(trials, leaderboard):
             label="trial (validation accuracy)",
         )
         front = completed[tables.pareto_front(completed[cost], completed["val_accuracy"])].sort_values(cost)
-        axis.step(
-            front[cost],
-            front["val_accuracy"],
-            where="post",
+        axis.plot(
+            *_steps(front[cost], front["val_accuracy"]),
             color=FRONT_COLOR,
             linewidth=1.5,
             label="Pareto front of the trials",
         )
-        _retrained_and_references(axis, ranked, tables.references(leaderboard), cost)
-        # Lowest first, labelled below its line; the others above theirs, on alternating sides.
-        baselines = tables.baselines(leaderboard).sort_values("test_accuracy")
+        labels[axis] = _retrained_and_references(axis, ranked, tables.references(leaderboard), cost)
         for position, (_, row) in enumerate(baselines.iterrows()):
-            side, offset = (0.01, -11) if position == 0 else (0.99 if position % 2 else 0.01, 3)
             name = str(row["trial_id"]).removeprefix(tables.BASELINE).replace("_", " ")
-            axis.axhline(float(row["test_accuracy"]), color=BASELINE_COLOR, linestyle="--", linewidth=1)
-            axis.annotate(
-                f"baseline: {name} {100 * float(row['test_accuracy']):.1f}%",
-                (side, float(row["test_accuracy"])),
-                xycoords=("axes fraction", "data"),
-                ha="left" if side < 0.5 else "right",
-                textcoords="offset points",
-                xytext=(0, offset),
-                fontsize=8,
-                color=BASELINE_COLOR,
-            )
+            accuracy = float(row["test_accuracy"])
+            # One legend entry says what the dashed lines are, so that their labels can be short.
+            legend = {"label": "baseline (test accuracy)"} if position == 0 else {}
+            axis.axhline(accuracy, color=BASELINE_COLOR, linestyle="--", linewidth=1, **legend)
+            labels[axis].append(_Label(f"{name} {100 * accuracy:.1f}%", (0.0, accuracy), BASELINE_COLOR, True))
         axis.set_xscale("log")
-        axis.margins(x=0.08)  # room for a reference's name right of the largest point
+        # Room for a label right of the largest point: a reference's name is longer than a rank.
+        axis.margins(x=0.08 if tables.references(leaderboard).empty else 0.2)
         axis.tick_params(axis="x", which="both", labelrotation=30, labelsize=8)  # a narrow range labels minor ticks
         axis.set_xlabel(label)
         axis.set_ylabel("accuracy")
         _percent_axis(axis)
-    figure.axes[0].legend(fontsize=8, loc="best")
+    handles, names = figure.axes[0].get_legend_handles_labels()
+    figure.legend(handles, names, fontsize=8, loc="outside lower center", ncols=len(names))
+    _place_labels(figure, labels)
     return figure
 
 
@@ -89,7 +90,7 @@ def latency_figure(trials, leaderboard):
     trials.csv measures latency too, and the references where they have it.
     Needs `latency_ms` for every ranked row (`tables.front_cost()`).
     """
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
     axis = figure.subplots()
     latency = tables.LATENCY
     if latency in trials.columns:
@@ -104,19 +105,17 @@ def latency_figure(trials, leaderboard):
         )
     ranked = leaderboard[~leaderboard["baseline"].astype(bool)]
     front = ranked[tables.on_test_front(leaderboard)[ranked.index].to_numpy(bool)].sort_values(latency)
-    axis.step(
-        front[latency].astype(float),
-        front["test_accuracy"].astype(float),
-        where="post",
+    axis.plot(
+        *_steps(front[latency].astype(float), front["test_accuracy"].astype(float)),
         color=FRONT_COLOR,
         linewidth=1.5,
         label="Pareto front of the retrained models (test)",
     )
     references = tables.references(leaderboard)
     references = references[references[latency].notna()] if latency in references.columns else references.iloc[:0]
-    _retrained_and_references(axis, ranked, references, latency)
+    labels = _retrained_and_references(axis, ranked, references, latency)
     axis.set_xscale("log")
-    axis.margins(x=0.08)
+    axis.margins(x=0.08 if references.empty else 0.2)
     low, high = axis.get_xlim()
     if not front.empty:  # the front's last step runs on to the right edge: all it dominates lies under it
         axis.hlines(float(front["test_accuracy"].iloc[-1]), float(front[latency].iloc[-1]), high, color=FRONT_COLOR)
@@ -132,12 +131,17 @@ def latency_figure(trials, leaderboard):
     axis.set_xlabel("median latency per image, batch 1 (ms)")
     axis.set_ylabel("accuracy")
     _percent_axis(axis)
-    axis.legend(fontsize=8, loc="best")
+    figure.legend(fontsize=8, loc="outside lower center", ncols=4)
+    _place_labels(figure, {axis: labels})
     return figure
 
 
 def _retrained_and_references(axis, ranked, references, cost):
-    """Draws the retrained models and the references at their test accuracy ± std against `cost`, labelled."""
+    """Draws the retrained models and the references at their test accuracy ± std against `cost`.
+
+    Returns:
+        Their labels (`_Label`s), for `_place_labels()`.
+    """
     axis.errorbar(
         ranked[cost].astype(float),
         ranked["test_accuracy"].astype(float),
@@ -147,17 +151,12 @@ def _retrained_and_references(axis, ranked, references, cost):
         capsize=3,
         label="retrained (test accuracy ± std)",
     )
-    for _, row in ranked.iterrows():
-        axis.annotate(
-            f"rank {row['rank']}",
-            (float(row[cost]), float(row["test_accuracy"])),
-            textcoords="offset points",
-            xytext=(6, -10),
-            fontsize=8,
-            color=RETRAINED_COLOR,
-        )
+    labels = [
+        _Label(f"rank {row['rank']}", (float(row[cost]), float(row["test_accuracy"])), RETRAINED_COLOR)
+        for _, row in ranked.iterrows()
+    ]
     if references.empty:
-        return
+        return labels
     axis.errorbar(
         references[cost].astype(float),
         references["test_accuracy"].astype(float),
@@ -170,15 +169,146 @@ def _retrained_and_references(axis, ranked, references, cost):
         capsize=3,
         label="reference preset (test accuracy ± std)",
     )
-    for _, row in references.iterrows():
-        axis.annotate(
+    return labels + [
+        _Label(
             str(row["trial_id"]).removeprefix(tables.REFERENCE),
             (float(row[cost]), float(row["test_accuracy"])),
-            textcoords="offset points",
-            xytext=(7, 4),
-            fontsize=8,
-            color=REFERENCE_COLOR,
+            REFERENCE_COLOR,
         )
+        for _, row in references.iterrows()
+    ]
+
+
+def _steps(x, y):
+    """The vertices of a step line that holds each `y` until the next `x` (as `step(where="post")` draws it).
+
+    Drawn as a plain line, so that `_place_labels()` sees the path as drawn.
+
+    Example:
+
+    >>> [list(v) for v in _steps([1, 2, 3], [0.5, 0.7, 0.9])]
+    [[1, 2, 2, 3, 3], [0.5, 0.5, 0.7, 0.7, 0.9]]
+    """
+    x, y = list(x), list(y)
+    xs, ys = x[:1], y[:1]
+    for next_x, next_y in zip(x[1:], y[1:]):
+        xs += [next_x, next_x]
+        ys += [ys[-1], next_y]
+    return xs, ys
+
+
+@dataclasses.dataclass
+class _Label:
+    """A label to place: its text, the point it names (data coordinates) and its color.
+
+    `along_line`: a baseline's label, which names a horizontal line at the
+    point's y (its x is not used): it may go anywhere along it, just above or below.
+    """
+
+    text: str
+    point: tuple
+    color: str
+    along_line: bool = False
+
+
+# Where a label may go, in points from its point, nearest first: beside, then diagonally, above, below, further out.
+POINT_OFFSETS = [
+    (dx * scale, dy * scale, ha, va)
+    for scale in (1, 2, 3)
+    for dx, dy, ha, va in (
+        (6, 0, "left", "center"),
+        (-6, 0, "right", "center"),
+        (6, -3, "left", "top"),
+        (6, 3, "left", "bottom"),
+        (-6, 3, "right", "bottom"),
+        (-6, -3, "right", "top"),
+        (0, 7, "center", "bottom"),
+        (0, -7, "center", "top"),
+    )
+]
+LINE_OFFSETS = [  # a baseline's label: along its line (axes fractions), just above or below it, in points
+    (x, dy, "left" if x < 0.5 else "right" if x > 0.5 else "center", va)
+    for x in (0.01, 0.99, 0.1, 0.9, 0.25, 0.75, 0.4, 0.6, 0.5)
+    for dy, va in ((2, "bottom"), (-2, "top"))
+]
+
+
+def _place_labels(figure, labels):
+    """Adds each axis's labels where they cover no plotted point, line, bar or earlier label, inside the axes.
+
+    The figure's layout is settled first and then fixed, so that the places
+    found are the ones drawn. A label with no free place takes the one that
+    covers the fewest things inside the axes.
+
+    Args:
+        figure: the figure, drawn but for its labels.
+        labels: `{axis: [_Label, ...]}`, placed in order.
+    """
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw_without_rendering()
+    figure.set_layout_engine("none")
+    for axis, items in labels.items():
+        obstacles, bounds, placed = _obstacles(axis), axis.get_window_extent(renderer), []
+        for label in items:
+            best = None
+            for dx, dy, ha, va in LINE_OFFSETS if label.along_line else POINT_OFFSETS:
+                text = axis.annotate(
+                    label.text,
+                    (dx, label.point[1]) if label.along_line else label.point,
+                    xycoords=("axes fraction", "data") if label.along_line else "data",
+                    textcoords="offset points",
+                    xytext=(0, dy) if label.along_line else (dx, dy),
+                    ha=ha,
+                    va=va,
+                    fontsize=8,
+                    color=label.color,
+                    annotation_clip=False,
+                )
+                box = text.get_window_extent(renderer).padded(1)
+                inside = bounds.contains(box.x0, box.y0) and bounds.contains(box.x1, box.y1)
+                # Cut off by the axes is worse than covering another label, which is worse than crossing a line.
+                covered = sum(_covers(box, obstacle) for obstacle in obstacles) + (0 if inside else 100)
+                covered += 10 * sum(box.overlaps(other) for other in placed)
+                if best is None or covered < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (covered, text, box)
+                else:
+                    text.remove()
+                if covered == 0:
+                    break
+            placed.append(best[2])
+
+
+def _obstacles(axis):
+    """What a label must not cover in an axis, in display coordinates: point boxes, line paths and bars."""
+    found = []
+    for collection in axis.collections:
+        if isinstance(collection, LineCollection):  # error bars; a model of one seed has none (its std is blank)
+            transform = collection.get_transform()
+            found.extend(Path(transform.transform(segment)) for segment in collection.get_segments() if len(segment))
+        elif len(collection.get_offsets()):  # a scatter: a box per point, its marker's size
+            centers = collection.get_offset_transform().transform(collection.get_offsets())
+            sizes = np.broadcast_to(collection.get_sizes(), len(centers))
+            for (x, y), size in zip(centers, sizes):
+                radius = np.sqrt(size) * axis.figure.dpi / 72 / 2
+                found.append(Bbox([[x - radius, y - radius], [x + radius, y + radius]]))
+    for line in axis.lines:
+        vertices = line.get_transform().transform(line.get_xydata())
+        if line.get_linestyle() not in ("None", "none", "", " ") and len(vertices) > 1:
+            found.append(Path(vertices))
+        if line.get_marker() not in (None, "None", "none", "", " "):
+            radius = line.get_markersize() * axis.figure.dpi / 72 / 2
+            found.extend(Bbox([[x - radius, y - radius], [x + radius, y + radius]]) for x, y in vertices)
+    found.extend(patch.get_window_extent() for patch in axis.patches)
+    return found
+
+
+def _covers(box, obstacle):
+    """Whether a label's box covers an obstacle: a box it overlaps, or a path that crosses or enters it."""
+    if isinstance(obstacle, Bbox):
+        return box.overlaps(obstacle)
+    return obstacle.intersects_bbox(box, filled=False) or box.count_contains(obstacle.vertices) > 0
 
 
 def dimension_figure(trials, searched, continuous=()):
@@ -315,7 +445,10 @@ def confusion_figure(labels, predicted, class_names):
 
 
 def recall_figure(leaderboard, class_names):
-    """Per-class test recall of the winner (mean over seeds), with the references' and the baselines' as markers."""
+    """Per-class test recall of the winner (mean over seeds), with the references' and the baselines' as markers.
+
+    The winner's figures are a row above 100%, clear of the bars and markers; the legend is under the axes.
+    """
     references, baselines = tables.references(leaderboard), tables.baselines(leaderboard)
     width = min(11, 3 + 0.6 * len(class_names))
     # The legend goes under the axes, where it hides no marker: a column per 3.5 inches.
@@ -326,8 +459,17 @@ def recall_figure(leaderboard, class_names):
     columns = [f"test_recall_{name}" for name in class_names]
     winner = leaderboard[leaderboard["rank"] == 1].iloc[0]
     recall = winner[columns].astype(float).to_numpy()
-    bars = axis.bar(range(len(class_names)), recall, color=RETRAINED_COLOR, width=0.6, label="rank 1 (mean over seeds)")
-    axis.bar_label(bars, [f"{100 * r:.1f}" for r in recall], fontsize=7, padding=2)
+    axis.bar(range(len(class_names)), recall, color=RETRAINED_COLOR, width=0.6, label="rank 1 (mean over seeds)")
+    for position, value in enumerate(recall):  # a row above 100%, where no bar or marker reaches
+        axis.annotate(
+            f"{100 * value:.1f}",
+            (position, 1.0),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     for (_, row), marker in zip(references.iterrows(), itertools.cycle("sDv^<>ph")):
         axis.scatter(
             range(len(class_names)),
@@ -351,7 +493,7 @@ def recall_figure(leaderboard, class_names):
             zorder=3,
         )
     axis.set_xticks(range(len(class_names)), class_names)
-    axis.set_ylim(0, 1.1)
+    axis.set_ylim(0, 1.14)
     axis.set_ylabel("test recall")
     _percent_axis(axis)
     figure.legend(fontsize=8, loc="outside lower center", ncols=legend_columns)

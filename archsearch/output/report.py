@@ -24,7 +24,14 @@ from archsearch.errors import ArchsearchError
 from archsearch.files import write_atomic
 from archsearch.model.training import predict_classes
 from archsearch.output import plots
-from archsearch.output.export import MODEL_KERAS, stored_dataset
+from archsearch.output.export import (
+    MODEL_INT8_TFLITE,
+    MODEL_KERAS,
+    MODEL_ONNX,
+    MODEL_TFLITE,
+    SAVED_MODEL,
+    stored_dataset,
+)
 from archsearch.output.summary import (
     cell,
     comparison,
@@ -44,13 +51,15 @@ DPI = 100
 
 STYLE = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0 auto;
-       max-width: 1120px; padding: 1em 1.2em 3em; }
+       max-width: 1240px; padding: 1em 1.2em 3em; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
 .lead { font-size: 1.1em; } .note { color: #555; } figure { margin: 1em 0; }
 img { max-width: 100%; height: auto; display: block; }
-.scroll { overflow-x: auto; } table { border-collapse: collapse; font-size: 0.85em; white-space: nowrap; }
-th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #e4e4e4; text-align: right; }
-th { background: #f4f4f4; } td:nth-child(2), th:nth-child(2) { text-align: left; }
+.scroll { overflow-x: auto; } table { border-collapse: collapse; font-size: 0.85em; }
+th, td { padding: 0.25em 0.35em; border-bottom: 1px solid #e4e4e4; text-align: right; }
+td { white-space: nowrap; } th { background: #f4f4f4; vertical-align: bottom; line-height: 1.25; font-size: 0.95em; }
+th.group { text-align: center; border-bottom: 1px solid #ccc; } .text { text-align: left; }
+.std { display: block; font-size: 0.85em; color: #666; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 1em; }
 dt { font-weight: 600; } dd { margin: 0; overflow-wrap: anywhere; }
 @media (max-width: 640px) {
@@ -254,51 +263,175 @@ def _winner_predictions(run_dir, meta, stored, data_dir):
 
 
 def _leaderboard_table(leaderboard, searched):
-    shown = pd.DataFrame(
-        {
-            "rank": leaderboard["rank"].astype("string").fillna(""),
-            "trial": leaderboard["trial_id"].map(row_name),
-            **{name: leaderboard[name].map(cell) for name in searched},
-            "val accuracy": leaderboard["val_accuracy"].map(lambda v: percent(v)),
-            "test accuracy": [
-                percent(m, s) for m, s in zip(leaderboard["test_accuracy"], leaderboard["test_accuracy_std"])
+    """The leaderboard as an HTML table that fits a 1280 px window.
+
+    Columns are grouped under two-row headers (what the space searched,
+    the test figures over seeds, the cost), headers wrap (a dimension's name
+    after its underscores), a standard deviation sits under its mean and
+    FLOPs are given to 3 significant digits; the CSV keeps every digit.
+    """
+
+    def plain(values):
+        return values.map(lambda value: html.escape(str(value)))
+
+    def optional(column, form):
+        return plain(leaderboard[column].map(lambda value: "" if pd.isna(value) else form(value)))
+
+    groups = [
+        (None, [("rank", plain(leaderboard["rank"].astype("string").fillna("")))]),
+        (None, [("trial", plain(leaderboard["trial_id"].map(row_name)))]),
+        ("searched", [(name, plain(leaderboard[name].map(cell))) for name in searched]),
+        (None, [("val accuracy", plain(leaderboard["val_accuracy"].map(percent)))]),
+        (
+            "test, mean ± std over seeds",
+            [
+                ("accuracy", _mean_and_std(leaderboard, "test_accuracy")),
+                ("balanced error rate", _mean_and_std(leaderboard, "test_balanced_error_rate")),
+                ("seeds", plain(leaderboard["seeds"].astype("string").fillna(""))),
             ],
-            "test BER": [
-                percent(m, s)
-                for m, s in zip(leaderboard["test_balanced_error_rate"], leaderboard["test_balanced_error_rate_std"])
+        ),
+        (
+            "cost",
+            [
+                ("params", optional("params", lambda value: f"{int(value):,}")),
+                ("FLOPs", optional("flops", _short_count)),
+                *(
+                    [("latency ms", optional(LATENCY, lambda value: f"{float(value):.3g}"))]
+                    if LATENCY in leaderboard.columns and leaderboard[LATENCY].notna().any()
+                    else []
+                ),
             ],
-            "params": leaderboard["params"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
-            "FLOPs": leaderboard["flops"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
-            "pareto": on_test_front(leaderboard).map({True: "yes", False: "no"}).fillna(""),
-            "seeds": leaderboard["seeds"].astype("string").fillna(""),
-            "train s": leaderboard["train_seconds"].map(lambda v: "" if pd.isna(v) else f"{float(v):.0f}"),
-        }
+        ),
+        (None, [("pareto", plain(on_test_front(leaderboard).map({True: "yes", False: "no"}).fillna("")))]),
+        (None, [("train s", optional("train_seconds", lambda value: f"{float(value):.0f}"))]),
+    ]
+    groups = [(title, columns) for title, columns in groups if columns]
+    text = {"trial", *(name for name in searched if dimensions.BY_NAME[name].kind in (str, bool))}
+
+    def align(name):
+        return ' class="text"' if name in text else ""
+
+    def header(name):
+        return f"<th{align(name)}>{'_<wbr>'.join(html.escape(part) for part in name.split('_'))}</th>"
+
+    top, bottom = [], []
+    for title, columns in groups:
+        top.append(f'<th colspan="{len(columns)}" class="group">{html.escape(title)}</th>' if title else "<th></th>")
+        bottom.extend(header(name) for name, _ in columns)
+    columns = [column for _, group in groups for column in group]
+    rows = [
+        "<tr>" + "".join(f"<td{align(name)}>{values.iloc[i]}</td>" for name, values in columns) + "</tr>"
+        for i in range(len(leaderboard))
+    ]
+    head = f"<thead>\n<tr>{''.join(top)}</tr>\n<tr>{''.join(bottom)}</tr>\n</thead>"
+    return f'<table class="leaderboard">\n{head}\n<tbody>\n' + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+def _mean_and_std(leaderboard, column):
+    """A column's mean over seeds as a percentage, its standard deviation (points) under it, as HTML cells."""
+    return pd.Series(
+        [
+            html.escape(percent(mean)) + ("" if pd.isna(std) else f'<span class="std">± {100 * float(std):.2f}</span>')
+            for mean, std in zip(leaderboard[column], leaderboard[f"{column}_std"])
+        ],
+        index=leaderboard.index,
     )
-    return shown.to_html(index=False, border=0)
+
+
+def _short_count(value):
+    """A count to 3 significant digits with k, M or G: `3.58M`; plain below a thousand.
+
+    Example:
+
+    >>> _short_count(3580544), _short_count(84128), _short_count(650)
+    ('3.58M', '84.1k', '650')
+    """
+    for power, suffix in ((9, "G"), (6, "M"), (3, "k")):
+        if abs(value) >= 10**power:
+            return f"{value / 10**power:.3g}{suffix}"
+    return f"{int(value)}"
 
 
 def _facts(meta):
     data = meta["data"]
+    shape = " × ".join(map(str, data["shape"]))
     facts = {
         "space": f"{meta['space']['name']} (fingerprint {meta.get('space_fingerprint', '?')})",
         "searched": ", ".join(meta.get("searched") or []) or "see the space",
-        "search": ", ".join(f"{k} {v}" for k, v in meta["space"]["search"].items()),
-        "retraining": ", ".join(f"{k} {v}" for k, v in meta["space"]["retrain"].items()),
-        "data": f"{data['source']}: {', '.join(f'{k} {v:,}' for k, v in data['counts'].items())} images of shape "
-        f"{data['shape']}, classes {', '.join(map(str, data['classes']))} (fingerprint {data.get('fingerprint', '?')})",
+        "search": _settings(meta["space"]["search"]),
+        "retraining": _settings(meta["space"]["retrain"]),
+        "data": f"{data['source']}: {', '.join(f'{k} {v:,}' for k, v in data['counts'].items())} images of "
+        f"{shape}, classes {', '.join(map(str, data['classes']))} (fingerprint {data.get('fingerprint', '?')})",
         "command": " ".join(meta.get("command") or []),
-        "started": meta.get("started", ""),
+        "started": _time(meta.get("started")),
         "wall time": _minutes(wall_seconds(meta)),
         "search, retraining": f"{_minutes(meta.get('search_seconds'))}, {_minutes(meta.get('retrain_seconds'))}",
         "device": f"{meta.get('device', '')}; backend {meta.get('backend', '')}, {meta.get('precision', 'float32')}",
         "versions": ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items() if v)
         + f", python {meta.get('python', '')}",
-        "export check": ", ".join(f"{k} {v}" for k, v in (meta.get("export_check") or {}).items()) or "not recorded",
+        "export check": _export_check(meta.get("export_check")),
         "status": meta.get("status", ""),
-        "report written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "report written": _time(datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
     }
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items())
     return f"<dl>{items}</dl>"
+
+
+def _settings(settings):
+    """A space's settings in words, the unset ones left out.
+
+    Example:
+
+    >>> _settings({"tuner": "random", "max_trials": 8, "max_params": None, "max_flops": 2000000,
+    ...     "references": ["resnet20", "vgg11"], "within": 0.5})
+    'tuner random, max_trials 8, max_flops 2,000,000, references (resnet20, vgg11), within 0.5'
+    """
+
+    def value(setting):
+        if isinstance(setting, bool) or not isinstance(setting, (int, float, list, tuple)):
+            return str(setting)
+        if isinstance(setting, (list, tuple)):
+            return f"({', '.join(map(value, setting))})"
+        return f"{setting:,}" if isinstance(setting, int) else f"{setting:g}"
+
+    return ", ".join(f"{name} {value(setting)}" for name, setting in settings.items() if setting is not None)
+
+
+# The export check's figure of each file: `model.onnx` is `model_onnx_test_accuracy` in run.json.
+CHECKED_FILES = {
+    f"{name.replace('.', '_')}_test_accuracy": name
+    for name in (MODEL_KERAS, SAVED_MODEL, MODEL_ONNX, MODEL_TFLITE, MODEL_INT8_TFLITE)
+}
+
+
+def _export_check(check):
+    """The export check in words: the figure it checks and each reloaded file's, as percentages.
+
+    Example:
+
+    >>> _export_check({"test_images": 360, "expected_test_accuracy": 0.99722,
+    ...     "model_keras_test_accuracy": 0.99722, "saved_model_test_accuracy": 0.99722})
+    "360 test images: seed 0's model 99.72%, as its leaderboard row; reloaded, model.keras 99.72%, saved_model 99.72%"
+    """
+    if not check:
+        return "not recorded"
+    files = [
+        f"{CHECKED_FILES.get(key, key.removesuffix('_test_accuracy'))} {accuracy:.2%}"
+        for key, accuracy in check.items()
+        if key.endswith("_test_accuracy") and key != "expected_test_accuracy"
+    ]
+    return (
+        f"{check['test_images']:,} test images: seed 0's model {check['expected_test_accuracy']:.2%}, "
+        f"as its leaderboard row; reloaded, {', '.join(files)}"
+    )
+
+
+def _time(stamp):
+    """An ISO time from run.json as a person reads it: `2026-12-01 16:12:19 UTC`."""
+    if not stamp:
+        return ""
+    moment = datetime.datetime.fromisoformat(stamp).astimezone(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _minutes(seconds):

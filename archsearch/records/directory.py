@@ -30,6 +30,7 @@ import pandas as pd
 
 from archsearch.errors import ArchsearchError
 from archsearch.files import write_csv, write_json
+from archsearch.records.tables import typed
 
 RESULTS = Path("results")  # where a space's runs go by default: results/<space name>/<run id>
 RUN = "run.json"
@@ -195,11 +196,15 @@ class RunDir:
         return pd.read_csv(self.trials_csv, dtype={"trial_id": str})
 
     def write_trials(self, trials):
-        """Writes `trials.csv` (`archsearch.search.trials.trials_frame()`), atomically."""
-        write_csv(trials, self.trials_csv)
+        """Writes `trials.csv` (`archsearch.search.trials.trials_frame()`), atomically, a dtype per column.
+
+        The columns are cast as `archsearch.records.tables.typed()` says, so
+        that a column reads alike in trials.csv and leaderboard.csv.
+        """
+        write_csv(typed(trials), self.trials_csv)
 
     def read_leaderboard(self):
-        """Reads `leaderboard.csv`, integers as integers and blanks as missing values.
+        """Reads `leaderboard.csv` in the dtypes it was written with, blanks as missing values.
 
         Raises:
             ArchsearchError: if the directory holds no finished leaderboard.
@@ -208,11 +213,13 @@ class RunDir:
             raise ArchsearchError(
                 f"{self.leaderboard_csv}: no leaderboard here; is {self} the directory of a finished run?"
             )
-        return pd.read_csv(self.leaderboard_csv, dtype={"trial_id": str}).convert_dtypes()
+        # As written (`write_leaderboard()`): convert_dtypes() alone would make a float column of whole
+        # values (growth 2.0, a recall of 1.0) an integer one.
+        return typed(pd.read_csv(self.leaderboard_csv, dtype={"trial_id": str}).convert_dtypes())
 
     def write_leaderboard(self, leaderboard):
-        """Writes `leaderboard.csv`, atomically."""
-        write_csv(leaderboard, self.leaderboard_csv)
+        """Writes `leaderboard.csv`, atomically, a dtype per column (as `write_trials()` does)."""
+        write_csv(typed(leaderboard), self.leaderboard_csv)
 
     # The lock, and starting over.
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from archsearch.errors import ArchsearchError
-from archsearch.model.cost import COST_COLUMNS
+from archsearch.model.cost import COST_COLUMNS, INTEGER_COLUMNS
 from archsearch.recipe import dimensions
 
 BASELINE = "baseline:"  # the trial_id prefix of the notes' baselines
@@ -36,6 +36,12 @@ LEADERBOARD_COLUMNS = [
     "train_seconds",
     "pareto",
 ]
+# One dtype per column across trials.csv and leaderboard.csv (`typed()`): counts are integers, flags booleans,
+# names text, the dimensions of their declared kind, and every other number a float.
+COUNT_COLUMNS = ("rank", "epochs", "seeds", *INTEGER_COLUMNS)
+FLAG_COLUMNS = ("baseline", "pareto")
+TEXT_COLUMNS = ("trial_id", "status", "reason", "worker", "start_from")
+NULLABLE = {int: "Int64", float: "Float64", bool: "boolean", str: "string"}
 LATENCY = COST_COLUMNS[0]  # "latency_ms", median ms per image at batch 1; runs made before it lack the column
 PICKS = ("best", "fastest", "smallest")  # how `pick()` chooses a ranked row
 PICK_COSTS = {"fastest": LATENCY, "smallest": "params"}
@@ -146,8 +152,52 @@ def leaderboard_frame(rows):
     frame["rank"] = frame["rank"].astype("Int64")
     frame["pareto"] = on_test_front(frame)
     extra = [c for c in frame.columns if c not in LEADERBOARD_COLUMNS]
-    # Nullable dtypes keep integer columns integer beside the baselines' blanks.
-    return frame.reindex(columns=LEADERBOARD_COLUMNS + extra).convert_dtypes()
+    # Nullable dtypes keep integer columns integer beside the baselines' blanks, and float ones float.
+    return typed(frame.reindex(columns=LEADERBOARD_COLUMNS + extra))
+
+
+def typed(frame):
+    """Casts a table's columns to their one dtype each, so that a column is written alike in every CSV.
+
+    A dimension takes its kind's nullable dtype (`growth` is a float: `2.0`
+    in trials.csv and leaderboard.csv alike); one that also allows `"auto"`
+    or a tuple per stage (`stages`, `blocks_per_stage`) is cast only while it
+    holds plain numbers. Counts (`rank`, `epochs`, `seeds`, `params`, ...)
+    are integers, `baseline` and `pareto` booleans, and the other numeric
+    columns (accuracies, recalls, seconds, latencies) floats, even where
+    every value is whole (`test_recall_0` is `1.0`, not `1`). Blanks stay blank.
+
+    Args:
+        frame: a trials table or a leaderboard.
+
+    Returns:
+        The frame with nullable dtypes (`Int64`, `Float64`, `boolean`, `string`).
+
+    Example:
+
+    >>> frame = typed(pd.DataFrame({"growth": [2, None], "seeds": [2.0, 1.0], "test_recall_0": [1, 1]}))
+    >>> print(frame.to_csv(index=False).strip())
+    growth,seeds,test_recall_0
+    2.0,2,1.0
+    ,1,1.0
+    """
+    dtypes = {}
+    for name, column in frame.items():
+        dimension = dimensions.BY_NAME.get(name)
+        if name in COUNT_COLUMNS:
+            dtypes[name] = "Int64"
+        elif name in FLAG_COLUMNS:
+            dtypes[name] = "boolean"
+        elif name in TEXT_COLUMNS:
+            dtypes[name] = "string"
+        elif dimension is not None:
+            if not (dimension.auto or dimension.per_stage) or pd.api.types.is_numeric_dtype(column):
+                dtypes[name] = NULLABLE[dimension.kind]
+        elif pd.api.types.is_bool_dtype(column):
+            dtypes[name] = "boolean"
+        elif pd.api.types.is_numeric_dtype(column):
+            dtypes[name] = "Float64"
+    return frame.astype(dtypes)
 
 
 def references(leaderboard):
