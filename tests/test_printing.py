@@ -50,7 +50,7 @@ def test_a_trial_line_gives_its_figures_and_the_search_s_and_run_s_time_left(pri
     trial_lines = [line for line in lines if line.startswith("trial ")]
     pattern = (
         rf"trial ([12])/2 \[0[01]\] val \d\.\d{{4}} \(\d+\.\d s, \d+\.\d compiling\) \| best \d\.\d{{4}} \| "
-        rf"elapsed {CLOCK}, ~{CLOCK} left, run ~{CLOCK} left"
+        rf"{CLOCK} in, ~{CLOCK} left \(run ~{CLOCK}\)"
     )
     assert [re.fullmatch(pattern, line).group(1) for line in trial_lines] == ["1", "2"], trial_lines
 
@@ -77,11 +77,9 @@ def test_the_retraining_says_what_it_will_train_and_how_long_and_each_training_t
     )
     assert estimate, announced
     ends = [line for line in lines if re.match(r"retrain [12]/2 \[0[01]\] seed [01]: ", line)]
-    pattern = (
-        rf"retrain [12]/2 \[0[01]\] seed [01]: test \d\.\d{{4}} \(\d+ s\) \| elapsed {CLOCK}, retraining ~{CLOCK} left"
-    )
+    pattern = rf"retrain [12]/2 \[0[01]\] seed [01]: test \d\.\d{{4}} \(\d+ s\) \| retraining {CLOCK} in, ~{CLOCK} left"
     assert len(ends) == 4 and all(re.fullmatch(pattern, line) for line in ends), ends
-    assert _left(ends[-1], "retraining ") == 0
+    assert _left(ends[-1], ", ") == 0
     # The estimate from the trials' times is of the right size (this machine is shared: within a factor of 4).
     hours, minutes, seconds = map(int, estimate.group(1).split(":"))
     spent = read_json(results / "run.json")["retrain_seconds"]
@@ -204,12 +202,10 @@ def test_the_retraining_estimate_starts_from_the_trials_and_follows_the_measured
     timer.now = 26.0  # twice its estimate
     progress.end(Evaluation(accuracy=0.9, balanced_error_rate=0.1, recall=[0.9], seconds=25.0))
     # Trial 7's second seed as its first took, the others at twice their estimates: 26 + 2 x (2 x 23 + 2 x 18).
-    assert lines[-1] == "retrain 1/2 [7] seed 0: test 0.9000 (25 s) | elapsed 0:00:26, retraining ~0:03:10 left"
+    assert lines[-1] == "retrain 1/2 [7] seed 0: test 0.9000 (25 s) | retraining 0:00:26 in, ~0:03:10 left"
     progress.begin("retrain 1/2 [7] seed 1")  # resumed from its saved result: no training, nothing measured
     progress.end(Evaluation(accuracy=0.8, balanced_error_rate=0.2, recall=[0.8], seconds=24.0))
-    assert (
-        lines[-1] == "retrain 1/2 [7] seed 1: test 0.8000 (24 s, resumed) | elapsed 0:00:26, retraining ~0:02:44 left"
-    )
+    assert lines[-1] == "retrain 1/2 [7] seed 1: test 0.8000 (24 s, resumed) | retraining 0:00:26 in, ~0:02:44 left"
 
 
 def test_a_long_progress_line_goes_on_over_indented_lines():

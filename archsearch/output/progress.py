@@ -104,7 +104,10 @@ class TrialProgress:
 
     Called with the trials table (`archsearch.search.trials.trials_frame()`,
     which the run has just written to trials.csv) and the id of the trial
-    that ended. Its `label()` is what an `EpochProgress` shows while a trial trains.
+    that ended, e.g. `trial 2/8 [01] val 0.8646 (7.3 s, 3.2 compiling) | best 0.8646 |
+    0:00:32 in, ~0:01:37 left (run ~0:02:42)`: the search's time so far and left, then the run's
+    (a worker's trial names it after the compiling). Its `label()` is what an `EpochProgress`
+    shows while a trial trains.
 
     Args:
         max_trials: the search's budget of trained trials.
@@ -165,20 +168,17 @@ class TrialProgress:
         best = trials.loc[trials["status"] == "completed", "val_accuracy"].max()
         score = trial["reason"]
         if trial["status"] == "completed":
-            worker = f", on {trial['worker']}" if trial["worker"] else ""
+            worker = f", {trial['worker']}" if trial["worker"] else ""
             seconds = f"{trial['seconds']:.1f} s, {trial['compile_seconds']:.1f} compiling{worker}"
             score = f"val {trial['val_accuracy']:.4f} ({seconds})"
         elif trial["worker"]:
             score += f" (on {trial['worker']})"
         start = f"{trial['start_from']} (a start point), " if trial["start_from"] else ""
         search, run = self.search_left(), self.run_left()
-        times = [f"elapsed {clock(elapsed)}"] + [f"~{clock(search)} left"] * (search is not None)
-        times += [f"run ~{clock(run)} left"] * (run is not None)
+        times = f"{clock(elapsed)} in" + (f", ~{clock(search)} left" if search is not None else "")
+        times += f" (run ~{clock(run)})" if run is not None else ""
         self.log(
-            fit_line(
-                f"trial {self.trained}/{self.max_trials} [{trial_id}] {start}{score} | best {best:.4f} | "
-                + ", ".join(times)
-            )
+            fit_line(f"trial {self.trained}/{self.max_trials} [{trial_id}] {start}{score} | best {best:.4f} | {times}")
         )
 
 
@@ -249,6 +249,13 @@ class RetrainProgress:
         left = self.left()
         return f"retraining ~{clock(left)} left" if left is not None else ""
 
+    def _times(self):
+        """The retraining's time so far and left, e.g. `retraining 0:00:26 in, ~0:03:10 left`."""
+        left = self.left()
+        return f"retraining {clock(self.timer() - self.start)} in" + (
+            f", ~{clock(left)} left" if left is not None else ""
+        )
+
     def begin(self, label):
         """A training (or its resumed result) comes next; `label` names it, e.g. `"retrain 1/2 [07] seed 0"`."""
         self.position += 1
@@ -273,8 +280,7 @@ class RetrainProgress:
             self.measured.setdefault(self.current, []).append(self.timer() - self.began)
         self.current = self.began = None
         took = f"{evaluation.seconds:.0f} s" + ("" if trained else ", resumed")
-        times = ", ".join(filter(None, [f"elapsed {clock(self.timer() - self.start)}", self._times_left()]))
-        self.log(fit_line(f"{self.text}: test {evaluation.accuracy:.4f} ({took}) | {times}"))
+        self.log(fit_line(f"{self.text}: test {evaluation.accuracy:.4f} ({took}) | {self._times()}"))
 
 
 class EpochProgress(keras.callbacks.Callback):
