@@ -13,15 +13,15 @@
 #                               (files resnet9_gpu_speN.*); WAIT=1 makes Keras wait for every step
 #                               on the host, as before 2026-11-25 (files *_wait.*); NO_PEER=1 leaves
 #                               PyTorch out (WAIT and NO_PEER: any non-empty value)
-#   benchmarks/gpu.sh search    search_spaces/cifar.py for MINUTES=8 of wall time, then
+#   benchmarks/gpu.sh search    the bundled cifar space for MINUTES=8 of wall time, then
 #                               trials per GPU-hour, compile share, achieved TFLOP/s
-#   benchmarks/gpu.sh cifar10   search_spaces/cifar10_gpu.py (search, retraining, export) for at
+#   benchmarks/gpu.sh cifar10   the bundled cifar10_gpu space (search, retraining, export) for at
 #                               most MINUTES=9; call it again, carrying .runs, to resume the run:
 #                               each call brings back .runs (weights left out) as cifar10_run.tgz,
 #                               to unpack here before the next call (tar xzf ... in the repo root)
 #
 # To rehearse on a CPU: `LIMIT=60 EPOCHS=2 benchmarks/gpu.sh resnet9` (images per class),
-# `SPACE=search_spaces/digits.py MINUTES=1 benchmarks/gpu.sh search ""`.
+# `SPACE=digits MINUTES=1 benchmarks/gpu.sh search ""`.
 #
 # Each step fits in one device call (10 minutes at most) and writes at most 8 files to
 # $OUT (default results/bench/gpu). Before the first call, here:
@@ -64,7 +64,7 @@ versions)
   ;;
 check)
   versions
-  python3 -m archsearch run search_spaces/digits.py --results /tmp/digits --overwrite --mixed-precision \
+  python3 -m archsearch run digits --results /tmp/digits --overwrite --mixed-precision \
     --max-trials 4 --top-k 1 --seeds 1 --retrain-epochs 4 2>&1 | tee "$out/check_digits.log"
   cp /tmp/digits/trials.csv "$out/check_digits_trials.csv"
   ;;
@@ -88,7 +88,7 @@ resnet9)
 search)
   start=$(date +%s)
   # Stopped at the time limit on purpose: trials.csv is rewritten after every trial.
-  timeout --signal=INT "${MINUTES:-8}m" python3 -m archsearch run "${SPACE:-search_spaces/cifar.py}" ${data:+--data-dir "$data"} \
+  timeout --signal=INT "${MINUTES:-8}m" python3 -m archsearch run "${SPACE:-cifar}" ${data:+--data-dir "$data"} \
     --results /tmp/cifar10 --overwrite --mixed-precision 2>&1 | tee "$out/search_gpu.log" || true
   wall=$(( $(date +%s) - start ))
   cp /tmp/cifar10/trials.csv "$out/search_trials.csv"
@@ -101,7 +101,7 @@ cifar10)
   resume=$([ -f "$run/run.json" ] && echo --resume || true)
   # Stopped at the time limit on purpose: the next call resumes, losing only the trial or
   # retraining in progress (and a retrained seed 0, whose weights do not travel).
-  timeout --signal=INT "${MINUTES:-9}m" python3 -m archsearch run "${SPACE:-search_spaces/cifar10_gpu.py}" ${data:+--data-dir "$data"} \
+  timeout --signal=INT "${MINUTES:-9}m" python3 -m archsearch run "${SPACE:-cifar10_gpu}" ${data:+--data-dir "$data"} \
     --results "$run" $resume --mixed-precision ${EXTRA:-} 2>&1 | tee "$out/cifar10_$(date +%H%M%S).log" || true
   tar czf "$out/cifar10_run.tgz" --exclude='*.keras' --exclude='saved_model' --exclude='checkpoint*' .runs
   ;;

@@ -43,7 +43,7 @@ DIGITS = ((8, 8, 1), 10)
 CAR_TRUCK = ((32, 32, 1), 2)  # CIFAR-10's automobile and truck, grayscale
 BATCH_NORM = {"batch_norm": True}
 
-#: Points of the digits and car-versus-truck spaces (`search_spaces/`), with their data's shape and classes.
+#: Points of the digits and car-versus-truck spaces (`archsearch/spaces/`), with their data's shape and classes.
 POINTS = {
     "digits_vgg16_r16": (
         {"family": "vgg", "resolution": 16, "width": 16, "blocks_per_stage": 2, **BATCH_NORM},

@@ -6,9 +6,10 @@ decoding workers are in) at a moment drawn uniformly from [0, T], and is
 resumed with `--resume` until it exits. A resumed run passes when its
 `run.json` says complete, `trials.csv` holds no trial twice and as many
 trials as the budget, and `leaderboard.csv`, `best/model.keras` and
-`best/saved_model/saved_model.pb` exist. A kill before `run.json` was written
-leaves nothing to resume: that run is started again without `--resume`, and
-counted as such.
+`best/saved_model/saved_model.pb` exist. Every resume is the one command the
+README gives, `--results DIR --resume`, whatever moment the kill came at: a
+run killed before it wrote `run.json` (`killed_while: starting`) is started
+afresh in its directory by it.
 
     python benchmarks/random_kills.py --kills 20 --out results/bench/random_kills.json
 
@@ -73,8 +74,8 @@ def start(space, results, resume, log):
 
 
 def finish(space, results, log):
-    """Resumes (or, with no run.json yet, restarts) a killed run until it exits; returns its exit status."""
-    process = start(space, results, (results / "run.json").exists(), log)
+    """Runs `--results DIR --resume` until it exits (a killed run, or one not started yet); returns its exit status."""
+    process = start(space, results, True, log)
     try:
         return process.wait(TIMEOUT)
     except subprocess.TimeoutExpired:

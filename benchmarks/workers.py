@@ -68,7 +68,7 @@ def measure(space, setting, folder):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="search_spaces/digits.py")
+    parser.add_argument("--space", default="digits")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", required=True, help="CSV file, one row per run")
     args = parser.parse_args()

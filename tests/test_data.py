@@ -1,5 +1,6 @@
 """The data layer: folders and archives, arrays, tfds, the offline default, options, splits, cache, errors."""
 
+import io
 import json
 import shutil
 import socket
@@ -15,6 +16,7 @@ from PIL import Image
 
 from archsearch.cli.main import main
 from archsearch.data import Data, data_summary, decode, load, load_data, peek
+from archsearch.data.tfds import unreachable_host
 from archsearch.errors import DataError
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -330,19 +332,57 @@ def test_the_offline_default_loads_without_a_network(monkeypatch):
     assert pair.shape == (16, 16, 1) and pair.class_names == ["3", "8"]
 
 
-def test_tfds_without_a_network_says_how_to_point_at_a_local_copy(monkeypatch):
+def _offline(monkeypatch):
+    """No network, whatever this machine has: every connection fails as a name that does not resolve does."""
+
+    def unresolvable(address, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unresolvable)
+
+
+def test_tfds_without_a_network_fails_at_once_naming_the_host_and_downloads_nothing(monkeypatch, tmp_path):
     import tensorflow_datasets as tfds
 
-    def offline(*args, **kwargs):
+    _offline(monkeypatch)
+    monkeypatch.setattr(tfds, "load", lambda *args, **kwargs: pytest.fail("tfds began a download offline"))
+    start = time.perf_counter()
+    with pytest.raises(
+        DataError,
+        match=r"^data: tensorflow-datasets must download 'cifar10' but cannot reach www\.cs\.toronto\.edu "
+        r"\(Name or service not known\): connect to a network, or pass --data-dir \(or set ARCHSEARCH_DATA_DIR\)",
+    ):
+        load_data(Data("cifar10", data_dir=str(tmp_path / "tfds")), cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - start < 5
+    assert not any(p for p in (tmp_path / "tfds").rglob("*") if p.name.startswith("incomplete.") or ".tmp." in p.name)
+
+
+def test_a_download_host_that_never_answers_counts_as_offline_after_the_timeout(monkeypatch):
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: time.sleep(30))
+    start = time.perf_counter()
+    assert unreachable_host(["https://a.example/x.tar.gz", "http://b.example/y"], timeout=0.2) == (
+        "a.example (no answer within 0.2 s)"
+    )
+    assert time.perf_counter() - start < 1  # both hosts tried at once, neither waited for past the timeout
+
+
+def test_tfds_failing_during_a_download_says_how_to_point_at_a_local_copy(monkeypatch, tmp_path, capsys):
+    import tensorflow_datasets as tfds
+
+    def broken(*args, **kwargs):
+        print("Downloading and preparing dataset 162.17 MiB ...")  # tfds's own banner, kept off the terminal
         raise ConnectionError("Failed to establish a new connection: [Errno 101] Network is unreachable")
 
-    monkeypatch.setattr(tfds, "load", offline)
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: io.BytesIO())  # the host answers
+    monkeypatch.setattr(tfds, "load", broken)
     with pytest.raises(
         DataError,
         match=r"could not load 'cifar10' .*ConnectionError: .*Network is unreachable. "
         r"Without a network, pass --data-dir \(or set ARCHSEARCH_DATA_DIR\)",
     ):
-        load_data(Data("cifar10"))
+        load_data(Data("cifar10", data_dir=str(tmp_path / "tfds")), cache_dir=tmp_path / "cache")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("data: downloading 'cifar10' (162 MiB)")
 
 
 def test_tfds_missing_says_how_to_point_at_a_local_copy(monkeypatch):
@@ -351,9 +391,11 @@ def test_tfds_missing_says_how_to_point_at_a_local_copy(monkeypatch):
         load_data(Data("mnist"))
 
 
-def test_tfds_data_sets_become_arrays(tmp_path):
+def test_tfds_data_sets_become_arrays(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
+    # The mock's data sets are never prepared: their download hosts are checked first, and answer here.
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: io.BytesIO())
     with tfds.testing.mock_data(num_examples=40):
         digits = load_data(Data("mnist", per_class=3, image_size=(16, 16), validation=0.5), cache_dir=tmp_path)
         photos = load_data(
@@ -541,7 +583,7 @@ def test_car_versus_truck_has_the_notes_sizes(data_cifar_car_truck_folder):
 
 
 def test_data_command_json(cifar, data_cifar_archive, capsys):
-    space = Path(__file__).resolve().parents[1] / "search_spaces" / "cifar.py"
+    space = Path(__file__).resolve().parents[1] / "archsearch" / "spaces" / "cifar.py"
     assert main(["data", str(space), "--data-dir", str(data_cifar_archive), "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["counts"] == {"train": 45_000, "validation": 5_000, "test": 10_000}

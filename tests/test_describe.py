@@ -14,7 +14,7 @@ from archsearch.recipe.architecture import plan
 from archsearch.recipe.dimensions import RECIPE, TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
-CIFAR = str(ROOT / "search_spaces" / "cifar.py")
+CIFAR = str(ROOT / "archsearch" / "spaces" / "cifar.py")
 
 
 def describe(capsys, *args):
@@ -48,7 +48,7 @@ def test_the_same_seed_gives_the_same_sample(capsys):
 
 
 def test_summary_prints_each_layer_with_shape_and_params(capsys):
-    out = describe(capsys, str(ROOT / "search_spaces" / "cifar_car_truck.py"), "--sample", "2", "--summary")
+    out = describe(capsys, str(ROOT / "archsearch" / "spaces" / "cifar_car_truck.py"), "--sample", "2", "--summary")
     assert "output_shape" in out and "predictions" in out and "stage1" in out
 
 
@@ -101,7 +101,7 @@ def test_the_presets_a_search_starts_from_are_named(tmp_path, capsys):
 
 
 def test_latency_measures_each_planned_sample_and_marks_those_over_the_space_s_budget(capsys, tmp_path):
-    digits = ROOT / "search_spaces" / "digits.py"
+    digits = ROOT / "archsearch" / "spaces" / "digits.py"
     plain = pd.read_csv(io.StringIO(describe(capsys, str(digits), "--sample", "2", "--format", "csv")))
     assert (plain["memory_estimate_bytes"] > 0).all() and "latency_ms" not in plain
     measured = pd.read_csv(io.StringIO(describe(capsys, str(digits), "--sample", "2", "--format", "csv", "--latency")))
@@ -114,7 +114,7 @@ def test_latency_measures_each_planned_sample_and_marks_those_over_the_space_s_b
 
 
 def test_the_memory_budget_and_precision_are_the_search_s(capsys, tmp_path):
-    digits = ROOT / "search_spaces" / "digits.py"
+    digits = ROOT / "archsearch" / "spaces" / "digits.py"
     full = pd.read_csv(io.StringIO(describe(capsys, str(digits), "--sample", "3", "--format", "csv")))
     half = pd.read_csv(
         io.StringIO(describe(capsys, str(digits), "--sample", "3", "--format", "csv", "--mixed-precision"))

@@ -37,3 +37,13 @@ def test_readme_gives_every_preset_with_its_trainable_parameters():
 
     for row in presets_table():
         assert f"`{row['name']}`" in README and f"{row['trainable_params']:,}" in README, row["name"]
+
+
+def test_readme_lists_every_bundled_space_with_the_question_it_asks():
+    from archsearch.cli.commands.spaces import rows
+
+    for space in rows():
+        row = next((line for line in README.splitlines() if line.startswith(f"| `{space['name']}` |")), None)
+        assert row, f"README's table of bundled spaces has no row for {space['name']}"
+        question = space["question"]
+        assert question[0].lower() + question[1:] in row or question in row, (space["name"], row)

@@ -1,8 +1,11 @@
 """Runs survive crashes and bad trials: kill and resume, failed trials, the lock, atomic writes."""
 
+import dataclasses
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,8 +17,9 @@ import keras_tuner
 import pandas as pd
 import pytest
 
+from archsearch import Data
 from archsearch.data import load_data
-from archsearch.errors import ArchsearchError, InfeasibleArchitecture
+from archsearch.errors import ArchsearchError, DataError, InfeasibleArchitecture
 from archsearch.files import read_json, write_csv, write_json
 from archsearch.model import cost, training
 from archsearch.pipeline.runner import run
@@ -331,3 +335,123 @@ def test_a_resume_keeps_run_json_s_retrained_trials_names_one_it_cannot_find_and
             run(space, results, data_dir=str(digits_npz), resume=True, log=lines.append)
     warning = next(line for line in lines if line.startswith("warning:"))
     assert f"measured on TPU v9, this session's are measured on {cost.cost_device()}" in warning
+
+
+def test_a_run_that_fails_before_run_json_leaves_no_folder_and_the_command_one_line(
+    tmp_path, monkeypatch, capsys, tiny_space, digits_npz
+):
+    from archsearch.cli.main import main
+
+    monkeypatch.setattr(socket, "create_connection", _unresolvable)  # offline, whatever this machine has
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    assert main(["run", str(ROOT / "search_spaces" / "cifar.py")]) == 2
+    seconds = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "archsearch: error: data: tensorflow-datasets must download 'cifar10' but cannot reach www.cs.toronto.edu"
+    )
+    assert seconds < 10 and list(tmp_path.iterdir()) == []  # no results/, no run folder
+
+    # A folder of the user's that --results names keeps what it held, and gets no lock left in it.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    broken = dataclasses.replace(tiny_space(digits_npz), data=Data(str(tmp_path / "missing.npz")))
+    for results in (tmp_path / "new" / "run", kept):
+        with pytest.raises(DataError, match="missing.npz: no such file or folder"):
+            run(broken, results, log=lambda line: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and os.listdir(kept) == ["notes.txt"]
+
+
+def _unresolvable(address, *args, **kwargs):
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+def test_a_run_killed_before_it_recorded_anything_is_listed_and_resumes_afresh(
+    tmp_path, monkeypatch, capsys, tiny_space, digits_npz
+):
+    from archsearch.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    killed = tmp_path / "results" / "tiny" / "2026-01-01_00-00-00"
+    killed.mkdir(parents=True)
+    (killed / ".lock").touch()  # what a SIGKILL in a run's first seconds leaves
+    assert main(["runs", "results/tiny"]) == 0
+    listed = capsys.readouterr()
+    assert listed.out.splitlines()[1].split() == ["2026-01-01_00-00-00", "no", "run.json"]
+    assert listed.err == (
+        "no run.json: the run has recorded nothing yet (it is starting, or was killed before it could); "
+        "`archsearch run SPACE --resume` starts a killed one afresh\n"
+    )
+
+    def searched(session, *args):  # the run started in earnest: stop it there, the rest is another test's
+        raise search.SearchStopped(f"started in {session.run_dir}, status {session.run_dir.status()}")
+
+    monkeypatch.setattr("archsearch.pipeline.runner._Session.search", searched)
+    space, lines = tiny_space(digits_npz), []
+    with pytest.raises(search.SearchStopped, match="started in results/tiny/2026-01-01_00-00-00, status searching"):
+        run(space, resume=True, log=lines.append)  # the most recent unfinished run: the killed one
+    assert "results/tiny/2026-01-01_00-00-00: the run recorded nothing yet (no run.json): starting it afresh" in lines
+
+    # --results DIR --resume, as the README says to resume after a kill, works before DIR even exists.
+    with pytest.raises(search.SearchStopped, match=f"started in {tmp_path / 'never'}, status searching"):
+        run(space, tmp_path / "never", resume=True, log=lambda line: None)
+    with pytest.raises(ArchsearchError, match=r"results/tiny: no run to resume here \(no run.json, and it holds"):
+        run(space, "results/tiny", resume=True, log=lambda line: None)  # a space's folder is no run to start in
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path, digits_npz, space_file, wait_for):
+    space, results = space_file(tmp_path, digits_npz, max_trials=2, epochs=50), tmp_path / "out"
+    process = start(space, results)
+    wait_for(lambda: list((results / "tuner").glob("trial_*")), timeout=120)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 143, output
+    assert output.strip().splitlines()[-1] == (
+        f"archsearch: terminated (SIGTERM); the run continues with "
+        f"`archsearch run {space} --results {results} --resume`"
+    )
+    assert "Traceback" not in output
+    recorded = json.loads((results / "run.json").read_text())
+    assert recorded["status"] == "stopped" and recorded["reason"] == "interrupted by SIGTERM"
+
+
+def test_a_full_disk_says_where_and_what_to_do_and_resume_completes(tmp_path, digits_npz, monkeypatch, tiny_space):
+    import tensorflow as tf
+
+    from archsearch.output import export
+
+    no_space = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as Keras's save_model raises it
+    save, export_saved_model = keras.Model.save, export._export_saved_model
+    full = {"retraining": True, "export": True}
+
+    def saving(model, path, *args, **kwargs):
+        if full["retraining"] and "retrain" in str(path):
+            full["retraining"] = False
+            Path(path).write_bytes(b"PK\x03\x04 cut short")  # a part of the file made it to the disk
+            raise no_space
+        return save(model, path, *args, **kwargs)
+
+    def exporting(*args, **kwargs):
+        if full["export"]:
+            full["export"] = False
+            raise tf.errors.ResourceExhaustedError(
+                None, None, "best.partial/saved_model/variables/variables_temp; No space left on device [Op:SaveV2]"
+            )
+        return export_saved_model(*args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", saving)
+    monkeypatch.setattr(export, "_export_saved_model", exporting)
+    space, results = tiny_space(digits_npz, max_trials=2), tmp_path / "out"
+    space = dataclasses.replace(space, retrain=dataclasses.replace(space.retrain, top_k=1))
+    again = "no space left on device; free some space, then continue the run with --resume"
+    with pytest.raises(ArchsearchError, match=f"^{results / 'retrain'}: {again}"):
+        run(space, results, log=lambda line: None)
+    trials = (results / "trials.csv").read_text()
+    with pytest.raises(ArchsearchError, match=f"^{results / 'best'}: {again}"):
+        run(space, results, resume=True, log=lambda line: None)
+    assert (results / "trials.csv").read_text() == trials  # the search was not redone
+    run(space, results, resume=True, log=lambda line: None)
+    assert json.loads((results / "run.json").read_text())["status"] == "complete"
+    assert (results / "best" / "model.keras").exists() and not (results / "best.partial").exists()

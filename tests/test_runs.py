@@ -205,7 +205,7 @@ def _fake_leaderboard(space, rows=3):
     return pd.DataFrame(ranked + [reference] + baselines).convert_dtypes()
 
 
-@pytest.mark.parametrize("space_file", sorted((ROOT / "search_spaces").glob("*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("space_file", sorted((ROOT / "archsearch" / "spaces").glob("*.py")), ids=lambda p: p.stem)
 def test_the_printed_leaderboard_of_every_bundled_space_fits_120_columns(space_file):
     space = load_space(space_file)
     table = leaderboard_table(_fake_leaderboard(space), space.searched(), width=MAX_WIDTH)
@@ -336,9 +336,12 @@ def test_an_interrupted_run_says_how_to_resume_instead_of_a_traceback(tmp_path):
     assert process.returncode == 130
     assert (
         err.strip().splitlines()[-1]
-        == "archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`"
+        == f"archsearch: interrupted; the run continues with `archsearch run {space} --resume`"
     )
     assert "Traceback" not in err
+    (stopped,) = (tmp_path / "results" / "slow").iterdir()
+    recorded = read_run(stopped)
+    assert recorded["status"] == "stopped" and recorded["reason"] == "interrupted by Ctrl-C"
 
 
 def test_overwrite_never_deletes_a_run_that_holds_its_lock(two_runs, digits_npz, tmp_path, tiny_space):

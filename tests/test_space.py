@@ -8,6 +8,7 @@ import pytest
 
 from archsearch import Data, Recipe, Retrain, Search, Space, Train, choice, int_range, log_uniform, uniform
 from archsearch.errors import SpaceError
+from archsearch.recipe.bundled import bundled_spaces, space_file
 from archsearch.recipe.dimensions import BY_NAME, DIMENSIONS, RECIPE, TRAIN, defaults, point_of
 from archsearch.recipe.space import load_space
 
@@ -143,9 +144,37 @@ def test_bad_space_files_name_the_file_and_line(tmp_path, body, message):
         load_space(path)
 
 
-def test_missing_space_file():
-    with pytest.raises(SpaceError, match="no such space file"):
+def test_missing_space_file_names_the_bundled_spaces():
+    bundled = ", ".join(bundled_spaces())
+    with pytest.raises(SpaceError) as raised:
         load_space("nowhere/space.py")
+    assert str(raised.value) == f"nowhere/space.py: no such space file or bundled space (bundled: {bundled})"
+    assert {"cifar", "cifar10_gpu", "digits"} <= set(bundled_spaces())
+
+
+def test_a_bundled_space_by_name_with_or_without_py_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty folder: no file of these names here
+    assert space_file("digits") == space_file("digits.py") == bundled_spaces()["digits"]
+    assert load_space("digits").name == "digits" and load_space("cifar.py").name == "cifar10"
+
+
+def test_the_former_search_spaces_path_means_the_bundled_space_where_no_such_file_exists(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert space_file("search_spaces/cifar.py") == space_file("./search_spaces/cifar.py") == bundled_spaces()["cifar"]
+    for named in ("search_spaces/nosuch.py", "elsewhere/cifar.py", "search_spaces/cifar", "digits.npz"):
+        with pytest.raises(SpaceError, match=f"^{named}: no such space file or bundled space"):
+            space_file(named)
+
+
+def test_an_existing_file_comes_before_a_bundled_space_of_its_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "search_spaces").mkdir()
+    mine = '"""Mine."""\nfrom archsearch import Space\nspace = Space(name="{}")\n'
+    (tmp_path / "digits.py").write_text(mine.format("mine"))
+    (tmp_path / "search_spaces" / "cifar.py").write_text(mine.format("my_cifar"))
+    assert load_space("digits.py").name == "mine"
+    assert load_space("digits").name == "digits"  # no file named `digits` here: the bundled one
+    assert load_space("search_spaces/cifar.py").name == "my_cifar"
 
 
 def test_fingerprint_changes_with_the_space():
@@ -156,8 +185,9 @@ def test_fingerprint_changes_with_the_space():
 def test_bundled_space_files_load():
     from pathlib import Path
 
-    files = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.py"))
+    files = sorted((Path(__file__).resolve().parents[1] / "archsearch" / "spaces").glob("*.py"))
     assert {f.name for f in files} >= {"cifar.py", "cifar_car_truck.py", "digits.py"}
+    assert list(bundled_spaces().values()) == files
     for file in files:
         space = load_space(file)
         assert space.description, file

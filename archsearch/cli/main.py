@@ -1,4 +1,5 @@
-"""The `archsearch` command line: run, worker, runs, describe, presets, data, leaderboard, report, export, predict.
+"""The `archsearch` command line: run, worker, spaces, init, describe, presets, data, runs, leaderboard, report,
+export, predict.
 
 Each command is a module of `archsearch.cli.commands`, which imports what it
 needs only when it runs. Errors that archsearch understands (a bad space
@@ -10,11 +11,25 @@ import argparse
 import os
 import sys
 
-from archsearch.cli.commands import data, describe, export, leaderboard, predict, presets, report, run, runs, worker
+from archsearch.cli.commands import (
+    data,
+    describe,
+    export,
+    init,
+    leaderboard,
+    predict,
+    presets,
+    report,
+    run,
+    runs,
+    spaces,
+    worker,
+)
 from archsearch.cli.console import interrupt_outside_gc_callbacks, quiet
 from archsearch.errors import ArchsearchError
 
-COMMANDS = (run, worker, describe, presets, data, runs, leaderboard, report, export, predict)  # in --help's order
+# In --help's order.
+COMMANDS = (run, worker, spaces, init, describe, presets, data, runs, leaderboard, report, export, predict)
 
 
 def _parser():
@@ -57,14 +72,13 @@ def console_main():
     interrupt_outside_gc_callbacks()
     try:
         return main()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (a `console.Terminated`)
         if debug:
             raise
-        print(
-            "archsearch: interrupted; an interrupted run continues with `archsearch run SPACE --resume`",
-            file=sys.stderr,
-        )
-        return 130
+        from archsearch.cli.console import interrupted_line, interrupted_status
+
+        print(interrupted_line(interrupt, sys.argv[1:]), file=sys.stderr)
+        return interrupted_status(interrupt)
     except BrokenPipeError:
         # The reader went away (`archsearch presets | head`): stop quietly, as Unix tools do, with
         # standard output pointed at /dev/null so that Python's flush at exit does not complain again.

@@ -10,7 +10,9 @@ Policies:
 - Decoded arrays are cached as an uncompressed `.npz`, written atomically and
   keyed by the source's identity (a folder: its files' relative paths, sizes
   and modification times; a `.npz` or archive: a hash of its bytes; a
-  tensorflow-datasets name: its full versioned name) and by the options that
+  tensorflow-datasets name: its full versioned name; arrays given to
+  `Data.from_arrays()`, stored once as a `.npz` in the cache under the sha256
+  of their content, that file's hash) and by the options that
   change the arrays (`classes`, `grayscale`, `per_class`, `test_per_class`,
   `image_size`, `crop_to_aspect_ratio`, the split names). The validation split is carved afterwards,
   so changing `validation` or `seed` reuses the cache.

@@ -121,3 +121,62 @@ def _luma(x):
     """ITU-R 601 luma of uint8 RGB images, rounded exactly as Pillow's `convert("L")`."""
     rgb = x.astype(np.uint32)
     return ((rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)[..., None]
+
+
+def checked_arrays(x_train, y_train, x_test, y_test, class_names=None):
+    """Checks arrays given to `Data.from_arrays()`; returns `(splits, class names)` as a `.npz` would hold them.
+
+    Args:
+        x_train, x_test: uint8 images, `(N, H, W)` or `(N, H, W, C)` with C 1 or 3.
+        y_train, y_test: integer labels, `(N,)` or `(N, 1)`.
+        class_names: the names of labels 0, 1, ... (default: "0", "1", ...).
+
+    Returns:
+        `({"train": (x, y), "test": (x, y)}, names)`: x uint8 `(N, H, W, C)`, y int64 `(N,)`.
+
+    Raises:
+        DataError: naming the argument at fault and what was expected.
+    """
+    where = "Data.from_arrays"
+    splits = {}
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype != np.uint8:
+            raise DataError(
+                f"{where}: x_{split} has dtype {x.dtype}; expected uint8 pixels 0..255 "
+                "(scaled to [0, 1]? pass (x * 255).round().astype('uint8'))"
+            )
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) == 0:
+            raise DataError(
+                f"{where}: x_{split} has shape {x.shape}; expected (N, H, W), (N, H, W, 1) or (N, H, W, 3) "
+                "with N >= 1, channels last"
+            )
+        y = y.reshape(-1) if y.ndim == 2 and y.shape[1:] == (1,) else y
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{where}: y_{split} has dtype {y.dtype}; expected integer class labels 0, 1, ...")
+        if y.shape != (len(x),):
+            raise DataError(
+                f"{where}: y_{split} has shape {y.shape} for {len(x)} images in x_{split}; expected ({len(x)},)"
+            )
+        splits[split] = (x, y.astype(np.int64))
+    if splits["train"][0].shape[1:] != splits["test"][0].shape[1:]:
+        raise DataError(
+            f"{where}: x_train images are {splits['train'][0].shape[1:]} but x_test images are "
+            f"{splits['test'][0].shape[1:]}; expected one (H, W, C) for both"
+        )
+    labels = np.concatenate([splits["train"][1], splits["test"][1]])
+    if class_names is None:
+        names = [str(i) for i in range(int(labels.max()) + 1)]
+    elif isinstance(class_names, str) or not all(isinstance(n, str) and n for n in class_names):
+        raise DataError(f"{where}: class_names={class_names!r}: expected a list of names, one per label 0, 1, ...")
+    else:
+        names = list(class_names)
+    for split, (_, y) in splits.items():
+        if y.min() < 0 or y.max() >= len(names):
+            raise DataError(
+                f"{where}: y_{split} holds labels {y.min()} to {y.max()}; "
+                f"expected 0 to {len(names) - 1}, one per class name ({len(names)} classes)"
+            )
+    return splits, names

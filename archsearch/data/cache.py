@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from archsearch.errors import DataError
 from archsearch.files import atomic_file
 
 _CACHE_VERSION = 2  # bump when the cached arrays' meaning changes
@@ -84,3 +85,51 @@ def file_hash(path):
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+ARRAYS = "arrays:"  # the source of `Data.from_arrays()`: "arrays:<digest>", the file `arrays/<digest>.npz` of the cache
+
+
+def arrays_path(source):
+    """The `.npz` that a `Data.from_arrays()` source (`"arrays:<digest>"`) names, in the cache folder; None if none."""
+    folder = cache_folder()
+    return folder / "arrays" / f"{source.removeprefix(ARRAYS)}.npz" if folder else None
+
+
+def store_arrays(splits, names):
+    """Writes arrays once to the cache, named by the sha256 of their content; returns their source, `arrays:<digest>`.
+
+    The same arrays give the same digest, so a space declared on them keeps
+    its fingerprint (and its runs resume), and other arrays give another.
+
+    Args:
+        splits: `{"train": (x, y), "test": (x, y)}`, checked (`arrays.checked_arrays()`).
+        names: the class names.
+
+    Raises:
+        DataError: if there is no cache folder to write to.
+    """
+    digest = hashlib.sha256(json.dumps(names).encode())
+    for split in ("train", "test"):
+        for array in splits[split]:
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).data)
+    source = ARRAYS + digest.hexdigest()[:20]
+    path = arrays_path(source)
+    if path is None:
+        raise DataError("Data.from_arrays: no cache folder to keep the arrays in; set ARCHSEARCH_CACHE_DIR to one")
+    if not path.is_file():
+        try:
+            path.parent.mkdir(exist_ok=True)
+            with atomic_file(path, "wb") as file:
+                np.savez(
+                    file,
+                    x_train=splits["train"][0],
+                    y_train=splits["train"][1],
+                    x_test=splits["test"][0],
+                    y_test=splits["test"][1],
+                    class_names=np.array(names, dtype=str),
+                )
+        except OSError as error:
+            raise DataError(f"Data.from_arrays: cannot write the arrays to {path} ({error})") from None
+    return source

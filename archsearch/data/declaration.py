@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from archsearch.data.cache import store_arrays
 from archsearch.errors import DataError
 
 
@@ -19,8 +20,9 @@ class Data:
             (`"cifar10"`, `"mnist"`, `"cats_vs_dogs"`, ...), an image folder
             `<root>/<split>/<class>/<image>` or a `.tar.gz` / `.zip` of one,
             or a `.npz` with `x_train`, `y_train`, `x_test`, `y_test` (and
-            optionally `class_names`). An existing path wins over a
-            tensorflow-datasets name.
+            optionally `class_names`); `Data.from_arrays()` declares
+            arrays in memory as `"arrays:<digest>"`. An existing path wins
+            over a tensorflow-datasets name.
         validation: fraction of the training split held out for validation
             (stratified, seeded), in (0, 1).
         classes: keep only these classes, relabeled 0, 1, ... in this order.
@@ -98,6 +100,46 @@ class Data:
         self._set("seed", int(self.seed))
         self._set("validation", float(self.validation))
 
+    @classmethod
+    def from_arrays(cls, x_train, y_train, x_test, y_test, *, class_names=None, **options):
+        """Declares data held in NumPy arrays, e.g. in a notebook.
+
+        The arrays are written once to archsearch's data cache as a `.npz`
+        named by the sha256 of their content, and the declaration names
+        that digest (`source="arrays:<digest>"`). So a space on them has a
+        fingerprint that changes when their content does and only then, a
+        run on them resumes, and its export check reloads them from the
+        cache, as for a `.npz` file.
+
+        Args:
+            x_train, x_test: uint8 images, `(N, H, W)` (gray) or
+                `(N, H, W, C)` with C 1 or 3, channels last.
+            y_train, y_test: integer labels 0, 1, ..., `(N,)` or `(N, 1)`.
+            class_names: the names of labels 0, 1, ... (default: "0", "1", ...).
+            **options: the other fields of `Data` (`validation`, `classes`,
+                `grayscale`, `per_class`, `image_size`, ...).
+
+        Returns:
+            A `Data`.
+
+        Raises:
+            DataError: naming the argument whose dtype, shape or labels are wrong.
+
+        Example:
+
+        >>> import numpy as np
+        >>> x = np.zeros((40, 8, 8), np.uint8)
+        >>> y = np.arange(40) % 2
+        >>> data = Data.from_arrays(x, y, x[:10], y[:10], class_names=["even", "odd"], validation=0.25)
+        >>> data.source.startswith("arrays:"), data.validation
+        (True, 0.25)
+        """
+        from archsearch.data.arrays import checked_arrays  # here: that module imports this one
+
+        if "source" in options:
+            raise DataError("Data.from_arrays: source=...: the arrays are the source; pass the other options only")
+        return cls(store_arrays(*checked_arrays(x_train, y_train, x_test, y_test, class_names)), **options)
+
     def _set(self, field, value):
         object.__setattr__(self, field, value)
 
@@ -153,7 +195,7 @@ class Dataset:
         class_names: the names of labels 0, 1, ...
         source: where it came from, e.g. `"folder:/data/cifar10"`,
             `"archive:/data/cifar10.tar.gz"`, `"npz:/data/a.npz"`,
-            `"tfds:cifar10/3.0.2"` or `"sklearn:digits"`.
+            `"tfds:cifar10/3.0.2"`, `"sklearn:digits"` or `"arrays:<digest>"`.
         fingerprint: digest of the source's identity and of every option
             that changes the arrays, `validation` and `seed` included.
         cache_path: the cache file the arrays were read from or written to

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from archsearch.data.arrays import array_options, read_digits, read_npz
-from archsearch.data.cache import cache_folder, cache_key, file_hash, read_cache, write_cache
+from archsearch.data.cache import ARRAYS, arrays_path, cache_folder, cache_key, file_hash, read_cache, write_cache
 from archsearch.data.declaration import Dataset, check_classes
 from archsearch.data.decode import listed_shape, read_tree
 from archsearch.data.folders import ARCHIVE_SUFFIXES, Archive, Folder, listing_identity, tree_listing
@@ -29,6 +29,14 @@ def _locate(data, data_dir):
         return path
     if data.source == "digits":
         return None
+    if data.source.startswith(ARRAYS):
+        path = arrays_path(data.source)
+        if path is None or not path.is_file():
+            raise DataError(
+                f"data: source {data.source}: these arrays are no longer in the cache ({path}); "
+                "declare them again with Data.from_arrays(...)"
+            )
+        return path
     path = Path(data.source).expanduser()
     if path.exists():
         return path
@@ -70,8 +78,12 @@ def _plan(data, data_dir):
         return _Plan(f"tfds:{name}", f"tfds:{name}", lambda: array_options(*read_tfds(data), data, f"tfds:{name}"))
     kind = _local_kind(local)
     if kind == "npz":
+        # Data.from_arrays's arrays are named by their digest, not by where the cache keeps them.
+        arrays = data.source.startswith(ARRAYS) and local == arrays_path(data.source)
         return _Plan(
-            f"npz:{local}", f"npz:{file_hash(local)}", lambda: array_options(*read_npz(local), data, str(local))
+            data.source if arrays else f"npz:{local}",
+            f"npz:{file_hash(local)}",
+            lambda: array_options(*read_npz(local), data, str(local)),
         )
     if kind == "archive":
         return _Plan(f"archive:{local}", f"archive:{file_hash(local)}", lambda: _read_archive(local, data))

@@ -1,6 +1,14 @@
 """tensorflow-datasets sources: the only part of the data layer that imports TensorFlow, when it reads one."""
 
+import contextlib
+import io
+import logging
 import re
+import socket
+import sys
+import threading
+import time
+import urllib.parse
 
 import numpy as np
 
@@ -11,6 +19,9 @@ TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[\w.-]+)?(:[\d.*]+)?$")
 _LOCAL_COPY_HINT = (
     "pass --data-dir (or set ARCHSEARCH_DATA_DIR) to a local image folder, its .tar.gz, or a .npz with the same classes"
 )
+# How long a download host may take to resolve and accept a connection before the source counts as offline:
+# without a network, tfds itself gives up only after minutes of retries.
+CONNECT_TIMEOUT = 5.0
 
 
 def _import_tfds(data):
@@ -36,17 +47,101 @@ def tfds_builder(data):
         ) from None
 
 
-def read_tfds(data):
-    """Returns `(splits, class names)` of a tfds source, downloading it if tfds has not yet."""
-    tfds = _import_tfds(data)
+def unreachable_host(urls, timeout=CONNECT_TIMEOUT):
+    """Returns the first host of `urls` that does not resolve or accept a connection within `timeout`, or None.
+
+    The hosts are tried at once, each in a thread of its own: name resolution
+    has no timeout of its own, and a thread still waiting on it is left
+    behind (a daemon) rather than waited for.
+
+    Args:
+        urls: download URLs, e.g. `["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]`.
+        timeout: seconds for all of them together.
+
+    Returns:
+        `"host (reason)"`, e.g. `"www.cs.toronto.edu (no answer within 5 s)"`, or None when all answer.
+
+    Example:
+
+    >>> unreachable_host(["https://host.invalid/data.tar.gz"], timeout=2)  # doctest: +SKIP
+    'host.invalid (Name or service not known)'
+    """
+    addresses = sorted(
+        {(u.hostname, u.port or (80 if u.scheme == "http" else 443)) for u in map(urllib.parse.urlsplit, urls)}
+    )
+    failures = {}
+
+    def connect(address):
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+        except OSError as error:
+            failures[address] = error.strerror or str(error) or type(error).__name__
+        else:
+            failures[address] = None
+
+    threads = [threading.Thread(target=connect, args=(a,), daemon=True) for a in addresses]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    for address in addresses:
+        reason = failures.get(address, f"no answer within {timeout:g} s")
+        if reason:
+            return f"{address[0]} ({reason})"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_download(tfds):
+    """Silences tfds's own lines while it downloads: its banner (stdout), progress bars and urllib3's retries."""
+    retries = logging.getLogger("urllib3")
+    level = retries.level
+    retries.setLevel(logging.ERROR)
+    tfds.display_progress_bar(False)
     try:
-        datasets, info = tfds.load(
-            data.source,
-            split=[data.train_split, data.test_split],
-            data_dir=data.data_dir,
-            as_supervised=True,
-            with_info=True,
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        tfds.display_progress_bar(True)
+        retries.setLevel(level)
+
+
+def read_tfds(data):
+    """Returns `(splits, class names)` of a tfds source, downloading it if tfds has not yet.
+
+    A download starts only once its hosts answer, so that a machine without a
+    network fails in seconds (tfds itself retries for minutes) and leaves no
+    partial download behind.
+
+    Raises:
+        DataError: naming the source and what went wrong: its host out of reach, an unknown split, ...
+    """
+    tfds = _import_tfds(data)
+    builder = tfds_builder(data)
+    download = not builder.is_prepared()
+    if download:
+        urls = builder.url_infos or {}  # None: tfds records no URLs for this data set, so none to check
+        unreachable = unreachable_host(list(urls))
+        if unreachable:
+            raise DataError(
+                f"data: tensorflow-datasets must download {data.source!r} but cannot reach {unreachable}: "
+                f"connect to a network, or {_LOCAL_COPY_HINT}"
+            )
+        size = f" ({sum(url.size for url in urls.values()) / 2**20:,.0f} MiB)" if urls else ""
+        print(
+            f"data: downloading {data.source!r}{size} with tensorflow-datasets to {builder.data_dir}, once",
+            file=sys.stderr,
         )
+    try:
+        with _quiet_download(tfds) if download else contextlib.nullcontext():
+            datasets, info = tfds.load(
+                data.source,
+                split=[data.train_split, data.test_split],
+                data_dir=data.data_dir,
+                as_supervised=True,
+                with_info=True,
+            )
     except Exception as error:  # tfds fails with many unrelated types: network, checksum, unknown split, import
         reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
         raise DataError(

@@ -7,7 +7,9 @@ stopped can be resumed with `resume=True` without redoing finished work.
 
 import dataclasses
 import datetime
+import errno
 import importlib.metadata
+import os
 import platform
 import sys
 import time
@@ -67,6 +69,11 @@ def apply_overrides(
     )
 
 
+def _writing(run_dir):
+    """Where the run was writing when it stopped, from the step its `run.json` records."""
+    return {"retraining": run_dir.retrain, "exporting": run_dir.best}.get(run_dir.status(), run_dir.path)
+
+
 def _versions():
     versions = {}
     for package in PACKAGES:
@@ -77,10 +84,18 @@ def _versions():
     return versions
 
 
-def _prepare(run_dir, resume, overwrite, space):
-    """With the run's lock held: clears the run for `overwrite`, or checks that a resumed run is this space's."""
+def _prepare(run_dir, resume, overwrite, space, log):
+    """With the run's lock held: clears the run for `overwrite`, or checks that a resumed run is this space's.
+
+    Returns:
+        Whether the run continues: `resume`, unless the run recorded nothing yet (no `run.json`: killed in its
+        first seconds), which then starts afresh in its directory.
+    """
     if overwrite and run_dir.is_run():
         run_dir.clear()
+    elif resume and not run_dir.is_run():
+        log(f"{run_dir}: the run recorded nothing yet (no {run_dir.run_json.name}): starting it afresh")
+        return False
     elif resume:
         previous = run_dir.read_run().get("space_fingerprint")
         if previous != space.fingerprint():
@@ -88,6 +103,12 @@ def _prepare(run_dir, resume, overwrite, space):
                 f"{run_dir}: the space changed since this run started (fingerprint {previous} -> "
                 f"{space.fingerprint()}); start a new run instead"
             )
+    return bool(resume)
+
+
+def _no_space_left(error):
+    """Whether `error` says the disk is full: Python's ENOSPC, or TensorFlow's (a `ResourceExhaustedError`)."""
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or os.strerror(errno.ENOSPC) in str(error)
 
 
 def run(
@@ -132,14 +153,30 @@ def run(
 
     ```python
     from archsearch.recipe.space import load_space
-    leaderboard = run(load_space("search_spaces/digits.py"))
+    leaderboard = run(load_space("digits"))
     ```
     """
     run_dir = choose_run(space.name, results, resume=resume, overwrite=overwrite)
     with run_dir.locked():
-        _prepare(run_dir, bool(resume), overwrite, space)
-        session = _Session(space, run_dir, data_dir=data_dir, resume=bool(resume), log=log)
-        leaderboard = session.run(tensorboard=tensorboard, chief=chief, workers=workers)
+        session = None
+        try:
+            resuming = _prepare(run_dir, bool(resume), overwrite, space, log)
+            session = _Session(space, run_dir, data_dir=data_dir, resume=resuming, log=log)
+            leaderboard = session.run(tensorboard=tensorboard, chief=chief, workers=workers)
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (`archsearch.cli.console`)
+            if session and session.metadata:  # what this session recorded says so; an earlier one's is kept
+                session.record("stopped", reason=f"interrupted by {interrupt}" if str(interrupt) else "interrupted")
+            run_dir.discard()  # a run that recorded nothing leaves no folder
+            raise
+        except Exception as error:
+            run_dir.discard()
+            if _no_space_left(error):
+                where = getattr(error, "filename", None) or _writing(run_dir)
+                raise ArchsearchError(
+                    f"{where}: no space left on device; free some space, then continue the run with --resume "
+                    "(what it finished is kept)"
+                ) from error
+            raise
     leaderboard.attrs["run"] = str(run_dir)
     return leaderboard
 

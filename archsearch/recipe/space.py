@@ -1,4 +1,4 @@
-"""The declarative search space: what a file under `search_spaces/` holds.
+"""The declarative search space: what a space file holds (the bundled ones are in `archsearch/spaces/`).
 
 A space file builds one `Space` from declarations only. Each dimension of the
 recipe or of training is either a fixed value or a declaration (`choice`,
@@ -22,6 +22,7 @@ from archsearch.data import Data
 from archsearch.errors import ArchsearchError, SpaceError
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import check_constraints, plan
+from archsearch.recipe.bundled import is_space_name, space_file
 from archsearch.recipe.presets import preset
 
 
@@ -480,7 +481,7 @@ class Space:
     description: str = ""
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+        if not is_space_name(self.name):
             raise SpaceError(f"space: name={self.name!r}: expected letters, digits, '-' or '_' (it names a folder)")
         for field, kind in (
             ("data", Data),
@@ -670,7 +671,9 @@ def load_space(path):
     """Loads a space file: runs it and returns the `Space` it names `space`.
 
     Args:
-        path: the file, e.g. `"search_spaces/cifar.py"`.
+        path: the file, e.g. `"my_space.py"`, or a bundled space's name,
+            e.g. `"digits"` (`archsearch.recipe.bundled`: `bundled_spaces()`
+            lists them, `space_file()` says which file a name or path means).
 
     Returns:
         The `Space`, with its `description` taken from the file's docstring.
@@ -678,10 +681,13 @@ def load_space(path):
     Raises:
         SpaceError: naming the file (and line) for a missing file, a syntax
             error, an invalid declaration or a missing `space`.
+
+    Example:
+
+    >>> load_space("digits").name
+    'digits'
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SpaceError(f"{path}: no such space file")
+    path = space_file(path)
     try:
         namespace = runpy.run_path(str(path), run_name="archsearch_space")
     except SyntaxError as error:

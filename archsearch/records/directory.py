@@ -4,7 +4,10 @@ A run never reads, changes or deletes another. The run id is the UTC time the
 run started, `YYYY-MM-DD_HH-MM-SS` (as Ray Tune and TensorBoard name their log
 directories), so ids sort in time order; two runs started in the same second
 get `_2`, `_3`, ... A directory is a run when it holds `run.json`; its
-`status` there says how far it got (`complete` when finished).
+`status` there says how far it got (`complete` when finished). A run that
+stops before it writes `run.json` removes its directory (`RunDir.discard()`);
+one killed before it could (SIGKILL) leaves a folder holding only `.lock`,
+listed with the status `no run.json`, which `--resume` starts afresh.
 
 `RunDir` is a run's directory: every path in it is named here and nowhere
 else, with `run.json` and its status, the tables it holds, and its lock. Two
@@ -40,6 +43,15 @@ TUNER = "tuner"  # Keras Tuner's state (its project name)
 TENSORBOARD = "tensorboard"  # --tensorboard's logs
 LOCK = ".lock"
 COMPLETE = "complete"
+UNRECORDED = f"no {RUN}"  # the status of a run's folder whose run was killed before it wrote run.json
+
+
+def _make_folders(path):
+    """Creates `path` and its missing parents; returns those it created, deepest first."""
+    path = Path(path)
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 class RunDir:
@@ -64,6 +76,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.created = []  # the folders this process created for the run, deepest first: discard() removes them
 
     def __fspath__(self):
         return os.fspath(self.path)
@@ -155,7 +168,9 @@ class RunDir:
         return self.run_json.is_file()
 
     def status(self):
-        """The `status` in `run.json` (`searching`, ..., `complete`), or `unknown` if unreadable."""
+        """The `status` in `run.json` (`searching`, ..., `complete`), `no run.json`, or `unknown` if unreadable."""
+        if not self.run_json.exists():
+            return UNRECORDED
         try:
             return self.read_run().get("status", "unknown")
         except (OSError, ValueError):
@@ -210,7 +225,7 @@ class RunDir:
         """
         import filelock  # here: commands that only read runs take no lock
 
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.created += _make_folders(self.path)
         lock = filelock.FileLock(str(self.lock_file))
         try:
             lock.acquire(timeout=0)
@@ -220,6 +235,22 @@ class RunDir:
             yield self
         finally:
             lock.release()
+
+    def discard(self):
+        """Removes the directory of a run that recorded nothing (no `run.json`), with the lock held.
+
+        Only what the run itself made goes: its lock, then the folders this
+        process created for it (`created`), those left empty. What else a
+        folder holds stays.
+        """
+        if self.is_run():
+            return
+        self.lock_file.unlink(missing_ok=True)  # on Unix a held lock's file may go: the lock stays held until release
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another run's folder, a file the user put there): kept
+                break
 
     def clear(self):
         """Deletes everything in the directory but its lock (to start the run over, with the lock held)."""
@@ -236,7 +267,9 @@ def choose_run(space_name, results=None, *, resume=False, overwrite=False):
         results: a run directory to use exactly; refused if it already holds
             a run, unless `resume` or `overwrite`.
         resume: `True` continues `results`, or else the most recent
-            unfinished run of the space; a path continues that run.
+            unfinished run of the space; a path continues that run. A run
+            that recorded nothing yet (no `run.json`) is started afresh in
+            its directory, so that a run killed in its first seconds resumes too.
         overwrite: the run named by `results` is to start over.
 
     Returns:
@@ -246,11 +279,18 @@ def choose_run(space_name, results=None, *, resume=False, overwrite=False):
         ArchsearchError: if the combination names no run, or one that may not be used.
     """
     if resume not in (False, None, True):
-        results = resume  # --resume DIR
+        if not Path(resume).is_dir():  # --resume RUN names a run that exists; --results DIR may not yet
+            raise ArchsearchError(f"{resume}: no run to resume here (no {RUN})")
+        results = resume
     if results is not None:
         run_dir = RunDir(results)
-        if resume and not run_dir.is_run():
-            raise ArchsearchError(f"{run_dir}: no run to resume here (no {RUN})")
+        if resume and not run_dir.is_run() and run_dir.path.is_dir():
+            others = [entry.name for entry in run_dir.path.iterdir() if entry.name != LOCK]
+            if others:  # not what a killed run leaves (its lock alone): a space's folder, say
+                raise ArchsearchError(
+                    f"{run_dir}: no run to resume here (no {RUN}, and it holds {', '.join(sorted(others)[:3])}); "
+                    "name a run's directory, e.g. one that `archsearch runs` lists"
+                )
         if run_dir.is_run() and not (resume or overwrite):
             raise ArchsearchError(
                 f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over"
@@ -283,14 +323,16 @@ def new_run_dir(space_root, now=None):
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     stem = now.strftime("%Y-%m-%d_%H-%M-%S")
-    Path(space_root).mkdir(parents=True, exist_ok=True)
+    parents = _make_folders(space_root)
     for count in range(1, 1000):
         path = Path(space_root) / (stem if count == 1 else f"{stem}_{count}")
         try:
             path.mkdir()  # fails if taken: two runs never share a directory
-            return RunDir(path)
         except FileExistsError:
             continue
+        run_dir = RunDir(path)
+        run_dir.created = [path, *parents]
+        return run_dir
     raise ArchsearchError(f"{space_root}: cannot create a new run directory for {stem}")
 
 
@@ -305,11 +347,16 @@ def run_status(path):
 
 
 def list_runs(space_root):
-    """Returns the run directories (`RunDir`s) under `space_root`, oldest first (by run id)."""
+    """Returns the run directories (`RunDir`s) under `space_root`, oldest first (by run id).
+
+    A folder holding a run's lock but no `run.json` is one too, with the status
+    `no run.json`: its run was killed before it recorded anything.
+    """
     root = Path(space_root)
     if not root.is_dir():
         return []
-    return sorted((RunDir(p) for p in root.iterdir() if p.is_dir() and is_run(p)), key=lambda run_dir: run_dir.name)
+    runs = (RunDir(p) for p in root.iterdir() if p.is_dir() and (is_run(p) or (p / LOCK).exists()))
+    return sorted(runs, key=lambda run_dir: run_dir.name)
 
 
 def resolve_run(path, log=None):
@@ -340,7 +387,7 @@ def resolve_run(path, log=None):
 
 
 def latest_unfinished(space_root):
-    """Returns the most recent run (`RunDir`) under `space_root` that is not complete.
+    """Returns the most recent run (`RunDir`) under `space_root` that is not complete (or recorded nothing yet).
 
     Raises:
         ArchsearchError: if there is none.
@@ -364,10 +411,13 @@ def runs_frame(space_root):
     """
     rows = []
     for run_dir in list_runs(space_root):
-        meta = run_dir.read_run()
+        try:
+            meta = run_dir.read_run()
+        except (OSError, ValueError):  # no run.json yet, or one that cannot be read: its status says which
+            meta = {}
         row = {
             "run": run_dir.name,
-            "status": meta.get("status", "unknown"),
+            "status": run_dir.status(),
             "test_accuracy": None,
             "test_accuracy_std": None,
             "trials": None,

@@ -48,14 +48,14 @@ class Workers:
     Args:
         count: how many (0: none; the chief then waits for workers started elsewhere).
         command: the worker's command line before `--chief`, e.g.
-            `[sys.executable, "-m", "archsearch", "worker", "search_spaces/digits.py"]`.
+            `[sys.executable, "-m", "archsearch", "worker", "digits"]`.
         ids: the workers' ids (default `worker0`, `worker1`, ...).
         log: where lines about the workers go.
 
     Example:
 
     ```python
-    workers = Workers(2, [sys.executable, "-m", "archsearch", "worker", "search_spaces/digits.py"])
+    workers = Workers(2, [sys.executable, "-m", "archsearch", "worker", "digits"])
     workers.start("127.0.0.1:8765", run_dir="results/digits/<run id>")
     ```
     """

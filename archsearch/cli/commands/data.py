@@ -4,20 +4,29 @@ import json
 
 import pandas as pd
 
+from archsearch.cli.commands import DATA_DIR_HELP, SPACE_HELP
+from archsearch.recipe.bundled import space_file
+
 
 def add_parser(commands):
     p = commands.add_parser("data", help="load a space's data and report its splits")
-    p.add_argument("space")
-    p.add_argument("--data-dir")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("space", help=SPACE_HELP)
+    p.add_argument("--data-dir", metavar="PATH", help=DATA_DIR_HELP)
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table (default), for a person; json: the same facts, for a program",
+    )
     p.set_defaults(handler=handle)
 
 
 def handle(args):
+    path = space_file(args.space)  # a SPACE that names nothing fails before the data's imports load
     from archsearch.data import data_summary, load_data
     from archsearch.recipe.space import load_space
 
-    summary = data_summary(load_data(load_space(args.space).data, data_dir=args.data_dir))
+    summary = data_summary(load_data(load_space(path).data, data_dir=args.data_dir))
     if args.format == "json":
         print(json.dumps(summary, indent=2))
         return

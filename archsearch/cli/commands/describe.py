@@ -97,9 +97,12 @@ def _space_rows(space, sample, seed, data_dir, latency=False, mixed_precision=Fa
 
 
 def handle(args):
+    from archsearch.recipe.bundled import space_file
+
+    path = space_file(args.space)  # a SPACE that names nothing fails before the space's imports load
     from archsearch.recipe.space import load_space
 
-    space = load_space(args.space)
+    space = load_space(path)
     declared, sampled, architectures, shape, num_classes = _space_rows(
         space, args.sample, args.seed, args.data_dir, args.latency, args.mixed_precision
     )

@@ -8,17 +8,31 @@ from archsearch.errors import ArchsearchError
 def add_parser(commands):
     p = commands.add_parser("export", help="export a retrained model of a finished run")
     p.add_argument("results", help=RUN_HELP)
-    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder to write model.keras, saved_model/, model.onnx, model.tflite and model.json to (replaced)",
+    )
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--rank", type=int, default=1)
+    which.add_argument("--rank", type=int, default=1, metavar="N", help="the leaderboard rank to export (default 1)")
     which.add_argument(
         "--pick",
         choices=("best", "fastest", "smallest"),
         help="choose by validation figures: best is rank 1; fastest (lowest latency_ms) or smallest (fewest params) "
         "among the retrained models within --within points of the best validation accuracy",
     )
-    p.add_argument("--within", type=float, help="for --pick fastest/smallest: validation accuracy points (default 1.0)")
-    p.add_argument("--data-dir")
+    p.add_argument(
+        "--within",
+        type=float,
+        metavar="POINTS",
+        help="for --pick fastest/smallest: validation accuracy points (default 1.0)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="PATH",
+        help="local copy of the run's data (as `run --data-dir`), on whose test split the export is checked",
+    )
     p.add_argument("--quantize", choices=("int8",), help="also write model_int8.tflite, full-integer quantized")
     p.set_defaults(handler=handle)
 

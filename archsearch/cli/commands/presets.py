@@ -13,7 +13,12 @@ COLUMNS = ("name", "input_shape", "classes", "params", "trainable_params", "flop
 
 def add_parser(commands):
     p = commands.add_parser("presets", help="list the named networks (Recipe.preset, start_from, references)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table (default): for a person, within 120 columns; csv or json: the same columns, for a program",
+    )
     p.set_defaults(handler=handle)
 
 

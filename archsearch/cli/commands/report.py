@@ -8,7 +8,10 @@ def add_parser(commands):
     p = commands.add_parser("report", help="write a finished run's report.html: figures, leaderboard, facts")
     p.add_argument("results", help=RUN_HELP)
     p.add_argument(
-        "--data-dir", help="local copy of the data, for the winner's confusion matrix and misclassified images"
+        "--data-dir",
+        metavar="PATH",
+        help="local copy of the run's data (as `run --data-dir`), for the winner's confusion matrix and misclassified "
+        "images",
     )
     p.set_defaults(handler=handle)
 

@@ -2,23 +2,36 @@
 
 import os
 
+from archsearch.cli.commands import SPACE_HELP
 from archsearch.cli.commands.worker import trial_options, worker_command
 from archsearch.errors import ArchsearchError
+from archsearch.recipe.bundled import space_file
 
 
 def add_parser(commands):
     p = commands.add_parser("run", help="search, retrain, test, write results and export the winner")
-    p.add_argument("space", help="a space file, e.g. search_spaces/cifar.py")
+    p.add_argument("space", help=SPACE_HELP)
     p.add_argument(
         "--results",
         metavar="DIR",
         help="use exactly this run directory (default: a new one, results/<space name>/<run id>)",
     )
     trial_options(p)
-    p.add_argument("--max-trials", type=int)
-    p.add_argument("--top-k", type=int, help="architectures to retrain")
-    p.add_argument("--retrain-epochs", type=int)
-    p.add_argument("--seeds", type=int, help="retrainings per architecture")
+    p.add_argument(
+        "--max-trials",
+        type=int,
+        metavar="N",
+        help="search trials to run, over the space's Search(max_trials=...) (hyperband: a cap on its own schedule)",
+    )
+    p.add_argument(
+        "--top-k", type=int, metavar="K", help="architectures to retrain and test, over the space's Retrain(top_k=...)"
+    )
+    p.add_argument(
+        "--retrain-epochs", type=int, metavar="N", help="epochs of each retraining, over Retrain(epochs=...)"
+    )
+    p.add_argument(
+        "--seeds", type=int, metavar="S", help="retrainings per architecture (seeds 0, 1, ...), over Retrain(seeds=...)"
+    )
     p.add_argument(
         "--resume",
         nargs="?",
@@ -49,10 +62,15 @@ def add_parser(commands):
 
 
 def handle(args):
+    # A SPACE that names nothing fails at once, and a broken space file within seconds, before Keras and
+    # TensorFlow load (that alone takes 5-10 s).
+    path = space_file(args.space)
+    from archsearch.recipe.space import load_space
+
+    space = load_space(path)
     from archsearch.model.backend import configure_backend
     from archsearch.pipeline.runner import apply_overrides
     from archsearch.pipeline.runner import run as run_space
-    from archsearch.recipe.space import load_space
     from archsearch.search.distributed import LOOPBACK, Chief, parse_address
     from archsearch.search.supervisor import SHARED_GPU, Workers
 
@@ -71,7 +89,7 @@ def handle(args):
     configure_backend(mixed_precision=args.mixed_precision)
 
     space = apply_overrides(
-        load_space(args.space),
+        space,
         tuner=args.tuner,
         max_trials=args.max_trials,
         epochs=args.epochs,

@@ -1,4 +1,4 @@
-"""`archsearch runs results/SPACE`: the runs of a space, one line each."""
+"""`archsearch runs results/SPACE`: the runs of a space, one line each, unfinished and stopped ones too."""
 
 import sys
 
@@ -15,8 +15,9 @@ def add_parser(commands):
 
 
 def handle(args):
+    from archsearch.cli.console import note
     from archsearch.output.summary import clock, percent
-    from archsearch.records.directory import runs_frame
+    from archsearch.records.directory import UNRECORDED, runs_frame
 
     frame = runs_frame(args.results)
     if frame.empty:
@@ -34,3 +35,8 @@ def handle(args):
         }
     )
     print(shown.to_string(index=False))
+    if (frame["status"] == UNRECORDED).any():
+        note(
+            f"{UNRECORDED}: the run has recorded nothing yet (it is starting, or was killed before it could); "
+            "`archsearch run SPACE --resume` starts a killed one afresh"
+        )

@@ -3,19 +3,23 @@
 import os
 import sys
 
+from archsearch.cli.commands import DATA_DIR_HELP, SPACE_HELP
 from archsearch.cli.console import note
 from archsearch.errors import ArchsearchError
+from archsearch.recipe.bundled import space_file
 from archsearch.recipe.dimensions import TUNERS
 
 
 def trial_options(p):
     """The options a chief and its workers must be given alike: they change what a trial trains."""
+    p.add_argument("--data-dir", metavar="PATH", help=DATA_DIR_HELP)
+    p.add_argument("--tuner", choices=tuple(TUNERS), help="Keras Tuner's search, over the space's Search(tuner=...)")
     p.add_argument(
-        "--data-dir", help="local image folder or .npz to use instead of downloading (or ARCHSEARCH_DATA_DIR)"
+        "--epochs", type=int, metavar="N", help="training epochs of every trial, over the space's Train(epochs=...)"
     )
-    p.add_argument("--tuner", choices=tuple(TUNERS))
-    p.add_argument("--epochs", type=int, help="training epochs of every trial")
-    p.add_argument("--seed", type=int, help="seed of the search")
+    p.add_argument(
+        "--seed", type=int, metavar="S", help="seed of the search's sampling, over the space's Search(seed=...)"
+    )
     p.add_argument(
         "--mixed-precision", action="store_true", help="compute in bfloat16, keep weights in float32 (for GPUs)"
     )
@@ -32,7 +36,7 @@ def worker_command(args):
 
 def add_parser(commands):
     p = commands.add_parser("worker", help="train trials of a search that `archsearch run --chief` serves")
-    p.add_argument("space", help="the chief's space file")
+    p.add_argument("space", help="the chief's space, as the chief was given it: " + SPACE_HELP)
     p.add_argument("--chief", required=True, metavar="HOST:PORT", help="where the chief serves the search")
     trial_options(p)
     p.add_argument(
@@ -56,12 +60,17 @@ def add_parser(commands):
 
 
 def handle(args):
+    # Before Keras and TensorFlow load (5-10 s), and before any worker process starts: a SPACE that
+    # names nothing fails at once, and a broken space file within seconds.
+    path = space_file(args.space)
+    from archsearch.recipe.space import load_space
+
+    space = load_space(path)
     import socket
 
     from archsearch.model.backend import configure_backend
     from archsearch.output.progress import EpochProgress
     from archsearch.pipeline.runner import apply_overrides
-    from archsearch.recipe.space import load_space
     from archsearch.records.directory import RunDir
     from archsearch.search.distributed import parse_address, work
     from archsearch.search.supervisor import Workers, exit_with_supervisor
@@ -82,7 +91,7 @@ def handle(args):
         return
     exit_with_supervisor(note)
     configure_backend(mixed_precision=args.mixed_precision)
-    space = apply_overrides(load_space(args.space), tuner=args.tuner, epochs=args.epochs, seed=args.seed)
+    space = apply_overrides(space, tuner=args.tuner, epochs=args.epochs, seed=args.seed)
     worker_id = args.id or f"{socket.gethostname()}-{os.getpid()}"
     work(
         space,

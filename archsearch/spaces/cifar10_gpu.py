@@ -1,7 +1,7 @@
 """CIFAR-10 on one GPU: which ResNet near ResNet-9/ResNet-18 reaches 94% test accuracy within 25 GPU-minutes?
 
 Sized for an H100 or H200 with the JAX backend and bfloat16
-(`KERAS_BACKEND=jax archsearch run search_spaces/cifar10_gpu.py --mixed-precision`):
+(`KERAS_BACKEND=jax archsearch run cifar10_gpu --mixed-precision`):
 6 trials of 8 epochs on 45,000 images, then the best retrained for 40 epochs
 on 50,000, twice. The sizes are an estimate, not a measurement yet (about
 1-3 s per epoch and 20-40 s of compilation per architecture); see
