@@ -56,12 +56,12 @@ def test_the_size_line_counts_the_architectures_and_names_the_continuous_knobs_a
     out = describe(capsys, CIFAR, "--sample", "1")
     # family 2 x width 3 x stages 3 x blocks 3 x downsample 2 x batch_norm 2; the learning rate is a training knob
     assert "\narchitectures: 216 recipe combinations; training knobs searched: learning_rate (continuous)\n" in out
-    fixed = describe(capsys, str(ROOT / "search_spaces" / "cifar10_gpu.py"), "--sample", "1")
+    fixed = describe(capsys, str(ROOT / "archsearch" / "spaces" / "cifar10_gpu.py"), "--sample", "1")
     assert "architectures: 4 recipe combinations; training knobs searched: learning_rate (continuous)" in fixed
 
 
 def test_the_table_fits_120_columns_with_the_searched_dimensions_and_says_why_a_sample_is_infeasible(capsys):
-    for space in sorted((ROOT / "search_spaces").glob("*.py")):
+    for space in sorted((ROOT / "archsearch" / "spaces").glob("*.py")):
         out = describe(capsys, str(space), "--sample", "20")
         assert max(len(line) for line in out.splitlines()) <= 120, space.name
     out = describe(capsys, CIFAR, "--sample", "5")

@@ -30,7 +30,7 @@ def printed(tmp_path_factory):
     small = ["--max-trials", "2", "--epochs", "2", "--top-k", "2", "--seeds", "2", "--retrain-epochs", "2"]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert main(["run", str(ROOT / "search_spaces" / "digits.py"), *small, "--results", str(results)]) == 0
+        assert main(["run", "digits", *small, "--results", str(results)]) == 0
     return results, out.getvalue().splitlines()
 
 

@@ -7,10 +7,12 @@ import textwrap
 
 import pandas as pd
 
+from archsearch.cli.commands import DATA_DIR_HELP, SPACE_HELP
+
 
 def add_parser(commands):
     p = commands.add_parser("describe", help="show a space and sample architectures, without training")
-    p.add_argument("space", help="a space file, e.g. search_spaces/digits.py")
+    p.add_argument("space", help=SPACE_HELP)
     p.add_argument("--sample", type=int, default=5, help="architectures to sample (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seeds the sampling: the same seed, the same sample (default 0)")
     p.add_argument(
@@ -21,7 +23,7 @@ def add_parser(commands):
         "120 columns; csv: every dimension of each sample; json: the space and its samples",
     )
     p.add_argument("--summary", action="store_true", help="also print each sample's layer table")
-    p.add_argument("--data-dir", help="local copy of the data (only its shape and classes are read)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP + "; only its shape and classes are read")
     p.add_argument(
         "--latency",
         action="store_true",
