@@ -1,11 +1,13 @@
 """`archsearch describe`: the space, its size and sampled architectures, without training."""
 
+import argparse
 import io
 import json
 from pathlib import Path
 
 import pandas as pd
 
+from archsearch.cli.commands import describe as describe_command
 from archsearch.cli.main import main
 from archsearch.model.builder import build_model
 from archsearch.recipe.architecture import plan
@@ -50,8 +52,32 @@ def test_summary_prints_each_layer_with_shape_and_params(capsys):
     assert "output_shape" in out and "predictions" in out and "stage1" in out
 
 
-def test_a_continuous_space_says_so(capsys):
-    assert "continuous space" in describe(capsys, CIFAR, "--sample", "1")
+def test_the_size_line_counts_the_architectures_and_names_the_continuous_knobs_apart(capsys):
+    out = describe(capsys, CIFAR, "--sample", "1")
+    # family 2 x width 3 x stages 3 x blocks 3 x downsample 2 x batch_norm 2; the learning rate is a training knob
+    assert "\narchitectures: 216 recipe combinations; training knobs searched: learning_rate (continuous)\n" in out
+    fixed = describe(capsys, str(ROOT / "archsearch" / "spaces" / "cifar10_gpu.py"), "--sample", "1")
+    assert "architectures: 4 recipe combinations; training knobs searched: learning_rate (continuous)" in fixed
+
+
+def test_the_table_fits_120_columns_with_the_searched_dimensions_and_says_why_a_sample_is_infeasible(capsys):
+    for space in sorted((ROOT / "archsearch" / "spaces").glob("*.py")):
+        out = describe(capsys, str(space), "--sample", "20")
+        assert max(len(line) for line in out.splitlines()) <= 120, space.name
+    out = describe(capsys, CIFAR, "--sample", "5")
+    table = out[out.index("5 sampled") :]
+    header = " ".join(line for line in table.splitlines()[1:5])
+    for name in ("family", "width", "stages", "downsample", "batch", "norm", "learning", "params", "FLOPs"):
+        assert name in header.split(), name
+    assert "growth" not in table and "head_units" not in table  # fixed: in the declarations above
+    assert "feasible" in header and "sample 1: max_params=1000000: the architecture has 2,697,162 parameters" in table
+
+
+def test_every_option_has_help():
+    commands = argparse.ArgumentParser().add_subparsers()
+    describe_command.add_parser(commands)
+    actions = commands.choices["describe"]._actions
+    assert all(action.help for action in actions), [action.dest for action in actions if not action.help]
 
 
 def test_bad_space_file_is_one_line_and_exit_2(tmp_path, capsys):

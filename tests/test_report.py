@@ -123,7 +123,7 @@ def test_a_reference_is_an_unranked_row_of_the_preset_fitted_and_trained_as_the_
 def test_a_reference_prints_its_seeds_and_the_headline_report_and_figure_compare_the_winner_with_it(finished_run):
     _, results, lines = finished_run
     for seed in (0, 1):
-        progress = rf"reference resnet20 seed {seed}: test_accuracy=\d\.\d{{4}} in \d+ s"
+        progress = rf"reference resnet20 seed {seed}: test \d\.\d{{4}} \(\d+ s\) \| retraining .* left"
         assert any(re.fullmatch(progress, line) for line in lines)
     points, spread = r"(\+\d+\.\d points over|\d+\.\d points under)", r"\d+\.\d\d% ± \d+\.\d\d"
     assert re.search(rf"^  {points} resnet20 \({spread} vs {spread}\) with \S+ (of )?its parameters$", lines[-1], re.M)

@@ -9,6 +9,7 @@ import io
 import re
 import shutil
 import sys
+import textwrap
 
 import pandas as pd
 from rich import box
@@ -165,16 +166,17 @@ def headline(leaderboard, point, run_dir, export_line):
         export_line: what the export wrote (`export.export_summary()`).
 
     Returns:
-        A multi-line string.
+        A multi-line string; with one seed, the figures carry no `±` and say so.
     """
     first = leaderboard.iloc[0]
     seeds = int(first["seeds"])
+    over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
     baselines = tables.baselines(leaderboard)
     lines = [
         f"best: {describe_architecture(point)} (trial {first['trial_id']})",
         f"  test accuracy {percent(first['test_accuracy'], first['test_accuracy_std'])}, "
         f"BER {percent(first['test_balanced_error_rate'], first['test_balanced_error_rate_std'])} "
-        f"(mean ± std over {seeds} seed{'s' * (seeds != 1)}), {int(first['params']):,} parameters",
+        f"({over}), {int(first['params']):,} parameters",
         *(f"  {comparison(first, reference)}" for _, reference in tables.references(leaderboard).iterrows()),
     ]
     if not baselines.empty:
@@ -210,18 +212,33 @@ def cell(value):
 
 
 def _column_widths(headers, values, budget, floor=5):
-    """Column widths: wide enough for every value, and for each header's longest word while the budget allows.
+    """Column widths: wide enough for every value and, while the budget allows, for each header whole.
 
-    Values are never cut. Over the budget, the headers wider than their
-    values fold, the widest first, down to their values' width (at least `floor`).
+    Values are never cut. Over the budget, headers fold at their spaces, the
+    widest saving first, down to their longest word; still over, they fold
+    within words, down to their values' width (at least `floor`).
+
+    Example:
+
+    >>> _column_widths(["blocks per stage", "learning rate"], [["2"], ["0.00238"]], budget=30)
+    [16, 13]
+    >>> _column_widths(["blocks per stage", "learning rate"], [["2"], ["0.00238"]], budget=20)
+    [6, 13]
     """
     value_widths = [max(map(len, column), default=1) for column in values]
-    widths = [max(v, len(max(h.split(), key=len))) for h, v in zip(headers, value_widths)]
-    for i in sorted(range(len(widths)), key=lambda i: value_widths[i] - widths[i]):
-        if sum(widths) <= budget:
-            break
-        widths[i] = max(value_widths[i], min(widths[i], floor))
+    widths = [max(v, len(h)) for h, v in zip(headers, value_widths)]
+    words = [max(v, len(max(h.split(), key=len))) for h, v in zip(headers, value_widths)]
+    for narrower in (words, [max(v, min(w, floor)) for v, w in zip(value_widths, words)]):
+        for i in sorted(range(len(widths)), key=lambda i: narrower[i] - widths[i]):
+            if sum(widths) <= budget:
+                return widths
+            widths[i] = narrower[i]
     return widths
+
+
+def _whole_width(columns):
+    """Columns a table of these cells takes with no header folded within a word, nor any value."""
+    return sum(max([len(max(h.split(), key=len))] + [len(c) for c in cells]) + 2 for h, cells in columns.items())
 
 
 def unranked_caption(frame):
@@ -242,25 +259,10 @@ def pareto_caption(frame):
     )
 
 
-def leaderboard_table(frame, searched, width=None):
-    """Renders a leaderboard for a screen: rank, trial, the searched dimensions and the figures.
-
-    Accuracy and BER are percentages, mean ± std over the seeds; `latency ms`
-    is leaderboard.csv's `latency_ms` (batch 1, per image) where measured; `front`
-    (leaderboard.csv's `pareto`) marks the ranked rows on the test split's Pareto front (`tables.on_test_front()`).
-
-    Args:
-        frame: the leaderboard DataFrame (as written to leaderboard.csv).
-        searched: names of the dimensions to show.
-        width: the most columns to use (default: the terminal's, at most 120).
-
-    Returns:
-        The table as text, at most `width` columns wide where the values allow.
-    """
-    if width is None:
-        width = min(shutil.get_terminal_size().columns, MAX_WIDTH) if sys.stdout.isatty() else MAX_WIDTH
+def _display_columns(frame, searched):
+    """A leaderboard's cells as a person reads them: the rows' names, and each shown column's cells by header."""
     rows = frame.to_dict("records")
-    trials = [row_name(r["trial_id"]) for r in rows]
+    names = [row_name(r["trial_id"]) for r in rows]
     # A reference is named by its preset, not by values of the searched dimensions (leaderboard.csv has them).
     searched_cells = [
         {} if str(r["trial_id"]).startswith(tables.REFERENCE) else {name: r.get(name) for name in searched}
@@ -285,25 +287,124 @@ def leaderboard_table(frame, searched, width=None):
         **({"latency ms": [cell(row[tables.LATENCY]) for row in rows]} if tables.LATENCY in frame else {}),
         "front": [{True: "yes", False: "no"}.get(mark, "") for mark in tables.on_test_front(frame).tolist()],
     }
-    trial_width = max([5] + [len(word) for trial in trials for word in trial.split()])
-    gaps = 2 * len(columns)  # each column's right padding and the divider after it (the last's: none)
-    widths = _column_widths(list(columns), list(columns.values()), width - trial_width - gaps)
-    caption = "\n".join(filter(None, [pareto_caption(frame), unranked_caption(frame)]))
+    return names, columns
+
+
+def text_table(
+    columns, width=MAX_WIDTH, caption=None, no_wrap=("rank", "trial", "unranked"), left=("trial", "unranked")
+):
+    """Renders a table of `columns` (header -> cells, strings) in at most `width` columns.
+
+    The columns named in `no_wrap` keep their cells whole on one line; the
+    others fold their headers at their spaces, and within a word only where
+    the table would not fit otherwise. Those named in `left` are aligned left,
+    the others right. The caption follows the table, wrapped at `width`.
+
+    Example:
+
+    >>> print(text_table({"trial": ["04", "least squares"], "test acc %": ["99.58 ± 0.20", "93.61"]}))
+    trial            test acc %
+    ───────────────────────────
+    04             99.58 ± 0.20
+    least squares         93.61
+    """
+    names = list(columns)
+    gaps = 2 * len(names)  # each column's right padding and the divider after it (the last's: none)
+    fixed = sum(max([len(name)] + [len(c) for c in columns[name]]) for name in names if name in no_wrap)
+    folding = [name for name in names if name not in no_wrap]
+    widths = dict(zip(folding, _column_widths(folding, [columns[n] for n in folding], width - fixed - gaps)))
     table = Table(
         box=box.SIMPLE_HEAD,
         show_edge=False,  # the box's edges are blanks: off, they leave the values their two columns
         padding=(0, 1, 0, 0),
         pad_edge=False,
-        caption=caption,
-        caption_justify="left",
     )
-    names = list(columns)
-    table.add_column(names[0], justify="right", width=widths[0], no_wrap=True)
-    table.add_column("trial", width=trial_width)  # unranked rows' names wrap at their space
-    for name, column_width in zip(names[1:], widths[1:]):
-        table.add_column(name, justify="right", width=column_width, no_wrap=False, overflow="fold")
-    for trial, *cells in zip(trials, *columns.values()):
-        table.add_row(cells[0], trial, *cells[1:])
+    for name in names:
+        justify = "left" if name in left else "right"
+        if name in no_wrap:
+            table.add_column(name, justify=justify, no_wrap=True)
+        else:
+            table.add_column(name, justify=justify, width=widths[name], no_wrap=False, overflow="fold")
+    for row in zip(*columns.values()):
+        table.add_row(*row)
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None, force_terminal=False, soft_wrap=False).print(table)
-    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()).strip("\n")
+    text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()).strip("\n")
+    return text + ("\n" + textwrap.fill(caption, width) if caption else "")
+
+
+def text_tables(columns, keys, figures, width=MAX_WIDTH, caption=None, **options):
+    """Renders `columns` as one `text_table()`, or as two where one would fold a header within a word.
+
+    Args:
+        columns: header -> cells, strings.
+        keys: the headers that name a row (e.g. rank and trial), in both tables when there are two.
+        figures: the headers of the second table's columns; the others make the first.
+        width: the most columns to use.
+        caption: printed after the last table.
+        **options: `no_wrap` and `left`, as for `text_table()`.
+    """
+    if _whole_width(columns) <= width:
+        return text_table(columns, width, caption, **options)
+    first = {name: cells for name, cells in columns.items() if name not in figures}
+    second = {name: cells for name, cells in columns.items() if name in keys or name in figures}
+    return text_table(first, width, None, **options) + "\n\n" + text_table(second, width, caption, **options)
+
+
+FIGURES = ("val acc", "test acc %", "test BER %", "params", "latency ms", "front")  # the printed figures' headers
+
+
+def leaderboard_table(frame, searched, width=None):
+    """Renders a leaderboard for a screen: the ranked rows' table, then the unranked rows' (references, baselines).
+
+    The ranked rows show rank, trial, the searched dimensions and the
+    figures; where that does not fit `width` with every header's words
+    whole, the dimensions and the figures make two tables, each with rank and
+    trial. The unranked rows, which have no values of the searched dimensions
+    to show, have a table of their names and test figures of their own, so
+    that a name (`least squares`, `reference resnet20`) never wraps.
+    Accuracy and BER are percentages, mean ± std over the seeds; `latency ms`
+    is leaderboard.csv's `latency_ms` (batch 1, per image) where measured; `front`
+    (leaderboard.csv's `pareto`) marks the ranked rows on the test split's Pareto front (`tables.on_test_front()`).
+
+    Args:
+        frame: the leaderboard DataFrame (as written to leaderboard.csv).
+        searched: names of the dimensions to show.
+        width: the most columns to use (default: the terminal's, at most 120).
+
+    Returns:
+        The tables as text, at most `width` columns wide where the values allow.
+    """
+    if width is None:
+        width = min(shutil.get_terminal_size().columns, MAX_WIDTH) if sys.stdout.isatty() else MAX_WIDTH
+    trials, columns = _display_columns(frame, searched)
+    ranked = frame["rank"].notna().tolist()
+    shown = {"rank": columns.pop("rank"), "trial": trials, **columns}
+    board = {name: [c for c, keep in zip(cells, ranked) if keep] for name, cells in shown.items()}
+    parts = [text_tables(board, ("rank", "trial"), FIGURES, width, pareto_caption(frame))]
+    if not all(ranked):
+        others = {"unranked": [t for t, keep in zip(trials, ranked) if not keep]}
+        for name in ("test acc %", "test BER %", "params", "latency ms"):
+            cells = [c for c, keep in zip(columns.get(name, []), ranked) if not keep]
+            if any(cells):  # the baselines have no latency
+                others[name] = cells
+        parts.append(text_table(others, width, unranked_caption(frame)))
+    return "\n\n".join(parts)
+
+
+def leaderboard_markdown(frame, searched):
+    """A leaderboard as a Markdown table: the printed table's columns and cells, blank where a value does not apply.
+
+    Args:
+        frame: the leaderboard DataFrame (as written to leaderboard.csv).
+        searched: names of the dimensions to show (`searched_dimensions()`).
+
+    Returns:
+        The table as text.
+    """
+    trials, columns = _display_columns(frame, searched)
+    names = list(columns)
+    shown = pd.DataFrame({names[0]: columns[names[0]], "trial": trials, **{n: columns[n] for n in names[1:]}})
+    return shown.to_markdown(
+        index=False, disable_numparse=True, colalign=["right", "left"] + ["right"] * len(names[1:])
+    )

@@ -22,7 +22,7 @@ from archsearch.files import read_json, write_json
 from archsearch.model import cost
 from archsearch.model.backend import device_description, keras_without_tensorflow
 from archsearch.output.export import export_retrained, export_summary
-from archsearch.output.progress import EpochProgress, TrialProgress
+from archsearch.output.progress import EpochProgress, RetrainPlan, RetrainProgress, TrialProgress
 from archsearch.output.report import write_report
 from archsearch.output.summary import headline, leaderboard_table
 from archsearch.pipeline import baselines
@@ -276,6 +276,7 @@ class _Session:
 
         self.record("retraining", retrained_trials=[str(t) for t in best["trial_id"]])
         start = time.perf_counter()
+        self.retraining = RetrainProgress(self.retrain_plan(), best, log)
         rows = [
             self.retrain_trial(trial, position, len(best))
             for position, (_, trial) in enumerate(best.iterrows(), start=1)
@@ -302,10 +303,21 @@ class _Session:
     def retrain_epochs(self):
         return self.space.retrain.epochs or self.space.max_epochs()
 
+    def retrain_plan(self):
+        """What the retraining will train, for the progress lines' time estimates (`RetrainPlan`)."""
+        retrain, dataset = self.space.retrain, self.dataset
+        return RetrainPlan(
+            top_k=retrain.top_k,
+            seeds=retrain.seeds,
+            references=tuple(retrain.references),
+            epochs=self.retrain_epochs,
+            images_ratio=(len(dataset.x_train) + len(dataset.x_val)) / len(dataset.x_train),
+        )
+
     def search(self, tensorboard, chief, workers):
         """Runs (or resumes) the Keras Tuner search, here or on workers; returns the trials table."""
         space, run_dir, dataset = self.space, self.run_dir, self.dataset
-        self.progress = TrialProgress(space.search.max_trials, self.log)
+        self.progress = TrialProgress(space.search.max_trials, self.log, self.retrain_plan())
         self.tuner = tuner = make_tuner(
             space,
             dataset,
@@ -427,7 +439,7 @@ class _Session:
         return self._row(trial_id, point, evaluations, baseline=True, **figures)
 
     def _retrain_seeds(self, point, trial_id, label, paths):
-        """Retrains a point once per seed from 0 up, each with its progress line; returns the `Evaluation`s.
+        """Retrains a point once per seed from 0 up, each with its line (`RetrainProgress`); returns the `Evaluation`s.
 
         Args:
             point: the point (recipe and training knobs, the retraining epochs among them).
@@ -438,11 +450,11 @@ class _Session:
         """
         evaluations = []
         for seed in range(self.space.retrain.seeds):
-            seed_label = f"{label} seed {seed}"
-            callbacks = [EpochProgress(seed_label), EpochHistory(self.run_dir, trial_id, "retrain", seed)]
+            self.retraining.begin(f"{label} seed {seed}")
+            callbacks = [EpochProgress(self.retraining), EpochHistory(self.run_dir, trial_id, "retrain", seed)]
             evaluation = self._retrain_once(point, seed, callbacks, *paths(seed))
             evaluations.append(evaluation)
-            self.log(f"{seed_label}: test_accuracy={evaluation.accuracy:.4f} in {evaluation.seconds:.0f} s")
+            self.retraining.end(evaluation)
         return evaluations
 
     def _retrain_once(self, point, seed, callbacks, result, saved):

@@ -3,18 +3,27 @@
 import json
 import math
 import sys
+import textwrap
 
 import pandas as pd
+
+from archsearch.cli.commands import DATA_DIR_HELP, SPACE_HELP
 
 
 def add_parser(commands):
     p = commands.add_parser("describe", help="show a space and sample architectures, without training")
-    p.add_argument("space")
+    p.add_argument("space", help=SPACE_HELP)
     p.add_argument("--sample", type=int, default=5, help="architectures to sample (default 5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sampling: the same seed, the same sample (default 0)")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table (default): the declarations, then the samples' searched dimensions and costs in at most "
+        "120 columns; csv: every dimension of each sample; json: the space and its samples",
+    )
     p.add_argument("--summary", action="store_true", help="also print each sample's layer table")
-    p.add_argument("--data-dir", help="local copy of the data (only its shape and classes are read)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP + "; only its shape and classes are read")
     p.add_argument(
         "--latency",
         action="store_true",
@@ -117,16 +126,80 @@ def handle(args):
             document["summaries"] = [a.summary() if a else None for a in architectures]
         print(json.dumps(document, indent=2, default=list))
     else:
-        print(f"{space.name}: {space.description}\n")
+        from archsearch.output.summary import MAX_WIDTH
+
+        for line in f"{space.name}: {space.description}".splitlines():
+            print(textwrap.fill(line, MAX_WIDTH) if line else "")
+        print()
         print(f"input {shape}, {num_classes} classes")
-        print("architectures: " + ("continuous space" if math.isinf(size) else f"{size:,} distinct points"))
+        print(_size_line(space))
         print(declared.to_string(index=False))
         if space.search.start_from:
             print(f"\nstarts from: {', '.join(space.search.start_from)} (the search's first trials, in order)")
         print(f"\n{args.sample} sampled (seed {args.seed}):")
-        print(sampled.to_string(index=False))
+        print(_sample_table(space, sampled))
     if args.summary and args.format == "table":
         for i, architecture in enumerate(architectures):
             if architecture:
                 print(f"\nsample {i}: {architecture.params:,} params, {architecture.flops:,} FLOPs per image")
                 print(pd.DataFrame(architecture.summary()).to_string(index=False))
+
+
+def _size_line(space):
+    """How big the space is, in words: the recipe's combinations (architectures), then the training knobs searched.
+
+    Example: `architectures: 24 recipe combinations; training knobs searched: learning_rate (continuous)`.
+    """
+    from archsearch.output.summary import MAX_WIDTH
+    from archsearch.recipe import dimensions
+
+    declared = space.declarations()
+    searched = space.searched()
+    recipe = math.prod(declared[n].size() for n in searched if dimensions.BY_NAME[n].group == "recipe")
+    architectures = (
+        "a continuous range" if math.isinf(recipe) else f"{recipe:,} recipe combination{'s' * (recipe != 1)}"
+    )
+    knobs = [
+        f"{n} ({'continuous' if math.isinf(declared[n].size()) else f'{declared[n].size()} values'})"
+        for n in searched
+        if dimensions.BY_NAME[n].group == "train"
+    ]
+    line = f"architectures: {architectures}; training knobs " + (f"searched: {', '.join(knobs)}" if knobs else "fixed")
+    return textwrap.fill(line, MAX_WIDTH, subsequent_indent="  ")
+
+
+def _sample_table(space, sampled):
+    """The samples in at most 120 columns: the searched dimensions, the planned figures, why any is infeasible.
+
+    The fixed dimensions are in the declarations above it; `stages` is shown
+    as planned where the space leaves it to `"auto"`; every column is in
+    `--format csv`.
+    """
+    from archsearch.output.summary import MAX_WIDTH, cell, text_tables
+
+    def integers(name, scale=1, digits=0):
+        if name not in sampled:
+            return []
+        return [("" if pd.isna(v) else f"{v / scale:,.{digits}f}") for v in sampled[name]]
+
+    shown = [n for n in space.searched() if n in sampled]
+    if "stages" not in shown and space.declarations()["stages"] == "auto":
+        shown.append("stages")
+    columns = {"sample": [str(i) for i in range(len(sampled))]}
+    columns.update({n.replace("_", " "): [cell(v) for v in sampled[n]] for n in shown})
+    figures = {
+        "params": integers("params"),
+        "FLOPs": integers("flops"),
+        "memory MiB": integers("memory_estimate_bytes", 2**20, 1),
+        "latency ms": [cell(v) for v in sampled["latency_ms"]] if "latency_ms" in sampled else [],
+        "images/s": integers("images_per_second"),
+        "model KiB": integers("model_bytes", 2**10, 1),
+    }
+    figures = {name: cells for name, cells in figures.items() if cells}
+    reasons = [(i, reason) for i, reason in enumerate(sampled["infeasible"]) if reason]
+    if reasons:
+        figures["feasible"] = ["no" if reason else "yes" for reason in sampled["infeasible"]]
+    columns.update(figures)
+    table = text_tables(columns, ("sample",), list(figures), MAX_WIDTH, no_wrap=("sample",), left=())
+    legend = [textwrap.fill(f"sample {i}: {reason}", MAX_WIDTH, subsequent_indent="    ") for i, reason in reasons]
+    return "\n".join([table, *legend])

@@ -9,12 +9,18 @@ from archsearch.cli.console import note
 def add_parser(commands):
     p = commands.add_parser("leaderboard", help="print a finished run's leaderboard")
     p.add_argument("results", help=RUN_HELP)
-    p.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "markdown", "json"),
+        default="table",
+        help="table (default): the dimensions the space searched and the figures, in at most 120 columns; "
+        "markdown: the same cells as a Markdown table; csv and json: leaderboard.csv whole",
+    )
     p.set_defaults(handler=handle)
 
 
 def handle(args):
-    from archsearch.output.summary import leaderboard_table, searched_dimensions
+    from archsearch.output.summary import leaderboard_markdown, leaderboard_table, searched_dimensions
     from archsearch.records.directory import resolve_run
 
     run_dir = resolve_run(args.results, log=note)
@@ -24,6 +30,6 @@ def handle(args):
     elif args.format == "json":
         print(frame.to_json(orient="records", indent=2))
     elif args.format == "markdown":
-        print(frame[[c for c in frame.columns if not c.startswith("test_recall_")]].to_markdown(index=False))
+        print(leaderboard_markdown(frame, searched_dimensions(run_dir.read_run(), frame)))
     else:
         print(leaderboard_table(frame, searched_dimensions(run_dir.read_run(), frame)))
