@@ -10,7 +10,12 @@ from archsearch.errors import ArchsearchError
 def add_parser(commands):
     p = commands.add_parser("runs", help="list the runs of a space, one line each")
     p.add_argument("results", help="the space's results folder, e.g. results/digits")
-    p.add_argument("--format", choices=("table", "csv"), default="table")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv"),
+        default="table",
+        help="table: one aligned line per run; csv: every column of the runs table",
+    )
     p.set_defaults(handler=handle)
 
 
