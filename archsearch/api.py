@@ -148,7 +148,7 @@ class Run:
     run still going shows what it has written so far.
 
     Args:
-        path: the run directory, e.g. `results/digits/2026-12-01_16-12-19`.
+        path: the run directory, e.g. `results/digits/2026-12-01_18-44-11`.
 
     Raises:
         ArchsearchError: if `path` holds no run (no `run.json`).

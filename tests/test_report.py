@@ -27,7 +27,7 @@ from archsearch.records.history import COLUMNS, EpochHistory, read_history
 from chromium import IMAGES, Chromium, find_chromium
 
 EPOCHS = 2
-COMMITTED_RUN = Path(__file__).resolve().parents[1] / "results" / "digits" / "2026-12-01_16-12-19"
+COMMITTED_RUN = Path(__file__).resolve().parents[1] / "results" / "digits" / "2026-12-01_18-44-11"
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 CHROMIUM_VARIABLE = "ARCHSEARCH_TEST_CHROMIUM"  # .ci/run sets it, so that in CI the browser test runs, never skips
 

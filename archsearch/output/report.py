@@ -139,11 +139,12 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
         _section("The run", _facts(meta), ""),
     ]
     point = _winner_point(winner, meta)
+    seeds = f"over {winner['seeds']} seeds" if winner["seeds"] > 1 else "with one seed"
     lead = (
         f"Best: {html.escape(describe_architecture(point))} (trial {html.escape(str(winner['trial_id']))}): "
         f"test accuracy {percent(winner['test_accuracy'], winner['test_accuracy_std'])}, "
         f"balanced error rate {percent(winner['test_balanced_error_rate'], winner['test_balanced_error_rate_std'])} "
-        f"over {winner['seeds']} seed(s), {int(winner['params']):,} parameters."
+        f"{seeds}, {int(winner['params']):,} parameters."
     )
     against = [comparison(winner, row) for _, row in references(leaderboard).iterrows()]
     if against:
