@@ -115,3 +115,25 @@ def _wait_for(condition, timeout=240):
 def wait_for():
     """Waits until `condition()` holds: `wait_for(condition, timeout=240)`; fails the test on time-out."""
     return _wait_for
+
+
+class _Terminal:
+    """A stream that says it is a terminal, and keeps what is written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def tty_stream():
+    """A stream that says it is a terminal (so progress draws its bar), with what was written in `.text`."""
+    return _Terminal()

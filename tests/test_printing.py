@@ -217,22 +217,6 @@ def test_a_long_progress_line_goes_on_over_indented_lines():
     assert all(part.startswith("    ") for part in folded[1:]) and " ".join(p.strip() for p in folded) == line.strip()
 
 
-class _Terminal:
-    """A stream that says it is a terminal, and keeps what is written."""
-
-    def __init__(self):
-        self.text = ""
-
-    def write(self, text):
-        self.text += text
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return True
-
-
 class _Ticking:
     """A progress source whose label changes every time it is read."""
 
@@ -255,10 +239,10 @@ class _Descriptions(keras.callbacks.Callback):
         self.seen.append(self.progress.bar.tasks[0].description)
 
 
-def test_the_terminal_bar_s_label_is_read_anew_at_every_epoch():
+def test_the_terminal_bar_s_label_is_read_anew_at_every_epoch(tty_stream):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("sgd", "sparse_categorical_crossentropy")
-    progress = EpochProgress(_Ticking(), _Terminal())
+    progress = EpochProgress(_Ticking(), tty_stream)
     descriptions = _Descriptions(progress)
     model.fit(np.zeros((8, 2)), np.zeros(8), batch_size=4, epochs=3, verbose=0, callbacks=[progress, descriptions])
     assert descriptions.seen == ["read 2", "read 3", "read 4"]  # read 1: when the bar was made

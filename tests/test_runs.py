@@ -239,27 +239,11 @@ def test_the_winner_in_words():
     assert describe_architecture(point) == "vgg, width 16, 3 stages x 2 convs, max-pool, no batch norm, mlp head, R=32"
 
 
-class _Terminal:
-    """A stream that says it is a terminal, and keeps what is written."""
-
-    def __init__(self):
-        self.text = ""
-
-    def write(self, text):
-        self.text += text
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return True
-
-
 @pytest.mark.parametrize("terminal", [False, True], ids=["log", "terminal"])
-def test_epoch_progress_is_a_line_per_epoch_in_logs_and_a_bar_on_a_terminal(terminal, capsys):
+def test_epoch_progress_is_a_line_per_epoch_in_logs_and_a_bar_on_a_terminal(terminal, tty_stream, capsys):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    stream = _Terminal() if terminal else None
+    stream = tty_stream if terminal else None
     model.fit(
         np.zeros((8, 2)),
         np.zeros(8),

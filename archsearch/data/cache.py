@@ -59,19 +59,24 @@ def read_cache(path):
         return None
 
 
+def _save_splits(path, splits, names, **extra):
+    """Writes the splits, the class names and `extra` arrays to the `.npz` at `path`, atomically (`atomic_file`)."""
+    with atomic_file(path, "wb") as file:
+        np.savez(
+            file,
+            x_train=splits["train"][0],
+            y_train=splits["train"][1],
+            x_test=splits["test"][0],
+            y_test=splits["test"][1],
+            class_names=np.array(names, dtype=str),
+            **extra,
+        )
+
+
 def write_cache(path, splits, names, source):
     """Writes the arrays atomically (a temporary file, then a rename); returns whether it could."""
     try:
-        with atomic_file(path, "wb") as file:
-            np.savez(
-                file,
-                x_train=splits["train"][0],
-                y_train=splits["train"][1],
-                x_test=splits["test"][0],
-                y_test=splits["test"][1],
-                class_names=np.array(names, dtype=str),
-                source=np.array(source),
-            )
+        _save_splits(path, splits, names, source=np.array(source))
     except OSError as error:
         warnings.warn(f"cannot write the data cache {path} ({error}); data will be decoded on every load", stacklevel=3)
         return False
@@ -121,15 +126,7 @@ def store_arrays(splits, names):
     if not path.is_file():
         try:
             path.parent.mkdir(exist_ok=True)
-            with atomic_file(path, "wb") as file:
-                np.savez(
-                    file,
-                    x_train=splits["train"][0],
-                    y_train=splits["train"][1],
-                    x_test=splits["test"][0],
-                    y_test=splits["test"][1],
-                    class_names=np.array(names, dtype=str),
-                )
+            _save_splits(path, splits, names)
         except OSError as error:
             raise DataError(f"Data.from_arrays: cannot write the arrays to {path} ({error})") from None
     return source
