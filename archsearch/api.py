@@ -27,10 +27,7 @@ import pandas as pd
 from archsearch.errors import ArchsearchError, SpaceError
 from archsearch.output.native_logs import filter_native_logs
 from archsearch.records.directory import RunDir, resolve_run
-
-# TensorFlow's C++ start-up and SavedModel lines would fill a notebook's cells (Jupyter shows what a kernel writes to
-# its file descriptor 2): the filter the command line puts on it goes on here too, before TensorFlow is imported.
-filter_native_logs()
+from archsearch.records.tables import typed
 
 PNG_URI = "data:image/png;base64,"  # how report.html holds its figures (`archsearch.output.report`)
 
@@ -70,7 +67,8 @@ def run(
         mixed_precision: compute in bfloat16, keep weights in float32.
         tuner, max_trials, epochs, top_k, retrain_epochs, seeds, seed: the
             command line's overrides of the space's values; `None` keeps
-            the space's.
+            the space's. Several workers (`--workers`, `--chief`) are the
+            command line's only.
         log: where the run's lines go (default: `print`): its data, each
             trial and retraining, the leaderboard and the headline. Each
             training's epoch lines go to standard output
@@ -90,6 +88,7 @@ def run(
     print(run.leaderboard[["rank", "trial_id", "test_accuracy"]])
     ```
     """
+    _quiet_tensorflow()
     from archsearch.model.backend import configure_backend
     from archsearch.pipeline.runner import apply_overrides
     from archsearch.pipeline.runner import run as run_space
@@ -195,14 +194,18 @@ class Run:
 
     @property
     def trials(self):
-        """`trials.csv`: one row per search trial, its point, status, costs and validation accuracy."""
+        """`trials.csv`: one row per search trial, its point, status, costs and validation accuracy.
+
+        In the nullable dtypes `leaderboard` has (`Int64`, `Float64`, `boolean`, `string`), each column's own.
+        """
         if not self._dir.trials_csv.is_file():
             raise ArchsearchError(f"{self._dir.trials_csv}: no trials here yet")
-        return self._dir.read_trials()
+        return typed(self._dir.read_trials().convert_dtypes())
 
     @property
     def history(self):
         """`history.csv`: the loss and accuracy of every epoch of every training (empty if none)."""
+        _quiet_tensorflow()
         from archsearch.records.history import read_history  # here: its module imports Keras
 
         return read_history(self._dir)
@@ -221,6 +224,7 @@ class Run:
         Raises:
             ArchsearchError: if the run has no export.
         """
+        _quiet_tensorflow()
         import keras
 
         from archsearch.output.export import MODEL_KERAS
@@ -253,6 +257,7 @@ class Run:
         run.predict(x_test[:5])
         ```
         """
+        _quiet_tensorflow()
         if isinstance(images, (str, Path)) or (isinstance(images, (list, tuple)) and _all_paths(images)):
             return self._predict_files([images] if isinstance(images, (str, Path)) else list(images), batch_size)
         return self._predict_arrays(np.asarray(images), batch_size)
@@ -356,6 +361,16 @@ class _Images(html.parser.HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag == "img":
             self.found.append(dict(attrs))
+
+
+def _quiet_tensorflow():
+    """Keeps TensorFlow's native log lines off descriptor 2 (`filter_native_logs()`) from before it is imported.
+
+    Jupyter shows what a kernel writes to its descriptor 2 in the cells, and TensorFlow's C++ start-up and
+    SavedModel lines would fill them; the command line filters the same lines off the terminal. Called by what
+    imports TensorFlow, so that reading a run's CSVs leaves the process's standard error as it was.
+    """
+    filter_native_logs()
 
 
 def _all_paths(items):

@@ -46,11 +46,11 @@ def installed(wheel, tmp_path_factory):
     assert done.returncode == 0, done.stdout + done.stderr
     empty = tmp_path_factory.mktemp("empty")
 
-    def run(*args):
+    def run(*args, program=sys.executable):
         # PYTHONPATH names the installed copy only, so the checkout (or an editable install of it) is not what runs.
         env = {**os.environ, "PYTHONPATH": str(site)}
         return subprocess.run(
-            [sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=empty, env=env, check=False
+            [str(program), *args], capture_output=True, text=True, timeout=300, cwd=empty, env=env, check=False
         )
 
     return site, run
@@ -82,3 +82,22 @@ def test_the_installed_package_lists_and_describes_its_bundled_spaces_from_an_em
     described = run("-m", "archsearch", "describe", "digits", "--sample", "1")
     assert described.returncode == 0, described.stderr
     assert "The offline default" in described.stdout  # the space's question, read from the installed file
+
+
+def test_the_installed_package_runs_a_bundled_space_from_python_and_its_console_script_reads_the_run(installed):
+    site, run = installed
+    script = (
+        "import archsearch\n"
+        "overrides = dict(max_trials=2, epochs=1, top_k=1, retrain_epochs=1, seeds=1)\n"
+        "run = archsearch.run('digits', **overrides, log=lambda line: None)\n"
+        "print(type(run.leaderboard).__name__, run.status, run.path)\n"
+    )
+    done = run("-c", script)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    kind, status, path = done.stdout.splitlines()[-1].split()
+    assert (kind, status) == ("DataFrame", "complete") and Path(path).parts[:2] == ("results", "digits")
+
+    # The console script pip wrote for the installed copy reads the run the API left in the empty folder.
+    board = run("leaderboard", "results/digits", "--format", "csv", program=site / "bin" / "archsearch")
+    assert board.returncode == 0, board.stderr
+    assert board.stdout.splitlines()[0].startswith("rank,trial_id,")

@@ -410,9 +410,9 @@ def _export_check(check):
 
     Example:
 
-    >>> _export_check({"test_images": 360, "expected_test_accuracy": 0.99722,
-    ...     "model_keras_test_accuracy": 0.99722, "saved_model_test_accuracy": 0.99722})
-    "360 test images: seed 0's model 99.72%, as its leaderboard row; reloaded, model.keras 99.72%, saved_model 99.72%"
+    >>> print(_export_check({"test_images": 360, "expected_test_accuracy": 0.99722,
+    ...     "model_keras_test_accuracy": 0.99722, "saved_model_test_accuracy": 0.99722}))
+    360 test images: seed 0's model 99.72%, as its retraining measured; reloaded, model.keras 99.72%, saved_model 99.72%
     """
     if not check:
         return "not recorded"
@@ -423,7 +423,7 @@ def _export_check(check):
     ]
     return (
         f"{check['test_images']:,} test images: seed 0's model {check['expected_test_accuracy']:.2%}, "
-        f"as its leaderboard row; reloaded, {', '.join(files)}"
+        f"as its retraining measured; reloaded, {', '.join(files)}"
     )
 
 
