@@ -343,9 +343,10 @@ def test_a_run_that_fails_before_run_json_leaves_no_folder_and_the_command_one_l
     from archsearch.cli.main import main
 
     monkeypatch.setattr(socket, "create_connection", _unresolvable)  # offline, whatever this machine has
+    _without_proxies(monkeypatch)  # else the proxy, not the download host, is what is out of reach
     monkeypatch.chdir(tmp_path)
     start = time.perf_counter()
-    assert main(["run", str(ROOT / "search_spaces" / "cifar.py")]) == 2
+    assert main(["run", "search_spaces/cifar.py"]) == 2  # the README's headline command: bundled cifar here
     seconds = time.perf_counter() - start
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(
@@ -366,6 +367,103 @@ def test_a_run_that_fails_before_run_json_leaves_no_folder_and_the_command_one_l
 
 def _unresolvable(address, *args, **kwargs):
     raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+def _without_proxies(monkeypatch):
+    for variable in [name for name in os.environ if name.lower().endswith("_proxy")]:
+        monkeypatch.delenv(variable)
+
+
+def test_behind_a_proxy_the_offline_check_tries_the_proxy_not_the_download_host(monkeypatch):
+    from archsearch.data.tfds import unreachable_host
+
+    tried = []
+
+    def refused(address, *args, **kwargs):
+        tried.append(address)
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    _without_proxies(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.cluster.example:3128")
+    monkeypatch.setenv("HTTP_PROXY", "proxy.cluster.example")  # no scheme, no port: http, port 80
+    urls = ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "http://yann.lecun.com/mnist.gz"]
+    assert unreachable_host(urls, timeout=1) == "proxy proxy.cluster.example:80 (Connection refused)"
+    assert sorted(tried) == [("proxy.cluster.example", 80), ("proxy.cluster.example", 3128)]
+
+    tried.clear()
+    monkeypatch.setenv("NO_PROXY", "www.cs.toronto.edu")  # this host is reached directly
+    assert unreachable_host(urls[:1], timeout=1) == "www.cs.toronto.edu (Connection refused)"
+    assert tried == [("www.cs.toronto.edu", 443)]
+
+
+def test_a_stopped_run_names_its_directory_to_resume_only_when_it_recorded_something(
+    tmp_path, monkeypatch, tiny_space, digits_npz
+):
+    from archsearch.cli.console import Terminated, interrupted_line
+    from archsearch.cli.main import main
+
+    def terminated(*args, **kwargs):
+        raise Terminated("SIGTERM")
+
+    space, results = tiny_space(digits_npz), tmp_path / "out"
+    argv = ["run", "tiny.py", "--results", str(results), "--overwrite"]
+    with monkeypatch.context() as patch:
+        patch.setattr("archsearch.pipeline.runner.load_data", terminated)  # before run.json: the folder goes
+        with pytest.raises(Terminated) as stopped:
+            run(space, results, log=lambda line: None)
+    assert not results.exists() and stopped.value.run_dir is None
+    assert interrupted_line(stopped.value, argv) == (
+        "archsearch: terminated (SIGTERM); nothing was recorded; run the command again"
+    )
+
+    monkeypatch.setattr("archsearch.pipeline.runner._Session.search", terminated)  # run.json written: it stays
+    with pytest.raises(Terminated) as stopped:
+        run(space, results, log=lambda line: None)
+    assert read_json(results / "run.json")["status"] == "stopped"
+    # --overwrite left out (the hint would delete the run it names), and an earlier --resume=RUN replaced.
+    for given in (argv, [*argv[:-1], f"--resume={results}"], ["run", "tiny.py", "--over", "--resume", "x"]):
+        assert interrupted_line(stopped.value, given) == (
+            f"archsearch: terminated (SIGTERM); the run continues with "
+            f"`archsearch run tiny.py --results {results} --resume`"
+        )
+    with pytest.raises(SystemExit) as refused:  # the one continues a run, the other deletes it: never both
+        main(["run", "tiny.py", "--resume", "--overwrite"])
+    assert refused.value.code == 2
+
+
+def test_a_resumed_run_that_again_stops_before_run_json_leaves_no_folder(tmp_path, tiny_space, digits_npz):
+    killed = tmp_path / "results" / "tiny" / "2026-01-01_00-00-00"
+    killed.mkdir(parents=True)
+    (killed / ".lock").touch()  # what a SIGKILL in a run's first seconds leaves
+    broken = dataclasses.replace(tiny_space(digits_npz), data=Data(str(tmp_path / "missing.npz")))
+    with pytest.raises(DataError, match="missing.npz: no such file or folder"):
+        run(broken, killed, resume=True, log=lambda line: None)
+    assert os.listdir(tmp_path / "results" / "tiny") == []  # the killed run's folder went; the space's stays
+
+
+def test_a_full_disk_outside_run_is_one_line_too(monkeypatch, capsys):
+    from archsearch.cli.main import main
+
+    finished = next((ROOT / "results" / "digits").glob("*/leaderboard.csv")).parent  # only read: nothing is written
+
+    def exporting(run_dir, rank, out, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(out) / "model.keras"))
+
+    def reporting(*args, **kwargs):  # as TensorFlow says it, with no file named
+        raise RuntimeError("report.partial; No space left on device")
+
+    monkeypatch.setattr("archsearch.output.export.export_retrained", exporting)
+    monkeypatch.setattr("archsearch.output.report.write_report", reporting)
+    again = "no space left on device; free some space, then run the command again\n"
+    assert main(["export", str(finished), "--out", "exported"]) == 2
+    assert capsys.readouterr().err == f"archsearch: error: {Path('exported') / 'model.keras'}: {again}"
+    assert main(["report", str(finished)]) == 2
+    assert capsys.readouterr().err == f"archsearch: error: {finished}: {again}"
+
+    monkeypatch.setattr("archsearch.output.report.write_report", lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # anything else is a bug: its traceback
+        main(["report", str(finished)])
 
 
 def test_a_run_killed_before_it_recorded_anything_is_listed_and_resumes_afresh(

@@ -166,15 +166,21 @@ def test_the_former_search_spaces_path_means_the_bundled_space_where_no_such_fil
             space_file(named)
 
 
-def test_an_existing_file_comes_before_a_bundled_space_of_its_name(tmp_path, monkeypatch):
+def test_an_existing_file_then_name_py_here_come_before_a_bundled_space_of_its_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "search_spaces").mkdir()
     mine = '"""Mine."""\nfrom archsearch import Space\nspace = Space(name="{}")\n'
     (tmp_path / "digits.py").write_text(mine.format("mine"))
     (tmp_path / "search_spaces" / "cifar.py").write_text(mine.format("my_cifar"))
+    (tmp_path / "fashion_mnist").write_text(mine.format("a_file_named_so"))
     assert load_space("digits.py").name == "mine"
-    assert load_space("digits").name == "digits"  # no file named `digits` here: the bundled one
+    assert space_file("digits") == space_file(
+        "digits.py"
+    )  # a bare name: NAME.py here, as `archsearch init NAME` writes
+    assert load_space("fashion_mnist").name == "a_file_named_so"  # an existing file first, whatever its name
+    assert load_space("cifar").name == "cifar10"  # no cifar.py here: the bundled one
     assert load_space("search_spaces/cifar.py").name == "my_cifar"
+    assert space_file("search_spaces/digits.py") == bundled_spaces()["digits"]  # a path is no bare name
 
 
 def test_fingerprint_changes_with_the_space():

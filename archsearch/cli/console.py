@@ -80,20 +80,60 @@ def interrupt_outside_gc_callbacks():
 def interrupted_line(interrupt, argv):
     """The line an interrupted command ends with: what stopped it, and for `archsearch run`, how to continue.
 
+    A run that recorded something (`runner.run()` sets `interrupt.run_dir`) continues with the
+    same command, `--overwrite` left out (it would delete the run) and `--results RUN --resume`
+    naming the run; one that recorded nothing left no directory, so the same command starts it again.
+
     Args:
         interrupt: the `KeyboardInterrupt` (a `Terminated` for SIGTERM).
         argv: the command's arguments, e.g. `["run", "search_spaces/digits.py", "--results", "out"]`.
 
     Example:
 
-    >>> interrupted_line(Terminated("SIGTERM"), ["run", "digits.py", "--results", "out"])
+    >>> stopped = Terminated("SIGTERM")
+    >>> stopped.run_dir = "out"
+    >>> interrupted_line(stopped, ["run", "digits.py", "--results", "out", "--overwrite"])
     'archsearch: terminated (SIGTERM); the run continues with `archsearch run digits.py --results out --resume`'
+    >>> interrupted_line(KeyboardInterrupt(), ["run", "digits.py"])
+    'archsearch: interrupted; nothing was recorded; run the command again'
     """
     stopped = "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
     if not argv or argv[0] != "run":
         return f"archsearch: {stopped}"
-    again = ["archsearch", *argv, *([] if "--resume" in argv else ["--resume"])]
+    run_dir = getattr(interrupt, "run_dir", None)
+    if run_dir is None:
+        return f"archsearch: {stopped}; nothing was recorded; run the command again"
+    kept = _without(argv, flags=("--overwrite",), with_value=("--results",), maybe_value=("--resume",))
+    again = ["archsearch", *kept, "--results", os.fspath(run_dir), "--resume"]
     return f"archsearch: {stopped}; the run continues with `{shlex.join(again)}`"
+
+
+def _without(argv, flags=(), with_value=(), maybe_value=()):
+    """`argv` less the options named, as argparse reads them: `--opt`, `--opt=V`, `--opt V`, or an abbreviation.
+
+    Args:
+        argv: the arguments.
+        flags: options that take no value.
+        with_value: options that take one (the next argument, unless given with `=`).
+        maybe_value: options whose value is optional (`nargs="?"`): the next argument, unless it starts with `-`.
+
+    Returns:
+        The list of the other arguments, in their order.
+    """
+    options = (*flags, *with_value, *maybe_value)
+    kept, rest = [], list(argv)
+    while rest:
+        argument = rest.pop(0)
+        name, equals, _ = argument.partition("=")
+        # argparse accepts any prefix that names one option alone (`--over`); `--res` names two, so it is kept.
+        named = [option for option in options if name.startswith("--") and len(name) > 2 and option.startswith(name)]
+        if len(named) != 1 or (equals and named[0] in flags):
+            kept.append(argument)
+        elif not equals and (
+            named[0] in with_value or (named[0] in maybe_value and rest and not rest[0].startswith("-"))
+        ):
+            del rest[:1]
+    return kept
 
 
 def interrupted_status(interrupt):

@@ -3,8 +3,8 @@ export, predict.
 
 Each command is a module of `archsearch.cli.commands`, which imports what it
 needs only when it runs. Errors that archsearch understands (a bad space
-file, missing data, an infeasible architecture, ...) print one line and exit
-with status 2; `--debug` shows the traceback instead.
+file, missing data, an infeasible architecture, a full disk, ...) print one
+line and exit with status 2; `--debug` shows the traceback instead.
 """
 
 import argparse
@@ -56,6 +56,19 @@ def main(argv=None):
         if args.debug:
             raise
         print(f"archsearch: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a full disk, said in one line as `run` says it; anything else is a bug: a traceback
+        # `run`'s own test, imported only now: it loads Keras, which `spaces` and `--help` must not wait for.
+        from archsearch.pipeline.runner import _no_space_left
+
+        if args.debug or not _no_space_left(error):
+            raise
+        where = getattr(error, "filename", None) or getattr(args, "out", None) or getattr(args, "results", None)
+        print(
+            f"archsearch: error: {f'{where}: ' if where else ''}no space left on device; "
+            "free some space, then run the command again",
+            file=sys.stderr,
+        )
         return 2
 
 

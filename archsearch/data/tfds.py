@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 import numpy as np
 
@@ -52,23 +53,25 @@ def unreachable_host(urls, timeout=CONNECT_TIMEOUT):
 
     The hosts are tried at once, each in a thread of its own: name resolution
     has no timeout of its own, and a thread still waiting on it is left
-    behind (a daemon) rather than waited for.
+    behind (a daemon) rather than waited for. Where the environment names a
+    proxy for a URL (`HTTPS_PROXY`, ..., unless `NO_PROXY` exempts its host),
+    the proxy is tried instead: tfds downloads through it, and a cluster's
+    machines often reach the internet only so.
 
     Args:
         urls: download URLs, e.g. `["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]`.
         timeout: seconds for all of them together.
 
     Returns:
-        `"host (reason)"`, e.g. `"www.cs.toronto.edu (no answer within 5 s)"`, or None when all answer.
+        `"host (reason)"`, e.g. `"www.cs.toronto.edu (no answer within 5 s)"`, or
+        `"proxy host:port (reason)"`, or None when all answer.
 
     Example:
 
     >>> unreachable_host(["https://host.invalid/data.tar.gz"], timeout=2)  # doctest: +SKIP
     'host.invalid (Name or service not known)'
     """
-    addresses = sorted(
-        {(u.hostname, u.port or (80 if u.scheme == "http" else 443)) for u in map(urllib.parse.urlsplit, urls)}
-    )
+    addresses = dict(sorted(_address(url) for url in urls))  # (host, port): how the line names it
     failures = {}
 
     def connect(address):
@@ -85,11 +88,23 @@ def unreachable_host(urls, timeout=CONNECT_TIMEOUT):
     deadline = time.monotonic() + timeout
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    for address in addresses:
+    for address, name in addresses.items():
         reason = failures.get(address, f"no answer within {timeout:g} s")
         if reason:
-            return f"{address[0]} ({reason})"
+            return f"{name} ({reason})"
     return None
+
+
+def _address(url):
+    """The `((host, port), name)` a download of `url` connects to first: its host's, or its proxy's."""
+    url = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname):
+        # As urllib and requests read it: `proxy:3128` means `http://proxy:3128`.
+        proxy = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        address = (proxy.hostname, proxy.port or (443 if proxy.scheme == "https" else 80))
+        return address, f"proxy {address[0]}:{address[1]}"
+    return (url.hostname, url.port or (80 if url.scheme == "http" else 443)), url.hostname
 
 
 @contextlib.contextmanager
@@ -98,12 +113,15 @@ def _quiet_download(tfds):
     retries = logging.getLogger("urllib3")
     level = retries.level
     retries.setLevel(logging.ERROR)
+    # tfds has no public getter for its progress bars: its module's flag says whether they were on (a notebook
+    # may have turned them off), and where a version lacks it, they were on, tfds's default.
+    bars = getattr(sys.modules.get("tensorflow_datasets.core.utils.tqdm_utils"), "_active", True)
     tfds.display_progress_bar(False)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        tfds.display_progress_bar(True)
+        tfds.display_progress_bar(bars)
         retries.setLevel(level)
 
 

@@ -166,7 +166,10 @@ def run(
         except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (`archsearch.cli.console`)
             if session and session.metadata:  # what this session recorded says so; an earlier one's is kept
                 session.record("stopped", reason=f"interrupted by {interrupt}" if str(interrupt) else "interrupted")
-            run_dir.discard()  # a run that recorded nothing leaves no folder
+            # For the command line's last line: `--results RUN --resume` continues a run that recorded
+            # something; one that recorded nothing leaves no folder, and is simply started again.
+            interrupt.run_dir = run_dir if run_dir.is_run() else None
+            run_dir.discard()
             raise
         except Exception as error:
             run_dir.discard()

@@ -19,6 +19,10 @@ FORMER_FOLDER = "search_spaces"
 def bundled_spaces():
     """Returns the space files that ship with archsearch, by name.
 
+    The package is to be installed as files (as pip installs a wheel), not
+    run from a zip archive: each space is handed on as a `Path`, which
+    `load_space()` reads and records.
+
     Returns:
         A dict from name (the file's stem, e.g. `"digits"`) to the file's
         `Path`, sorted by name.
@@ -36,13 +40,14 @@ def bundled_spaces():
 def space_file(space):
     """Returns the space file that a command's SPACE names.
 
-    In this order: an existing file; else a bundled space's name, with or
-    without `.py`; else `search_spaces/NAME.py` names bundled NAME (where the
-    bundled spaces were before they moved into the package).
+    In this order: an existing file; for a bare name, `NAME.py` in the
+    current folder (what `archsearch init NAME` writes); a bundled space's
+    name, with or without `.py`; else `search_spaces/NAME.py` names bundled
+    NAME (where the bundled spaces were before they moved into the package).
 
     Args:
-        space: a path such as `"my_space.py"`, or a bundled space's name
-            such as `"digits"`.
+        space: a path such as `"my_space.py"`, a name such as `"my_space"`
+            (for `my_space.py` here), or a bundled space's name such as `"digits"`.
 
     Returns:
         The file's `Path`.
@@ -58,6 +63,9 @@ def space_file(space):
     path = Path(space)
     if path.is_file():
         return path
+    here = Path(f"{space}.py")
+    if is_space_name(str(space)) and here.is_file():
+        return here
     bundled = bundled_spaces()
     name = path.name.removesuffix(".py")
     if name in bundled and path.parts in ((path.name,), (FORMER_FOLDER, f"{name}.py")):

@@ -247,8 +247,8 @@ class RunDir:
         """Removes the directory of a run that recorded nothing (no `run.json`), with the lock held.
 
         Only what the run itself made goes: its lock, then the folders this
-        process created for it (`created`), those left empty. What else a
-        folder holds stays.
+        process created for it, or the folder of a killed run that held only
+        its lock (`created`), those left empty. What else a folder holds stays.
         """
         if self.is_run():
             return
@@ -302,11 +302,22 @@ def choose_run(space_name, results=None, *, resume=False, overwrite=False):
             raise ArchsearchError(
                 f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to start over"
             )
-        return run_dir
+        return _adopt_killed(run_dir)
     root = RESULTS / space_name
     if overwrite:
         raise ArchsearchError("--overwrite starts one named run over: name it with --results DIR")
-    return latest_unfinished(root) if resume else new_run_dir(root)
+    return _adopt_killed(latest_unfinished(root)) if resume else new_run_dir(root)
+
+
+def _adopt_killed(run_dir):
+    """Counts a folder that holds only a lock (what a run killed before `run.json` leaves) as the run's own.
+
+    So that `discard()` removes it when this run too stops before recording
+    anything; a folder holding anything else is never removed.
+    """
+    if run_dir.path.is_dir() and [entry.name for entry in run_dir.path.iterdir()] == [LOCK]:
+        run_dir.created = [run_dir.path]
+    return run_dir
 
 
 def new_run_dir(space_root, now=None):

@@ -23,7 +23,7 @@ def add_parser(commands):
         "120 columns; csv: every dimension of each sample; json: the space and its samples",
     )
     p.add_argument("--summary", action="store_true", help="also print each sample's layer table")
-    p.add_argument("--data-dir", help=DATA_DIR_HELP + "; only its shape and classes are read")
+    p.add_argument("--data-dir", metavar="PATH", help=DATA_DIR_HELP + "; only its shape and classes are read")
     p.add_argument(
         "--latency",
         action="store_true",

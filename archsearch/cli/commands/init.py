@@ -48,9 +48,13 @@ def renamed(text, name, where):
 
     >>> renamed('space = Space(name="digits", data=Data("digits"))', "mine", "s.py")
     'space = Space(name="mine", data=Data("digits"))'
+    >>> renamed('space = archsearch.Space(name="digits")', "mine", "s.py")
+    'space = archsearch.Space(name="mine")'
     """
     for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Space":
+        # `Space(...)` after `from archsearch import Space`, or `archsearch.Space(...)` after `import archsearch`.
+        called = getattr(node, "func", None)
+        if isinstance(node, ast.Call) and "Space" in (getattr(called, "id", None), getattr(called, "attr", None)):
             value = next((k.value for k in node.keywords if k.arg == "name"), None)
             if isinstance(value, ast.Constant) and value.lineno == value.end_lineno:
                 lines = text.splitlines(keepends=True)

@@ -32,14 +32,15 @@ def add_parser(commands):
     p.add_argument(
         "--seeds", type=int, metavar="S", help="retrainings per architecture (seeds 0, 1, ...), over Retrain(seeds=...)"
     )
-    p.add_argument(
+    again = p.add_mutually_exclusive_group()  # one continues a run, the other deletes it
+    again.add_argument(
         "--resume",
         nargs="?",
         const=True,
         metavar="RUN",
         help="continue a run: the one --results names, else RUN, else the space's most recent unfinished run",
     )
-    p.add_argument("--overwrite", action="store_true", help="start the run that --results names over (deletes it)")
+    again.add_argument("--overwrite", action="store_true", help="start the run that --results names over (deletes it)")
     p.add_argument(
         "--tensorboard",
         action="store_true",

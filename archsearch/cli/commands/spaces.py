@@ -10,7 +10,8 @@ from pathlib import Path
 
 from archsearch.recipe.bundled import bundled_spaces
 
-#: The most columns the table takes, as the leaderboard's.
+#: The most columns the table takes, as the leaderboard's. A copy of `archsearch.output.summary.MAX_WIDTH`, not an
+#: import: that module loads pandas and rich, and `spaces` is to answer at once (a test keeps Keras out of it).
 MAX_WIDTH = 120
 
 
