@@ -8,6 +8,7 @@ run, never skip.
 """
 
 import os
+import socket
 import tarfile
 import time
 from pathlib import Path
@@ -137,3 +138,20 @@ class _Terminal:
 def tty_stream():
     """A stream that says it is a terminal (so progress draws its bar), with what was written in `.text`."""
     return _Terminal()
+
+
+@pytest.fixture
+def no_proxies(monkeypatch):
+    """No `*_proxy` variables: the offline check tries each download host itself, not a proxy (`data/tfds.py`)."""
+    for variable in [name for name in os.environ if name.lower().endswith("_proxy")]:
+        monkeypatch.delenv(variable)
+
+
+@pytest.fixture
+def offline(monkeypatch, no_proxies):
+    """No network, whatever this machine has: every connection fails as a name that does not resolve does."""
+
+    def unresolvable(address, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unresolvable)

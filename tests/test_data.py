@@ -332,19 +332,9 @@ def test_the_offline_default_loads_without_a_network(monkeypatch):
     assert pair.shape == (16, 16, 1) and pair.class_names == ["3", "8"]
 
 
-def _offline(monkeypatch):
-    """No network, whatever this machine has: every connection fails as a name that does not resolve does."""
-
-    def unresolvable(address, *args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    monkeypatch.setattr(socket, "create_connection", unresolvable)
-
-
-def test_tfds_without_a_network_fails_at_once_naming_the_host_and_downloads_nothing(monkeypatch, tmp_path):
+def test_tfds_without_a_network_fails_at_once_naming_the_host_and_downloads_nothing(monkeypatch, tmp_path, offline):
     import tensorflow_datasets as tfds
 
-    _offline(monkeypatch)
     monkeypatch.setattr(tfds, "load", lambda *args, **kwargs: pytest.fail("tfds began a download offline"))
     start = time.perf_counter()
     with pytest.raises(
@@ -357,7 +347,7 @@ def test_tfds_without_a_network_fails_at_once_naming_the_host_and_downloads_noth
     assert not any(p for p in (tmp_path / "tfds").rglob("*") if p.name.startswith("incomplete.") or ".tmp." in p.name)
 
 
-def test_a_download_host_that_never_answers_counts_as_offline_after_the_timeout(monkeypatch):
+def test_a_download_host_that_never_answers_counts_as_offline_after_the_timeout(monkeypatch, no_proxies):
     monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: time.sleep(30))
     start = time.perf_counter()
     assert unreachable_host(["https://a.example/x.tar.gz", "http://b.example/y"], timeout=0.2) == (

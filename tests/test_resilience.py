@@ -338,12 +338,10 @@ def test_a_resume_keeps_run_json_s_retrained_trials_names_one_it_cannot_find_and
 
 
 def test_a_run_that_fails_before_run_json_leaves_no_folder_and_the_command_one_line(
-    tmp_path, monkeypatch, capsys, tiny_space, digits_npz
+    tmp_path, monkeypatch, capsys, tiny_space, digits_npz, offline
 ):
     from archsearch.cli.main import main
 
-    monkeypatch.setattr(socket, "create_connection", _unresolvable)  # offline, whatever this machine has
-    _without_proxies(monkeypatch)  # else the proxy, not the download host, is what is out of reach
     monkeypatch.chdir(tmp_path)
     start = time.perf_counter()
     assert main(["run", "search_spaces/cifar.py"]) == 2  # the README's headline command: bundled cifar here
@@ -365,16 +363,7 @@ def test_a_run_that_fails_before_run_json_leaves_no_folder_and_the_command_one_l
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and os.listdir(kept) == ["notes.txt"]
 
 
-def _unresolvable(address, *args, **kwargs):
-    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-
-def _without_proxies(monkeypatch):
-    for variable in [name for name in os.environ if name.lower().endswith("_proxy")]:
-        monkeypatch.delenv(variable)
-
-
-def test_behind_a_proxy_the_offline_check_tries_the_proxy_not_the_download_host(monkeypatch):
+def test_behind_a_proxy_the_offline_check_tries_the_proxy_not_the_download_host(monkeypatch, no_proxies):
     from archsearch.data.tfds import unreachable_host
 
     tried = []
@@ -384,7 +373,6 @@ def test_behind_a_proxy_the_offline_check_tries_the_proxy_not_the_download_host(
         raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
 
     monkeypatch.setattr(socket, "create_connection", refused)
-    _without_proxies(monkeypatch)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.cluster.example:3128")
     monkeypatch.setenv("HTTP_PROXY", "proxy.cluster.example")  # no scheme, no port: http, port 80
     urls = ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "http://yann.lecun.com/mnist.gz"]

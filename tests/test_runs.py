@@ -318,12 +318,12 @@ def test_an_interrupted_run_says_how_to_resume_instead_of_a_traceback(tmp_path):
     finally:
         process.kill()
     assert process.returncode == 130
+    (stopped,) = (tmp_path / "results" / "slow").iterdir()
     assert (
-        err.strip().splitlines()[-1]
-        == f"archsearch: interrupted; the run continues with `archsearch run {space} --resume`"
+        err.strip().splitlines()[-1] == "archsearch: interrupted; the run continues with "
+        f"`archsearch run {space} --results {stopped.relative_to(tmp_path)} --resume`"
     )
     assert "Traceback" not in err
-    (stopped,) = (tmp_path / "results" / "slow").iterdir()
     recorded = read_run(stopped)
     assert recorded["status"] == "stopped" and recorded["reason"] == "interrupted by Ctrl-C"
 
