@@ -4,10 +4,12 @@ A reader (or a crash) never sees half a file, and the file gets the
 permissions any new file gets (0666 less the umask), so a teammate or a
 server under another account can read results and caches: `tempfile.mkstemp`
 alone would leave them 0600. `write_csv()`, `write_json()` and `write_atomic()`
-write a whole table, document or text that way.
+write a whole table, document or text that way. `is_disk_full()` tells a
+full disk from the other errors a write can raise.
 """
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -71,3 +73,14 @@ def write_json(data, path):
 def read_json(path):
     """Reads a JSON file."""
     return json.loads(Path(path).read_text())
+
+
+def is_disk_full(error):
+    """Whether `error` says the disk is full: Python's ENOSPC, or TensorFlow's (`SaveV2`'s, in the same words).
+
+    Example:
+
+    >>> is_disk_full(OSError(errno.ENOSPC, "No space left on device")), is_disk_full(OSError(errno.EACCES, "no"))
+    (True, False)
+    """
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or os.strerror(errno.ENOSPC) in str(error)

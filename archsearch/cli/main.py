@@ -27,6 +27,7 @@ from archsearch.cli.commands import (
 )
 from archsearch.cli.console import interrupt_outside_gc_callbacks, quiet
 from archsearch.errors import ArchsearchError
+from archsearch.files import is_disk_full
 
 # In --help's order.
 COMMANDS = (run, worker, spaces, init, describe, presets, data, runs, leaderboard, report, export, predict)
@@ -58,10 +59,7 @@ def main(argv=None):
         print(f"archsearch: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # a full disk, said in one line as `run` says it; anything else is a bug: a traceback
-        # `run`'s own test, imported only now: it loads Keras, which `spaces` and `--help` must not wait for.
-        from archsearch.pipeline.runner import _no_space_left
-
-        if args.debug or not _no_space_left(error):
+        if args.debug or not is_disk_full(error):
             raise
         where = getattr(error, "filename", None) or getattr(args, "out", None) or getattr(args, "results", None)
         print(

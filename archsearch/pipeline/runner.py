@@ -7,9 +7,7 @@ stopped can be resumed with `resume=True` without redoing finished work.
 
 import dataclasses
 import datetime
-import errno
 import importlib.metadata
-import os
 import platform
 import sys
 import time
@@ -18,7 +16,7 @@ import keras
 
 from archsearch.data import data_summary, load_data
 from archsearch.errors import ArchsearchError, InfeasibleArchitecture, SpaceError
-from archsearch.files import read_json, write_json
+from archsearch.files import is_disk_full, read_json, write_json
 from archsearch.model import cost
 from archsearch.model.backend import device_description, keras_without_tensorflow
 from archsearch.output.export import export_retrained, export_summary
@@ -106,11 +104,6 @@ def _prepare(run_dir, resume, overwrite, space, log):
     return bool(resume)
 
 
-def _no_space_left(error):
-    """Whether `error` says the disk is full: Python's ENOSPC, or TensorFlow's (a `ResourceExhaustedError`)."""
-    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or os.strerror(errno.ENOSPC) in str(error)
-
-
 def run(
     space,
     results=None,
@@ -173,7 +166,7 @@ def run(
             raise
         except Exception as error:
             run_dir.discard()
-            if _no_space_left(error):
+            if is_disk_full(error):
                 where = getattr(error, "filename", None) or _writing(run_dir)
                 raise ArchsearchError(
                     f"{where}: no space left on device; free some space, then continue the run with --resume "
