@@ -18,7 +18,7 @@ from PIL import Image
 from archsearch import Data, Recipe, Retrain, Search, Space, Train
 from archsearch.cli.main import main
 from archsearch.data import decode
-from archsearch.model.builder import build_model
+from archsearch.model.builder import build_model, with_mirror_mean
 from archsearch.output.export import inference_model
 from archsearch.pipeline.runner import run
 from archsearch.recipe.architecture import plan
@@ -45,13 +45,17 @@ def write_rgb_folder(root, train=16, test=6, size=12):
 
 @pytest.fixture(scope="module")
 def gray_run(tmp_path_factory):
-    """A finished run of a grayscale, augmented space on an RGB JPEG folder."""
+    """A finished run of a grayscale, augmented space on an RGB JPEG folder, trained and scored with the new recipe.
+
+    Label smoothing and a one-cycle schedule change its training; `tta` makes every export (model.keras, the
+    SavedModel, ONNX, LiteRT) the mean over each image and its mirror, which each export check must match.
+    """
     folder = write_rgb_folder(tmp_path_factory.mktemp("rgb") / "shapes")
     space = Space(
         name="gray",
         data=Data(str(folder), grayscale=True, validation=0.25),
         recipe=Recipe(family="vgg", resolution=12, width=4, stages=1, blocks_per_stage=1),
-        train=Train(epochs=1, batch_size=8, augment=True),
+        train=Train(epochs=1, batch_size=8, augment=True, label_smoothing=0.1, schedule="onecycle", tta=True),
         search=Search(tuner="random", max_trials=1, seed=0),
         retrain=Retrain(top_k=1, epochs=1, seeds=1),
     )
@@ -80,7 +84,7 @@ def test_a_grayscale_space_on_rgb_images_exports_a_model_that_takes_rgb(gray_run
     trained = keras.saving.load_model(next((results / "retrain").glob("*_seed0.keras")))
     assert trained.input_shape == (None, 12, 12, 1)
     converted = np.stack([np.asarray(Image.open(path).convert("L"))[..., None] for path in paths])
-    expected = trained.predict(converted, verbose=0)
+    expected = with_mirror_mean(trained).predict(converted, verbose=0)  # the run's tta, as it scored the model
     served = exported.predict(rgb(paths), verbose=0)
     np.testing.assert_array_equal(served.argmax(axis=1), expected.argmax(axis=1))
     np.testing.assert_allclose(served, expected, atol=1e-6)
@@ -106,6 +110,21 @@ def test_the_export_check_figure_is_the_leaderboards_accuracy_and_is_recorded(gr
     files = {path.name for path in (results / "best").iterdir()} - {"model.json"}
     assert {name.rstrip("/") for name in contract["files"]} == files
     assert all(size > 0 for size in contract["files"].values())
+
+
+def test_a_tta_export_gives_the_same_probabilities_for_an_image_and_its_mirror(gray_run):
+    import tensorflow as tf
+
+    results, folder = gray_run
+    assert json.loads((results / "best" / "model.json").read_text())["tta"] is True
+    images = rgb(jpeg_files(folder)[0])
+    mirrors = images[:, :, ::-1].copy()
+    model = keras.saving.load_model(results / "best" / "model.keras")
+    np.testing.assert_allclose(model.predict(images, verbose=0), model.predict(mirrors, verbose=0), atol=1e-6)
+    serve = tf.saved_model.load(str(results / "best" / "saved_model")).signatures["serve"]
+    np.testing.assert_allclose(
+        serve(image=tf.constant(images))["probabilities"], serve(image=tf.constant(mirrors))["probabilities"], atol=1e-6
+    )
 
 
 def test_luma_and_resize_inside_the_model_match_the_data_layer():

@@ -5,8 +5,10 @@ under TensorFlow, JAX and PyTorch.
 """
 
 import keras
+import numpy as np
 
 from archsearch.model.layers import RandomShift
+from archsearch.model.schedules import learning_rate as scheduled_learning_rate
 from archsearch.recipe.architecture import Architecture
 
 
@@ -167,11 +169,64 @@ def build_model(architecture: Architecture):
     return keras.Model(tensors["image"], tensors["predictions"], name=name)
 
 
+def mirrored(images, name="mirror"):
+    """Mirrors images left to right, in standard layers, exactly.
+
+    Keras has no layer that flips deterministically (`RandomFlip` draws), and
+    a layer of archsearch's own would keep an exported `model.keras` from
+    loading without archsearch. So the width axis is moved last and
+    multiplied by the reversed identity, in float32: each output pixel is one
+    input pixel times 1, plus zeros, which stays exact for pixel values (at
+    most 255, exact in TF32 and bfloat16 too, where a GPU multiplies in them).
+
+    Args:
+        images: a symbolic tensor of images `(batch, height, width, channels)`.
+        name: the prefix of the layers' names.
+
+    Returns:
+        The mirrored images, float32.
+    """
+    width = images.shape[2]
+    pixels = keras.layers.Rescaling(1.0, dtype="float32", name=f"{name}_float")(images)
+    columns = keras.layers.Permute((1, 3, 2), name=f"{name}_columns_last")(pixels)
+    reverse = keras.layers.Dense(width, use_bias=False, trainable=False, dtype="float32", name=f"{name}_reverse")
+    flipped = reverse(columns)
+    reverse.set_weights([np.eye(width, dtype="float32")[::-1]])
+    return keras.layers.Permute((1, 3, 2), name=f"{name}_columns_back")(flipped)
+
+
+def with_mirror_mean(model):
+    """Returns a model whose probabilities are the mean of `model`'s on each image and on its mirror (`tta`).
+
+    It shares `model`'s layers and weights; called in inference, as every
+    scoring is, its training-only augmentation passes images through.
+
+    Args:
+        model: a model from `build_model()` (or one that takes the same images).
+
+    Returns:
+        A `keras.Model` with the same input and output shapes.
+
+    Example:
+
+    >>> from archsearch.recipe.architecture import plan
+    >>> model = build_model(plan({"width": 8}, (8, 8, 1), 3))
+    >>> with_mirror_mean(model).output_shape
+    (None, 3)
+    """
+    image = keras.Input(model.input_shape[1:], dtype=model.input.dtype, name="image")
+    mean = keras.layers.Average(dtype="float32", name="mirror_mean")([model(image), model(mirrored(image))])
+    return keras.Model(image, mean, name=f"{model.name}_tta")
+
+
+def scoring_model(model, point):
+    """Returns the model a point's trained model is scored with: itself, or with `tta` its mirror mean."""
+    return with_mirror_mean(model) if point["tta"] else model
+
+
 def make_optimizer(point, steps):
     """Returns the optimizer of a point, with its learning-rate schedule over `steps` updates."""
-    learning_rate = point["learning_rate"]
-    if point["schedule"] == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps))
+    learning_rate = scheduled_learning_rate(point, steps)
     decay = point["weight_decay"] or None
     if point["optimizer"] == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=decay)
@@ -180,8 +235,21 @@ def make_optimizer(point, steps):
     return keras.optimizers.Adam(learning_rate, weight_decay=decay)
 
 
+def loss(point):
+    """Returns a point's loss: the cross-entropy, on integer labels, or with `label_smoothing` on one-hot ones.
+
+    Keras's sparse cross-entropy has no label smoothing; its categorical one
+    smooths one-hot targets to `(1 - s) * one_hot + s / classes`, so a point
+    that smooths trains on one-hot labels (`archsearch.model.training.train()`
+    makes them).
+    """
+    if point["label_smoothing"]:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=point["label_smoothing"])
+    return "sparse_categorical_crossentropy"
+
+
 def compile_model(model, point, steps):
-    """Compiles `model` for training on integer labels.
+    """Compiles `model` for training.
 
     Args:
         model: from `build_model()`.
@@ -189,11 +257,12 @@ def compile_model(model, point, steps):
         steps: total optimizer updates of the training to come (for the schedule).
 
     Returns:
-        The same model, compiled with accuracy as its metric.
+        The same model, compiled with accuracy as its metric: on integer
+        labels, or on one-hot ones where the point smooths them (`loss()`).
     """
     model.compile(
         optimizer=make_optimizer(point, steps),
-        loss="sparse_categorical_crossentropy",
+        loss=loss(point),
         metrics=["accuracy"],
         steps_per_execution=STEPS_PER_EXECUTION,
     )

@@ -30,8 +30,11 @@ Measurements are cached by the planned network (its layers, input and
 classes), so a network is measured once per process: points that differ only
 in knobs that leave the layers as they are (learning rate, optimizer, batch
 size, epochs) share a measurement, while `augment` adds layers and so is
-measured apart. A trial's figures are kept in its metrics, which a resumed
-search and the retraining read back.
+measured apart. With `tta`, what is timed and saved is the model that scores
+and is exported: the network run on each image and on its mirror
+(`archsearch.model.builder.scoring_model()`), about twice the time. A
+trial's figures are kept in its metrics, which a resumed search and the
+retraining read back.
 """
 
 import dataclasses
@@ -88,8 +91,8 @@ _CACHE = {}  # plan key -> Cost, for this process
 
 
 def _key(architecture):
-    """The planned network a measurement depends on: its layers (augmentation among them), input and classes."""
-    text = repr((architecture.input_shape, architecture.num_classes, architecture.layers))
+    """What a measurement depends on: the planned layers (augmentation among them), input, classes and `tta`."""
+    text = repr((architecture.input_shape, architecture.num_classes, architecture.layers, architecture.point["tta"]))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -118,10 +121,10 @@ def measure(architecture, model=None):
     """
     key = _key(architecture)
     if key not in _CACHE:
-        from archsearch.model.builder import build_model
+        from archsearch.model.builder import build_model, scoring_model
 
         model = model if model is not None else build_model(architecture)
-        _CACHE[key] = _measure(model, architecture.input_shape)
+        _CACHE[key] = _measure(scoring_model(model, architecture.point), architecture.input_shape)
     return _CACHE[key]
 
 

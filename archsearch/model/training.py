@@ -26,6 +26,8 @@ class TrainingBatches(keras.utils.PyDataset):
         batch_size: images per batch (at most `len(x)`).
         seed: seeds the order; `None` draws it from NumPy's global generator,
             which `archsearch.model.backend.set_random_seed()` seeds.
+        num_classes: where given, the labels come out one-hot, float32, of
+            that many classes (what a smoothed loss takes).
 
     Example:
 
@@ -35,9 +37,10 @@ class TrainingBatches(keras.utils.PyDataset):
     (2, (4, 8, 8, 1))
     """
 
-    def __init__(self, x, y, batch_size, seed=None):
+    def __init__(self, x, y, batch_size, seed=None, num_classes=None):
         super().__init__()
         self.x, self.y = x, y
+        self.one_hot = None if num_classes is None else np.eye(num_classes, dtype="float32")
         self.batch_size = min(batch_size, len(x))
         self.rng = np.random.default_rng(np.random.randint(2**31) if seed is None else seed)
         self.order = self.rng.permutation(len(x))
@@ -47,7 +50,8 @@ class TrainingBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.x[rows], self.y[rows]
+        labels = self.y[rows]
+        return self.x[rows], labels if self.one_hot is None else self.one_hot[labels]
 
     def on_epoch_end(self):
         self.order = self.rng.permutation(len(self.x))
@@ -68,7 +72,8 @@ def train(model, point, x, y, epochs, *, initial_epoch=0, callbacks=()):
     Returns:
         The training time in seconds.
     """
-    batches = TrainingBatches(x, y, point["batch_size"])
+    num_classes = model.output_shape[-1] if point["label_smoothing"] else None  # one-hot labels to smooth
+    batches = TrainingBatches(x, y, point["batch_size"], num_classes=num_classes)
     compile_model(model, point, len(batches) * (epochs - initial_epoch))
     start = time.perf_counter()
     model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=list(callbacks), verbose=0)
@@ -85,5 +90,9 @@ def predict_probabilities(model, images, batch_size=PREDICT_BATCH):
 
 
 def predict_classes(model, images):
-    """Returns the most probable class of each image."""
+    """Returns the most probable class of each image.
+
+    A trained model is scored through `archsearch.model.builder.scoring_model()`,
+    which adds its point's test-time augmentation.
+    """
     return np.argmax(predict_probabilities(model, images), axis=1)

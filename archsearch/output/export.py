@@ -9,7 +9,10 @@ An export folder (`best/` of a run) holds:
   a grayscale space reads color images, a resize to the training size,
   from the centred window of its aspect ratio where the data declares
   `crop_to_aspect_ratio`);
-  training-only augmentation is left out.
+  training-only augmentation is left out. Where the point has `tta`, the
+  probabilities are the mean of the network's on each image and on its
+  horizontal mirror, as the leaderboard scored it (every file below too;
+  `model.json` says `"tta": true`).
 - `saved_model/`: the model as a TensorFlow SavedModel. Its signatures
   `serve` and `serving_default` take a uint8 batch at the training data's
   size, `[batch, height, width, source channels]`, and hold only ops that
@@ -39,8 +42,9 @@ import numpy as np
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
 from archsearch.files import read_json
-from archsearch.model.builder import TRAINING_ONLY_LAYERS
+from archsearch.model.builder import TRAINING_ONLY_LAYERS, with_mirror_mean
 from archsearch.output.convert import onnx_predictor, tflite_predictor, write_onnx, write_tflite
+from archsearch.recipe.dimensions import point_of
 from archsearch.records.directory import RunDir
 
 MODEL_JSON = "model.json"
@@ -75,7 +79,7 @@ def stored_dataset(data, dataset, *, data_dir=None):
     return load_data(dataclasses.replace(data, grayscale=False), data_dir=data_dir)
 
 
-def inference_model(model, source_channels, crop_to_aspect_ratio=False):
+def inference_model(model, source_channels, crop_to_aspect_ratio=False, tta=False):
     """Returns the exported inference model of a trained model.
 
     The trained layers (and their weights) are reused, less the training-only
@@ -92,6 +96,9 @@ def inference_model(model, source_channels, crop_to_aspect_ratio=False):
         crop_to_aspect_ratio: resize from the largest centred window of the
             training size's aspect ratio, as the data did (its `Data`
             declaration's option of that name).
+        tta: the point's test-time augmentation: the classifier's
+            probabilities are the mean over each image and its mirror, as
+            its scoring measured them (`classifier_model()`).
 
     Returns:
         A `keras.Model`: uint8 images `(batch, height, width, source_channels)`
@@ -112,16 +119,20 @@ def inference_model(model, source_channels, crop_to_aspect_ratio=False):
         height, width, crop_to_aspect_ratio=crop_to_aspect_ratio, antialias=True, dtype="float32", name="resize"
     )(pixels)
     adapter = keras.Model(image, _round_to_uint8(resized, "round"), name="source_to_training")
-    return keras.Model(image, classifier_model(model)(adapter(image)), name=f"{model.name}_inference")
+    classifier = classifier_model(model, tta)
+    return keras.Model(image, classifier(adapter(image)), name=f"{model.name}_inference")
 
 
-def classifier_model(model):
+def classifier_model(model, tta=False):
     """Returns the trained layers of a model (sharing its weights), less the training-only augmentation.
 
     Args:
         model: a trained model from `archsearch.model.builder.build_model()`,
             best loaded with `compile=False`: Keras compiles the clone of a
             compiled model, whose optimizer state a saved file then holds.
+        tta: with the point's test-time augmentation: the mean of the
+            probabilities of each image and of its mirror, in standard layers
+            (`archsearch.model.builder.with_mirror_mean()`).
 
     Returns:
         A `keras.Model` with the trained model's input: uint8 images of the
@@ -135,7 +146,8 @@ def classifier_model(model):
     >>> classifier_model(trained).input_shape
     (None, 32, 32, 1)
     """
-    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=_inference_call)
+    classifier = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=_inference_call)
+    return with_mirror_mean(classifier) if tta else classifier
 
 
 def _inference_call(layer, *args, **kwargs):
@@ -168,7 +180,7 @@ def _round_to_uint8(tensor, name):
     return keras.layers.Discretization(bin_boundaries=[k - 0.5 for k in range(1, 256)], name=name)(tensor)
 
 
-def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=False, quantize=None):
+def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=False, tta=False, quantize=None):
     """Writes `out/model.keras`, `out/saved_model/`, `out/model.onnx`, `out/model.tflite` and `out/model.json`.
 
     Each export is reloaded with its own runtime (Keras, TensorFlow,
@@ -185,6 +197,8 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
         stored: the data as the source stores it, from `stored_dataset()`.
         expected_accuracy: the test accuracy the leaderboard records for `model`.
         crop_to_aspect_ratio: as for `inference_model()`: the data's option.
+        tta: as for `inference_model()`: the point's test-time augmentation,
+            which its leaderboard figure was measured with.
         quantize: `None`, or `"int8"`: also write `model_int8.tflite`,
             full-integer quantized (calibrated on training images), whose
             test accuracy is measured but may differ from the float model's.
@@ -204,14 +218,14 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     tf = _tensorflow()  # before Keras's saving, which imports it too
-    inference = inference_model(model, stored.shape[-1], crop_to_aspect_ratio)
+    inference = inference_model(model, stored.shape[-1], crop_to_aspect_ratio, tta)
     inference.save(staging / MODEL_KERAS)
     reloaded = keras.saving.load_model(staging / MODEL_KERAS)
     accuracies = {MODEL_KERAS: _accuracy(lambda x: reloaded.predict_on_batch(x), stored)}
     quantized = {}
     if tf is not None:
         saved_model = staging / SAVED_MODEL
-        _export_saved_model(inference, classifier_model(model), saved_model, stored.class_names)
+        _export_saved_model(inference, classifier_model(model, tta), saved_model, stored.class_names)
         serve = tf.saved_model.load(str(saved_model)).signatures["serve"]
         accuracies[SAVED_MODEL] = _accuracy(lambda x: serve(image=tf.constant(x))["probabilities"].numpy(), stored)
         if keras.backend.backend() == "tensorflow":  # elsewhere `serve` is jax2tf's XlaCallModule: no ONNX of it
@@ -233,7 +247,7 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
                 f"export check failed: the reloaded {name} classifies {accuracy:.4%} of the {len(stored.y_test)} test "
                 f"images right, fed as the source stores them; the leaderboard says {expected_accuracy:.4%}"
             )
-    contract = _contract(inference, model, stored, check, _sizes(staging))
+    contract = _contract(inference, model, stored, check, _sizes(staging), tta)
     (staging / MODEL_JSON).write_text(json.dumps(contract, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
@@ -297,7 +311,13 @@ def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None, quantiz
     stored = stored_dataset(data, dataset, data_dir=data_dir)
     expected = read_json(run_dir.retrained_result(trial_id, 0))["accuracy"]
     check = export_model(
-        model, out, stored, expected, crop_to_aspect_ratio=data.crop_to_aspect_ratio, quantize=quantize
+        model,
+        out,
+        stored,
+        expected,
+        crop_to_aspect_ratio=data.crop_to_aspect_ratio,
+        tta=point_of(ranked.iloc[0])["tta"],
+        quantize=quantize,
     )
     return trial_id, check, stored
 
@@ -312,7 +332,7 @@ def _accuracy(predict, stored):
     return float(np.mean(predicted == stored.y_test))
 
 
-def _contract(inference, model, stored, check, sizes):
+def _contract(inference, model, stored, check, sizes, tta):
     """The content of `model.json`: what a caller needs to feed the model and read its outputs."""
     adapter = inference.get_layer("source_to_training")
     height, width, channels = model.input_shape[1:]
@@ -349,6 +369,7 @@ def _contract(inference, model, stored, check, sizes):
             },
         },
         MODEL_KERAS: f"{any_size} in, float32 probabilities [batch, {classes}] out",
+        "tta": bool(tta),
         "converted": f"{MODEL_ONNX} and the .tflite files: the serve signature, its inputs and outputs",
         "files": sizes,
         "check": check,

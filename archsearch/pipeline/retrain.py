@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
 from archsearch.model.backend import set_random_seed
-from archsearch.model.builder import build_model
+from archsearch.model.builder import build_model, scoring_model
 from archsearch.model.training import predict_classes, train
 from archsearch.recipe.architecture import plan
 
@@ -65,14 +65,17 @@ def retrain(point, dataset, seed, epochs, callbacks=()):
         callbacks: Keras callbacks for the training (progress, say).
 
     Returns:
-        A tuple `(model, evaluation)`.
+        A tuple `(model, evaluation)`: the trained model (without the
+        point's test-time augmentation, which its scoring and export add)
+        and its test figures.
     """
     set_random_seed(seed)
     keras.backend.clear_session()
     x, y = dataset.full_train()
     model = build_model(plan(point, dataset.shape, dataset.num_classes))
     seconds = train(model, point, x, y, epochs, callbacks=callbacks)
-    return model, evaluate(predict_classes(model, dataset.x_test), dataset.y_test, dataset.num_classes, seconds)
+    predicted = predict_classes(scoring_model(model, point), dataset.x_test)
+    return model, evaluate(predicted, dataset.y_test, dataset.num_classes, seconds)
 
 
 def summarize(evaluations):

@@ -231,10 +231,33 @@ DIMENSIONS = (
         "schedule",
         str,
         "cosine",
-        "learning-rate schedule over the training steps: constant or cosine decay",
-        values=("constant", "cosine"),
+        "learning-rate schedule over the training steps: constant, cosine decay, or onecycle (a linear rise "
+        "to the peak, then a linear decay to zero)",
+        values=("constant", "cosine", "onecycle"),
+    ),
+    _train(
+        "warmup",
+        float,
+        "auto",
+        "fraction of the training steps over which the learning rate rises linearly from 0 to its peak, "
+        "before the schedule; 'auto': 0.2 for onecycle, 0 otherwise",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+        auto=True,
+        quiet_default=True,
     ),
     _train("weight_decay", float, 0.0, "decoupled weight decay passed to the optimizer (0: none)", low=0.0, high=1.0),
+    _train(
+        "label_smoothing",
+        float,
+        0.0,
+        "Keras's label smoothing of the cross-entropy: the targets are (1 - s) one-hot + s / classes (0: none)",
+        low=0.0,
+        high=0.5,
+        open_high=True,
+        quiet_default=True,
+    ),
     _train(
         "dropout",
         float,
@@ -246,6 +269,14 @@ DIMENSIONS = (
     ),
     _train(
         "augment", bool, False, "random shift by up to R/8 pixels (pad-and-crop) and horizontal flip, in training only"
+    ),
+    _train(
+        "tta",
+        bool,
+        False,
+        "test-time augmentation: a trained model's probabilities are the mean of those of each image and of its "
+        "horizontal mirror, wherever it is scored and in its export",
+        quiet_default=True,
     ),
 )
 

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from archsearch.model import cost
-from archsearch.model.builder import build_model
+from archsearch.model.builder import build_model, scoring_model
 from archsearch.model.training import predict_classes, train
 from archsearch.search.tensorboard_logs import write_scores
 
@@ -167,7 +167,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
                 ) from None
             raise
         x_val, y_val = validation_data
-        predicted = predict_classes(model, x_val)
+        predicted = predict_classes(scoring_model(model, point), x_val)
         scores = {
             OBJECTIVE: float(np.mean(predicted == y_val)),
             "val_balanced_error_rate": 1.0 - balanced_accuracy_score(y_val, predicted),
