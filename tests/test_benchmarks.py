@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +19,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import memory_estimate  # noqa: E402
 import search_summary  # noqa: E402
 import trace_summary  # noqa: E402
+import training_recipe  # noqa: E402
 
 
 def test_resnet9_benchmark_runs_both_keras_paths_in_rotating_order(data_cifar_archive, tmp_path):
@@ -126,3 +128,47 @@ def test_trace_summary_finds_a_streams_busy_time_idle_gaps_and_costliest_ops(tmp
         "convolution",
         "copy",
     ]
+
+
+def test_training_recipe_scores_a_tta_row_from_the_same_models_and_summarizes_over_seeds():
+    from types import SimpleNamespace
+
+    from archsearch.recipe import dimensions
+
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)  # noqa: E731
+    dataset = SimpleNamespace(
+        x_train=images(16),
+        y_train=np.arange(16) % 2,
+        x_val=images(6),
+        y_val=np.arange(6) % 2,
+        x_test=images(6),
+        y_test=np.arange(6) % 2,
+        shape=(8, 8, 1),
+        num_classes=2,
+    )
+    point = {**dimensions.defaults(), "width": 4, "stages": 1, "blocks_per_stage": 1, "batch_size": 8}
+    rows = [
+        row
+        for seed in (0, 1)
+        for name in ("current", "label_smoothing")
+        for row in training_recipe.run_seed(name, *training_recipe.TRAINED[name], point, dataset, seed, epochs=1)
+    ]
+    assert [row["row"] for row in rows[:3]] == ["current", "tta", "label_smoothing"]
+    assert rows[1]["tta"] and not rows[0]["tta"] and rows[1]["train_seconds"] == rows[0]["train_seconds"]
+    summary = training_recipe.summarize(pd.DataFrame(rows), ["current", "label_smoothing", "tta"])
+    assert list(summary["row"]) == ["current", "label_smoothing", "tta"] and set(summary["seeds"]) == {2}
+    current = [row["test_accuracy"] for row in rows if row["row"] == "current"]
+    assert summary.loc[0, "test_accuracy"] == pytest.approx(np.mean(current))
+    assert summary.loc[0, "test_accuracy_std"] == pytest.approx(np.std(current, ddof=1), nan_ok=True)
+    assert summary.loc[0, "test_accuracy_change"] == 0
+
+
+def test_the_committed_training_recipe_table_is_its_seeds_summarized():
+    seeds = pd.read_csv(ROOT / "results" / "bench" / "training_recipe_seeds.csv")
+    committed = pd.read_csv(ROOT / "results" / "bench" / "training_recipe.csv")
+    assert set(seeds.groupby("row").size()) == {3}
+    summary = training_recipe.summarize(seeds, list(committed["row"]))
+    pd.testing.assert_frame_equal(
+        summary[committed.columns].round(4), committed.round(4), check_dtype=False, check_exact=False
+    )
