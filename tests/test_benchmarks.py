@@ -16,10 +16,11 @@ from archsearch.recipe.architecture import plan
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import training_recipe  # noqa: E402
+
 import memory_estimate  # noqa: E402
 import search_summary  # noqa: E402
 import trace_summary  # noqa: E402
-import training_recipe  # noqa: E402
 
 
 def test_resnet9_benchmark_runs_both_keras_paths_in_rotating_order(data_cifar_archive, tmp_path):
@@ -130,7 +131,7 @@ def test_trace_summary_finds_a_streams_busy_time_idle_gaps_and_costliest_ops(tmp
     ]
 
 
-def test_training_recipe_scores_a_tta_row_from_the_same_models_and_summarizes_over_seeds():
+def test_training_recipe_scores_a_tta_row_from_the_same_models_and_summarizes_over_seeds(monkeypatch):
     from types import SimpleNamespace
 
     from archsearch.recipe import dimensions
@@ -147,6 +148,10 @@ def test_training_recipe_scores_a_tta_row_from_the_same_models_and_summarizes_ov
         shape=(8, 8, 1),
         num_classes=2,
     )
+    scored, scores = [], training_recipe.scores
+    monkeypatch.setattr(
+        training_recipe, "scores", lambda model, p, data: scored.append((id(model), p["tta"])) or scores(model, p, data)
+    )
     point = {**dimensions.defaults(), "width": 4, "stages": 1, "blocks_per_stage": 1, "batch_size": 8}
     rows = [
         row
@@ -155,13 +160,18 @@ def test_training_recipe_scores_a_tta_row_from_the_same_models_and_summarizes_ov
         for row in training_recipe.run_seed(name, *training_recipe.TRAINED[name], point, dataset, seed, epochs=1)
     ]
     assert [row["row"] for row in rows[:3]] == ["current", "tta", "label_smoothing"]
-    assert rows[1]["tta"] and not rows[0]["tta"] and rows[1]["train_seconds"] == rows[0]["train_seconds"]
+    assert [row["tta"] for row in rows[:3]] == [False, True, False] and rows[2]["label_smoothing"] == 0.2
+    # current and tta: one trained model, scored without and with the mirror; label_smoothing: a model of its own
+    assert scored[0][0] == scored[1][0] != scored[2][0] and [tta for _, tta in scored[:3]] == [False, True, False]
     summary = training_recipe.summarize(pd.DataFrame(rows), ["current", "label_smoothing", "tta"])
     assert list(summary["row"]) == ["current", "label_smoothing", "tta"] and set(summary["seeds"]) == {2}
-    current = [row["test_accuracy"] for row in rows if row["row"] == "current"]
-    assert summary.loc[0, "test_accuracy"] == pytest.approx(np.mean(current))
-    assert summary.loc[0, "test_accuracy_std"] == pytest.approx(np.std(current, ddof=1), nan_ok=True)
-    assert summary.loc[0, "test_accuracy_change"] == 0
+    for name in ("current", "tta"):
+        accuracy = [row["test_accuracy"] for row in rows if row["row"] == name]
+        figures = summary[summary["row"] == name].iloc[0]
+        assert figures["test_accuracy"] == pytest.approx(np.mean(accuracy))
+        assert figures["test_accuracy_std"] == pytest.approx(np.std(accuracy, ddof=1), nan_ok=True)
+    change = summary.set_index("row")["test_accuracy_change"]
+    assert change["tta"] == pytest.approx(summary.loc[2, "test_accuracy"] - summary.loc[0, "test_accuracy"])
 
 
 def test_the_committed_training_recipe_table_is_its_seeds_summarized():

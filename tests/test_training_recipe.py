@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from archsearch import Space, Train
+from archsearch import Recipe, Space, Train
+from archsearch.data.declaration import Dataset
 from archsearch.errors import SpaceError
 from archsearch.model import cost
 from archsearch.model.builder import build_model, loss, mirrored, scoring_model, with_mirror_mean
@@ -120,3 +121,43 @@ def test_a_space_that_names_no_new_knob_keeps_its_fingerprint():
     for name in ("warmup", "label_smoothing", "tta"):
         assert name not in before["dimensions"]
     assert Space(name="x", train=Train(epochs=3, tta=True)).to_dict()["dimensions"]["tta"] is True
+
+
+def _dataset(seed=0):
+    rng = np.random.default_rng(seed)
+    x = lambda n: rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)  # noqa: E731
+    y = lambda n: np.arange(n) % 2  # noqa: E731
+    return Dataset(x(24), y(24), x(8), y(8), x(40), y(40), ["a", "b"], "arrays:test", "test")
+
+
+def test_the_search_and_the_retraining_score_with_the_points_tta(monkeypatch):
+    import keras_tuner
+
+    from archsearch.model import builder
+    from archsearch.pipeline import retrain
+    from archsearch.search import hypermodel
+
+    scored = []
+
+    def spy(model, point):
+        scored.append(point["tta"])
+        return builder.scoring_model(model, point)
+
+    monkeypatch.setattr(hypermodel, "scoring_model", spy)
+    monkeypatch.setattr(retrain, "scoring_model", spy)
+    dataset = _dataset()
+    knobs = dict(width=4, stages=1, blocks_per_stage=1, epochs=1, batch_size=8, tta=True)
+    space = Space(
+        name="tta", recipe=Recipe(width=4, stages=1, blocks_per_stage=1), train=Train(epochs=1, batch_size=8, tta=True)
+    )
+    search = hypermodel.SpaceHyperModel(space, dataset)
+    hp = keras_tuner.HyperParameters()
+    model = search.build(hp)
+    figures = search.fit(hp, model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val))
+    mirror_mean = np.argmax(predict_probabilities(with_mirror_mean(model), dataset.x_val), axis=1)
+    assert figures["val_accuracy"] == np.mean(mirror_mean == dataset.y_val)
+
+    model, evaluation = retrain.retrain(point(**knobs), dataset, seed=0, epochs=1)
+    mirror_mean = np.argmax(predict_probabilities(with_mirror_mean(model), dataset.x_test), axis=1)
+    assert evaluation.accuracy == np.mean(mirror_mean == dataset.y_test)
+    assert scored == [True, True]

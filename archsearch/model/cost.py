@@ -31,8 +31,10 @@ classes), so a network is measured once per process: points that differ only
 in knobs that leave the layers as they are (learning rate, optimizer, batch
 size, epochs) share a measurement, while `augment` adds layers and so is
 measured apart. With `tta`, what is timed and saved is the model that scores
-and is exported: the network run on each image and on its mirror
-(`archsearch.model.builder.scoring_model()`), about twice the time. A
+and is exported (`archsearch.model.builder.scoring_model()`): the mirror
+of each image (a matrix product over its width, at the data's stored size:
+little beside the network at CIFAR's 32 pixels, more for large images fed to
+a small network), then the network on both. A
 trial's figures are kept in its metrics, which a resumed search and the
 retraining read back.
 """

@@ -66,7 +66,11 @@ def train(model, point, x, y, epochs, *, initial_epoch=0, callbacks=()):
         x: training images.
         y: training labels.
         epochs: the epoch to train up to.
-        initial_epoch: the epoch to start from (Hyperband continues trials).
+        initial_epoch: the epoch to start from (Hyperband continues trials
+            from their weights, with a fresh optimizer, as Keras Tuner's
+            checkpoints hold no optimizer state: the schedule, its warmup
+            included, runs again over the epochs from `initial_epoch` to
+            `epochs`).
         callbacks: Keras callbacks.
 
     Returns:

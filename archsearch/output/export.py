@@ -225,7 +225,8 @@ def export_model(model, out, stored, expected_accuracy, *, crop_to_aspect_ratio=
     quantized = {}
     if tf is not None:
         saved_model = staging / SAVED_MODEL
-        _export_saved_model(inference, classifier_model(model, tta), saved_model, stored.class_names)
+        # The inference model's last layer is its classifier (`inference_model()`): the same layers, one mirror.
+        _export_saved_model(inference, inference.layers[-1], saved_model, stored.class_names)
         serve = tf.saved_model.load(str(saved_model)).signatures["serve"]
         accuracies[SAVED_MODEL] = _accuracy(lambda x: serve(image=tf.constant(x))["probabilities"].numpy(), stored)
         if keras.backend.backend() == "tensorflow":  # elsewhere `serve` is jax2tf's XlaCallModule: no ONNX of it

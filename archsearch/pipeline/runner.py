@@ -417,17 +417,18 @@ class _Session:
             The row, a dict, `reference:<name>`.
         """
         fitted, trial_id = self.references[name], f"{REFERENCE}{name}"
-        # Measured before it trains, as a trial's untrained model is.
-        figures = {
-            "val_accuracy": None,
-            "params": fitted.params,
-            "flops": fitted.flops,
-            **cost.measure(fitted).to_dict(),
-        }
         point = {
             **{n: fitted.point[n] for n in dimensions.RECIPE},
             **{n: winner[n] for n in dimensions.TRAIN},
             **preset(name).train,
+        }
+        # Measured before it trains, as a trial's untrained model is, and as it is scored (the winner's `tta`).
+        trained = plan(point, self.dataset.shape, self.dataset.num_classes)
+        figures = {
+            "val_accuracy": None,
+            "params": fitted.params,
+            "flops": fitted.flops,
+            **cost.measure(trained).to_dict(),
         }
         evaluations = self._retrain_seeds(
             point, trial_id, f"reference {name}", lambda seed: (self.run_dir.reference_result(name, seed), None)
