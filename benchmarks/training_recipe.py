@@ -20,7 +20,7 @@ skips what is there (a killed benchmark resumes). The summary, mean and
 sample standard deviation over seeds, goes to `--out`.
 
     python benchmarks/training_recipe.py --data-dir /work/shared/data/cifar10-jpg.tar.gz \\
-        --epochs 8 --seeds 3 --out results/bench/training_recipe.csv
+        --epochs 6 --seeds 3 --out results/bench/training_recipe.csv
 """
 
 import argparse
@@ -105,7 +105,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="the shared CIFAR-10 copy")
     parser.add_argument("--run", default=RUN, help="the committed run whose rank 1 fixes the architecture")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("results/bench/training_recipe.csv"))
     parser.add_argument("--seeds-out", type=Path, default=None, help="per-seed rows (default: OUT's name + _seeds)")
