@@ -387,7 +387,7 @@ def main(argv=None):
             f"{len(dataset.x_train)} training images make no full batch of {args.batch_size}: "
             "raise --limit or lower --batch-size"
         )
-    point = {**RESNET9, "batch_size": args.batch_size, "epochs": args.epochs}
+    point = {**dimensions.defaults(), **RESNET9, "batch_size": args.batch_size, "epochs": args.epochs}
     architecture = plan(point, dataset.shape, dataset.num_classes)
     peak = args.peak_tflops or peak_tflops_of(device_description())
     context = dict(
