@@ -30,12 +30,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score
 
 from archsearch.data import load_data
 from archsearch.model.backend import set_random_seed
 from archsearch.model.builder import build_model, scoring_model
 from archsearch.model.training import predict_classes, train
+from archsearch.pipeline.retrain import evaluate
 from archsearch.recipe.architecture import plan
 from archsearch.recipe.bundled import space_file
 from archsearch.recipe.dimensions import point_of
@@ -61,11 +61,11 @@ def scores(model, point, dataset):
     """Validation and test accuracy (and test BER) of a trained model, scored with the point's `tta`."""
     model = scoring_model(model, point)
     val = predict_classes(model, dataset.x_val)
-    test = predict_classes(model, dataset.x_test)
+    test = evaluate(predict_classes(model, dataset.x_test), dataset.y_test, dataset.num_classes)
     return {
         "val_accuracy": float(np.mean(val == dataset.y_val)),
-        "test_accuracy": float(np.mean(test == dataset.y_test)),
-        "test_balanced_error_rate": 1.0 - balanced_accuracy_score(dataset.y_test, test),
+        "test_accuracy": test.accuracy,
+        "test_balanced_error_rate": test.balanced_error_rate,
     }
 
 
