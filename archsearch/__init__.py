@@ -2,10 +2,11 @@
 
 A space file (the bundled ones: `archsearch spaces`) declares what may vary, as one `Space`
 (see its docstring for a full example) built from `Data`, `Recipe`, `Train`,
-`Search`, `Retrain` and the declarations `choice`, `int_range`, `uniform`
-and `log_uniform`. From Python or a notebook, `archsearch.run(space, ...)`
-runs one as `archsearch run` does and `archsearch.load_run(path)` reads a
-finished one; both return a `Run` (`archsearch.api`).
+`Search`, `Retrain`, `Transfer` (a trained network to start from) and the
+declarations `choice`, `int_range`, `uniform` and `log_uniform`. From Python
+or a notebook, `archsearch.run(space, ...)` runs one as `archsearch run` does
+and `archsearch.load_run(path)` reads a finished one; both return a `Run`
+(`archsearch.api`).
 
 The names are imported on first use (PEP 562), so that `import archsearch`
 alone loads neither Keras nor TensorFlow: the command line first sets up
@@ -19,6 +20,7 @@ import importlib
 _WHERE = {
     "Data": "archsearch.data",
     "RandomShift": "archsearch.model.layers",
+    "Transfer": "archsearch.recipe.transfer",
     **{name: "archsearch.api" for name in ("Run", "load_run", "run")},
     **{
         name: "archsearch.recipe.space"

@@ -35,7 +35,9 @@ class Layer:
         name: the Keras layer name.
         kind: what the builder creates: `input`, `preprocess`, `augment`,
             `conv`, `batch_norm`, `relu`, `max_pool`, `zero_pad_shortcut`,
-            `add`, `global_avg_pool`, `flatten`, `dropout` or `dense`.
+            `add`, `global_avg_pool`, `flatten`, `dropout` or `dense`; or
+            `transferred`, a trained source's base (`config["base"]`, an
+            `archsearch.recipe.transfer.Base`).
         inputs: names of the layers feeding this one.
         shape: output shape per image, `(H, W, C)` or `(units,)`.
         params: number of weights, trainable or not (as `count_params()`).
@@ -75,8 +77,8 @@ class Architecture:
 
     @property
     def trainable_params(self):
-        """Trainable weights: all but batch norm's moving means and variances."""
-        return sum(layer.params - (2 * layer.shape[-1] if layer.kind == "batch_norm" else 0) for layer in self.layers)
+        """Trainable weights: all but batch norm's moving means and variances (a transferred base's too)."""
+        return sum(layer.params - _non_trainable(layer) for layer in self.layers)
 
     @property
     def flops(self):
@@ -118,7 +120,7 @@ class Architecture:
         weights = WEIGHT_BYTES * (self.params + (1 + slots) * self.trainable_params)
         first = next(i for i, layer in enumerate(self.layers) if layer.params)  # the first conv
         kept = self.layers[first - 1 :]  # its input, then every output from it on
-        return weights + batch_size * activation_bytes * sum(math.prod(layer.shape) for layer in kept)
+        return weights + batch_size * activation_bytes * sum(_activations(layer) for layer in kept)
 
     def summary(self):
         """Returns the layer table: a list of dicts with `layer`, `kind`, `output_shape`, `params`, `flops`."""
@@ -132,6 +134,17 @@ class Architecture:
             }
             for layer in self.layers
         ]
+
+
+def _non_trainable(layer):
+    if layer.kind == "batch_norm":
+        return 2 * layer.shape[-1]
+    return layer.config["base"].non_trainable_params if layer.kind == "transferred" else 0
+
+
+def _activations(layer):
+    """The values per image a layer outputs: a transferred base's, those of all its own layers."""
+    return layer.config["base"].activations if layer.kind == "transferred" else math.prod(layer.shape)
 
 
 class _Planner:
@@ -222,6 +235,7 @@ _SHAPE_RULES = {
     "flatten": lambda s: ((math.prod(s),), 0, 0),
     "dropout": lambda s, rate: (s, 0, 0),
     "dense": _dense,
+    "transferred": lambda s, base: (base.shape, base.params, base.flops),
 }
 
 
@@ -355,7 +369,7 @@ def _check_combinations(point):
         )
 
 
-def plan(point, input_shape, num_classes):
+def plan(point, input_shape, num_classes, base=None):
     """Plans the network for one point of a space.
 
     Args:
@@ -363,6 +377,10 @@ def plan(point, input_shape, num_classes):
             their defaults.
         input_shape: the raw image shape `(H, W, C)`, e.g. `(32, 32, 3)`.
         num_classes: number of classes, at least 2.
+        base: a transferred source's base (`archsearch.recipe.transfer.Base`),
+            which then takes the place of the preprocessing, stem and stages:
+            the network is the augmentation (where the point has it), the
+            base and a new head; the recipe's other dimensions are unused.
 
     Returns:
         An `Architecture`.
@@ -387,10 +405,15 @@ def plan(point, input_shape, num_classes):
             raise InfeasibleArchitecture(name, value, f"expected {dimension.expected()}") from None
     if num_classes < 2:
         raise InfeasibleArchitecture("num_classes", num_classes, "a classifier needs at least 2 classes")
+    net = _Planner(input_shape, point["padding"], point["batch_norm"])
+    if base is not None:
+        if point["augment"]:
+            net.add("augment", "augment", shift=max(1, round(min(input_shape[:2]) / 8)))
+        net.add("base", "transferred", base=base)
+        _head(net, point, num_classes)
+        return Architecture(point, tuple(input_shape), num_classes, tuple(net.layers))
     _check_combinations(point)
     point["stages"] = resolve_stages(point)
-
-    net = _Planner(input_shape, point["padding"], point["batch_norm"])
     net.add("preprocess", "preprocess", resolution=point["resolution"])
     if point["augment"]:
         net.add("augment", "augment", shift=max(1, round(point["resolution"] / 8)))

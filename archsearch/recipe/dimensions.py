@@ -278,11 +278,54 @@ DIMENSIONS = (
         "horizontal mirror, wherever it is scored and in its export",
         quiet_default=True,
     ),
+    _train(
+        "transfer",
+        str,
+        "two_phase",
+        "with Space(transfer=...) only: frozen (the source's layers kept, the new head trained); fine_tune "
+        "(every layer trained from the start); two_phase (the head first, the base frozen, then the top "
+        "unfreeze_layers of the base too, at fine_tune_learning_rate; Keras's transfer-learning guide)",
+        values=("frozen", "fine_tune", "two_phase"),
+        quiet_default=True,
+    ),
+    _train(
+        "head_fraction",
+        float,
+        0.5,
+        "two_phase: the fraction of the epochs that train the new head alone, before the base is unfrozen",
+        low=0.05,
+        high=0.95,
+        quiet_default=True,
+    ),
+    _train(
+        "fine_tune_learning_rate",
+        float,
+        1e-4,
+        "two_phase: the peak learning rate of its second phase, once the base is unfrozen (the optimizer "
+        "recompiled, with its schedule and warmup over that phase's steps)",
+        low=1e-7,
+        high=10.0,
+        quiet_default=True,
+    ),
+    _train(
+        "unfreeze_layers",
+        int,
+        "auto",
+        "two_phase: how many of the base's layers with weights its second phase unfreezes, from the top down; "
+        "'auto': all of them (its batch norms stay frozen, in inference mode, in every mode)",
+        low=1,
+        auto=True,
+        quiet_default=True,
+    ),
 )
 
 BY_NAME = {dimension.name: dimension for dimension in DIMENSIONS}
 RECIPE = tuple(d.name for d in DIMENSIONS if d.group == "recipe")
 TRAIN = tuple(d.name for d in DIMENSIONS if d.group == "train")
+#: The training knobs of transfer learning, which only a space with `Space(transfer=...)` may set.
+TRANSFER = ("transfer", "head_fraction", "fine_tune_learning_rate", "unfreeze_layers")
+#: The recipe's dimensions a transferred network still has: its new head's (the rest is its source's).
+HEAD = ("head", "head_units", "head_layers", "batch_norm")
 
 # The one registry of tuners a space may name (`Search(tuner=...)`, `--tuner`), each with the names of
 # its tuner class in `archsearch.search.tuners` and its oracle class in `archsearch.search.oracle`:

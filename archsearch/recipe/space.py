@@ -24,6 +24,7 @@ from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import check_constraints, plan
 from archsearch.recipe.bundled import is_space_name, space_file
 from archsearch.recipe.presets import preset
+from archsearch.recipe.transfer import Transfer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -457,6 +458,14 @@ class Space:
         retrain: a `Retrain`.
         description: what question the space answers (a space file's
             docstring fills it in).
+        transfer: a `Transfer`: start from a trained network's features
+            instead of random weights (notes 003). The network is then the
+            source's base and a new head; the recipe keeps only its head's
+            dimensions (`head`, `head_units`, `head_layers`, `batch_norm`;
+            and the fixed `resolution` of a keras.applications source), and
+            the training knobs `transfer`, `head_fraction`,
+            `fine_tune_learning_rate` and `unfreeze_layers` say how it
+            trains.
 
     Example:
 
@@ -479,6 +488,7 @@ class Space:
     search: Search = dataclasses.field(default_factory=Search)
     retrain: Retrain = dataclasses.field(default_factory=Retrain)
     description: str = ""
+    transfer: Transfer = None
 
     def __post_init__(self):
         if not is_space_name(self.name):
@@ -492,11 +502,42 @@ class Space:
         ):
             if not isinstance(getattr(self, field), kind):
                 raise SpaceError(f"space: {field}={getattr(self, field)!r}: expected {kind.__name__}(...)")
+        self._check_transfer()
         self.start_points()  # refuses presets that lie outside the space
         if self.search.tuner == "hyperband" and not self.searched():  # Keras Tuner's Hyperband would start no trial
             raise SpaceError(
                 "search: tuner='hyperband' shares epochs among many architectures, but this space fixes every "
                 "dimension: vary one with choice(...) or a range, or train its one architecture with tuner='random'"
+            )
+
+    def _check_transfer(self):
+        """Refuses recipe dimensions a transferred network does not have, and transfer knobs without a source."""
+        if self.transfer is None:
+            for name in dimensions.TRANSFER:
+                if name in self.train.values:
+                    raise SpaceError(
+                        f"train: {name}: only a space that starts from a trained network has it; "
+                        "declare Space(transfer=Transfer(...)) or leave it out"
+                    )
+            return
+        if not isinstance(self.transfer, Transfer):
+            raise SpaceError(f"space: transfer={self.transfer!r}: expected Transfer(...)")
+        kept = dimensions.HEAD + (("resolution",) if self.transfer.kind() == "application" else ())
+        for name in self.recipe.values:
+            if name not in kept:
+                raise SpaceError(
+                    f"recipe: {name}: a transferred network keeps its source's layers (transfer: "
+                    f"{self.transfer.source!r}); only its new head's dimensions apply: {', '.join(kept)}"
+                )
+        if isinstance(self.recipe.values.get("resolution"), (Choice, IntRange, FloatRange)):
+            raise SpaceError(
+                f"recipe: resolution: a keras.applications base is built once, at one resolution; fix it, "
+                f"e.g. resolution={dimensions.BY_NAME['resolution'].default}"
+            )
+        if self.search.start_from:
+            raise SpaceError(
+                "search: start_from: presets are networks trained from random weights; a space with "
+                "Space(transfer=...) starts from its source (compare presets with Retrain(references=...))"
             )
 
     def start_points(self):
@@ -581,7 +622,7 @@ class Space:
                 point[name] = value
         return point
 
-    def architecture(self, point, input_shape, num_classes, max_memory=None, activation_bytes=4):
+    def architecture(self, point, input_shape, num_classes, max_memory=None, activation_bytes=4, base=None):
         """Plans a point of this space and checks it against the search's budgets that need no model built.
 
         Args:
@@ -593,6 +634,8 @@ class Space:
                 else the device's memory); `None` checks none.
             activation_bytes: bytes per activation in the memory estimate (2
                 under mixed precision).
+            base: with `transfer`, the source's base
+                (`archsearch.pipeline.transfer.resolve_transfer()` makes it).
 
         Returns:
             The `Architecture`.
@@ -602,7 +645,9 @@ class Space:
                 `max_params`, `max_flops` or `max_memory` (its `architecture`
                 then holds the plan).
         """
-        architecture = plan(point, input_shape, num_classes)
+        if (self.transfer is None) != (base is None):
+            raise ValueError("a space with transfer plans with its source's base, and only it")
+        architecture = plan(point, input_shape, num_classes, base)
         check_constraints(architecture, self.search.max_params, self.search.max_flops, max_memory, activation_bytes)
         return architecture
 
@@ -640,9 +685,11 @@ class Space:
 
     def to_dict(self):
         """Returns the space as plain JSON-ready data (for run.json and the fingerprint)."""
+        transfer = {} if self.transfer is None else {"transfer": self.transfer.to_dict()}
         return {
             "name": self.name,
             "data": self.data.to_dict(),
+            **transfer,
             "dimensions": {
                 n: v.describe() if hasattr(v, "describe") else v
                 for n, v in self.declarations().items()
