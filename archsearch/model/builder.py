@@ -9,6 +9,7 @@ import numpy as np
 
 from archsearch.model.layers import RandomShift
 from archsearch.model.schedules import learning_rate as scheduled_learning_rate
+from archsearch.model.transfer import base_network
 from archsearch.recipe.architecture import Architecture
 
 
@@ -125,6 +126,7 @@ _LAYERS = {
         dtype="float32" if layer.name == "predictions" else None,
         name=layer.name,
     ),
+    "transferred": lambda layer, _: base_network(layer.config["base"]),
 }
 
 
@@ -133,7 +135,8 @@ def build_model(architecture: Architecture):
 
     The model takes raw uint8 images of the data's native shape and returns
     class probabilities; preprocessing (and augmentation, in training) is
-    inside it.
+    inside it. A transferred base (`archsearch.model.transfer`) is loaded
+    with its source's trained weights, its batch norms frozen.
 
     Args:
         architecture: from `archsearch.recipe.architecture.plan()`.
@@ -163,6 +166,9 @@ def build_model(architecture: Architecture):
         else:
             tensors[layer.name] = made(inputs if layer.kind == "add" else inputs[0])
     point = architecture.point
+    bases = [layer.config["base"] for layer in architecture.layers if layer.kind == "transferred"]
+    if bases:
+        return keras.Model(tensors["image"], tensors["predictions"], name=f"{bases[0].name}_transferred")
     blocks = point["blocks_per_stage"]
     blocks = "-".join(map(str, blocks)) if isinstance(blocks, tuple) else f"{point['stages']}x{blocks}"
     name = f"{point['family']}_{blocks}"

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from archsearch.model.builder import compile_model
+from archsearch.model.transfer import base_of, set_trainable
 
 PREDICT_BATCH = 512
 
@@ -60,6 +61,13 @@ class TrainingBatches(keras.utils.PyDataset):
 def train(model, point, x, y, epochs, *, initial_epoch=0, callbacks=()):
     """Compiles `model` with the point's optimizer and trains it on full shuffled batches.
 
+    A model with a transferred base (`archsearch.model.transfer`) trains as
+    the point's `transfer` says: `fine_tune`, every layer; `frozen`, the new
+    head alone; `two_phase`, the head alone for `head_fraction` of the epochs,
+    then, recompiled with a fresh optimizer at `fine_tune_learning_rate` (its
+    schedule and warmup over the second phase's steps), with the base's top
+    `unfreeze_layers` layers too.
+
     Args:
         model: from `archsearch.model.builder.build_model()`.
         point: the architecture's point (`batch_size`, optimizer, schedule...).
@@ -70,7 +78,7 @@ def train(model, point, x, y, epochs, *, initial_epoch=0, callbacks=()):
             from their weights, with a fresh optimizer, as Keras Tuner's
             checkpoints hold no optimizer state: the schedule, its warmup
             included, runs again over the epochs from `initial_epoch` to
-            `epochs`).
+            `epochs`, and so do `two_phase`'s two phases).
         callbacks: Keras callbacks.
 
     Returns:
@@ -78,10 +86,34 @@ def train(model, point, x, y, epochs, *, initial_epoch=0, callbacks=()):
     """
     num_classes = model.output_shape[-1] if point["label_smoothing"] else None  # one-hot labels to smooth
     batches = TrainingBatches(x, y, point["batch_size"], num_classes=num_classes)
-    compile_model(model, point, len(batches) * (epochs - initial_epoch))
     start = time.perf_counter()
-    model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, callbacks=list(callbacks), verbose=0)
+    for phase_point, (first, last), unfrozen in _phases(model, point, initial_epoch, epochs):
+        if unfrozen is not None:
+            set_trainable(base_of(model), unfrozen)
+        compile_model(model, phase_point, len(batches) * (last - first))
+        model.fit(batches, epochs=last, initial_epoch=first, callbacks=list(callbacks), verbose=0)
     return time.perf_counter() - start
+
+
+def _phases(model, point, initial_epoch, epochs):
+    """Yields each phase of a training: its point, its `(first, last)` epochs, and its unfrozen layers.
+
+    The unfrozen layers are `None` for a model of the recipe (no base), `0`
+    for a frozen base, or a count (`"auto"`: all) of the base's layers with
+    weights, from the top.
+    """
+    mode = point["transfer"] if base_of(model) is not None else None
+    if mode is None or mode == "fine_tune":
+        yield point, (initial_epoch, epochs), None if mode is None else "auto"
+        return
+    if mode == "frozen" or epochs - initial_epoch < 2:
+        yield point, (initial_epoch, epochs), 0
+        return
+    head = initial_epoch + min(
+        epochs - initial_epoch - 1, max(1, round(point["head_fraction"] * (epochs - initial_epoch)))
+    )
+    yield point, (initial_epoch, head), 0
+    yield {**point, "learning_rate": point["fine_tune_learning_rate"]}, (head, epochs), point["unfreeze_layers"]
 
 
 def predict_probabilities(model, images, batch_size=PREDICT_BATCH):

@@ -54,7 +54,7 @@ def evaluate(predicted, labels, num_classes, seconds=0.0):
     )
 
 
-def retrain(point, dataset, seed, epochs, callbacks=()):
+def retrain(point, dataset, seed, epochs, callbacks=(), base=None):
     """Trains one architecture from scratch on train + validation and tests it.
 
     Args:
@@ -63,6 +63,8 @@ def retrain(point, dataset, seed, epochs, callbacks=()):
         seed: seeds weights, shuffling and augmentation.
         epochs: training epochs.
         callbacks: Keras callbacks for the training (progress, say).
+        base: a transferred source's base, which the model starts from
+            (with its trained weights) instead of the recipe's layers.
 
     Returns:
         A tuple `(model, evaluation)`: the trained model (without the
@@ -72,7 +74,7 @@ def retrain(point, dataset, seed, epochs, callbacks=()):
     set_random_seed(seed)
     keras.backend.clear_session()
     x, y = dataset.full_train()
-    model = build_model(plan(point, dataset.shape, dataset.num_classes))
+    model = build_model(plan(point, dataset.shape, dataset.num_classes, base))
     seconds = train(model, point, x, y, epochs, callbacks=callbacks)
     predicted = predict_classes(scoring_model(model, point), dataset.x_test)
     return model, evaluate(predicted, dataset.y_test, dataset.num_classes, seconds)

@@ -25,6 +25,7 @@ from archsearch.output.report import write_report
 from archsearch.output.summary import headline, leaderboard_table
 from archsearch.pipeline import baselines
 from archsearch.pipeline.retrain import Evaluation, retrain, summarize
+from archsearch.pipeline.transfer import resolve_transfer
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
 from archsearch.recipe.presets import preset
@@ -201,6 +202,7 @@ class _Session:
         self.summary = data_summary(self.dataset)
         self._check_same_data()
         self.references = _fitted_references(space.retrain.references, self.dataset)
+        self.base, self.transfer = resolve_transfer(space, self.dataset, log)
         self.metadata = {}
         self.tuner = self.progress = None
 
@@ -250,6 +252,7 @@ class _Session:
             # The memory budget the search applies: Search(max_memory=...), or else the device's (None: unknown).
             "max_memory": cost.memory_budget(space.search),
             "python": platform.python_version(),
+            **({"transfer": self.transfer} if self.transfer else {}),
         }
         if chief:
             self.metadata.update(chief=str(chief), workers=workers.count if workers else 0)
@@ -288,7 +291,7 @@ class _Session:
         _, check, stored = export_retrained(run_dir, 1, run_dir.best, data_dir=self.data_dir, dataset=dataset)
         self.record("complete", export_check=check, retrain_epochs=self.retrain_epochs)
         architecture = plan(
-            {n: winner[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes
+            {n: winner[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes, self.base
         )
         write_report(run_dir, stored=stored, log=log)
         log(leaderboard_table(leaderboard, space.searched()))
@@ -322,6 +325,7 @@ class _Session:
             on_epoch=self.on_epoch,
             on_trial_end=self.on_trial_end,
             lease_floor=lease_floor() if chief else None,
+            base=self.base,
         )
         try:
             if chief:
@@ -398,6 +402,7 @@ class _Session:
                 run_dir.retrained_result(trial_id, seed),
                 run_dir.retrained_model(trial_id) if seed == 0 else None,
             ),
+            self.base,
         )
         # The trial's own measurement of its untrained model: the same figures as trials.csv's.
         figures = {n: trial.get(n) for n in ("val_accuracy", "params", "flops", *cost.COST_COLUMNS)}
@@ -435,7 +440,7 @@ class _Session:
         )
         return self._row(trial_id, point, evaluations, baseline=True, **figures)
 
-    def _retrain_seeds(self, point, trial_id, label, paths):
+    def _retrain_seeds(self, point, trial_id, label, paths, base=None):
         """Retrains a point once per seed from 0 up, each with its line (`RetrainProgress`); returns the `Evaluation`s.
 
         Args:
@@ -444,17 +449,18 @@ class _Session:
             label: what its progress lines call it, e.g. `"retrain 1/2 [7]"`.
             paths: a function from a seed to the path of its `Evaluation` and that of its model, or `None`
                 where no model is kept (`_retrain_once()`).
+            base: the transferred base a trial of a space with `transfer` starts from (a reference has none).
         """
         evaluations = []
         for seed in range(self.space.retrain.seeds):
             self.retraining.begin(f"{label} seed {seed}")
             callbacks = [EpochProgress(self.retraining), EpochHistory(self.run_dir, trial_id, "retrain", seed)]
-            evaluation = self._retrain_once(point, seed, callbacks, *paths(seed))
+            evaluation = self._retrain_once(point, seed, callbacks, *paths(seed), base)
             evaluations.append(evaluation)
             self.retraining.end(evaluation)
         return evaluations
 
-    def _retrain_once(self, point, seed, callbacks, result, saved):
+    def _retrain_once(self, point, seed, callbacks, result, saved, base):
         """Retrains one (point, seed), or reads its saved result when resuming.
 
         Args:
@@ -463,13 +469,14 @@ class _Session:
             result: where its `Evaluation` is kept (`RunDir.retrained_result()`, `RunDir.reference_result()`).
             saved: where its model is kept, or `None`: only a trial's seed 0's is
                 (`RunDir.retrained_model()`), the one exported.
+            base: as for `_retrain_seeds()`.
 
         Returns:
             The `Evaluation`.
         """
         if result.exists() and (saved is None or saved.exists()):
             return Evaluation(**read_json(result))
-        model, evaluation = retrain(point, self.dataset, seed, point["epochs"], callbacks=callbacks)
+        model, evaluation = retrain(point, self.dataset, seed, point["epochs"], callbacks=callbacks, base=base)
         result.parent.mkdir(parents=True, exist_ok=True)
         if saved is not None:
             with keras_without_tensorflow():

@@ -174,7 +174,7 @@ def _wait(oracle, servicer, workers):
             )
 
 
-def work(space, address, *, worker_id, data_dir=None, tuner_dir=None, trial_callbacks=None, log=print):
+def work(space, address, *, worker_id, data_dir=None, tuner_dir=None, trial_callbacks=None, base_for=None, log=print):
     """Trains the chief's trials until it has none left.
 
     Args:
@@ -190,6 +190,9 @@ def work(space, address, *, worker_id, data_dir=None, tuner_dir=None, trial_call
             Keras Tuner writes.
         trial_callbacks: called with a trial's id, returns Keras callbacks for
             that trial's training alone (the command line's show its epochs).
+        base_for: for a space with `transfer`, called with the loaded
+            dataset, returns its source's base
+            (`archsearch.pipeline.transfer.resolve_transfer()`).
         log: where lines go.
 
     Raises:
@@ -210,7 +213,10 @@ def work(space, address, *, worker_id, data_dir=None, tuner_dir=None, trial_call
     timeout = chief_timeout()
     set_client_timeout(timeout)  # Keras Tuner's client waits this long for every answer (its own: an hour)
     with tempfile.TemporaryDirectory(prefix="archsearch-worker-") as scratch:
-        tuner = make_tuner(space, dataset, tuner_dir or scratch, overwrite=False, trial_callbacks=trial_callbacks)
+        base = base_for(dataset) if base_for else None
+        tuner = make_tuner(
+            space, dataset, tuner_dir or scratch, overwrite=False, trial_callbacks=trial_callbacks, base=base
+        )
         try:
             chief_value = tuner.oracle.get_space().values.get(FINGERPRINT)
             if chief_value != fingerprint(space, dataset):

@@ -86,6 +86,8 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         space: the `Space` to search.
         dataset: the loaded `Dataset` (only its shape and class count are
             used to build; `fit()` receives the arrays).
+        base: a transferred source's base, for a space with `transfer`
+            (`archsearch.pipeline.transfer.resolve_transfer()`).
 
     Example:
 
@@ -95,9 +97,9 @@ class SpaceHyperModel(keras_tuner.HyperModel):
     ```
     """
 
-    def __init__(self, space, dataset):
+    def __init__(self, space, dataset, base=None):
         super().__init__(name=space.name)
-        self.space = space
+        self.space, self.base = space, base
         self.input_shape = dataset.shape
         self.num_classes = dataset.num_classes
         self.max_memory = cost.memory_budget(space.search)  # on a worker, the worker's own device
@@ -118,7 +120,7 @@ class SpaceHyperModel(keras_tuner.HyperModel):
         """
         point = self.space.sample(hp)
         return self.space.architecture(
-            point, self.input_shape, self.num_classes, self.max_memory, self.activation_bytes
+            point, self.input_shape, self.num_classes, self.max_memory, self.activation_bytes, self.base
         )
 
     def figures(self, architecture):

@@ -197,7 +197,16 @@ def tuner_classes(name):
 
 
 def make_tuner(
-    space, dataset, directory, *, overwrite, trial_callbacks=None, on_epoch=None, on_trial_end=None, lease_floor=None
+    space,
+    dataset,
+    directory,
+    *,
+    overwrite,
+    trial_callbacks=None,
+    on_epoch=None,
+    on_trial_end=None,
+    lease_floor=None,
+    base=None,
 ):
     """Returns the Keras Tuner tuner a space asks for.
 
@@ -215,6 +224,7 @@ def make_tuner(
         on_trial_end: called with the tuner and the trial's id after each trial.
         lease_floor: the shortest lease, in seconds, of a trial on a worker;
             `None` for a search without workers.
+        base: the transferred base of a space with `transfer`.
 
     Returns:
         A Keras Tuner tuner whose `search(x, y, validation_data=...)` runs it.
@@ -234,7 +244,7 @@ def make_tuner(
     oracle = oracle_class(**oracle_class.space_options(space), **options)
     tuner = tuner_class(
         oracle,
-        SpaceHyperModel(space, dataset),
+        SpaceHyperModel(space, dataset, base),
         directory=str(Path(directory).parent),
         project_name=Path(directory).name,
         overwrite=overwrite,

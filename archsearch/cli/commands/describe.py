@@ -52,7 +52,7 @@ def _space_rows(space, sample, seed, data_dir, latency=False, mixed_precision=Fa
     device, this device's memory applies (`archsearch.model.cost.memory_budget()`,
     the search's own); without it, describe imports no Keras to ask the device.
     """
-    from archsearch.data import peek
+    from archsearch.data import load_data, peek
     from archsearch.errors import InfeasibleArchitecture
     from archsearch.model import cost
     from archsearch.recipe import dimensions
@@ -68,6 +68,11 @@ def _space_rows(space, sample, seed, data_dir, latency=False, mixed_precision=Fa
         ]
     )
     shape, num_classes = peek(space.data, data_dir=data_dir)
+    base = None
+    if space.transfer:  # a transferred network's plan needs its source's base, loaded with Keras
+        from archsearch.pipeline.transfer import resolve_transfer
+
+        base = resolve_transfer(space, load_data(space.data, data_dir=data_dir))[0]
     activation_bytes = 2 if mixed_precision else 4
     # Without --latency, no Keras is imported to ask the device for its memory.
     budget = cost.memory_budget(space.search) if latency else space.search.max_memory
@@ -75,7 +80,7 @@ def _space_rows(space, sample, seed, data_dir, latency=False, mixed_precision=Fa
     for point in space.random_points(sample, seed):
         row = dict(point)
         try:
-            architecture = planned = space.architecture(point, shape, num_classes, budget, activation_bytes)
+            architecture = planned = space.architecture(point, shape, num_classes, budget, activation_bytes, base)
             reason = ""
         except InfeasibleArchitecture as error:
             architecture, planned, reason = None, error.architecture, str(error)

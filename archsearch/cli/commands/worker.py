@@ -71,6 +71,7 @@ def handle(args):
     from archsearch.model.backend import configure_backend
     from archsearch.output.progress import EpochProgress
     from archsearch.pipeline.runner import apply_overrides
+    from archsearch.pipeline.transfer import resolve_transfer
     from archsearch.records.directory import RunDir
     from archsearch.search.distributed import parse_address, work
     from archsearch.search.supervisor import Workers, exit_with_supervisor
@@ -100,4 +101,5 @@ def handle(args):
         data_dir=args.data_dir,
         tuner_dir=RunDir(args.results).tuner if args.results else None,
         trial_callbacks=lambda trial_id: [EpochProgress(f"{worker_id} trial {trial_id}")],
+        base_for=lambda dataset: resolve_transfer(space, dataset)[0],
     )

@@ -1,0 +1,128 @@
+"""Which trained network a space's `Transfer` names, where it came from, and the leak it must not hide.
+
+`resolve_transfer()` turns the declaration into the base the search and the
+retraining build on (`archsearch.model.transfer.describe_base()`) and the
+provenance run.json records. A source run is read through its records: its
+winner (rank 1 of its leaderboard) is the retrained model its export was made
+from, seed 0's, with the same weights.
+"""
+
+from pathlib import Path
+
+from archsearch.errors import ArchsearchError, SpaceError
+from archsearch.model.transfer import describe_base
+from archsearch.records.directory import resolve_run
+
+
+def resolve_transfer(space, dataset, log=None):
+    """Loads a space's transfer source and describes its base, fitted to the data.
+
+    Args:
+        space: the `Space`; without `transfer`, nothing is loaded.
+        dataset: the loaded `Dataset` of the space's data.
+        log: told which run a space's folder resolved to.
+
+    Returns:
+        A tuple `(base, provenance)`: an `archsearch.recipe.transfer.Base`
+        and a JSON-ready dict for run.json's `transfer`; `(None, None)`
+        without `transfer`.
+
+    Raises:
+        ArchsearchError: for a source that is missing, not finished, cannot
+            be loaded, or whose training data holds the target's test split.
+    """
+    transfer = space.transfer
+    if transfer is None:
+        return None, None
+    kind = transfer.kind()
+    provenance = {"kind": kind, **transfer.to_dict()}
+    if kind == "run":
+        load, where = _from_run(transfer.source, space.data, dataset, provenance, log)
+    elif kind == "keras_file":
+        path = Path(transfer.source)
+        if not path.is_file():
+            raise SpaceError(f"transfer: source={transfer.source!r}: no such file")
+        load, where = {"keras_file": str(path.resolve())}, str(path)
+    else:
+        load, where = _application(transfer, space), transfer.source
+    base = describe_base(load, transfer.features, dataset.shape, where)
+    provenance.update(base=base.name, features=base.features, base_params=base.params, load=load)
+    return base, provenance
+
+
+def _application(transfer, space):
+    """How to load a keras.applications source: its name, weights file, arguments and the space's resolution."""
+    weights = transfer.weights
+    if weights is None:
+        raise SpaceError(
+            f"transfer: source={transfer.source!r}: weights=None would start from random weights; give the "
+            "network's weights file without its top (weights='...notop.h5'), or weights='imagenet' to download them"
+        )
+    if weights != "imagenet":
+        if not Path(weights).is_file():
+            raise SpaceError(f"transfer: weights={weights!r}: no such file")
+        weights = str(Path(weights).resolve())
+    resolution = space.declarations()["resolution"]
+    return {
+        "application": transfer.source,
+        "weights": weights,
+        "arguments": transfer.arguments or {},
+        "resolution": resolution,
+    }
+
+
+def _from_run(source, data, dataset, provenance, log):
+    """The winner of a finished run: its retrained model, after the leak check; fills in the provenance."""
+    run_dir = resolve_run(source, log)
+    meta = run_dir.read_run()
+    leaderboard = run_dir.read_leaderboard()
+    ranked = leaderboard[leaderboard["rank"] == 1]
+    if meta.get("status") != "complete" or ranked.empty:
+        raise ArchsearchError(f"transfer: {run_dir}: not a complete run (status {meta.get('status')!r})")
+    trial_id = ranked.iloc[0]["trial_id"]
+    saved = run_dir.retrained_model(trial_id, 0)
+    if not saved.is_file():
+        raise ArchsearchError(f"transfer: {run_dir}: its winner's retrained model {saved} is missing")
+    check_leak(meta, data, dataset, run_dir)
+    provenance.update(
+        run=str(run_dir),
+        trial_id=str(trial_id),
+        file=str(saved),
+        space_fingerprint=meta.get("space_fingerprint"),
+        data={key: meta["data"].get(key) for key in ("source", "classes", "fingerprint", "counts")},
+        splits={key: meta["space"]["data"].get(key) for key in ("train_split", "test_split")},
+        test_accuracy=float(ranked.iloc[0]["test_accuracy"]),
+    )
+    return {"keras_file": str(saved.resolve())}, f"run {run_dir}"
+
+
+def check_leak(meta, data, dataset, run_dir):
+    """Refuses a source run that trained on the target's test images.
+
+    The detectable case: the source read the same data source (the same
+    resolved folder, archive, file or dataset name), trained on the split
+    the target tests on, and kept a class the target has (or all of them).
+    The source's training data (its training and validation splits, which its
+    retraining fits on) then holds test images of the target, and the
+    target's test accuracy would be inflated.
+
+    Args:
+        meta: the source run's run.json.
+        data: the target's `Data` declaration.
+        dataset: the target's loaded `Dataset`.
+        run_dir: the source run, for the message.
+
+    Raises:
+        ArchsearchError: naming the split and the classes.
+    """
+    source_data = meta["space"]["data"]
+    if meta["data"]["source"] != dataset.source or source_data.get("train_split", "train") != data.test_split:
+        return
+    shared = sorted(set(meta["data"]["classes"]) & set(dataset.class_names))
+    if shared:
+        raise ArchsearchError(
+            f"transfer: {run_dir} trained on {dataset.source}'s {data.test_split!r} split, which this space tests "
+            f"on (test_split={data.test_split!r}), with its classes {', '.join(shared)}: its features have seen "
+            "the test images, and the test accuracy would not be honest; transfer from a run trained on another "
+            "split or other data"
+        )
