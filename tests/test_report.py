@@ -140,7 +140,7 @@ def test_a_resumed_run_trains_only_the_reference_seeds_it_lacks(finished_run, tm
     (tmp_path / "run" / "retrain" / "reference_resnet20_seed1.json").unlink()
     trained = []
 
-    def retrain(point, dataset, seed, epochs, callbacks=()):
+    def retrain(point, dataset, seed, epochs, callbacks=(), base=None):
         trained.append((point["blocks_per_stage"], seed))
         return None, Evaluation(accuracy=0.5, balanced_error_rate=0.5, recall=[0.5] * 10)
 

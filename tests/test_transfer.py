@@ -1,8 +1,11 @@
 """Transfer learning (issue 28): a space starts from a run, a .keras file or a keras.applications network."""
 
+import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,7 +19,7 @@ from archsearch import Data, Recipe, Retrain, Search, Space, Train, Transfer, ch
 from archsearch.errors import ArchsearchError, SpaceError
 from archsearch.model.builder import build_model
 from archsearch.model.training import train
-from archsearch.model.transfer import base_of, describe_base
+from archsearch.model.transfer import base_network, base_of, describe_base, set_trainable, weight_layers
 from archsearch.pipeline.transfer import resolve_transfer
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
@@ -70,17 +73,22 @@ def _loads_without_archsearch(path):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
-def test_a_space_transfers_from_a_run_searching_the_modes_and_exports_the_same_product(
-    digits_folder, source_run, tmp_path
-):
+@pytest.fixture(scope="module")
+def target_run(digits_folder, source_run, tmp_path_factory):
+    """A run on digits 5 to 9 that transfers from `source_run`, searching the three modes; and what it printed."""
     space = _target(
         digits_folder,
         Transfer(str(source_run.path)),
         transfer=choice("frozen", "fine_tune", "two_phase"),
         augment=True,
     )
-    run = archsearch.run(space, results=tmp_path / "target", log=lambda line: None)
+    lines = []
+    run = archsearch.run(space, results=tmp_path_factory.mktemp("runs") / "target", log=lines.append)
+    return run, lines
 
+
+def test_a_space_transfers_from_a_run_searching_the_modes_and_exports_the_same_product(source_run, target_run):
+    run, lines = target_run
     meta = json.loads((run.path / "run.json").read_text())
     assert meta["status"] == "complete"
     provenance = meta["transfer"]
@@ -91,14 +99,25 @@ def test_a_space_transfers_from_a_run_searching_the_modes_and_exports_the_same_p
     assert provenance["splits"] == {"train_split": "test", "test_split": "train"}
     winner = pd.read_csv(source_run.path / "leaderboard.csv", dtype={"trial_id": str}).query("rank == 1")
     assert provenance["trial_id"] == winner["trial_id"].iloc[0]
-    assert provenance["features"] == "stage1_pool"
+    assert provenance["features"] == "stage1_pool" and provenance["base"] == "vgg_1x2"
+    assert provenance["digest"] == hashlib.sha256(Path(provenance["file"]).read_bytes()).hexdigest()
     assert meta["space"]["transfer"] == {"source": str(source_run.path)}
 
     trials = pd.read_csv(run.path / "trials.csv")
     assert set(trials["transfer"]) == {"frozen", "fine_tune", "two_phase"}
     assert (trials["status"] == "completed").all()
-    # Every trial's network is the source's base and a new head: the plan counts the base's weights.
+    # Every trial's network is the source's base and a new head: the plan counts the base's weights, and
+    # the recipe's dimensions but the head's are blank, as they do not apply.
     assert (trials["params"] > provenance["base_params"]).all()
+    assert trials["family"].isna().all() and trials["width"].isna().all() and trials["head"].notna().all()
+    leaderboard = pd.read_csv(run.path / "leaderboard.csv")
+    assert leaderboard.loc[0, "transfer"] in ("frozen", "fine_tune", "two_phase") and pd.isna(
+        leaderboard.loc[0, "family"]
+    )
+    # A run without transfer leaves the transfer knobs blank.
+    assert pd.read_csv(source_run.path / "trials.csv")["transfer"].isna().all()
+    assert any(line.startswith("best: vgg_1x2 base (") for line in lines), lines
+    assert "vgg_1x2 base (" in (run.path / "report.html").read_text()
 
     check = meta["export_check"]
     keras_accuracy = check["model_keras_test_accuracy"]
@@ -120,6 +139,37 @@ def test_a_source_run_that_trained_on_the_target_test_split_is_refused(digits_fo
     assert base.features == "stage1_pool" and provenance["kind"] == "run"
 
 
+def test_the_leak_is_refused_through_a_run_model_file_and_through_a_run_that_transferred(
+    digits_folder, source_run, target_run
+):
+    dataset = _dataset(digits_folder, ["3", "4", "5"])
+    model_file = next((source_run.path / "retrain").glob("*_seed0.keras"))
+    for source in (str(model_file), str(target_run[0].path)):  # the target run's features come from source_run's
+        with pytest.raises(ArchsearchError, match=r"trained on .*'test' split.*classes 3, 4"):
+            resolve_transfer(_target(digits_folder, Transfer(source), classes=["3", "4", "5"]), dataset)
+
+
+def test_an_export_is_refused_as_a_source_with_the_run_to_give_instead(digits_folder, target_run):
+    exported = target_run[0].path / "best" / "model.keras"
+    with pytest.raises(ArchsearchError, match=r"is an archsearch export .*give its run's folder"):
+        resolve_transfer(_target(digits_folder, Transfer(str(exported))), _dataset(digits_folder))
+
+
+def test_a_resumed_run_and_a_worker_refuse_another_source(digits_folder, source_run, target_run, tmp_path):
+    from archsearch.pipeline.transfer import check_same_source
+    from archsearch.search.leases import fingerprint
+
+    space = _target(digits_folder, Transfer(str(source_run.path)))
+    dataset = _dataset(digits_folder)
+    base, provenance = resolve_transfer(space, dataset)
+    check_same_source(provenance, dict(provenance))  # the same source resumes
+    with pytest.raises(ArchsearchError, match="the source changed since this run started"):
+        check_same_source(provenance, {**provenance, "digest": "0" * 64})
+    other = dataclasses.replace(base, digest="0" * 64)
+    assert fingerprint(space, dataset, base) != fingerprint(space, dataset, other)
+    assert fingerprint(space, dataset, base) == fingerprint(space, dataset, dataclasses.replace(base, load={}))
+
+
 def _dataset(digits_folder, classes=TARGET_CLASSES):
     return archsearch.data.load_data(Data(str(digits_folder), classes=classes, validation=0.25))
 
@@ -138,7 +188,7 @@ def _source_file(tmp_path, channels=3):
     for layer in model.layers:  # trained weights, as far as the test can tell: not a fresh initialization
         layer.set_weights([np.random.default_rng(0).normal(size=w.shape).astype("float32") for w in layer.weights])
     model.get_layer("bn1").set_weights([np.ones(8), np.zeros(8), np.full(8, 0.5), np.full(8, 2.0)])
-    path = tmp_path / "mine.keras"
+    path = tmp_path / f"mine_{channels}.keras"
     model.save(path)
     return path, model
 
@@ -174,8 +224,15 @@ def test_a_keras_file_gives_its_layers_up_to_the_last_feature_map_with_its_train
 
 def test_a_source_of_other_channels_or_layers_is_refused_with_what_to_do(tmp_path):
     path, _ = _source_file(tmp_path)
-    with pytest.raises(SpaceError, match=r"takes images of 3 channel\(s\), the data has 1: declare Data\(grayscale="):
+    with pytest.raises(SpaceError, match=r"takes images of 3 channel\(s\), the data has 1: it needs color images"):
         describe_base({"keras_file": str(path)}, None, (8, 8, 1), "mine.keras")
+    gray, _ = _source_file(tmp_path, channels=1)
+    with pytest.raises(
+        SpaceError, match=r"takes images of 1 channel\(s\), the data has 3: declare Data\(grayscale=True\)"
+    ):
+        describe_base({"keras_file": str(gray)}, None, (8, 8, 3), "mine.keras")
+    with pytest.raises(SpaceError, match=r"features='old_head': its output \(None, 4\) is not a feature map"):
+        describe_base({"keras_file": str(path)}, "old_head", (8, 8, 3), "mine.keras")
     with pytest.raises(SpaceError, match="features='nope': mine.keras has no such layer; its layers: .*conv1"):
         describe_base({"keras_file": str(path)}, "nope", (8, 8, 3), "mine.keras")
     assert describe_base({"keras_file": str(path)}, "conv1", (8, 8, 3), "mine.keras").shape == (8, 8, 8)
@@ -228,6 +285,14 @@ def test_a_keras_applications_network_loads_a_local_weights_file_behind_its_own_
         atol=1e-5,
     )
     assert space.to_dict()["transfer"]["arguments"] == {"alpha": 0.35}
+    # Its preprocessing stays frozen whatever trains, and unfreeze_layers does not count it.
+    set_trainable(loaded, "auto")
+    assert not preprocess.trainable and preprocess not in weight_layers(loaded)
+    assert len(weight_layers(loaded)) == base.weight_layers
+    # features= names a layer inside the network.
+    cut = describe_base(load, "block_3_expand_relu", (8, 8, 3), "MobileNetV2")
+    assert cut.features == "block_3_expand_relu" and len(cut.shape) == 3 and cut.params < base.params
+    assert base_network(cut).output_shape[1:] == cut.shape
 
 
 def test_a_transfer_from_an_application_runs_and_exports(digits_folder, tmp_path):
@@ -239,9 +304,9 @@ def test_a_transfer_from_an_application_runs_and_exports(digits_folder, tmp_path
         data=Data(str(digits_folder), classes=["0", "1"], validation=0.25),
         transfer=Transfer("MobileNetV2", weights=str(weights), arguments={"alpha": 0.35}),
         recipe=Recipe(resolution=32),
-        train=Train(epochs=1, batch_size=32, transfer="frozen"),
+        train=Train(epochs=2, batch_size=32, transfer="two_phase"),
         search=Search(max_trials=1),
-        retrain=Retrain(top_k=1, epochs=1, seeds=1),
+        retrain=Retrain(top_k=1, epochs=2, seeds=1),
     )
     run = archsearch.run(space, results=tmp_path / "app", log=lambda line: None)
     meta = json.loads((run.path / "run.json").read_text())
@@ -250,6 +315,16 @@ def test_a_transfer_from_an_application_runs_and_exports(digits_folder, tmp_path
     assert check["model_keras_test_accuracy"] == check["expected_test_accuracy"] == check["model_tflite_test_accuracy"]
     loaded = _loads_without_archsearch(run.path / "best" / "model.keras")
     assert loaded.returncode == 0, loaded.stderr[-2000:]
+    # Both phases trained (the second every layer but the batch norms), and preprocess_input still maps
+    # pixels as the application's function does.
+    trained = keras.saving.load_model(next((run.path / "retrain").glob("*_seed0.keras")))
+    preprocess = next(layer for layer in _layers(base_of(trained)) if layer.name == "preprocess_input")
+    pixels = np.random.default_rng(4).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(preprocess(pixels)),
+        keras.applications.mobilenet_v2.preprocess_input(pixels.copy()),
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize(
@@ -295,7 +370,24 @@ def test_a_source_that_cannot_be_found_says_so(digits_folder, tmp_path):
             resolve_transfer(_target(digits_folder, transfer), dataset)
 
 
-def test_spaces_without_transfer_keep_their_fingerprints():
-    space = Space(name="s")
-    assert "transfer" not in space.to_dict()
-    assert not set(dimensions.TRANSFER) & set(space.to_dict()["dimensions"])
+def test_describe_shows_a_transferred_space_with_its_base_and_only_the_dimensions_it_has(
+    digits_folder, source_run, tmp_path, capsys
+):
+    from archsearch.cli.main import main
+
+    path = tmp_path / "target.py"
+    path.write_text(
+        "from archsearch import *\n"
+        f"space = Space(name='t', data=Data({str(digits_folder)!r}, classes={TARGET_CLASSES!r}),\n"
+        f"    transfer=Transfer({str(source_run.path)!r}), recipe=Recipe(head=choice('gap', 'mlp')),\n"
+        "    train=Train(transfer=choice('frozen', 'two_phase')))\n"
+    )
+    assert main(["describe", str(path), "--sample", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"transfer: from {str(source_run.path)!r} (run), its base and a new head" in out
+    assert " family " not in out and " head " in out
+    dataset = _dataset(digits_folder)
+    base, _ = resolve_transfer(archsearch.recipe.space.load_space(path), dataset)
+    for head in ("gap", "mlp"):  # each sample's parameters are its plan's: the base's, then its new head's
+        params = plan({"head": head}, dataset.shape, 5, base).params
+        assert (f"{head} " in out) == (f" {params:,} " in out)

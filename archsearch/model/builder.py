@@ -30,9 +30,6 @@ def _preprocess(layer, shape_in):
 # sets it for that comparison. The updates are the same whatever its value.
 STEPS_PER_EXECUTION = 1
 
-# The layers `_augment` adds: random in training, the identity at inference, so an export leaves them out.
-TRAINING_ONLY_LAYERS = (RandomShift, keras.layers.RandomFlip)
-
 
 def _augment(layer, shape_in):
     """Random shift with zero fill (pad-and-crop) and horizontal flip, per image, in training only.

@@ -63,3 +63,17 @@ class RandomShift(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "pad": self.pad, "seed": self.seed}
+
+
+#: Layers that are random in training and the identity at inference: an export, and a transferred base,
+#: pass images through them (archsearch's augmentation, and Keras's own a source model may hold).
+TRAINING_ONLY_LAYERS = (
+    RandomShift,
+    keras.layers.RandomFlip,
+    keras.layers.RandomTranslation,
+    keras.layers.RandomCrop,
+    keras.layers.RandomRotation,
+    keras.layers.RandomZoom,
+    keras.layers.RandomContrast,
+    keras.layers.RandomBrightness,
+)

@@ -12,22 +12,26 @@ calling the base with `training=False` would not hold (a functional model
 passes its own call's `training` down to every layer).
 """
 
+import hashlib
+from pathlib import Path
+
 import keras
 import numpy as np
 
 from archsearch.errors import SpaceError
-from archsearch.model.layers import RandomShift  # registers the layer that archsearch's training models hold
+from archsearch.model.layers import TRAINING_ONLY_LAYERS  # and registers archsearch's layer, which its models hold
 from archsearch.recipe.transfer import Base
 
 BASE = "base"  # the transferred base's name in a model
+PREPROCESS_INPUT = "preprocess_input"  # a keras.applications base's preprocessing layer, always frozen
+EXPORTED = "source_to_training"  # a layer of archsearch's exported models (`archsearch.output.export`)
 
 # Keras layers whose FLOPs `describe_base()` counts (2 x multiply-accumulates, as `plan()` counts its own).
 _CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D, keras.layers.Dense)
-_TRAINING_ONLY = (RandomShift, keras.layers.RandomFlip, keras.layers.RandomTranslation, keras.layers.RandomCrop)
 
 
-def _application(name, weights, arguments, resolution):
-    """A keras.applications network without its top, at R x R, behind its `preprocess_input` as one layer."""
+def _application(name, weights, arguments, resolution, features):
+    """A keras.applications network without its top, at R x R, cut at `features`, behind its `preprocess_input`."""
     build = getattr(keras.applications, name, None)
     if not callable(build) or name[:1].islower():
         raise SpaceError(
@@ -38,8 +42,10 @@ def _application(name, weights, arguments, resolution):
         network = build(include_top=False, weights=weights, input_shape=(resolution, resolution, 3), **arguments)
     except (ValueError, TypeError) as error:
         raise SpaceError(f"transfer: source={name!r}: {str(error).splitlines()[0]}") from None
+    if features is not None:  # the network's own graph: its layers' outputs are its own
+        network = keras.Model(network.input, _features_layer(network, features, name).output, name=network.name)
     image = keras.Input((resolution, resolution, 3), name="pixels")
-    return keras.Model(image, network(_preprocess_input(name)(image)), name=name)
+    return keras.Model(image, network(_preprocess_input(name)(image)), name=f"{name}_features")
 
 
 def _preprocess_input(name):
@@ -60,22 +66,26 @@ def _preprocess_input(name):
     pixels = np.random.default_rng(0).uniform(0, 255, (16, 1, 1, 3)).astype("float32")
     if not np.allclose(pixels.reshape(-1, 3) @ kernel + bias, apply(pixels), atol=1e-3):
         raise SpaceError(f"transfer: source={name!r}: its preprocess_input is not a per-pixel affine map")
-    layer = keras.layers.Dense(3, trainable=False, name="preprocess_input")
+    layer = keras.layers.Dense(3, trainable=False, name=PREPROCESS_INPUT)
     layer.build((None, None, None, 3))
     layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
     return layer
 
 
-def _source_model(load):
-    """Loads the source network: a model from 0..255 pixels of its input size."""
-    if "keras_file" in load:
-        try:
-            return keras.saving.load_model(load["keras_file"], compile=False)
-        except (OSError, ValueError) as error:
-            raise SpaceError(
-                f"transfer: {load['keras_file']}: cannot be loaded: {str(error).splitlines()[0]}"
-            ) from None
-    return _application(load["application"], load["weights"], load["arguments"], load["resolution"])
+def _keras_file(path):
+    """Loads a `.keras` source; refuses an archsearch export, whose run is the source to give."""
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (OSError, ValueError) as error:
+        raise SpaceError(f"transfer: {path}: cannot be loaded: {str(error).splitlines()[0]}") from None
+    if any(layer.name == EXPORTED for layer in model.layers):
+        raise SpaceError(
+            f"transfer: {path} is an archsearch export (its layers convert images for serving): give its run's "
+            "folder, Transfer('results/<space>/<run id>'), whose winner's trained model it was exported from"
+        )
+    if isinstance(model, keras.Sequential):
+        model = keras.Model(model.inputs, model.outputs, name=model.name)
+    return model
 
 
 def _features_layer(model, features, where):
@@ -96,18 +106,19 @@ def _features_layer(model, features, where):
 def _features_model(load, features, where):
     """The source's layers up to `features` (default: its last feature map), training-only ones passed through.
 
-    The graph is called again, layer by layer (`keras.models.clone_model()`
-    reusing each layer and its weights), so that the output taken is the
-    layer's own in the source, a nested model's too, and the augmentation of
-    an archsearch model is left out: the base needs none of archsearch's layers.
+    A `.keras` source's graph is called again, layer by layer
+    (`keras.models.clone_model()` reusing each layer and its weights), so
+    that the output taken is the layer's own in the source, a nested model's
+    too, and its augmentation is left out: the base needs none of
+    archsearch's layers. A keras.applications network is cut in its own graph.
     """
-    source = _source_model(load)
-    if isinstance(source, keras.Sequential):
-        source = keras.Model(source.inputs, source.outputs, name=source.name)
+    if "application" in load:
+        return _application(load["application"], load["weights"], load["arguments"], load["resolution"], features)
+    source = _keras_file(load["keras_file"])
     chosen, outputs = _features_layer(source, features, where).name, {}
 
     def call(layer, *args, **kwargs):
-        output = args[0] if isinstance(layer, _TRAINING_ONLY) else layer(*args, **kwargs)
+        output = args[0] if isinstance(layer, TRAINING_ONLY_LAYERS) else layer(*args, **kwargs)
         if layer.name == chosen:
             outputs[chosen] = output
         return output
@@ -124,7 +135,8 @@ def base_network(base):
 
     Returns:
         A model from float images `base.input_shape` (0..255) to the
-        source's feature map, every layer trainable.
+        source's feature map, every layer trainable but those that stay
+        frozen (`set_trainable()`).
     """
     return _fitted(_features_model(base.load, base.features, base.name), base.input_shape)
 
@@ -162,15 +174,24 @@ def describe_base(load, features, input_shape, where):
     cut = _features_model(load, features, where)
     channels = cut.input_shape[-1]
     if channels != input_shape[-1]:
+        advice = (
+            "declare Data(grayscale=True) to match it"
+            if channels == 1
+            else "it needs color images: leave out Data(grayscale=True), or transfer from a network of gray images"
+        )
         raise SpaceError(
-            f"transfer: {where} takes images of {channels} channel(s), the data has {input_shape[-1]}: "
-            f"declare Data(grayscale={channels == 1}) to match it"
+            f"transfer: {where} takes images of {channels} channel(s), the data has {input_shape[-1]}: {advice}"
+        )
+    if len(cut.output_shape) != 4:
+        raise SpaceError(
+            f"transfer: features={features!r}: its output {cut.output_shape} is not a feature map (batch, H, W, C), "
+            "which the new head takes"
         )
     network = _fitted(cut, input_shape)
     flattened = list(_flat_layers(network))
     return Base(
         load=load,
-        features=cut.layers[-1].name,
+        features=_layer_cut_at(cut, load),
         input_shape=tuple(input_shape),
         shape=tuple(network.output_shape[1:]),
         params=network.count_params(),
@@ -179,7 +200,21 @@ def describe_base(load, features, input_shape, where):
         activations=sum(int(np.prod(layer.output.shape[1:])) for layer in flattened),
         weight_layers=len(weight_layers(network)),
         name=cut.name.removesuffix("_features"),
+        digest=_digest(load.get("keras_file") or load.get("weights")),
     )
+
+
+def _layer_cut_at(cut, load):
+    """The name of the layer a base ends with: in an application's own graph, or at the source's top level."""
+    last = cut.layers[-1]
+    return last.layers[-1].name if "application" in load else last.name
+
+
+def _digest(path):
+    """The sha256 of the file the trained weights come from (`None` for Keras's download of `"imagenet"`)."""
+    if path is None or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _flat_layers(model):
@@ -208,12 +243,16 @@ def _flops(layer):
 
 
 def weight_layers(base):
-    """The base's layers that can train: those with weights but batch norms, nested ones in place, input first."""
-    return [
-        layer
-        for layer in _flat_layers(base)
-        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    """The base's layers that can train, nested ones in place, input first.
+
+    Those with weights, but batch norms and a keras.applications network's
+    `preprocess_input`, which stay frozen.
+    """
+    return [layer for layer in _flat_layers(base) if layer.weights and not _always_frozen(layer)]
+
+
+def _always_frozen(layer):
+    return isinstance(layer, keras.layers.BatchNormalization) or layer.name == PREPROCESS_INPUT
 
 
 def base_of(model):
@@ -224,7 +263,8 @@ def base_of(model):
 def set_trainable(base, layers):
     """Makes the top `layers` of the base's layers that can train (`weight_layers()`) trainable, the others frozen.
 
-    Batch norms stay frozen, in inference mode, with the source's statistics.
+    Batch norms stay frozen, in inference mode, with the source's statistics;
+    so does a keras.applications network's `preprocess_input`.
 
     Args:
         base: from `base_of()`.
@@ -233,7 +273,7 @@ def set_trainable(base, layers):
     """
     _unfreeze(base)
     for layer in _flat_layers(base):
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if _always_frozen(layer):
             layer.trainable = False
     weighted = weight_layers(base)
     for layer in weighted[: 0 if layers == "auto" else max(0, len(weighted) - layers)]:

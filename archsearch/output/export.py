@@ -42,7 +42,8 @@ import numpy as np
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
 from archsearch.files import read_json
-from archsearch.model.builder import TRAINING_ONLY_LAYERS, with_mirror_mean
+from archsearch.model.builder import with_mirror_mean
+from archsearch.model.layers import TRAINING_ONLY_LAYERS
 from archsearch.output.convert import onnx_predictor, tflite_predictor, write_onnx, write_tflite
 from archsearch.recipe.dimensions import point_of
 from archsearch.records.directory import RunDir

@@ -262,8 +262,9 @@ class RetrainProgress:
         self.current, self.began, self.text = self.order[self.position], None, label
 
     def training_began(self):
-        """The current training starts now (an `EpochProgress` tells it), so it is timed."""
-        self.began = self.timer()
+        """The current training starts now (an `EpochProgress` tells it), so it is timed from its first phase."""
+        if self.began is None:  # two_phase fits twice
+            self.began = self.timer()
 
     def label(self):
         """What trains now, with the retraining's time left: `retrain 1/2 [07] seed 0, retraining ~0:00:30 left`."""

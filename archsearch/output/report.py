@@ -140,8 +140,9 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
     ]
     point = _winner_point(winner, meta)
     seeds = f"over {winner['seeds']} seeds" if winner["seeds"] > 1 else "with one seed"
+    described = describe_architecture(point, meta.get("transfer"))
     lead = (
-        f"Best: {html.escape(describe_architecture(point))} (trial {html.escape(str(winner['trial_id']))}): "
+        f"Best: {html.escape(described)} (trial {html.escape(str(winner['trial_id']))}): "
         f"test accuracy {percent(winner['test_accuracy'], winner['test_accuracy_std'])}, "
         f"balanced error rate {percent(winner['test_balanced_error_rate'], winner['test_balanced_error_rate_std'])} "
         f"{seeds}, {int(winner['params']):,} parameters."
@@ -190,6 +191,8 @@ def _ranges(meta):
 
 def _winner_point(winner, meta):
     """The winner's planned point (`stages` resolved to a number), for describing it in words."""
+    if meta.get("transfer"):  # its source's base: no stages of the recipe to resolve
+        return dimensions.point_of(winner)
     return plan(dimensions.point_of(winner), tuple(meta["data"]["shape"]), len(meta["data"]["classes"])).point
 
 
@@ -363,6 +366,7 @@ def _facts(meta):
         "retraining": _settings(meta["space"]["retrain"]),
         "data": f"{data['source']}: {', '.join(f'{k} {v:,}' for k, v in data['counts'].items())} images of "
         f"{shape}, classes {', '.join(map(str, data['classes']))} (fingerprint {data.get('fingerprint', '?')})",
+        **({"transfer": _transfer_words(meta["transfer"])} if meta.get("transfer") else {}),
         "command": " ".join(meta.get("command") or []),
         "started": _time(meta.get("started")),
         "wall time": _minutes(wall_seconds(meta)),
@@ -376,6 +380,21 @@ def _facts(meta):
     }
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items())
     return f"<dl>{items}</dl>"
+
+
+def _transfer_words(transfer):
+    """Where a transferred run's base came from, in words (run.json's `transfer`)."""
+    words = f"{transfer['base']} base ({transfer['base_params']:,} parameters, up to layer {transfer['features']})"
+    if transfer["kind"] == "run":
+        data = transfer["data"]
+        return (
+            f"{words} of run {transfer['run']}, trial {transfer['trial_id']}: trained on {data['source']}'s "
+            f"{transfer['splits']['train_split']} split, classes {', '.join(map(str, data['classes']))} "
+            f"(fingerprint {data['fingerprint']}), test accuracy {transfer['test_accuracy']:.2%}"
+        )
+    return f"{words} from {transfer['source']}" + (
+        f", weights {transfer['weights']}" if transfer.get("weights") else ""
+    )
 
 
 def _settings(settings):

@@ -23,11 +23,14 @@ MAX_WIDTH = 120
 _DECLARATION = re.compile(r"^(choice|int_range|uniform|log_uniform)\(")
 
 
-def describe_architecture(point):
+def describe_architecture(point, transfer=None):
     """The architecture of a point in words.
 
     Args:
         point: a planned point (`Architecture.point`: `stages` resolved to a number).
+        transfer: a transferred run's provenance (run.json's `transfer`): the
+            network is then its source's base, trained as the point's
+            `transfer` says, and a new head.
 
     Returns:
         A string such as `"vgg, width 16, 3 stages x 2 convs, max-pool, gap head, R=32"`.
@@ -37,7 +40,11 @@ def describe_architecture(point):
     >>> describe_architecture({"family": "resnet", "width": 32, "stages": 2, "blocks_per_stage": 2,
     ...     "downsample": "strided", "head": "mlp", "resolution": 32, "bottleneck": True})
     'resnet, width 32, 2 stages x 2 bottleneck blocks, strided, mlp head, R=32'
+    >>> describe_architecture({"transfer": "two_phase", "head": "gap"}, {"base": "MobileNetV2"})
+    'MobileNetV2 base (two_phase), gap head'
     """
+    if transfer:
+        return f"{transfer['base']} base ({point['transfer']}), {_head_words(point)}"
     unit = "conv" if point["family"] == "vgg" else ("bottleneck block" if point.get("bottleneck") else "block")
     blocks = point["blocks_per_stage"]
     if isinstance(blocks, tuple):
@@ -57,11 +64,14 @@ def describe_architecture(point):
         parts.append("no batch norm")
     if point.get("padding", "same") != "same":
         parts.append(f"{point['padding']} padding")
-    head = f"{point['head']} head"
-    if point["head"] == "mlp" and point.get("head_layers", 1) > 1:
-        head = f"mlp head of {point['head_layers']} x {point.get('head_units')}"
-    parts += [head, f"R={point['resolution']}"]
+    parts += [_head_words(point), f"R={point['resolution']}"]
     return ", ".join(parts)
+
+
+def _head_words(point):
+    if point["head"] == "mlp" and point.get("head_layers", 1) > 1:
+        return f"mlp head of {point['head_layers']} x {point.get('head_units')}"
+    return f"{point['head']} head"
 
 
 def percent(mean, std=None, sign="%"):
@@ -156,7 +166,7 @@ def comparison(winner, reference):
     return f"{over} {str(reference['trial_id']).removeprefix(tables.REFERENCE)} ({figures}) with {size}"
 
 
-def headline(leaderboard, point, run_dir, export_line):
+def headline(leaderboard, point, run_dir, export_line, transfer=None):
     """The lines a run ends with: the winner, its test figures, against each reference, the baselines, and where.
 
     Args:
@@ -164,6 +174,7 @@ def headline(leaderboard, point, run_dir, export_line):
         point: the winner's planned point, for `describe_architecture()`.
         run_dir: the run directory.
         export_line: what the export wrote (`export.export_summary()`).
+        transfer: a transferred run's provenance, for `describe_architecture()`.
 
     Returns:
         A multi-line string; with one seed, the figures carry no `±` and say so.
@@ -173,7 +184,7 @@ def headline(leaderboard, point, run_dir, export_line):
     over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
     baselines = tables.baselines(leaderboard)
     lines = [
-        f"best: {describe_architecture(point)} (trial {first['trial_id']})",
+        f"best: {describe_architecture(point, transfer)} (trial {first['trial_id']})",
         f"  test accuracy {percent(first['test_accuracy'], first['test_accuracy_std'])}, "
         f"BER {percent(first['test_balanced_error_rate'], first['test_balanced_error_rate_std'])} "
         f"({over}), {int(first['params']):,} parameters",

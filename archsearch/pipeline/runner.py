@@ -25,7 +25,7 @@ from archsearch.output.report import write_report
 from archsearch.output.summary import headline, leaderboard_table
 from archsearch.pipeline import baselines
 from archsearch.pipeline.retrain import Evaluation, retrain, summarize
-from archsearch.pipeline.transfer import resolve_transfer
+from archsearch.pipeline.transfer import check_same_source, resolve_transfer
 from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
 from archsearch.recipe.presets import preset
@@ -203,6 +203,7 @@ class _Session:
         self._check_same_data()
         self.references = _fitted_references(space.retrain.references, self.dataset)
         self.base, self.transfer = resolve_transfer(space, self.dataset, log)
+        check_same_source(self.previous.get("transfer"), self.transfer)
         self.metadata = {}
         self.tuner = self.progress = None
 
@@ -290,12 +291,11 @@ class _Session:
         self.record("exporting")
         _, check, stored = export_retrained(run_dir, 1, run_dir.best, data_dir=self.data_dir, dataset=dataset)
         self.record("complete", export_check=check, retrain_epochs=self.retrain_epochs)
-        architecture = plan(
-            {n: winner[n] for n in dimensions.RECIPE + dimensions.TRAIN}, dataset.shape, dataset.num_classes, self.base
-        )
+        point = {n: value for n, value in winner.items() if n in dimensions.BY_NAME}  # the others: their defaults
+        architecture = plan(point, dataset.shape, dataset.num_classes, self.base)
         write_report(run_dir, stored=stored, log=log)
         log(leaderboard_table(leaderboard, space.searched()))
-        log(headline(leaderboard, architecture.point, run_dir, export_summary(run_dir.best, check)))
+        log(headline(leaderboard, architecture.point, run_dir, export_summary(run_dir.best, check), self.transfer))
         return leaderboard
 
     @property
@@ -329,7 +329,7 @@ class _Session:
         )
         try:
             if chief:
-                chief.serve(tuner, workers, fingerprint(space, dataset), run_dir, self.log)
+                chief.serve(tuner, workers, fingerprint(space, dataset, self.base), run_dir, self.log)
             else:
                 callbacks = [
                     EpochProgress(self.progress),
@@ -406,7 +406,7 @@ class _Session:
         )
         # The trial's own measurement of its untrained model: the same figures as trials.csv's.
         figures = {n: trial.get(n) for n in ("val_accuracy", "params", "flops", *cost.COST_COLUMNS)}
-        return self._row(trial_id, point, evaluations, baseline=False, **figures)
+        return self._row(trial_id, point, evaluations, space.applicable_dimensions(), baseline=False, **figures)
 
     def train_reference(self, name, winner):
         """Trains a reference under the winners' protocol, once per seed; returns its unranked leaderboard row.
@@ -423,8 +423,9 @@ class _Session:
         """
         fitted, trial_id = self.references[name], f"{REFERENCE}{name}"
         point = {
+            **dimensions.defaults(),
             **{n: fitted.point[n] for n in dimensions.RECIPE},
-            **{n: winner[n] for n in dimensions.TRAIN},
+            **{n: winner[n] for n in dimensions.applicable() if n in dimensions.TRAIN},
             **preset(name).train,
         }
         # Measured before it trains, as a trial's untrained model is, and as it is scored (the winner's `tta`).
@@ -438,7 +439,7 @@ class _Session:
         evaluations = self._retrain_seeds(
             point, trial_id, f"reference {name}", lambda seed: (self.run_dir.reference_result(name, seed), None)
         )
-        return self._row(trial_id, point, evaluations, baseline=True, **figures)
+        return self._row(trial_id, point, evaluations, dimensions.applicable(), baseline=True, **figures)
 
     def _retrain_seeds(self, point, trial_id, label, paths, base=None):
         """Retrains a point once per seed from 0 up, each with its line (`RetrainProgress`); returns the `Evaluation`s.
@@ -484,8 +485,8 @@ class _Session:
         write_json(dataclasses.asdict(evaluation), result)
         return evaluation
 
-    def _row(self, trial_id, point, evaluations, **figures):
-        """A leaderboard row: the point, `figures` and the test figures.
+    def _row(self, trial_id, point, evaluations, applicable, **figures):
+        """A leaderboard row: the point's `applicable` dimensions (the others blank), `figures` and the test figures.
 
         `figures`: `baseline`, `val_accuracy`, `params`, `flops` and the cost columns.
         """
@@ -493,7 +494,7 @@ class _Session:
         recall = stats.pop("test_recall")
         return {
             "trial_id": trial_id,
-            **point,
+            **{name: point[name] for name in applicable},
             **figures,
             **stats,
             **{f"test_recall_{name}": r for name, r in zip(self.dataset.class_names, recall)},

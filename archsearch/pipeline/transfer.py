@@ -11,7 +11,7 @@ from pathlib import Path
 
 from archsearch.errors import ArchsearchError, SpaceError
 from archsearch.model.transfer import describe_base
-from archsearch.records.directory import resolve_run
+from archsearch.records.directory import RunDir, is_run, resolve_run
 
 
 def resolve_transfer(space, dataset, log=None):
@@ -43,11 +43,43 @@ def resolve_transfer(space, dataset, log=None):
         if not path.is_file():
             raise SpaceError(f"transfer: source={transfer.source!r}: no such file")
         load, where = {"keras_file": str(path.resolve())}, str(path)
+        if is_run(path.parent.parent):  # a model of a run's retrain/: that run's data is known
+            provenance["run"] = str(path.parent.parent)
+            check_leak(RunDir(path.parent.parent), space.data, dataset)
     else:
         load, where = _application(transfer, space), transfer.source
     base = describe_base(load, transfer.features, dataset.shape, where)
-    provenance.update(base=base.name, features=base.features, base_params=base.params, load=load)
+    provenance.update(
+        base=base.name,
+        features=base.features,
+        base_params=base.params,
+        base_trainable_layers=base.weight_layers,
+        load=load,
+        digest=base.digest,
+    )
     return base, provenance
+
+
+def check_same_source(previous, provenance):
+    """Refuses to resume a transferred run on another source than it started with (say, a newer run).
+
+    Args:
+        previous: run.json's `transfer` from the run's first session, or `None`.
+        provenance: this session's, from `resolve_transfer()`.
+
+    Raises:
+        ArchsearchError: naming both sources.
+    """
+    if not previous:
+        return
+    keys = ("base", "features", "digest", "trial_id")
+    if any(previous.get(key) != provenance.get(key) for key in keys):
+        before = previous.get("file") or previous.get("source")
+        now = provenance.get("file") or provenance.get("source")
+        raise ArchsearchError(
+            f"transfer: the source changed since this run started ({before}, sha256 {previous.get('digest')} -> "
+            f"{now}, sha256 {provenance.get('digest')}); resume with the source it started with, or start a new run"
+        )
 
 
 def _application(transfer, space):
@@ -83,7 +115,7 @@ def _from_run(source, data, dataset, provenance, log):
     saved = run_dir.retrained_model(trial_id, 0)
     if not saved.is_file():
         raise ArchsearchError(f"transfer: {run_dir}: its winner's retrained model {saved} is missing")
-    check_leak(meta, data, dataset, run_dir)
+    check_leak(run_dir, data, dataset)
     provenance.update(
         run=str(run_dir),
         trial_id=str(trial_id),
@@ -96,25 +128,30 @@ def _from_run(source, data, dataset, provenance, log):
     return {"keras_file": str(saved.resolve())}, f"run {run_dir}"
 
 
-def check_leak(meta, data, dataset, run_dir):
-    """Refuses a source run that trained on the target's test images.
+def check_leak(run_dir, data, dataset):
+    """Refuses a source run that trained on the target's test images, itself or through its own source.
 
     The detectable case: the source read the same data source (the same
     resolved folder, archive, file or dataset name), trained on the split
-    the target tests on, and kept a class the target has (or all of them).
-    The source's training data (its training and validation splits, which its
-    retraining fits on) then holds test images of the target, and the
-    target's test accuracy would be inflated.
+    the target tests on (by name: two slices of one tensorflow-datasets
+    split are not compared), and kept a class the target has. The source's
+    training data (its training and validation splits, which its retraining
+    fits on) then holds test images of the target, and the target's test
+    accuracy would be inflated. A source run that transferred from another
+    run is checked through that one too.
 
     Args:
-        meta: the source run's run.json.
+        run_dir: the source run (a `RunDir`).
         data: the target's `Data` declaration.
         dataset: the target's loaded `Dataset`.
-        run_dir: the source run, for the message.
 
     Raises:
-        ArchsearchError: naming the split and the classes.
+        ArchsearchError: naming the run, the split and the classes.
     """
+    meta = run_dir.read_run()
+    upstream = meta.get("transfer") or {}
+    if upstream.get("run") and is_run(upstream["run"]):
+        check_leak(RunDir(upstream["run"]), data, dataset)
     source_data = meta["space"]["data"]
     if meta["data"]["source"] != dataset.source or source_data.get("train_split", "train") != data.test_split:
         return

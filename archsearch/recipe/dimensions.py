@@ -341,9 +341,34 @@ def point_of(row):
     """Returns the point a table row holds (a `trials.csv` or `leaderboard.csv` row, a dict or a Series).
 
     Each dimension is parsed from its cell's text; dimensions missing from the
-    row (tables written before they existed) take their defaults.
+    row (tables written before they existed) or blank there (that do not
+    apply to its network, `applicable()`) take their defaults.
     """
-    return {d.name: d.parse(str(row[d.name])) if d.name in row else d.default for d in DIMENSIONS}
+    return {
+        d.name: d.parse(str(row[d.name])) if d.name in row and str(row[d.name]) not in _BLANK else d.default
+        for d in DIMENSIONS
+    }
+
+
+_BLANK = ("", "nan", "<NA>", "None")  # how pandas reads and writes a blank cell
+
+
+def applicable(transferred=None):
+    """Returns the names of the dimensions that shape a network and its training: the columns a table fills in.
+
+    Args:
+        transferred: for a network with a transferred base, the recipe
+            dimensions it keeps (`Space.recipe_dimensions()`); `None` for a
+            network of the recipe, to which the transfer knobs do not apply.
+
+    Example:
+
+    >>> "transfer" in applicable(), "width" in applicable(HEAD)
+    (False, False)
+    """
+    if transferred is None:
+        return RECIPE + tuple(name for name in TRAIN if name not in TRANSFER)
+    return tuple(transferred) + TRAIN
 
 
 def defaults():

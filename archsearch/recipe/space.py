@@ -522,7 +522,7 @@ class Space:
             return
         if not isinstance(self.transfer, Transfer):
             raise SpaceError(f"space: transfer={self.transfer!r}: expected Transfer(...)")
-        kept = dimensions.HEAD + (("resolution",) if self.transfer.kind() == "application" else ())
+        kept = self.recipe_dimensions()
         for name in self.recipe.values:
             if name not in kept:
                 raise SpaceError(
@@ -539,6 +539,20 @@ class Space:
                 "search: start_from: presets are networks trained from random weights; a space with "
                 "Space(transfer=...) starts from its source (compare presets with Retrain(references=...))"
             )
+
+    def recipe_dimensions(self):
+        """Returns the recipe dimensions that shape this space's network.
+
+        All of them; with `transfer`, only the new head's (and a
+        keras.applications source's `resolution`): the rest is the source's.
+        """
+        if self.transfer is None:
+            return dimensions.RECIPE
+        return dimensions.HEAD + (("resolution",) if self.transfer.kind() == "application" else ())
+
+    def applicable_dimensions(self):
+        """Returns the names of the dimensions that apply to this space's networks (`dimensions.applicable()`)."""
+        return dimensions.applicable(self.recipe_dimensions() if self.transfer else None)
 
     def start_points(self):
         """Returns the searched dimensions' values at each of `search.start_from`'s presets, in order.

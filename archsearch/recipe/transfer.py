@@ -18,9 +18,6 @@ from pathlib import Path
 
 from archsearch.errors import SpaceError
 
-#: What `Transfer.kind()` tells apart.
-KINDS = ("run", "keras_file", "application")
-
 
 @dataclasses.dataclass(frozen=True)
 class Transfer:
@@ -124,6 +121,8 @@ class Base:
         weight_layers: its layers that can train (with weights, but batch norms), which
             `unfreeze_layers` counts.
         name: what tables call it, e.g. `"MobileNetV2"` or the source model's name.
+        digest: the sha256 of the file its weights come from (`None` for
+            `"imagenet"`): a resumed run, and a worker, check they have the same.
     """
 
     load: dict
@@ -136,3 +135,4 @@ class Base:
     activations: int
     weight_layers: int
     name: str
+    digest: str = None

@@ -219,7 +219,7 @@ def work(space, address, *, worker_id, data_dir=None, tuner_dir=None, trial_call
         )
         try:
             chief_value = tuner.oracle.get_space().values.get(FINGERPRINT)
-            if chief_value != fingerprint(space, dataset):
+            if chief_value != fingerprint(space, dataset, base):
                 raise ArchsearchError(
                     f"the chief at {host}:{port} searches another space, data or precision: start this worker with "
                     "the chief's SPACE file and its --tuner, --epochs, --seed, --data-dir and --mixed-precision "

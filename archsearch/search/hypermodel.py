@@ -44,7 +44,8 @@ class _TrialMonitor(keras.callbacks.Callback):
         self.start, self.step_ends = 0.0, []
 
     def on_train_begin(self, logs=None):
-        self.start, self.step_ends = time.perf_counter(), []
+        if not self.step_ends:  # from the first of two_phase's two fits
+            self.start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))

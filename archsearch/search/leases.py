@@ -47,12 +47,13 @@ def _seconds(variable, default):
         raise ArchsearchError(f"{variable}={value}: expected a number of seconds") from None
 
 
-def fingerprint(space, dataset):
+def fingerprint(space, dataset, base=None):
     """A digest of what a trial's result depends on, which chief and workers must share.
 
     The space's data, dimensions, tuner, constraints and seed, the data's own
-    fingerprint and the precision; not the budgets or the retraining, which
-    are the chief's alone.
+    fingerprint and the precision, and a transferred base (its name, layer
+    and weights file's sha256, not its path on each machine); not the
+    budgets or the retraining, which are the chief's alone.
     """
     described = space.to_dict()
     search = described["search"]
@@ -68,6 +69,7 @@ def fingerprint(space, dataset):
         # memory, where max_memory is None, is its own to apply.
         **{k: search[k] for k in ("max_latency_ms", "max_model_bytes", "max_memory") if k in search},
         "precision": keras.mixed_precision.dtype_policy().name,
+        **({"base": (base.name, base.features, base.digest)} if base else {}),
     }
     return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

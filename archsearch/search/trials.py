@@ -59,7 +59,9 @@ def trials_frame(tuner):
         `worker` names the worker a trial was last given to (blank without
         workers); `start_from` the preset a trial started the search from
         (`Search(start_from=...)`; blank for the others). A failed or infeasible trial's reason is its message, as
-        the search records it.
+        the search records it. A dimension that does not apply to the space's networks is blank: the transfer
+        knobs without `Space(transfer=...)`, and with it the recipe's dimensions but its head's
+        (`Space.applicable_dimensions()`).
     """
     rows = []
     started_from = tuner.oracle.started_from()
@@ -72,7 +74,9 @@ def trials_frame(tuner):
             "worker": tuner.oracle.workers.get(trial_id, ""),
             "start_from": started_from.get(trial_id, ""),
         }
-        row.update(tuner.hypermodel.space.sample(trial.hyperparameters.copy()))
+        space = tuner.hypermodel.space
+        point = space.sample(trial.hyperparameters.copy())
+        row.update({name: point[name] for name in space.applicable_dimensions()})
         for metric in (*METRICS, "epochs"):  # epochs: the number trained, which Hyperband varies
             if trial.metrics.exists(metric):
                 row[metric] = trial.metrics.get_last_value(metric)

@@ -65,6 +65,7 @@ def _space_rows(space, sample, seed, data_dir, latency=False, mixed_precision=Fa
                 "value": v.describe() if hasattr(v, "describe") else repr(v),
             }
             for name, v in space.declarations().items()
+            if name in space.applicable_dimensions()
         ]
     )
     shape, num_classes = peek(space.data, data_dir=data_dir)
@@ -122,9 +123,14 @@ def handle(args):
             "description": space.description,
             "input_shape": list(shape),
             "num_classes": num_classes,
-            "dimensions": {n: v.describe() if hasattr(v, "describe") else v for n, v in space.declarations().items()},
+            "dimensions": {
+                n: v.describe() if hasattr(v, "describe") else v
+                for n, v in space.declarations().items()
+                if n in space.applicable_dimensions()
+            },
             "architectures": None if math.isinf(size) else size,
             "start_from": list(space.search.start_from),
+            **({"transfer": space.transfer.to_dict()} if space.transfer else {}),
             "samples": json.loads(sampled.to_json(orient="records")),
         }
         if args.summary:
@@ -137,6 +143,9 @@ def handle(args):
             print(textwrap.fill(line, MAX_WIDTH) if line else "")
         print()
         print(f"input {shape}, {num_classes} classes")
+        if space.transfer:
+            kind = space.transfer.kind().replace("_", " ")
+            print(f"transfer: from {space.transfer.source!r} ({kind}), its base and a new head")
         print(_size_line(space))
         print(declared.to_string(index=False))
         if space.search.start_from:
