@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import training_recipe  # noqa: E402
+import transfer  # noqa: E402
 
 import memory_estimate  # noqa: E402
 import search_summary  # noqa: E402
@@ -182,3 +183,19 @@ def test_the_committed_training_recipe_table_is_its_seeds_summarized():
     pd.testing.assert_frame_equal(
         summary[committed.columns].round(4), committed.round(4), check_dtype=False, check_exact=False
     )
+
+
+def test_the_committed_transfer_table_is_its_seeds_summarized_with_each_choice_made_on_validation():
+    seeds = pd.read_csv(ROOT / "results" / "bench" / "transfer_seeds.csv")
+    committed = pd.read_csv(ROOT / "results" / "bench" / "transfer.csv")
+    summary = transfer.summarize(seeds)
+    pd.testing.assert_frame_equal(summary, committed, check_dtype=False, check_exact=False, atol=1e-4)
+    required = ["images_per_class", "method", "test_accuracy", "test_accuracy_std", "seeds", "train_seconds"]
+    assert list(committed.columns[: len(required)]) == required
+    # Each trained method's learning rate is the one its validation split scored best (the smaller on a tie).
+    selections = seeds[seeds["stage"] == "select"]
+    for (size, method), tried in selections.groupby(["images_per_class", "method"]):
+        best = tried.sort_values(["val_accuracy", "learning_rate"], ascending=[False, True]).iloc[0]
+        chosen = committed[(committed["images_per_class"] == size) & (committed["method"] == method)].iloc[0]
+        assert chosen["learning_rate"] == best["learning_rate"] and chosen["seeds"] == 2
+    assert set(committed["images_per_class"]) == {25, 100, 400} and len(committed) == 3 * len(transfer.METHODS)
