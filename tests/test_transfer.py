@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,6 +169,17 @@ def test_a_resumed_run_and_a_worker_refuse_another_source(digits_folder, source_
     other = dataclasses.replace(base, digest="0" * 64)
     assert fingerprint(space, dataset, base) != fingerprint(space, dataset, other)
     assert fingerprint(space, dataset, base) == fingerprint(space, dataset, dataclasses.replace(base, load={}))
+    # A space's folder names its most recent complete run; a resumed run keeps the one it started from.
+    folder = tmp_path / "source_space"
+    first, newer = folder / "2026-01-01_00-00-00", folder / "2026-01-02_00-00-00"
+    shutil.copytree(source_run.path, first)
+    started = resolve_transfer(_target(digits_folder, Transfer(str(folder))), dataset)[1]
+    shutil.copytree(source_run.path, newer)
+    assert resolve_transfer(_target(digits_folder, Transfer(str(folder))), dataset)[1]["run"] == str(newer)
+    resumed = resolve_transfer(_target(digits_folder, Transfer(str(folder))), dataset, previous=started)[1]
+    assert resumed["run"] == str(first)
+    check_same_source(started, resumed)
+    check_same_source({key: started[key] for key in ("base", "features")}, resumed)  # a run.json without a digest
 
 
 def _dataset(digits_folder, classes=TARGET_CLASSES):

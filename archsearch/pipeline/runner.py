@@ -202,7 +202,7 @@ class _Session:
         self.summary = data_summary(self.dataset)
         self._check_same_data()
         self.references = _fitted_references(space.retrain.references, self.dataset)
-        self.base, self.transfer = resolve_transfer(space, self.dataset, log)
+        self.base, self.transfer = resolve_transfer(space, self.dataset, log, self.previous.get("transfer"))
         check_same_source(self.previous.get("transfer"), self.transfer)
         self.metadata = {}
         self.tuner = self.progress = None

@@ -14,13 +14,16 @@ from archsearch.model.transfer import describe_base
 from archsearch.records.directory import RunDir, is_run, resolve_run
 
 
-def resolve_transfer(space, dataset, log=None):
+def resolve_transfer(space, dataset, log=None, previous=None):
     """Loads a space's transfer source and describes its base, fitted to the data.
 
     Args:
         space: the `Space`; without `transfer`, nothing is loaded.
         dataset: the loaded `Dataset` of the space's data.
         log: told which run a space's folder resolved to.
+        previous: run.json's `transfer` of a run being resumed: the run a
+            space's folder resolved to then is the source again, not its
+            most recent complete run now.
 
     Returns:
         A tuple `(base, provenance)`: an `archsearch.recipe.transfer.Base`
@@ -37,7 +40,8 @@ def resolve_transfer(space, dataset, log=None):
     kind = transfer.kind()
     provenance = {"kind": kind, **transfer.to_dict()}
     if kind == "run":
-        load, where = _from_run(transfer.source, space.data, dataset, provenance, log)
+        source = (previous or {}).get("run") or transfer.source
+        load, where = _from_run(source, space.data, dataset, provenance, log)
     elif kind == "keras_file":
         path = Path(transfer.source)
         if not path.is_file():
@@ -72,8 +76,8 @@ def check_same_source(previous, provenance):
     """
     if not previous:
         return
-    keys = ("base", "features", "digest", "trial_id")
-    if any(previous.get(key) != provenance.get(key) for key in keys):
+    keys = [key for key in ("base", "features", "digest", "trial_id") if key in previous]
+    if any(previous[key] != provenance.get(key) for key in keys):
         before = previous.get("file") or previous.get("source")
         now = provenance.get("file") or provenance.get("source")
         raise ArchsearchError(
