@@ -99,7 +99,10 @@ def target_point(source_point, method, epochs, learning_rate):
 
 
 def validation_accuracy(point, dataset, base):
-    """Trains a point on the training split less its validation split (seed 0); returns its validation accuracy."""
+    """Trains a point on the training split less its validation split (seed 0); returns its validation accuracy.
+
+    `base` is the transferred base the point starts from, `None` for scratch.
+    """
     set_random_seed(0)
     keras.backend.clear_session()
     architecture = plan(point, dataset.shape, dataset.num_classes, base)
@@ -210,18 +213,17 @@ def main():
                     probe = linear_probe(dataset, base)
                     record.add({"images_per_class": size, "method": method, "stage": "test", "seed": 0, **probe})
                 continue
+            start = None if method == "scratch" else base  # scratch: the source's architecture, random weights
             learning_rate = choose_learning_rate(
-                record, size, method, source_point, args.epochs, dataset, base, tuple(args.learning_rates)
+                record, size, method, source_point, args.epochs, dataset, start, tuple(args.learning_rates)
             )
             point = target_point(source_point, method, args.epochs, learning_rate)
             for seed in range(args.seeds):
-                keys = dict(images_per_class=size, method=method, stage="test", seed=seed)
+                keys = dict(images_per_class=size, method=method, stage="test", seed=seed, learning_rate=learning_rate)
                 if record.find(**keys) is None:
-                    _, evaluation = retrain(
-                        point, dataset, seed, args.epochs, base=None if method == "scratch" else base
-                    )
+                    _, evaluation = retrain(point, dataset, seed, args.epochs, base=start)
                     scores = {"test_accuracy": evaluation.accuracy, "train_seconds": evaluation.seconds}
-                    record.add({**keys, "learning_rate": learning_rate, **scores})
+                    record.add({**keys, **scores})
     table = summarize(pd.DataFrame(record.rows))
     table.to_csv(args.out, index=False)
     print(table.to_string(index=False))
