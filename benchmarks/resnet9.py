@@ -188,7 +188,7 @@ def bench_keras(dataset, point, tool, trace=None, wait_every_step=False):
         space = Space(
             name="bench",
             recipe=Recipe(**{k: point[k] for k in dimensions.RECIPE if k in point}),
-            train=Train(**{k: point[k] for k in dimensions.TRAIN if k in point}),
+            train=Train(**{k: point[k] for k in dimensions.applicable() if k in dimensions.TRAIN and k in point}),
             search=Search(max_trials=1),
         )
         with tempfile.TemporaryDirectory() as directory:
