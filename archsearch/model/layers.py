@@ -77,3 +77,11 @@ TRAINING_ONLY_LAYERS = (
     keras.layers.RandomContrast,
     keras.layers.RandomBrightness,
 )
+
+
+def inference_call(layer, *args, **kwargs):
+    """Calls a layer of a graph rebuilt by `keras.models.clone_model(call_function=...)`, training-only ones aside.
+
+    A layer of `TRAINING_ONLY_LAYERS` passes its input through; every other is called as it was.
+    """
+    return args[0] if isinstance(layer, TRAINING_ONLY_LAYERS) else layer(*args, **kwargs)

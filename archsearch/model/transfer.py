@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from archsearch.errors import SpaceError
-from archsearch.model.layers import TRAINING_ONLY_LAYERS  # and registers archsearch's layer, which its models hold
+from archsearch.model.layers import inference_call  # and registers archsearch's layer, which its models hold
 from archsearch.recipe.transfer import Base
 
 BASE = "base"  # the transferred base's name in a model
@@ -118,7 +118,7 @@ def _features_model(load, features, where):
     chosen, outputs = _features_layer(source, features, where).name, {}
 
     def call(layer, *args, **kwargs):
-        output = args[0] if isinstance(layer, TRAINING_ONLY_LAYERS) else layer(*args, **kwargs)
+        output = inference_call(layer, *args, **kwargs)
         if layer.name == chosen:
             outputs[chosen] = output
         return output

@@ -43,7 +43,7 @@ from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
 from archsearch.files import read_json
 from archsearch.model.builder import with_mirror_mean
-from archsearch.model.layers import TRAINING_ONLY_LAYERS
+from archsearch.model.layers import inference_call
 from archsearch.output.convert import onnx_predictor, tflite_predictor, write_onnx, write_tflite
 from archsearch.recipe.dimensions import point_of
 from archsearch.records.directory import RunDir
@@ -147,13 +147,8 @@ def classifier_model(model, tta=False):
     >>> classifier_model(trained).input_shape
     (None, 32, 32, 1)
     """
-    classifier = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=_inference_call)
+    classifier = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=inference_call)
     return with_mirror_mean(classifier) if tta else classifier
-
-
-def _inference_call(layer, *args, **kwargs):
-    """Calls a layer of the trained graph, passing images through the training-only ones."""
-    return args[0] if isinstance(layer, TRAINING_ONLY_LAYERS) else layer(*args, **kwargs)
 
 
 def _luma(image):
