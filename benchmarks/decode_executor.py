@@ -4,7 +4,8 @@ Decodes the shared CIFAR-10 JPEG archive (60,000 images) as `archsearch.data`
 does, read in place from the archive (the images' bytes in memory) and from
 the folder it unpacks to (paths on disk, warm in the page cache). Each timing
 is a fresh process, as a command is: it lists the images (not timed), then
-decodes both splits with one executor (timed: pool start-up included). The
+decodes both splits with one executor into a cache entry's `.npy` files in a
+temporary folder (timed: pool start-up and the files' writes included). The
 order of the executors rotates from one repeat to the next. With `--keras`,
 each process imports Keras first, as `archsearch run` does before loading data.
 
@@ -25,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 EXECUTORS = ("fork", "forkserver", "spawn", "thread", "serial")
@@ -40,7 +42,8 @@ def time_one(executor, source, path, keras):
 
     def mapped(function, tasks):
         if executor == "serial":
-            return list(map(function, tasks))
+            yield from map(function, tasks)
+            return
         workers = min(len(tasks), decode._workers())
         if executor == "thread":
             pool = concurrent.futures.ThreadPoolExecutor(workers)
@@ -50,15 +53,16 @@ def time_one(executor, source, path, keras):
                 context.set_forkserver_preload(["archsearch.data.decode"])
             pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
         with pool:
-            return list(pool.map(function, tasks))
+            yield from pool.map(function, tasks)
 
     data = Data("cifar10")
     listing = tree_listing((Archive if source == "archive" else Folder)(Path(path)), data)
     decode._map = mapped
-    start = time.perf_counter()
-    splits, _ = decode.read_tree(data, listing)
-    seconds = time.perf_counter() - start
-    assert sum(len(y) for _, y in splits.values()) == 60_000
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        decode.write_tree(data, listing, Path(folder))
+        seconds = time.perf_counter() - start
+        assert sum(len(np.load(Path(folder) / f"y_{split}.npy")) for split in ("train", "test")) == 60_000
     return seconds
 
 

@@ -283,7 +283,11 @@ def test_npz_with_and_without_class_names(tmp_path):
     columns = load_data(
         Data(npz(tmp_path / "c.npz", y_train=(np.arange(20) % 2)[:, None], x_train=np.ones((20, 6, 6, 3)) * 7))
     )
-    assert len(columns.full_train()[1]) == 20 and columns.x_train.dtype == np.uint8 and columns.x_train.max() == 7
+    assert (
+        len(columns.full_train()[1]) == 20
+        and columns.x_train.dtype == np.uint8
+        and np.asarray(columns.x_train).max() == 7
+    )
     resized = load_data(Data(npz(tmp_path / "a.npz"), image_size=(12, 4)))
     assert resized.shape == (12, 4, 3) and resized.x_test.shape == (6, 12, 4, 3)
 
@@ -327,7 +331,7 @@ def test_the_offline_default_loads_without_a_network(monkeypatch):
     dataset = load_data(Data("digits", validation=0.2), cache_dir=None)
     assert dataset.shape == (8, 8, 1) and dataset.num_classes == 10 and dataset.source == "sklearn:digits"
     assert len(dataset.full_train()[0]) == 1437 and len(dataset.x_test) == 360  # 80/20, stratified
-    assert dataset.x_train.max() == 255 and dataset.x_train.min() == 0
+    assert np.asarray(dataset.x_train).max() == 255 and np.asarray(dataset.x_train).min() == 0
     pair = load_data(Data("digits", classes=["3", "8"], grayscale=True, image_size=(16, 16)))
     assert pair.shape == (16, 16, 1) and pair.class_names == ["3", "8"]
 
@@ -484,8 +488,8 @@ def test_the_cache_is_reused_on_a_second_load(tmp_path, monkeypatch):
 def test_a_damaged_or_unwritable_cache_only_costs_a_decode(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "pets")
     first = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
-    Path(first.cache_path).write_bytes(b"truncated")
-    with pytest.warns(UserWarning, match="ignoring the unreadable cache file"):
+    (Path(first.cache_path) / "x_test.npy").write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="ignoring the unreadable cache entry"):
         again = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
     assert np.array_equal(again.x_test, first.x_test)
     assert load_data(Data(str(root)), cache_dir=tmp_path / "cache").cache_path == first.cache_path  # rewritten
@@ -493,6 +497,85 @@ def test_a_damaged_or_unwritable_cache_only_costs_a_decode(tmp_path, monkeypatch
     with pytest.warns(UserWarning, match="cannot create the cache folder"):
         uncached = load_data(Data(str(root)), cache_dir=tmp_path / "file" / "cache")
     assert uncached.cache_path is None and np.array_equal(uncached.x_test, first.x_test)
+
+
+def test_an_earlier_versions_npz_entry_is_converted_not_decoded_again(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "pets")
+    first = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
+    entry = Path(first.cache_path)
+    arrays = {f"{kind}_{split}": np.load(entry / f"{kind}_{split}.npy") for kind in "xy" for split in ("train", "test")}
+    shutil.rmtree(entry)
+    np.savez(
+        entry.with_name(f"{entry.name}.npz"),
+        **arrays,
+        class_names=np.array(first.class_names),
+        source=np.array(first.source),
+    )
+    monkeypatch.setattr(decode, "_decode_images", lambda *args: pytest.fail("decoded again"))
+    again = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
+    assert again.cache_path == first.cache_path and again.fingerprint == first.fingerprint
+    assert not entry.with_name(f"{entry.name}.npz").exists() and (entry / "meta.json").is_file()
+    for split in ("x_train", "y_train", "x_val", "x_test", "y_test"):
+        assert np.array_equal(np.asarray(getattr(again, split)), np.asarray(getattr(first, split)))
+
+
+def test_images_read_from_disk_train_and_predict_as_images_in_memory(tmp_path):
+    import keras
+
+    from archsearch.data.images import DiskImages
+    from archsearch.model.builder import build_model
+    from archsearch.model.training import predict_probabilities, train
+    from archsearch.recipe.architecture import plan
+
+    root = make_folder(tmp_path / "pets", train=30, test=5)
+    streamed = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
+    (tmp_path / "file").write_text("")
+    with pytest.warns(UserWarning, match="cannot create the cache folder"):
+        in_memory = load_data(Data(str(root)), cache_dir=tmp_path / "file" / "cache")
+    assert isinstance(streamed.x_train, DiskImages) and isinstance(in_memory.x_train, np.ndarray)
+    assert isinstance(streamed.full_train()[0], DiskImages)
+    architecture = plan({"width": 4, "stages": 1, "batch_size": 8, "augment": True}, streamed.shape, 3)
+    results = []
+    for dataset in (streamed, in_memory):
+        keras.utils.set_random_seed(0)
+        model = build_model(architecture)
+        train(model, architecture.point, *dataset.full_train(), epochs=2)
+        results.append((model.get_weights(), predict_probabilities(model, dataset.x_test, batch_size=4)))
+    assert all(np.array_equal(a, b) for a, b in zip(results[0][0], results[1][0]))  # the same training, to the bit
+    assert np.array_equal(results[0][1], results[1][1])
+    maps = Path("/proc/self/maps")
+    if maps.exists():  # each read unmaps the file: the process keeps none of its pages
+        assert "x_test.npy" not in maps.read_text()
+
+
+def test_disk_images_index_as_arrays_do(tmp_path):
+    from archsearch.data.images import DiskImages, concatenate, save_images
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 3, 5, 3), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", images)
+    rows = np.random.default_rng(1).permutation(40)[:25]
+    on_disk, expected = DiskImages(tmp_path / "x.npy").take(rows), images[rows]
+    assert on_disk.shape == expected.shape and on_disk.dtype == np.uint8 and len(on_disk) == 25
+    assert on_disk.nbytes == expected.nbytes and np.array_equal(np.asarray(on_disk), expected)
+    for key in (
+        3,
+        -1,
+        slice(2, 9),
+        slice(None, None, -3),
+        [7, 2, 2, 0],
+        np.arange(25) % 2 == 0,
+        (4, 1),
+        (slice(1, 5), 0),
+    ):
+        assert np.array_equal(on_disk[key], expected[key]), key
+    assert np.array_equal(on_disk[..., 0], expected[..., 0])
+    assert np.array_equal(on_disk.take([5, 1])[1], expected[1])
+    joined = concatenate(on_disk.take(np.arange(10)), on_disk.take(np.arange(10, 25)))
+    assert isinstance(joined, DiskImages) and np.array_equal(np.asarray(joined), expected)
+    with pytest.raises(IndexError):
+        on_disk[25]
+    save_images(tmp_path / "copy.npy", on_disk)
+    assert np.array_equal(np.load(tmp_path / "copy.npy"), expected)
 
 
 def test_npz_fingerprints_follow_their_bytes(tmp_path):
@@ -537,7 +620,7 @@ def test_summary_counts_every_split_per_class(tmp_path):
     assert summary["classes"] == ["cat", "dog", "eel"] and summary["shape"] == [8, 8, 3]
     assert summary["counts"] == {"train": 45, "validation": 15, "test": 12}
     assert summary["per_class"]["validation"] == {"cat": 5, "dog": 5, "eel": 5}
-    assert summary["cache"].endswith(".npz") and summary["seconds"] >= 0
+    assert (Path(summary["cache"]) / "x_train.npy").is_file() and summary["seconds"] >= 0
 
 
 # --- The real CIFAR-10 ----------------------------------------------------------------------

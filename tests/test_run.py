@@ -424,6 +424,22 @@ def test_the_least_squares_baseline_counts_the_weights_it_fits(num_classes):
     assert params == (4 * 5 + 1) * columns
 
 
+def test_baselines_that_would_not_fit_in_memory_are_left_out_with_a_line(monkeypatch):
+    from archsearch.pipeline import baselines
+
+    x, y = np.zeros((60, 64, 64, 3), np.uint8), np.arange(60) % 2
+    dataset = Dataset(x[:40], y[:40], x[40:50], y[40:50], x[50:], y[50:], ["a", "b"], "test", "f")
+    # The MLP's first layer: 64 x 64 x 3 inputs x 1,000 units x 4 bytes, four times over.
+    assert baselines.memory_needed(dataset) == 50 * 64 * 64 * 3 + 16 * 64 * 64 * 3 * 1000
+    monkeypatch.setattr(baselines, "machine_memory", lambda: 2**29)
+    lines = []
+    assert runner._baseline_rows(dataset, lines.append) == []
+    assert lines == [
+        "baselines: left out: fitting raw pixels would hold about 0.2 GiB in memory, "
+        "more than 25% of this machine's 0.5 GiB"
+    ]
+
+
 def test_a_reference_the_data_is_too_small_for_is_refused_before_the_search(
     digits_npz, tmp_path, monkeypatch, tiny_space
 ):

@@ -1,14 +1,17 @@
 """Data in: image folders (or archives of one), .npz arrays, tensorflow-datasets, and the offline default.
 
-Every source becomes plain uint8 NumPy arrays `(N, H, W, C)`, channels last,
-with int32 labels, so feeding is the same under every Keras backend (no
-`tf.data` in what is returned). TensorFlow and tensorflow-datasets are
-imported only for tensorflow-datasets sources.
+Every source becomes uint8 images `(N, H, W, C)`, channels last, with int32
+labels, so feeding is the same under every Keras backend (no `tf.data` in
+what is returned). The images stay in the cache's `.npy` files and are read
+a batch at a time (`archsearch.data.images.DiskImages`), so the data can be
+larger than memory. TensorFlow and tensorflow-datasets are imported only for
+tensorflow-datasets sources.
 
 Policies:
 
-- Decoded arrays are cached as an uncompressed `.npz`, written atomically and
-  keyed by the source's identity (a folder: its files' relative paths, sizes
+- Decoded arrays are cached as a folder of `.npy` files, written in a
+  staging folder and renamed once complete (an image folder's a block at a
+  time, never whole in memory), and keyed by the source's identity (a folder: its files' relative paths, sizes
   and modification times; a `.npz` or archive: a hash of its bytes; a
   tensorflow-datasets name: its full versioned name; arrays given to
   `Data.from_arrays()`, stored once as a `.npz` in the cache under the sha256
@@ -33,9 +36,9 @@ Policies:
 
 Modules, in the order a load passes through them: `declaration` (`Data`,
 `Dataset`), `load` (which source, the cache or a decode, the validation
-split), `cache`, then one reader per kind of source: `folders` (folders and
-archives) with `decode` (Pillow, in parallel), `arrays` (`.npz`, digits) and
-`tfds`.
+split), `cache` with `images` (the images on disk), then one reader per kind
+of source: `folders` (folders and archives) with `decode` (Pillow, in
+parallel), `arrays` (`.npz`, digits) and `tfds`.
 """
 
 from archsearch.data.cache import cache_folder

@@ -1,8 +1,10 @@
-"""The cache of decoded arrays: one uncompressed `.npz` per source identity and options, written atomically."""
+"""The cache of decoded arrays: one folder of `.npy` files per source identity and options, complete or absent."""
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from archsearch.data.images import DiskImages
 from archsearch.errors import DataError
 from archsearch.files import atomic_file
 
@@ -46,21 +49,92 @@ def cache_folder(cache_dir=None):
     return path
 
 
-def read_cache(path):
-    """Returns `(splits, class names)` from a cache file, or None when there is none or it is unreadable."""
-    if not path.exists():
+SPLITS = ("train", "test")
+_ENTRY_FORMAT = 3  # the layout of an entry: a folder of `.npy` files (format 2 was one `.npz`, converted when met)
+
+
+def read_cache(entry):
+    """Returns `(splits, class names)` of a cache entry, or None when there is none or it is unreadable.
+
+    Each split's images are `DiskImages`, read from disk a batch at a time;
+    labels are in memory. An entry of an earlier version (`<key>.npz`, the
+    same key) is converted to the folder first.
+
+    Args:
+        entry: the entry's folder, `<cache>/<key>`.
+    """
+    earlier = entry.with_name(f"{entry.name}.npz")
+    if not entry.is_dir() and earlier.is_file():
+        _convert(earlier, entry)
+    if not entry.is_dir():
         return None
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"]) for s in ("train", "test")}
-            return splits, [str(n) for n in arrays["class_names"]]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
-        warnings.warn(f"ignoring the unreadable cache file {path} ({error}); decoding again", stacklevel=3)
+        meta = json.loads((entry / "meta.json").read_text())
+        splits = {}
+        for split in SPLITS:
+            x, y = DiskImages(entry / f"x_{split}.npy"), np.load(entry / f"y_{split}.npy", allow_pickle=False)
+            if x.ndim != 4 or x.dtype != np.uint8 or y.shape != (len(x),):
+                raise ValueError(f"{split}: images {x.shape} {x.dtype}, labels {y.shape}")
+            splits[split] = (x, y)
+        return splits, [str(name) for name in meta["class_names"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        warnings.warn(f"ignoring the unreadable cache entry {entry} ({error}); decoding again", stacklevel=3)
+        shutil.rmtree(entry, ignore_errors=True)
         return None
 
 
-def _save_splits(path, splits, names, **extra):
-    """Writes the splits, the class names and `extra` arrays to the `.npz` at `path`, atomically (`atomic_file`)."""
+def _convert(earlier, entry):
+    """Writes an earlier version's `.npz` entry as a folder, one array at a time, and removes it."""
+    try:
+        with np.load(earlier, allow_pickle=False) as arrays, new_entry(entry) as staging:
+            for split in SPLITS:
+                np.save(staging / f"x_{split}.npy", arrays[f"x_{split}"])
+                np.save(staging / f"y_{split}.npy", arrays[f"y_{split}"])
+            write_meta(staging, [str(n) for n in arrays["class_names"]], str(arrays["source"]))
+        earlier.unlink()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        warnings.warn(f"ignoring the unreadable cache file {earlier} ({error}); decoding again", stacklevel=4)
+        with contextlib.suppress(OSError):
+            earlier.unlink()
+
+
+@contextlib.contextmanager
+def new_entry(entry):
+    """Yields a staging folder to write a cache entry into, renamed to `entry` once the block ends without error.
+
+    Where another process completed the same entry first, its entry is kept
+    and this one discarded: both hold the same arrays.
+    """
+    staging = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        try:
+            os.rename(staging, entry)
+        except OSError:
+            if not entry.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_meta(folder, names, source):
+    """Writes an entry's `meta.json`, last: an entry without it is incomplete."""
+    meta = {"format": _ENTRY_FORMAT, "class_names": list(names), "source": source}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def save_splits(folder, splits):
+    """Writes splits held in memory as a cache entry's `x_<split>.npy` and `y_<split>.npy`."""
+    for split in SPLITS:
+        x, y = splits[split]
+        np.save(folder / f"x_{split}.npy", np.ascontiguousarray(x, dtype=np.uint8))
+        np.save(folder / f"y_{split}.npy", np.asarray(y, dtype=np.int32))
+
+
+def _save_npz(path, splits, names):
+    """Writes `Data.from_arrays()`'s splits and class names to the `.npz` at `path`, atomically (`atomic_file`)."""
     with atomic_file(path, "wb") as file:
         np.savez(
             file,
@@ -69,18 +143,7 @@ def _save_splits(path, splits, names, **extra):
             x_test=splits["test"][0],
             y_test=splits["test"][1],
             class_names=np.array(names, dtype=str),
-            **extra,
         )
-
-
-def write_cache(path, splits, names, source):
-    """Writes the arrays atomically (a temporary file, then a rename); returns whether it could."""
-    try:
-        _save_splits(path, splits, names, source=np.array(source))
-    except OSError as error:
-        warnings.warn(f"cannot write the data cache {path} ({error}); data will be decoded on every load", stacklevel=3)
-        return False
-    return True
 
 
 def file_hash(path):
@@ -126,7 +189,7 @@ def store_arrays(splits, names):
     if not path.is_file():
         try:
             path.parent.mkdir(exist_ok=True)
-            _save_splits(path, splits, names)
+            _save_npz(path, splits, names)
         except OSError as error:
             raise DataError(f"Data.from_arrays: cannot write the arrays to {path} ({error})") from None
     return source

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from archsearch.data.cache import store_arrays
+from archsearch.data.images import concatenate
 from archsearch.errors import DataError
 
 
@@ -188,6 +189,11 @@ def check_classes(wanted, available, where):
 class Dataset:
     """Loaded data: uint8 images `(N, H, W, C)` and int32 labels, per split.
 
+    The images are `archsearch.data.images.DiskImages` where the cache holds
+    them (read from disk a batch at a time, so the data can be larger than
+    memory), NumPy arrays where there is no cache; both index and slice as
+    arrays do, and `np.asarray()` reads either into memory.
+
     Args:
         x_train, y_train: the training split less the validation split.
         x_val, y_val: the validation split, carved from training.
@@ -198,7 +204,7 @@ class Dataset:
             `"tfds:cifar10/3.0.2"`, `"sklearn:digits"` or `"arrays:<digest>"`.
         fingerprint: digest of the source's identity and of every option
             that changes the arrays, `validation` and `seed` included.
-        cache_path: the cache file the arrays were read from or written to
+        cache_path: the cache entry (a folder) the images are read from
             (None when the cache could not be written).
         seconds: how long loading took.
     """
@@ -227,4 +233,4 @@ class Dataset:
 
     def full_train(self):
         """Returns `(x, y)`: the whole training split, validation included (for retraining)."""
-        return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
+        return concatenate(self.x_train, self.x_val), np.concatenate([self.y_train, self.y_val])

@@ -1,4 +1,4 @@
-"""Decoding images with Pillow, in parallel, into one uint8 array per split.
+"""Decoding images with Pillow, in parallel, into one uint8 `.npy` file per split, a block at a time.
 
 Unreadable images are skipped with a warning while they are at most 1% of
 their split. Images of other sizes are resized (bilinear) to `image_size`,
@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from archsearch.compat.jax import backends_may_be_running
+from archsearch.data.images import BLOCK_BYTES, DiskImages, ImageWriter, save_images
 from archsearch.errors import DataError
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -61,19 +62,22 @@ def crop_box(height, width, size):
     return left, top, left + crop_width, top + crop_height
 
 
-def _decode_chunk(task):
-    """Decodes `[(index, job)]`; returns `({shape: (indices, stacked images)}, [(index, reason)])`."""
-    jobs, grayscale, size, crop = task
-    groups, failures = collections.defaultdict(lambda: ([], [])), []
-    for index, job in jobs:
+def _decode_block(task):
+    """Decodes `[job]` into one block of images of the target shape.
+
+    Returns:
+        `(block, [(position in the block, reason)])`: a failed image's row is left zero.
+    """
+    jobs, grayscale, size, crop, target, channels = task
+    block, failures = np.zeros((len(jobs), *target, channels), np.uint8), []
+    for position, job in enumerate(jobs):
         try:
-            array = _decode_image(job, grayscale, size, crop)
+            image = _decode_image(job, grayscale, size, crop)
         except UNREADABLE_ERRORS as error:
-            failures.append((index, f"{type(error).__name__}: {error}"))
+            failures.append((position, f"{type(error).__name__}: {error}"))
             continue
-        groups[array.shape][0].append(index)
-        groups[array.shape][1].append(array)
-    return {shape: (np.array(indices), np.stack(arrays)) for shape, (indices, arrays) in groups.items()}, failures
+        block[position] = resize(image, target, crop)  # broadcast: a gray image fills every channel
+    return block, failures
 
 
 def _workers():
@@ -81,7 +85,7 @@ def _workers():
 
 
 def _map(function, tasks):
-    """Maps over tasks in forked worker processes when there is more than one task and core.
+    """Yields the results of tasks, in order, from forked worker processes when there is more than one task and core.
 
     One executor: on 2 free cores, CIFAR-10's 60,000 JPEGs decode in about
     3.5 s in two forked workers and 5.6 s in this process alone; two threads
@@ -95,9 +99,10 @@ def _map(function, tasks):
     """
     workers = min(len(tasks), _workers())
     if workers < 2 or not _fork_is_safe():
-        return list(map(function, tasks))
+        yield from map(function, tasks)
+        return
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(function, tasks))
+        yield from pool.map(function, tasks)
 
 
 def _fork_is_safe():
@@ -107,34 +112,41 @@ def _fork_is_safe():
     return not backends_may_be_running()  # read from what JAX has imported, if anything: it imports no JAX
 
 
-def _decode_images(entries, data, where, size=None):
-    """Decodes a split's images in parallel.
+def _decode_images(entries, data, where, target, channels, path):
+    """Decodes a split's images in parallel into the `.npy` at `path`, a block at a time, never all in memory.
 
     Args:
         entries: `[(label, relative name, identity, job)]`.
-        data: the `Data` (its `grayscale` and `image_size`).
+        data: the `Data` (its `grayscale`, `image_size`, `crop_to_aspect_ratio`).
         where: the split folder, for messages.
-        size: the size to resize to when `data.image_size` is None (default:
-            the most common size).
+        target: `(height, width)` of every image.
+        channels: 1 or 3, for every image.
+        path: the `.npy` file to write.
 
     Returns:
-        `(x, y)`, unreadable images skipped.
+        The labels of the images written, unreadable images skipped.
     """
-    jobs = [(index, entry[3]) for index, entry in enumerate(entries)]
+    per_block = max(1, min(DECODE_CHUNK, BLOCK_BYTES // (target[0] * target[1] * channels)))
+    starts = range(0, len(entries), per_block)
     tasks = [
-        (jobs[i : i + DECODE_CHUNK], data.grayscale, data.image_size, data.crop_to_aspect_ratio)
-        for i in range(0, len(jobs), DECODE_CHUNK)
+        ([entry[3] for entry in entries[i : i + per_block]], data.grayscale, data.image_size, data.crop_to_aspect_ratio)
+        + (tuple(target), channels)
+        for i in starts
     ]
-    blocks, failures = [], []
-    for chunk_blocks, chunk_failures in _map(_decode_chunk, tasks):
-        blocks += chunk_blocks.values()
-        failures += chunk_failures
+    failures = []
+    shape = (len(entries), *target, channels)
+    with ImageWriter(path, shape) as writer:
+        for start, (block, block_failures) in zip(starts, _map(_decode_block, tasks)):
+            writer.write(start, block)
+            failures += [(start + position, reason) for position, reason in block_failures]
     _check_unreadable(failures, entries, where)
-    x, kept = assemble(
-        blocks, data.image_size or size, where, warn=data.image_size is None, crop=data.crop_to_aspect_ratio
-    )
-    labels = np.array([label for label, *_ in entries], dtype=np.int32)
-    return x, labels[kept]
+    kept = np.setdiff1d(np.arange(len(entries)), [index for index, _ in failures])
+    if failures:  # the rows of the unreadable images are left out, in a file of the right length
+        written = path.with_name(f"unread-{path.name}")
+        os.rename(path, written)
+        save_images(path, DiskImages(written).take(kept))
+        os.remove(written)
+    return np.array([label for label, *_ in entries], dtype=np.int32)[kept]
 
 
 def _check_unreadable(failures, entries, where):
@@ -200,14 +212,36 @@ def resize(image, size, crop=False):
     return resized.reshape(*size, image.shape[-1])
 
 
-def read_tree(data, listing):
-    """Decodes a folder's listed images; the test split takes the training split's size and channels."""
+def write_tree(data, listing, folder):
+    """Decodes a folder's listed images into a cache entry's files, a block at a time.
+
+    Every image takes one size and channel count, read from the headers
+    first: `image_size`, else the most common training size; 3 channels if
+    any image of either split is in color (and not `grayscale`).
+
+    Args:
+        data: the `Data`.
+        listing: `(class names, entries per split, split folders)` from `tree_listing()`.
+        folder: where to write `x_<split>.npy` and `y_<split>.npy`.
+
+    Returns:
+        The class names.
+    """
     names, entries, wheres = listing
-    train = _decode_images(entries["train"], data, wheres["train"])
-    test = _decode_images(entries["test"], data, wheres["test"], size=train[0].shape[1:3])
-    channels = max(train[0].shape[-1], test[0].shape[-1])
-    splits = {"train": train, "test": test}
-    return {k: (_fit(x, x.shape[1:3], channels), y) for k, (x, y) in splits.items()}, names
+    sizes, channels = _headers(entries, wheres)
+    target = tuple(data.image_size) if data.image_size else sizes["train"].most_common(1)[0][0]
+    channels = 1 if data.grayscale else channels
+    for split in ("train", "test"):
+        odd = sum(sizes[split].values()) - sizes[split][target]
+        if data.image_size is None and odd:
+            warnings.warn(
+                f"{wheres[split]}: resized {odd} of {sum(sizes[split].values())} images to {target[0]}x{target[1]}, "
+                "the most common training image size; set image_size=(height, width) to choose",
+                stacklevel=4,
+            )
+        labels = _decode_images(entries[split], data, wheres[split], target, channels, folder / f"x_{split}.npy")
+        np.save(folder / f"y_{split}.npy", labels)
+    return names
 
 
 def _header_chunk(jobs):
@@ -227,23 +261,28 @@ def _header_chunk(jobs):
     return sizes, channels
 
 
-def listed_shape(entries, wheres):
-    """The image shape `load_data()` gives a folder, from every image's header.
+def _headers(entries, wheres):
+    """Every image's size and mode, from its header: `({split: Counter of (height, width)}, channels)`.
 
-    The most common training size, and 3 channels if any image of either
-    split is in color, as `read_tree()` decides (a sample could miss the one
-    color image).
+    Channels is 3 if any image of either split is in color, else 1 (a
+    sample could miss the one color image).
     """
-    sizes, channels = collections.Counter(), 1
+    sizes, channels = {}, 1
     for split in ("train", "test"):
         jobs = [entry[3] for entry in entries[split]]
+        sizes[split] = collections.Counter()
         for chunk_sizes, chunk_channels in _map(
             _header_chunk, [jobs[i : i + DECODE_CHUNK] for i in range(0, len(jobs), DECODE_CHUNK)]
         ):
-            if split == "train":
-                sizes.update(chunk_sizes)
+            sizes[split].update(chunk_sizes)
             channels = max(channels, chunk_channels)
-    if not sizes:
+    if not sizes["train"]:
         raise DataError(f"{wheres['train']}: none of the images can be read, e.g. {entries['train'][0][1]}")
-    (height, width), _ = sizes.most_common(1)[0]
+    return sizes, channels
+
+
+def listed_shape(entries, wheres):
+    """The image shape `load_data()` gives a folder, from every image's header, as `write_tree()` decides."""
+    sizes, channels = _headers(entries, wheres)
+    (height, width), _ = sizes["train"].most_common(1)[0]
     return height, width, channels

@@ -3,17 +3,31 @@
 import dataclasses
 import hashlib
 import os
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from archsearch.data.arrays import array_options, read_digits, read_npz
-from archsearch.data.cache import ARRAYS, arrays_path, cache_folder, cache_key, file_hash, read_cache, write_cache
+from archsearch.data.cache import (
+    ARRAYS,
+    SPLITS,
+    arrays_path,
+    cache_folder,
+    cache_key,
+    file_hash,
+    new_entry,
+    read_cache,
+    save_splits,
+    write_meta,
+)
 from archsearch.data.declaration import Dataset, check_classes
-from archsearch.data.decode import listed_shape, read_tree
+from archsearch.data.decode import listed_shape, write_tree
 from archsearch.data.folders import ARCHIVE_SUFFIXES, Archive, Folder, listing_identity, tree_listing
+from archsearch.data.images import take
 from archsearch.data.tfds import TFDS_NAME, read_tfds, tfds_builder, tfds_features
 from archsearch.errors import DataError
 
@@ -62,20 +76,23 @@ def _local_kind(path):
 
 @dataclasses.dataclass
 class _Plan:
-    """A source worked out without decoding: its description, identity and reader."""
+    """A source worked out without decoding: its description, identity and writer."""
 
     source: str
     identity: str
-    read: object  # () -> (splits, class names), every option applied but the validation split
+    write: object  # (folder) -> class names: writes the splits' files, every option applied but the validation split
 
 
 def _plan(data, data_dir):
     local = _locate(data, data_dir)
     if local is None and data.source == "digits":
-        return _Plan("sklearn:digits", "sklearn:digits", lambda: array_options(*read_digits(), data, "digits"))
+        return _Plan(
+            "sklearn:digits", "sklearn:digits", _in_memory(lambda: array_options(*read_digits(), data, "digits"))
+        )
     if local is None:
         name = tfds_builder(data).info.full_name
-        return _Plan(f"tfds:{name}", f"tfds:{name}", lambda: array_options(*read_tfds(data), data, f"tfds:{name}"))
+        read = _in_memory(lambda: array_options(*read_tfds(data), data, f"tfds:{name}"))
+        return _Plan(f"tfds:{name}", f"tfds:{name}", read)
     kind = _local_kind(local)
     if kind == "npz":
         # Data.from_arrays's arrays are named by their digest, not by where the cache keeps them.
@@ -83,18 +100,51 @@ def _plan(data, data_dir):
         return _Plan(
             data.source if arrays else f"npz:{local}",
             f"npz:{file_hash(local)}",
-            lambda: array_options(*read_npz(local), data, str(local)),
+            _in_memory(lambda: array_options(*read_npz(local), data, str(local))),
         )
     if kind == "archive":
-        return _Plan(f"archive:{local}", f"archive:{file_hash(local)}", lambda: _read_archive(local, data))
-    tree = Folder(local)
-    listing = tree_listing(tree, data)
-    return _Plan(f"folder:{local}", f"folder:{listing_identity(listing[1])}", lambda: read_tree(data, listing))
+        return _Plan(
+            f"archive:{local}",
+            f"archive:{file_hash(local)}",
+            lambda folder: write_tree(data, tree_listing(Archive(local), data), folder),
+        )
+    listing = tree_listing(Folder(local), data)
+    return _Plan(
+        f"folder:{local}", f"folder:{listing_identity(listing[1])}", lambda folder: write_tree(data, listing, folder)
+    )
 
 
-def _read_archive(path, data):
-    tree = Archive(path)
-    return read_tree(data, tree_listing(tree, data))
+def _in_memory(read):
+    """The writer of a source read into memory whole (`.npz`, digits, tensorflow-datasets)."""
+
+    def write(folder):
+        splits, names = read()
+        save_splits(folder, splits)
+        return names
+
+    return write
+
+
+def _decoded(plan, entry):
+    """Decodes a source into the cache entry `entry`, or, without one, into memory.
+
+    Returns:
+        `(splits, class names, the entry or None)`.
+    """
+    if entry is not None:
+        try:
+            with new_entry(entry) as staging:
+                write_meta(staging, plan.write(staging), plan.source)
+        except OSError as error:
+            warnings.warn(
+                f"cannot write the data cache {entry} ({error}); data will be decoded on every load", stacklevel=3
+            )
+        else:
+            return (*read_cache(entry), entry)
+    with tempfile.TemporaryDirectory(prefix="archsearch-data-") as folder:
+        names = plan.write(Path(folder))
+        splits = {s: (np.load(Path(folder) / f"x_{s}.npy"), np.load(Path(folder) / f"y_{s}.npy")) for s in SPLITS}
+    return splits, names, None
 
 
 def _validation_split(x, y, names, data, source):
@@ -103,13 +153,16 @@ def _validation_split(x, y, names, data, source):
     empty = [name for name, count in zip(names, counts) if count == 0]
     if empty:
         raise DataError(f"{source}: no training images of class {', '.join(map(repr, empty))}")
-    try:
-        return train_test_split(x, y, test_size=data.validation, stratify=y, random_state=data.seed)
+    try:  # the split of the images' positions is the split of the images, which stay on disk
+        train, validation, y_train, y_val = train_test_split(
+            np.arange(len(y)), y, test_size=data.validation, stratify=y, random_state=data.seed
+        )
     except ValueError as error:
         raise DataError(
             f"{source}: cannot carve a stratified validation={data.validation} split from {len(y)} training images "
             f"of {len(names)} classes ({error}); use more images per class (per_class) or another validation fraction"
         ) from None
+    return take(x, train), take(x, validation), y_train, y_val
 
 
 def load_data(data, *, data_dir=None, cache_dir=None):
@@ -145,14 +198,12 @@ def load_data(data, *, data_dir=None, cache_dir=None):
     plan = _plan(data, data_dir)
     key = cache_key(plan.identity, data)
     cache = cache_folder(cache_dir)
-    cache_path = cache / f"{key}.npz" if cache else None
-    cached = read_cache(cache_path) if cache_path else None
+    entry = cache / key if cache else None
+    cached = read_cache(entry) if entry else None
     if cached:
         splits, names = cached
     else:
-        splits, names = plan.read()
-        if cache_path and not write_cache(cache_path, splits, names, plan.source):
-            cache_path = None
+        splits, names, entry = _decoded(plan, entry)
     x_train, x_val, y_train, y_val = _validation_split(*splits["train"], names, data, plan.source)
     fingerprint = hashlib.sha256(f"{key}:{data.validation}:{data.seed}".encode()).hexdigest()[:20]
     return Dataset(
@@ -164,7 +215,7 @@ def load_data(data, *, data_dir=None, cache_dir=None):
         class_names=names,
         source=plan.source,
         fingerprint=fingerprint,
-        cache_path=str(cache_path) if cache_path else None,
+        cache_path=str(entry) if entry else None,
         seconds=time.perf_counter() - start,
     )
 

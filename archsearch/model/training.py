@@ -116,13 +116,33 @@ def _phases(model, point, initial_epoch, epochs):
     yield {**point, "learning_rate": point["fine_tune_learning_rate"]}, (head, epochs), point["unfreeze_layers"]
 
 
+class PredictionBatches(keras.utils.PyDataset):
+    """Images in order, in batches of one size: the last one padded with zeros.
+
+    Read a batch at a time, so that images on disk
+    (`archsearch.data.images.DiskImages`) are never all in memory.
+
+    Args:
+        images: images, an array or `DiskImages`.
+        batch_size: images per batch (at most `len(images)`).
+    """
+
+    def __init__(self, images, batch_size):
+        super().__init__()
+        self.images, self.batch_size = images, min(batch_size, len(images))
+
+    def __len__(self):
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, index):
+        batch = self.images[index * self.batch_size : (index + 1) * self.batch_size]
+        missing = self.batch_size - len(batch)
+        return np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), batch.dtype)]) if missing else batch
+
+
 def predict_probabilities(model, images, batch_size=PREDICT_BATCH):
-    """`model.predict()` with the last batch padded to full size, so prediction compiles once."""
-    batch_size = min(batch_size, len(images))
-    missing = -len(images) % batch_size
-    if missing:
-        images = np.concatenate([images, np.zeros((missing, *images.shape[1:]), images.dtype)])
-    return model.predict(images, batch_size=batch_size, verbose=0)[: len(images) - missing]
+    """`model.predict()` in batches of one size (the last padded), so prediction compiles once."""
+    return model.predict(PredictionBatches(images, batch_size), verbose=0)[: len(images)]
 
 
 def predict_classes(model, images):

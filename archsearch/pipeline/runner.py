@@ -285,7 +285,7 @@ class _Session:
         winner = next(row for row in rows if row["trial_id"] == ranked.iloc[0]["trial_id"])
         rows += [self.train_reference(name, winner) for name in space.retrain.references]
         self.metadata["retrain_seconds"] = round(time.perf_counter() - start, 1)
-        leaderboard = leaderboard_frame(rows + _baseline_rows(dataset))
+        leaderboard = leaderboard_frame(rows + _baseline_rows(dataset, log))
         run_dir.write_leaderboard(leaderboard)
 
         self.record("exporting")
@@ -520,7 +520,15 @@ def _fitted_references(names, dataset):
     return fitted
 
 
-def _baseline_rows(dataset):
+def _baseline_rows(dataset, log):
+    """The baselines' leaderboard rows; none, with a line saying why, where they would not fit in memory."""
+    needed, memory = baselines.memory_needed(dataset), baselines.machine_memory()
+    if memory and needed > baselines.MEMORY_FRACTION * memory:
+        log(
+            f"baselines: left out: fitting raw pixels would hold about {needed / 2**30:.1f} GiB in memory, "
+            f"more than {baselines.MEMORY_FRACTION:.0%} of this machine's {memory / 2**30:.1f} GiB"
+        )
+        return []
     squares_params, train_accuracy, squares = baselines.least_squares(dataset)
     mlp_params, mlp = baselines.mlp(dataset)
     rows = []
