@@ -2,8 +2,10 @@
 
 import gzip
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +201,28 @@ def test_the_committed_transfer_table_is_its_seeds_summarized_with_each_choice_m
         chosen = committed[(committed["images_per_class"] == size) & (committed["method"] == method)].iloc[0]
         assert chosen["learning_rate"] == best["learning_rate"] and chosen["seeds"] == 2
     assert set(committed["images_per_class"]) == {25, 100, 400} and len(committed) == 3 * len(transfer.METHODS)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_the_memory_sampler_counts_every_process_under_the_run(tmp_path):
+    import larger_than_memory
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import numpy, time; a = numpy.ones(64 << 20, 'uint8'); time.sleep(30)"]
+    )
+    try:
+        sampler = larger_than_memory.Sampler(os.getpid(), interval=0.05)
+        sampler.start()
+        deadline = time.monotonic() + 20
+        while sampler.peak["processes"] < 2 or sampler.peak["anon"] < 64 << 20:
+            assert time.monotonic() < deadline, sampler.peak
+            time.sleep(0.05)
+        sampler.stopped.set()
+        sampler.join()
+    finally:
+        child.kill()
+        child.wait()
+    assert sampler.peak["rss"] >= sampler.peak["anon"] + sampler.peak["file"] - (1 << 20)
+    larger_than_memory.make_folder(tmp_path / "images", images=2, size=16)
+    assert len(list((tmp_path / "images" / "train").glob("*/*.jpg"))) == 20
+    assert len(list((tmp_path / "images" / "test").glob("*/*.jpg"))) == 10

@@ -16,6 +16,19 @@ from archsearch.model.builder import compile_model
 from archsearch.model.transfer import base_of, set_trainable
 
 PREDICT_BATCH = 512
+BATCH_BYTES = 32 << 20  # the most uint8 images of one prediction batch hold: large images come fewer at a time
+
+
+def prediction_batch(images, most=PREDICT_BATCH):
+    """Images per prediction batch: `most`, or fewer where that many large images would exceed `BATCH_BYTES`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> prediction_batch(np.zeros((10, 32, 32, 3), "uint8")), prediction_batch(np.zeros((10, 512, 512, 3), "uint8"))
+    (512, 42)
+    """
+    return max(1, min(most, BATCH_BYTES // max(1, int(np.prod(images.shape[1:])))))
 
 
 class TrainingBatches(keras.utils.PyDataset):
@@ -140,9 +153,16 @@ class PredictionBatches(keras.utils.PyDataset):
         return np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), batch.dtype)]) if missing else batch
 
 
-def predict_probabilities(model, images, batch_size=PREDICT_BATCH):
-    """`model.predict()` in batches of one size (the last padded), so prediction compiles once."""
-    return model.predict(PredictionBatches(images, batch_size), verbose=0)[: len(images)]
+def predict_probabilities(model, images, batch_size=None):
+    """`model.predict()` in batches of one size (the last padded), so prediction compiles once.
+
+    Args:
+        model: a Keras model.
+        images: an array or `DiskImages`.
+        batch_size: images per batch (default: `prediction_batch()`).
+    """
+    batches = PredictionBatches(images, batch_size or prediction_batch(images))
+    return model.predict(batches, verbose=0)[: len(images)]
 
 
 def predict_classes(model, images):

@@ -44,6 +44,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.files import read_json
 from archsearch.model.builder import with_mirror_mean
 from archsearch.model.layers import inference_call
+from archsearch.model.training import prediction_batch
 from archsearch.output.convert import onnx_predictor, tflite_predictor, write_onnx, write_tflite
 from archsearch.recipe.dimensions import point_of
 from archsearch.records.directory import RunDir
@@ -55,7 +56,7 @@ MODEL_ONNX = "model.onnx"
 MODEL_TFLITE = "model.tflite"
 MODEL_INT8_TFLITE = "model_int8.tflite"
 QUANTIZATIONS = ("int8",)  # what `quantize` may ask for, besides None
-CHECK_BATCH = 256  # test images per prediction call of the export check
+CHECK_BATCH = 256  # test images per prediction call of the export check, at most (fewer large ones)
 # Pillow's convert("L"): luma = (19595 R + 38470 G + 7471 B + 32768) >> 16, as the data layer computes it.
 LUMA_WEIGHTS = (19595, 38470, 7471)
 
@@ -320,11 +321,9 @@ def export_retrained(run_dir, rank, out, *, data_dir=None, dataset=None, quantiz
 
 
 def _accuracy(predict, stored):
+    batch = prediction_batch(stored.x_test, CHECK_BATCH)
     predicted = np.concatenate(
-        [
-            np.argmax(predict(stored.x_test[i : i + CHECK_BATCH]), axis=1)
-            for i in range(0, len(stored.x_test), CHECK_BATCH)
-        ]
+        [np.argmax(predict(stored.x_test[i : i + batch]), axis=1) for i in range(0, len(stored.x_test), batch)]
     )
     return float(np.mean(predicted == stored.y_test))
 
