@@ -1,5 +1,6 @@
 """The data layer: folders and archives, arrays, tfds, the offline default, options, splits, cache, errors."""
 
+import dataclasses
 import io
 import json
 import shutil
@@ -497,6 +498,7 @@ def test_a_damaged_or_unwritable_cache_only_costs_a_decode(tmp_path, monkeypatch
     with pytest.warns(UserWarning, match="cannot create the cache folder"):
         uncached = load_data(Data(str(root)), cache_dir=tmp_path / "file" / "cache")
     assert uncached.cache_path is None and np.array_equal(uncached.x_test, first.x_test)
+    assert Path(uncached.x_test.path).parent.name.startswith("archsearch-data-")  # decoded to a temporary folder
 
 
 def test_an_earlier_versions_npz_entry_is_converted_not_decoded_again(tmp_path, monkeypatch):
@@ -529,11 +531,10 @@ def test_images_read_from_disk_train_and_predict_as_images_in_memory(tmp_path):
 
     root = make_folder(tmp_path / "pets", train=30, test=5)
     streamed = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
-    (tmp_path / "file").write_text("")
-    with pytest.warns(UserWarning, match="cannot create the cache folder"):
-        in_memory = load_data(Data(str(root)), cache_dir=tmp_path / "file" / "cache")
-    assert isinstance(streamed.x_train, DiskImages) and isinstance(in_memory.x_train, np.ndarray)
-    assert isinstance(streamed.full_train()[0], DiskImages)
+    in_memory = dataclasses.replace(
+        streamed, **{name: np.asarray(getattr(streamed, name)) for name in ("x_train", "x_val", "x_test")}
+    )
+    assert isinstance(streamed.x_train, DiskImages) and isinstance(streamed.full_train()[0], DiskImages)
     architecture = plan({"width": 4, "stages": 1, "batch_size": 8, "augment": True}, streamed.shape, 3)
     results = []
     for dataset in (streamed, in_memory):
@@ -572,10 +573,35 @@ def test_disk_images_index_as_arrays_do(tmp_path):
     assert np.array_equal(on_disk.take([5, 1])[1], expected[1])
     joined = concatenate(on_disk.take(np.arange(10)), on_disk.take(np.arange(10, 25)))
     assert isinstance(joined, DiskImages) and np.array_equal(np.asarray(joined), expected)
-    with pytest.raises(IndexError):
-        on_disk[25]
+    for wrong in (25, [25], [3, 25], [-26], np.ones(3, bool), [0.5]):  # checked before the file is read, as NumPy does
+        with pytest.raises(IndexError):
+            on_disk[wrong]
+    assert on_disk[[]].shape == (0, 3, 5, 3) and np.array_equal(on_disk[np.array(4)], expected[4])
+    assert np.array_equal(np.asarray(on_disk.take(np.arange(25) < 5)), expected[:5])
     save_images(tmp_path / "copy.npy", on_disk)
     assert np.array_equal(np.load(tmp_path / "copy.npy"), expected)
+
+
+def test_an_image_whose_header_reads_but_pixels_do_not_decides_neither_size_nor_channels(tmp_path):
+    root = make_folder(tmp_path / "gray", train=40, mode="L")
+    color = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(color, "PNG")
+    truncated = color.getvalue()[: len(color.getvalue()) // 2]  # a color header of another size, half its pixels
+    (root / "train" / "cat" / "zzz.png").write_bytes(truncated)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
+        dataset = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
+    assert dataset.shape == (8, 8, 1) and len(dataset.full_train()[1]) == 120
+
+
+def test_a_killed_loads_staging_folder_is_removed_by_the_next_load(tmp_path):
+    root = make_folder(tmp_path / "pets")
+    first = load_data(Data(str(root)), cache_dir=tmp_path / "cache")
+    entry = Path(first.cache_path)
+    shutil.rmtree(entry)
+    stale = entry.with_name(f".{entry.name}.999999999.abc.tmp")  # no process has that id
+    stale.mkdir()
+    load_data(Data(str(root)), cache_dir=tmp_path / "cache")
+    assert not stale.exists() and (entry / "meta.json").is_file()
 
 
 def test_npz_fingerprints_follow_their_bytes(tmp_path):

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -58,14 +59,17 @@ def read_cache(entry):
 
     Each split's images are `DiskImages`, read from disk a batch at a time;
     labels are in memory. An entry of an earlier version (`<key>.npz`, the
-    same key) is converted to the folder first.
+    same key) is converted to the folder first, or, where the folder cannot
+    be written, read whole from it as before.
 
     Args:
         entry: the entry's folder, `<cache>/<key>`.
     """
     earlier = entry.with_name(f"{entry.name}.npz")
     if not entry.is_dir() and earlier.is_file():
-        _convert(earlier, entry)
+        unconverted = _convert(earlier, entry)
+        if unconverted:
+            return unconverted
     if not entry.is_dir():
         return None
     try:
@@ -77,46 +81,95 @@ def read_cache(entry):
                 raise ValueError(f"{split}: images {x.shape} {x.dtype}, labels {y.shape}")
             splits[split] = (x, y)
         return splits, [str(name) for name in meta["class_names"]]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as error:  # incomplete or damaged: decoded again
         warnings.warn(f"ignoring the unreadable cache entry {entry} ({error}); decoding again", stacklevel=3)
-        shutil.rmtree(entry, ignore_errors=True)
-        return None
+        _remove(entry)
+    except OSError as error:  # not the entry's fault (permissions, open files): left as it is
+        warnings.warn(f"cannot read the cache entry {entry} ({error}); decoding again", stacklevel=3)
+    return None
+
+
+def _remove(entry):
+    """Removes a folder: renamed aside first, so that no reader finds it half-deleted."""
+    aside = entry.with_name(f".{entry.name}.{os.getpid()}.removed")
+    with contextlib.suppress(OSError):
+        os.rename(entry, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _convert(earlier, entry):
-    """Writes an earlier version's `.npz` entry as a folder, one array at a time, and removes it."""
+    """Writes an earlier version's `.npz` entry as a folder, one array at a time, and removes it.
+
+    Returns:
+        None; or, where the folder cannot be written, `(splits, class names)` read whole from the `.npz`.
+    """
     try:
-        with np.load(earlier, allow_pickle=False) as arrays, new_entry(entry) as staging:
-            for split in SPLITS:
-                np.save(staging / f"x_{split}.npy", arrays[f"x_{split}"])
-                np.save(staging / f"y_{split}.npy", arrays[f"y_{split}"])
-            write_meta(staging, [str(n) for n in arrays["class_names"]], str(arrays["source"]))
-        earlier.unlink()
+        with np.load(earlier, allow_pickle=False) as arrays:
+            contents = {key: arrays[key] for key in arrays.files}
+            splits = {split: (contents[f"x_{split}"], contents[f"y_{split}"]) for split in SPLITS}
+            names, source = [str(n) for n in contents["class_names"]], str(contents["source"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         warnings.warn(f"ignoring the unreadable cache file {earlier} ({error}); decoding again", stacklevel=4)
         with contextlib.suppress(OSError):
             earlier.unlink()
+        return None
+    try:
+        with new_entry(entry) as staging:
+            save_splits(staging, splits)
+            write_meta(staging, names, source)
+    except OSError as error:
+        warnings.warn(f"cannot convert the cache file {earlier} to a folder ({error}); reading it whole", stacklevel=4)
+        return splits, names
+    with contextlib.suppress(OSError):
+        earlier.unlink()
+    return None
 
 
 @contextlib.contextmanager
 def new_entry(entry):
     """Yields a staging folder to write a cache entry into, renamed to `entry` once the block ends without error.
 
-    Where another process completed the same entry first, its entry is kept
-    and this one discarded: both hold the same arrays.
+    The files are synced to disk before the rename, so that an entry that
+    exists is complete after a power loss too. Where another process
+    completed the same entry first, its entry is kept and this one
+    discarded: both hold the same arrays. Staging folders of processes that
+    are gone are removed.
     """
-    staging = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    for stale in entry.parent.glob(f".{entry.name}.*.tmp"):
+        if not _running(stale.name.split(".")[2]):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.{os.getpid()}.", suffix=".tmp", dir=entry.parent))
     try:
         yield staging
+        for path in [*staging.iterdir(), staging]:
+            _sync(path)
         try:
             os.rename(staging, entry)
         except OSError:
             if not entry.is_dir():
                 raise
+        _sync(entry.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _sync(path):
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _running(pid):
+    """Whether a process of this id runs on this machine."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_meta(folder, names, source):

@@ -21,6 +21,8 @@ from archsearch.compat.jax import backends_may_be_running
 from archsearch.data.images import BLOCK_BYTES, DiskImages, ImageWriter, save_images
 from archsearch.errors import DataError
 
+SPLITS = ("train", "test")
+
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 MAX_UNREADABLE_FRACTION = 0.01
 DECODE_CHUNK = 1000  # images per task of the decoding pool
@@ -102,7 +104,13 @@ def _map(function, tasks):
         yield from map(function, tasks)
         return
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        yield from pool.map(function, tasks)
+        pending = collections.deque()  # a few tasks ahead, not all: finished blocks wait here to be written
+        for task in tasks:
+            pending.append(pool.submit(function, task))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _fork_is_safe():
@@ -112,19 +120,18 @@ def _fork_is_safe():
     return not backends_may_be_running()  # read from what JAX has imported, if anything: it imports no JAX
 
 
-def _decode_images(entries, data, where, target, channels, path):
+def _decode_images(entries, data, target, channels, path):
     """Decodes a split's images in parallel into the `.npy` at `path`, a block at a time, never all in memory.
 
     Args:
         entries: `[(label, relative name, identity, job)]`.
         data: the `Data` (its `grayscale`, `image_size`, `crop_to_aspect_ratio`).
-        where: the split folder, for messages.
         target: `(height, width)` of every image.
         channels: 1 or 3, for every image.
-        path: the `.npy` file to write.
+        path: the `.npy` file to write, a row per entry (an unreadable image's left zero).
 
     Returns:
-        The labels of the images written, unreadable images skipped.
+        The unreadable images, `[(index, reason)]`.
     """
     per_block = max(1, min(DECODE_CHUNK, BLOCK_BYTES // (target[0] * target[1] * channels)))
     starts = range(0, len(entries), per_block)
@@ -134,14 +141,17 @@ def _decode_images(entries, data, where, target, channels, path):
         for i in starts
     ]
     failures = []
-    shape = (len(entries), *target, channels)
-    with ImageWriter(path, shape) as writer:
+    with ImageWriter(path, (len(entries), *target, channels)) as writer:
         for start, (block, block_failures) in zip(starts, _map(_decode_block, tasks)):
             writer.write(start, block)
             failures += [(start + position, reason) for position, reason in block_failures]
-    _check_unreadable(failures, entries, where)
+    return failures
+
+
+def _without_unreadable(path, entries, failures):
+    """Leaves the unreadable images' rows out of the `.npy` at `path`; returns the labels of the rows kept."""
     kept = np.setdiff1d(np.arange(len(entries)), [index for index, _ in failures])
-    if failures:  # the rows of the unreadable images are left out, in a file of the right length
+    if failures:
         written = path.with_name(f"unread-{path.name}")
         os.rename(path, written)
         save_images(path, DiskImages(written).take(kept))
@@ -149,7 +159,8 @@ def _decode_images(entries, data, where, target, channels, path):
     return np.array([label for label, *_ in entries], dtype=np.int32)[kept]
 
 
-def _check_unreadable(failures, entries, where):
+def _check_unreadable(failures, entries, where, warn=True):
+    """Raises `DataError` where more than 1% of a split cannot be read; else, with `warn`, names the images skipped."""
     if not failures:
         return
     names = [f"{where}/{entries[index][1]}" for index, _ in failures]
@@ -158,6 +169,8 @@ def _check_unreadable(failures, entries, where):
             f"{where}: {len(failures)} of {len(entries)} images cannot be read (more than "
             f"{MAX_UNREADABLE_FRACTION:.0%}), e.g. {names[0]} ({failures[0][1]}); remove or replace them"
         )
+    if not warn:
+        return
     more = f" and {len(names) - 5} more" if len(names) > 5 else ""
     warnings.warn(f"{where}: skipped {len(failures)} unreadable image(s): {', '.join(names[:5])}{more}", stacklevel=4)
 
@@ -217,7 +230,9 @@ def write_tree(data, listing, folder):
 
     Every image takes one size and channel count, read from the headers
     first: `image_size`, else the most common training size; 3 channels if
-    any image of either split is in color (and not `grayscale`).
+    any image of either split is in color (and not `grayscale`). Images
+    whose header reads but whose pixels do not are left out of both, and
+    should that change them, the folder is decoded once more.
 
     Args:
         data: the `Data`.
@@ -228,61 +243,78 @@ def write_tree(data, listing, folder):
         The class names.
     """
     names, entries, wheres = listing
-    sizes, channels = _headers(entries, wheres)
-    target = tuple(data.image_size) if data.image_size else sizes["train"].most_common(1)[0][0]
-    channels = 1 if data.grayscale else channels
-    for split in ("train", "test"):
+    headers = _headers(entries, wheres)
+    failed = {split: () for split in SPLITS}
+    while True:
+        target, channels, sizes = _decided(headers, failed, data)
+        failures = {}
+        for split in SPLITS:
+            failures[split] = _decode_images(entries[split], data, target, channels, folder / f"x_{split}.npy")
+            _check_unreadable(failures[split], entries[split], wheres[split], warn=False)
+        if _decided(headers, failures, data)[:2] == (target, channels):
+            break
+        failed = failures  # the decoded images alone decide
+    for split in SPLITS:
+        _check_unreadable(failures[split], entries[split], wheres[split])
         odd = sum(sizes[split].values()) - sizes[split][target]
         if data.image_size is None and odd:
             warnings.warn(
                 f"{wheres[split]}: resized {odd} of {sum(sizes[split].values())} images to {target[0]}x{target[1]}, "
                 "the most common training image size; set image_size=(height, width) to choose",
-                stacklevel=4,
+                stacklevel=3,
             )
-        labels = _decode_images(entries[split], data, wheres[split], target, channels, folder / f"x_{split}.npy")
+        labels = _without_unreadable(folder / f"x_{split}.npy", entries[split], failures[split])
         np.save(folder / f"y_{split}.npy", labels)
     return names
 
 
-def _header_chunk(jobs):
-    """Reads images' headers, not their pixels.
+def _decided(headers, failed, data):
+    """The size and channels of every image, from the headers of the images not in `failed`.
 
     Returns:
-        `(Counter of (height, width), channels)`: channels 3 if any image is in color, else 1.
+        `(target (height, width), channels, {split: Counter of (height, width)})`.
     """
-    sizes, channels = collections.Counter(), 1
+    left_out = {split: {index for index, *_ in failed[split]} for split in SPLITS}
+    sizes, channels = {}, 1
+    for split in SPLITS:
+        read = [header for index, header in enumerate(headers[split]) if header and index not in left_out[split]]
+        sizes[split] = collections.Counter((height, width) for height, width, _ in read)
+        channels = max([channels, *(c for *_, c in read)])
+    target = tuple(data.image_size) if data.image_size else sizes["train"].most_common(1)[0][0]
+    return target, 1 if data.grayscale else channels, sizes
+
+
+def _header_chunk(jobs):
+    """Reads images' headers, not their pixels: `(height, width, channels)` of each, None where unreadable.
+
+    Channels is 1 for a gray image, else 3.
+    """
+    headers = []
     for job in jobs:
         try:
             with Image.open(job if isinstance(job, str) else io.BytesIO(job)) as image:
-                sizes[(image.height, image.width)] += 1
-                channels = max(channels, 1 if image.mode in GRAY_MODES else 3)
+                headers.append((image.height, image.width, 1 if image.mode in GRAY_MODES else 3))
         except UNREADABLE_ERRORS:
-            continue
-    return sizes, channels
+            headers.append(None)
+    return headers
 
 
 def _headers(entries, wheres):
-    """Every image's size and mode, from its header: `({split: Counter of (height, width)}, channels)`.
-
-    Channels is 3 if any image of either split is in color, else 1 (a
-    sample could miss the one color image).
-    """
-    sizes, channels = {}, 1
-    for split in ("train", "test"):
+    """Every image's header, per split: `{split: [(height, width, channels) or None]}`."""
+    headers = {}
+    for split in SPLITS:
         jobs = [entry[3] for entry in entries[split]]
-        sizes[split] = collections.Counter()
-        for chunk_sizes, chunk_channels in _map(
-            _header_chunk, [jobs[i : i + DECODE_CHUNK] for i in range(0, len(jobs), DECODE_CHUNK)]
-        ):
-            sizes[split].update(chunk_sizes)
-            channels = max(channels, chunk_channels)
-    if not sizes["train"]:
+        chunks = [jobs[i : i + DECODE_CHUNK] for i in range(0, len(jobs), DECODE_CHUNK)]
+        headers[split] = [header for chunk in _map(_header_chunk, chunks) for header in chunk]
+    if not any(headers["train"]):
         raise DataError(f"{wheres['train']}: none of the images can be read, e.g. {entries['train'][0][1]}")
-    return sizes, channels
+    return headers
 
 
 def listed_shape(entries, wheres):
     """The image shape `load_data()` gives a folder, from every image's header, as `write_tree()` decides."""
-    sizes, channels = _headers(entries, wheres)
-    (height, width), _ = sizes["train"].most_common(1)[0]
+    headers = _headers(entries, wheres)
+    sizes = collections.Counter((height, width) for height, width, _ in filter(None, headers["train"]))
+    channels = max(c for split in SPLITS for *_, c in filter(None, headers[split]))
+    (height, width), _ = sizes.most_common(1)[0]
     return height, width, channels

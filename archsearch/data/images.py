@@ -62,18 +62,35 @@ class DiskImages:
         return f"DiskImages({self.path!r}, shape={self.shape})"
 
     def _positions(self, key):
-        """The file's row numbers of `key` (an int, a slice or an index array), as an int or an array."""
+        """The file's row numbers of `key` (an int, a slice, an index array or a mask), as an int or an array.
+
+        Raises:
+            IndexError: as NumPy would, before the file is read.
+        """
+        count = len(self)
         if isinstance(key, slice):
-            return np.arange(len(self))[key] if self.rows is None else self.rows[key]
+            positions = np.arange(*key.indices(count), dtype=np.int64)
+            return positions if self.rows is None else self.rows[positions]
         if isinstance(key, (int, np.integer)):
-            key = int(key) + (len(self) if key < 0 else 0)
-            if not 0 <= key < len(self):
-                raise IndexError(f"index {key} is out of bounds for {len(self)} images")
-            return key if self.rows is None else int(self.rows[key])
+            index = int(key) + (count if key < 0 else 0)
+            if not 0 <= index < count:
+                raise IndexError(f"index {int(key)} is out of bounds for {count} images")
+            return index if self.rows is None else int(self.rows[index])
         key = np.asarray(key)
+        if key.ndim == 0 and np.issubdtype(key.dtype, np.integer):
+            return self._positions(int(key))
         if key.dtype == bool:
+            if key.shape != (count,):
+                raise IndexError(f"a boolean index of shape {key.shape} for {count} images")
             key = np.flatnonzero(key)
-        key = np.where(key < 0, key + len(self), key)
+        elif key.size == 0:
+            key = key.astype(np.int64)
+        elif not np.issubdtype(key.dtype, np.integer) or key.ndim != 1:
+            raise IndexError(f"images are indexed by integers, slices or a boolean mask, not {key.dtype} {key.shape}")
+        key = key.astype(np.int64)
+        if key.size and (key.min() < -count or key.max() >= count):
+            raise IndexError(f"indices from {key.min()} to {key.max()} are out of bounds for {count} images")
+        key = np.where(key < 0, key + count, key)
         return key if self.rows is None else self.rows[key]
 
     def __getitem__(self, key):
@@ -98,8 +115,8 @@ class DiskImages:
         return images if dtype is None else images.astype(dtype, copy=False)
 
     def take(self, indices):
-        """The images at `indices` (positions in this one), still on disk."""
-        return DiskImages(self.path, self._positions(np.asarray(indices, dtype=np.int64)))
+        """The images at `indices` (positions in this one, or a mask), still on disk."""
+        return DiskImages(self.path, self._positions(np.asarray(indices)))
 
     def joined(self, other):
         """These images followed by `other`'s, rows of the same file, still on disk."""

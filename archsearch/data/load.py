@@ -1,8 +1,10 @@
 """Loading: which source a declaration means, the cache or a decode, then the validation split."""
 
+import atexit
 import dataclasses
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -14,7 +16,6 @@ from sklearn.model_selection import train_test_split
 from archsearch.data.arrays import array_options, read_digits, read_npz
 from archsearch.data.cache import (
     ARRAYS,
-    SPLITS,
     arrays_path,
     cache_folder,
     cache_key,
@@ -126,7 +127,10 @@ def _in_memory(read):
 
 
 def _decoded(plan, entry):
-    """Decodes a source into the cache entry `entry`, or, without one, into memory.
+    """Decodes a source into the cache entry `entry`, or, without one, into a temporary folder.
+
+    The temporary folder is removed when the process ends: the data is
+    decoded again by every process that loads it.
 
     Returns:
         `(splits, class names, the entry or None)`.
@@ -140,11 +144,19 @@ def _decoded(plan, entry):
                 f"cannot write the data cache {entry} ({error}); data will be decoded on every load", stacklevel=3
             )
         else:
-            return (*read_cache(entry), entry)
-    with tempfile.TemporaryDirectory(prefix="archsearch-data-") as folder:
-        names = plan.write(Path(folder))
-        splits = {s: (np.load(Path(folder) / f"x_{s}.npy"), np.load(Path(folder) / f"y_{s}.npy")) for s in SPLITS}
-    return splits, names, None
+            cached = read_cache(entry)
+            if cached:
+                return (*cached, entry)
+    folder = Path(tempfile.mkdtemp(prefix="archsearch-data-"))
+    atexit.register(shutil.rmtree, folder, True)
+    try:
+        write_meta(folder, plan.write(folder), plan.source)
+    except OSError as error:
+        raise DataError(f"{plan.source}: cannot write the decoded images to {folder} ({error})") from None
+    cached = read_cache(folder)
+    if not cached:
+        raise DataError(f"{plan.source}: cannot read back the decoded images from {folder}")
+    return (*cached, None)
 
 
 def _validation_split(x, y, names, data, source):
