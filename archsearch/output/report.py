@@ -45,7 +45,7 @@ from archsearch.recipe import dimensions
 from archsearch.recipe.architecture import plan
 from archsearch.records.directory import HISTORY, RunDir, wall_seconds
 from archsearch.records.history import read_history
-from archsearch.records.tables import LATENCY, front_cost, on_test_front, references
+from archsearch.records.tables import LATENCY, baselines, front_cost, on_test_front, references
 
 DPI = 100
 
@@ -112,7 +112,11 @@ def write_report(run_dir, *, stored=None, data_dir=None, log=None):
                 if not references(leaderboard).empty
                 else ""
             )
-            + "; dashed lines are the baselines' test accuracy.",
+            + (
+                "; dashed lines are the baselines' test accuracy."
+                if not baselines(leaderboard).empty
+                else "; the baselines were left out (their raw pixels would not fit in memory)."
+            ),
         ),
         _latency_section(trials, leaderboard),
         _section(
@@ -227,7 +231,13 @@ def _winner_section(run_dir, meta, leaderboard, history, winner, class_names, st
     parts.append(
         _figure(
             _image(plots.recall_figure(leaderboard, class_names), "per-class recall"),
-            "Per-class recall on the test split: rank 1, mean over its seeds, the references' and the baselines'.",
+            "Per-class recall on the test split: rank 1, mean over its seeds"
+            + "".join(
+                f", the {kind}'"
+                for kind, rows in (("references", references(leaderboard)), ("baselines", baselines(leaderboard)))
+                if not rows.empty
+            )
+            + ".",
         )
     )
     if not isinstance(predictions, str):
