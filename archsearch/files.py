@@ -23,6 +23,11 @@ def _umask():
     return mask
 
 
+def folder_mode():
+    """The permissions `mkdir` gives a new folder: 0777 less the umask (for folders made by `tempfile.mkdtemp`)."""
+    return 0o777 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_file(path, mode="w"):
     """Opens a temporary file that replaces `path` when the block ends without an error.

@@ -15,7 +15,7 @@ import platformdirs
 
 from archsearch.data.images import DiskImages
 from archsearch.errors import DataError
-from archsearch.files import atomic_file
+from archsearch.files import atomic_file, folder_mode
 
 _CACHE_VERSION = 2  # bump when the cached arrays' meaning changes
 
@@ -139,7 +139,7 @@ def new_entry(entry):
         if not _running(stale.name.split(".")[2]):
             shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.{os.getpid()}.", suffix=".tmp", dir=entry.parent))
-    os.chmod(staging, 0o755)  # as a folder made with mkdir is, not mkdtemp's owner-only
+    os.chmod(staging, folder_mode())  # as a folder made with mkdir is, not mkdtemp's owner-only
     try:
         yield staging
         for path in [*staging.iterdir(), staging]:
