@@ -154,7 +154,11 @@ def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(
     processes, digits_npz, tmp_path, space_file, wait_for
 ):
     space, results = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out"
-    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--workers", "2")
+    # A lease longer than a restart takes on a busy machine (Python and TensorFlow start again): with the
+    # 8 s floor, the other worker could take the trial first, as it should once a lease runs out.
+    chief = processes.start(
+        "run", str(space), "--results", str(results), *LIGHT, "--workers", "2", env={"ARCHSEARCH_LEASE_FLOOR": "90"}
+    )
     wait_for(lambda: mid_trial(chief, results, "worker0"))
     trial_id = mid_trial(chief, results, "worker0")
     pid = int(re.findall(r"worker0 started \(pid (\d+)", output(chief))[-1])
