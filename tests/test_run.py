@@ -431,7 +431,7 @@ def test_baselines_that_would_not_fit_in_memory_are_left_out_with_a_line(monkeyp
     dataset = Dataset(x[:40], y[:40], x[40:50], y[40:50], x[50:], y[50:], ["a", "b"], "test", "f")
     # The MLP's first layer: 64 x 64 x 3 inputs x 1,000 units x 4 bytes, four times over.
     assert baselines.memory_needed(dataset) == 50 * 64 * 64 * 3 + 16 * 64 * 64 * 3 * 1000
-    monkeypatch.setattr(baselines, "machine_memory", lambda: 2**29)
+    monkeypatch.setattr(runner.cost, "host_memory", lambda: 2**29)
     lines = []
     assert runner._baseline_rows(dataset, lines.append) == []
     assert lines == [

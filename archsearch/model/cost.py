@@ -229,8 +229,11 @@ def device_memory():
     from archsearch.model.backend import devices
 
     accelerators = [d for d in devices() if d.accelerator]
-    if accelerators:
-        return accelerators[0].memory
+    return accelerators[0].memory if accelerators else host_memory()
+
+
+def host_memory():
+    """This machine's RAM in bytes (`os.sysconf`), or `None` where it does not tell."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

@@ -13,7 +13,6 @@ the run leaves them out and says so: the searched networks read data larger
 than memory from disk a batch at a time, the baselines cannot.
 """
 
-import os
 import time
 
 import keras
@@ -38,14 +37,6 @@ def memory_needed(dataset):
     """
     images = (len(dataset.y_train) + len(dataset.y_val)) * int(np.prod(dataset.shape))
     return max(5 * images, images + 16 * int(np.prod(dataset.shape)) * MLP_UNITS)
-
-
-def machine_memory():
-    """This machine's memory in bytes (`os.sysconf`), or `None` where it does not tell."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _pixels(images):

@@ -522,7 +522,7 @@ def _fitted_references(names, dataset):
 
 def _baseline_rows(dataset, log):
     """The baselines' leaderboard rows; none, with a line saying why, where they would not fit in memory."""
-    needed, memory = baselines.memory_needed(dataset), baselines.machine_memory()
+    needed, memory = baselines.memory_needed(dataset), cost.host_memory()
     if memory and needed > baselines.MEMORY_FRACTION * memory:
         log(
             f"baselines: left out: fitting raw pixels would hold about {needed / 2**30:.1f} GiB in memory, "
