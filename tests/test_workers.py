@@ -26,6 +26,7 @@ from archsearch.recipe.space import load_space
 from archsearch.search import distributed
 from archsearch.search.leases import ALIVE, EPOCH_REPORT
 from archsearch.search.oracle import FAILURE, RandomSearchOracle
+from archsearch.search.retraining import CHUNK_BYTES, Unit, Units, UnitsClient, add_service
 from archsearch.search.supervisor import MAX_RESTARTS, Workers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,9 +125,25 @@ def mid_trial(chief, results, worker):
     return None
 
 
-def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(processes, digits_npz, tmp_path, space_file):
+def mid_unit(chief, worker, said):
+    """A unit `worker` trained an epoch of (it `said()` so) and has no result of yet; or None."""
+    for name in re.findall(rf"^(retrain \[\d+\] seed \d+): started on {worker}$", output(chief), re.MULTILINE):
+        if f"{worker} {name}: epoch 1/" in said() and f"{name}: test" not in output(chief):
+            return name
+    return None
+
+
+def retrain_epochs(results, trial_id):
+    """The epochs history.csv holds of each seed's retraining of a trial."""
+    history = pd.read_csv(results / "history.csv", dtype={"trial_id": str})
+    retrained = history[(history["phase"] == "retrain") & (history["trial_id"] == trial_id)]
+    return {int(seed): sorted(rows["epoch"]) for seed, rows in retrained.groupby("seed")}
+
+
+def test_two_workers_on_this_machine_search_and_retrain_as_one_process(processes, digits_npz, tmp_path, space_file):
     space, results = space_file(tmp_path, digits_npz, **{**TRIALS, "epochs": 3}), tmp_path / "out"
-    chief = processes.start("run", str(space), "--results", str(results), *LIGHT, "--workers", "2")
+    spread = ["--seeds", "2", "--retrain-epochs", "1"]  # two seeds: one for each worker
+    chief = processes.start("run", str(space), "--results", str(results), *spread, "--workers", "2")
     assert exit_status(chief) == 0, output(chief)
     searched = trials(results)
     assert len(searched) == 4 and searched["trial_id"].is_unique and (searched["status"] == "completed").all()
@@ -143,32 +160,67 @@ def test_two_workers_on_this_machine_search_the_same_trials_as_one_process(proce
     assert meta["status"] == "complete" and meta["workers"] == 2
     assert sorted(completions(chief)) == ["00", "01", "02", "03"]
 
-    # Trials are seeded by their id, wherever they run: one process trains the same.
+    # The retraining's seeds went one to each worker, which each record names; the chief retrained none.
+    board = pd.read_csv(results / "leaderboard.csv", dtype={"trial_id": str})
+    best = board.iloc[0]
+    assert sorted(best["workers"].split()) == ["worker0", "worker1"]
+    for seed, worker in enumerate(best["workers"].split()):
+        record = json.loads((results / "retrain" / f"trial_{best['trial_id']}_seed{seed}.json").read_text())
+        assert record["worker"] == worker
+        assert f"retrain [{best['trial_id']}] seed {seed}: started on {worker}" in output(chief)
+    history = pd.read_csv(results / "history.csv", dtype={"trial_id": str})
+    assert len(history[history["phase"] == "retrain"]) == 2  # one epoch per seed, each once
+
+    # Trials are seeded by their id, and retrainings by their seed, wherever they run: one process trains the same.
     alone = tmp_path / "alone"
-    run(apply_overrides(load_space(space), seeds=1, retrain_epochs=1), alone, log=lambda line: None)
+    run(apply_overrides(load_space(space), seeds=2, retrain_epochs=1), alone, log=lambda line: None)
     columns = ["trial_id", "family", "width", "val_accuracy", "val_balanced_error_rate"]
     pd.testing.assert_frame_equal(trials(alone)[columns], searched[columns])
+    alone_board = pd.read_csv(alone / "leaderboard.csv", dtype={"trial_id": str})
+    assert "workers" not in alone_board  # a run in one process has no such column
+    figures = ["trial_id", "test_accuracy", "test_accuracy_std", "test_balanced_error_rate"]
+    pd.testing.assert_frame_equal(alone_board[figures], board[figures])
 
 
-def test_a_worker_killed_mid_trial_is_restarted_and_gets_its_trial_back(
+def test_a_worker_killed_mid_trial_or_mid_retraining_is_restarted_and_gets_its_work_back(
     processes, digits_npz, tmp_path, space_file, wait_for
 ):
     space, results = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out"
     # A lease longer than a restart takes on a busy machine (Python and TensorFlow start again): with the
     # 8 s floor, the other worker could take the trial first, as it should once a lease runs out.
     chief = processes.start(
-        "run", str(space), "--results", str(results), *LIGHT, "--workers", "2", env={"ARCHSEARCH_LEASE_FLOOR": "90"}
+        "run",
+        str(space),
+        "--results",
+        str(results),
+        *["--seeds", "2", "--retrain-epochs", "20"],  # retrainings long enough to be killed in the middle of
+        *["--workers", "2"],
+        env={"ARCHSEARCH_LEASE_FLOOR": "90"},
     )
+
+    def kill(worker):
+        os.kill(int(re.findall(rf"{worker} started \(pid (\d+)", output(chief))[-1]), signal.SIGKILL)
+
     wait_for(lambda: mid_trial(chief, results, "worker0"))
     trial_id = mid_trial(chief, results, "worker0")
-    pid = int(re.findall(r"worker0 started \(pid (\d+)", output(chief))[-1])
-    os.kill(pid, signal.SIGKILL)
+    kill("worker0")
+    said = lambda: (results / "workers" / "worker1.log").read_text()  # noqa: E731
+    wait_for(lambda: mid_unit(chief, "worker1", said))
+    unit = mid_unit(chief, "worker1", said)
+    kill("worker1")
     assert exit_status(chief) == 0, output(chief)
     assert "worker0 was killed by SIGKILL; restarting it (1 of 3)" in output(chief)
     assert f"trial {trial_id} started on worker0 again (it was restarted)" in output(chief)
     searched = trials(results)
     assert len(searched) == 4 and (searched["status"] == "completed").all()
     assert sorted(completions(chief)) == ["00", "01", "02", "03"]
+
+    assert "worker1 was killed by SIGKILL; restarting it (1 of 3)" in output(chief)
+    assert f"{unit}: started on worker1 again (it was restarted)" in output(chief)
+    best = pd.read_csv(results / "leaderboard.csv", dtype={"trial_id": str}).iloc[0]
+    assert best["seeds"] == 2 and len(best["workers"].split()) == 2
+    # Each seed's 20 epochs are in history.csv once: the restarted worker's, which replace the killed one's.
+    assert retrain_epochs(results, best["trial_id"]) == {0: list(range(1, 21)), 1: list(range(1, 21))}
 
 
 def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(
@@ -189,6 +241,34 @@ def test_a_worker_killed_mid_trial_and_not_restarted_loses_no_trial(
     assert len(searched) == 4 and (searched["status"] == "completed").all()
     assert searched.loc[trial_id, "worker"] == "w1"
     assert sorted(completions(chief)) == ["00", "01", "02", "03"]  # each trial ended once: none lost, none twice
+
+
+def test_a_worker_lost_mid_retraining_and_not_restarted_gives_its_unit_to_the_other(
+    processes, digits_npz, tmp_path, space_file, wait_for
+):
+    space, results, port = space_file(tmp_path, digits_npz, **{**TRIALS, "epochs": 2}), tmp_path / "out", free_port()
+    chief = processes.start(
+        "run",
+        str(space),
+        "--results",
+        str(results),
+        *["--max-trials", "2", "--seeds", "2", "--retrain-epochs", "20", "--chief", f"127.0.0.1:{port}"],
+    )
+    workers = [processes.start("worker", str(space), "--chief", f"127.0.0.1:{port}", "--id", f"w{i}") for i in range(2)]
+    wait_for(lambda: mid_unit(chief, "w0", lambda: output(workers[0])))
+    unit = mid_unit(chief, "w0", lambda: output(workers[0]))
+    workers[0].send_signal(signal.SIGKILL)
+    assert exit_status(chief) == 0, output(chief)
+    assert exit_status(workers[1]) == 0, output(workers[1])
+    assert re.search(
+        rf"{re.escape(unit)}: no report from w0 for \d+ s \(its lease: \d+ s\); handed to the next", output(chief)
+    )
+    assert f"{unit}: started on w1" in output(chief)
+    best = pd.read_csv(results / "leaderboard.csv", dtype={"trial_id": str}).iloc[0]
+    seed = int(unit.split()[-1])
+    assert best["seeds"] == 2 and best["workers"].split()[seed] == "w1"
+    assert json.loads((results / "retrain" / f"trial_{best['trial_id']}_seed{seed}.json").read_text())["worker"] == "w1"
+    assert retrain_epochs(results, best["trial_id"]) == {0: list(range(1, 21)), 1: list(range(1, 21))}
 
 
 def test_when_every_worker_is_killed_the_chief_stops_with_its_reason(
@@ -309,6 +389,78 @@ def test_a_silent_workers_trial_goes_to_the_next_after_a_lease_derived_from_its_
     oracle.end_trial(late)  # "a" was only slow: its result comes second
     assert oracle.trials[first.trial_id].status == "COMPLETED" and oracle.end_order == [second.trial_id, first.trial_id]
     assert oracle.create_trial("b").status == "STOPPED"
+
+
+def test_retraining_units_are_leased_as_trials_are_and_the_first_result_of_each_is_kept():
+    lines, results = [], []
+    units = Units(lease_floor=5.0, log=lines.append)
+    first, second = Unit("07", 0, {"width": 8}, keep_model=True), Unit("07", 1, {"width": 8})
+    units.add([first, second], lambda unit, worker, *rest: results.append((unit.name, worker)))
+    assert units.take("a") == first and units.take("b") == second
+    assert units.lease() == 5.0  # no epoch yet: the floor
+    assert units.report("a", first.name, epoch_seconds=4.0)
+    assert units.lease() == 12.0  # three times the longest retraining epoch
+    assert units.take("c") == "wait"  # both are held, under their leases
+    assert units.take("a") == first and f"{first.name}: started on a again (it was restarted)" in lines
+
+    units.held["a"][1] -= 13  # "a" has said nothing for longer than its lease
+    assert units.take("c") == first
+    assert f"{first.name}: no report from a for 13 s (its lease: 12 s); handed to the next worker" in lines
+    assert units.deliver("c", first.name, {}, [], iter([b"model"]))
+    assert not units.report("a", first.name)  # "a" was only slow: its result is no longer wanted
+    assert not units.deliver("a", first.name, {}, [], iter([b"late"]))
+    assert f"{first.name}: a second result, from a, is ignored (its lease had run out)" in lines
+    assert not units.finished()
+    assert units.deliver("b", second.name, {}, [], iter([]))
+    assert units.finished() and results == [(first.name, "c"), (second.name, "b")]
+    assert units.take("b") == "wait"  # until the chief says that nothing is left
+    units.close()
+    assert units.take("b") == "done"
+
+
+def test_retraining_units_and_their_results_cross_grpc_with_a_model_of_several_chunks(tmp_path):
+    from concurrent import futures
+
+    import grpc
+
+    received = {}
+
+    def on_result(unit, worker, evaluation, history, model):
+        received.update(
+            unit=unit, worker=worker, evaluation=evaluation, history=history, model=Path(model).read_bytes()
+        )
+
+    units = Units(lease_floor=5.0, log=lambda line: None)
+    unit = Unit("07", 0, {"blocks_per_stage": (2, 3), "width": 8, "augment": None}, transfer=True, keep_model=True)
+    units.add([unit], on_result)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    add_service(server, units)
+    server.start()
+    client = UnitsClient(("127.0.0.1", port), "w0", timeout=30)
+    try:
+        taken = client.take()
+        assert taken == unit  # a tuple per stage comes back a tuple, though JSON has none
+        model = tmp_path / "model.keras"
+        model.write_bytes(os.urandom(2 * CHUNK_BYTES + 5))
+        assert client.report(taken, epoch_seconds=1.5)
+        assert client.deliver(taken, {"accuracy": 0.5}, [[1, 2.3, 0.1, 1.5]], model)
+        assert received == {
+            "unit": unit,
+            "worker": "w0",
+            "evaluation": {"accuracy": 0.5},
+            "history": [[1, 2.3, 0.1, 1.5]],
+            "model": model.read_bytes(),
+        }
+        assert units.finished() and client.take() == "wait"
+
+        failing = Unit("08", 0, {"width": 4})
+        units.add([failing], on_result)
+        client.fail(client.take(), "ValueError: NaN loss")  # a retraining that fails fails the run, as in one process
+        assert str(units.failure) == "retrain [08] seed 0 failed on w0: ValueError: NaN loss"
+    finally:
+        client.close()
+        server.stop(grace=None)
 
 
 def test_the_supervisor_pins_gpus_and_restarts_a_crashed_worker_but_not_one_that_reported_an_error(

@@ -280,7 +280,8 @@ class RetrainProgress:
         if trained:
             self.measured.setdefault(self.current, []).append(self.timer() - self.began)
         self.current = self.began = None
-        took = f"{evaluation.seconds:.0f} s" + ("" if trained else ", resumed")
+        where = f" on {evaluation.worker}" if getattr(evaluation, "worker", None) else ""
+        took = f"{evaluation.seconds:.0f} s{where}" + ("" if trained or where else ", resumed")
         self.log(fit_line(f"{self.text}: test {evaluation.accuracy:.4f} ({took}) | {self._times()}"))
 
 

@@ -25,12 +25,14 @@ class Evaluation:
         balanced_error_rate: 1 - mean over classes of per-class recall.
         recall: per-class recall, in class order.
         seconds: training time.
+        worker: the worker that trained it, in a run with workers (`None` in one process).
     """
 
     accuracy: float
     balanced_error_rate: float
     recall: list
     seconds: float = 0.0
+    worker: str | None = None
 
 
 def evaluate(predicted, labels, num_classes, seconds=0.0):

@@ -9,6 +9,7 @@ import dataclasses
 import datetime
 import importlib.metadata
 import platform
+import shutil
 import sys
 import time
 
@@ -34,6 +35,7 @@ from archsearch.records.directory import choose_run
 from archsearch.records.history import EpochHistory, record_epoch
 from archsearch.records.tables import REFERENCE, best_trials, leaderboard_frame
 from archsearch.search.leases import fingerprint, lease_floor
+from archsearch.search.retraining import Unit
 from archsearch.search.tensorboard_logs import tensorboard_callback
 from archsearch.search.trials import trials_frame
 from archsearch.search.tuners import SearchStopped, make_tuner
@@ -156,7 +158,13 @@ def run(
         try:
             resuming = _prepare(run_dir, bool(resume), overwrite, space, log)
             session = _Session(space, run_dir, data_dir=data_dir, resume=resuming, log=log)
-            leaderboard = session.run(tensorboard=tensorboard, chief=chief, workers=workers)
+            try:
+                leaderboard = session.run(tensorboard=tensorboard, chief=chief, workers=workers)
+            finally:
+                # Only now: a worker whose trial was handed on while it was cut off, and which comes back
+                # to finish it, still finds the chief to tell it that nothing is left.
+                if chief:
+                    chief.close()
         except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (`archsearch.cli.console`)
             if session and session.metadata:  # what this session recorded says so; an earlier one's is kept
                 session.record("stopped", reason=f"interrupted by {interrupt}" if str(interrupt) else "interrupted")
@@ -277,13 +285,17 @@ class _Session:
         self.record("retraining", retrained_trials=[str(t) for t in best["trial_id"]])
         start = time.perf_counter()
         self.retraining = RetrainProgress(self.retrain_plan(), best, log)
+        points = {str(trial_id): self.trial_point(trial_id) for trial_id in best["trial_id"]}
+        self.spread(chief, points, transfer=self.base is not None)
         rows = [
-            self.retrain_trial(trial, position, len(best))
+            self.retrain_trial(trial, points[str(trial["trial_id"])], position, len(best))
             for position, (_, trial) in enumerate(best.iterrows(), start=1)
         ]
         ranked = leaderboard_frame(rows)  # before the unranked rows join them
         winner = next(row for row in rows if row["trial_id"] == ranked.iloc[0]["trial_id"])
-        rows += [self.train_reference(name, winner) for name in space.retrain.references]
+        references = {name: self.reference_point(name, winner) for name in space.retrain.references}
+        self.spread(chief, {f"{REFERENCE}{name}": point for name, point in references.items()})
+        rows += [self.train_reference(name, point) for name, point in references.items()]
         self.metadata["retrain_seconds"] = round(time.perf_counter() - start, 1)
         leaderboard = leaderboard_frame(rows + _baseline_rows(dataset, log))
         run_dir.write_leaderboard(leaderboard)
@@ -377,39 +389,13 @@ class _Session:
         self.run_dir.write_trials(trials)
         self.progress(trials, trial_id)
 
-    def retrain_trial(self, trial, position, count):
-        """Retrains one of the best trials once per seed; returns its leaderboard row.
+    def trial_point(self, trial_id):
+        """A trial's point to retrain, typed from its hyperparameters (not from the text of its trials.csv row)."""
+        values = self.tuner.oracle.get_trial(trial_id).hyperparameters.copy()
+        return {**self.space.sample(values), "epochs": self.retrain_epochs}
 
-        Its point comes typed from the trial's hyperparameters, not from the text of its trials.csv row.
-
-        Args:
-            trial: the trial's row of the trials table.
-            position, count: its place among the trials retrained, for the progress lines.
-
-        Returns:
-            The row, a dict.
-        """
-        space, run_dir, trial_id = self.space, self.run_dir, trial["trial_id"]
-        point = {
-            **space.sample(self.tuner.oracle.get_trial(trial_id).hyperparameters.copy()),
-            "epochs": self.retrain_epochs,
-        }
-        evaluations = self._retrain_seeds(
-            point,
-            trial_id,
-            f"retrain {position}/{count} [{trial_id}]",
-            lambda seed: (
-                run_dir.retrained_result(trial_id, seed),
-                run_dir.retrained_model(trial_id) if seed == 0 else None,
-            ),
-            self.base,
-        )
-        # The trial's own measurement of its untrained model: the same figures as trials.csv's.
-        figures = {n: trial.get(n) for n in ("val_accuracy", "params", "flops", *cost.COST_COLUMNS)}
-        return self._row(trial_id, point, evaluations, space.applicable_dimensions(), baseline=False, **figures)
-
-    def train_reference(self, name, winner):
-        """Trains a reference under the winners' protocol, once per seed; returns its unranked leaderboard row.
+    def reference_point(self, name, winner):
+        """A reference's point to train under the winners' protocol.
 
         Its architecture is the preset's, fitted to the data (`Preset.architecture()`); its training knobs
         are the winner's, the retraining epochs among them, but for those the preset fixes (`Preset.train`).
@@ -417,17 +403,90 @@ class _Session:
         Args:
             name: the preset's name, e.g. `"resnet20"`.
             winner: the rank-1 row (`retrain_trial()`'s).
+        """
+        return {
+            **dimensions.defaults(),
+            **{n: self.references[name].point[n] for n in dimensions.RECIPE},
+            **{n: winner[n] for n in dimensions.applicable() if n in dimensions.TRAIN},
+            **preset(name).train,
+        }
+
+    def spread(self, chief, points, transfer=False):
+        """With a chief, has its workers retrain each (point, seed) not saved yet, and waits for their results.
+
+        Each is a `Unit` of work (`archsearch.search.retraining`); its result lands where a retraining here
+        would leave it (`on_result()`), so that `retrain_trial()` and `train_reference()` then read it.
+
+        Args:
+            chief: the `archsearch.search.distributed.Chief`, or `None` (nothing to do).
+            points: leaderboard row id -> point to retrain.
+            transfer: whether the points start from the space's transferred base.
+        """
+        if not chief:
+            return
+        units = [
+            Unit(trial_id, seed, point, transfer=transfer, keep_model=self._paths(trial_id, seed)[1] is not None)
+            for trial_id, point in points.items()
+            for seed in range(self.space.retrain.seeds)
+            if not _saved(*self._paths(trial_id, seed))
+        ]
+        try:
+            chief.retrain(units, self.on_result)
+        except SearchStopped as error:
+            self.record("stopped", reason=str(error))
+            raise
+
+    def on_result(self, unit, worker, evaluation, history, model):
+        """A worker's retraining of a unit: its model (a temporary file, or `None`), history rows and test figures.
+
+        The figures come last: once they are on disk, the unit counts as done (`_saved()`).
+        """
+        result, saved = self._paths(unit.trial_id, unit.seed)
+        result.parent.mkdir(parents=True, exist_ok=True)
+        if saved is not None:
+            shutil.move(model, saved)
+        key = {"trial_id": unit.trial_id, "phase": "retrain", "seed": unit.seed}
+        for epoch, loss, accuracy, seconds in history:
+            record_epoch(self.run_dir, key, epoch, loss, accuracy, seconds)
+        write_json({**evaluation, "worker": worker}, result)
+        self.log(f"{unit.name}: test {evaluation['accuracy']:.4f} on {worker} ({evaluation['seconds']:.0f} s)")
+
+    def _paths(self, trial_id, seed):
+        """Where a retraining's `Evaluation` is kept, and its model or `None`: only a trial's seed 0's is kept."""
+        if trial_id.startswith(REFERENCE):
+            return self.run_dir.reference_result(trial_id.removeprefix(REFERENCE), seed), None
+        return self.run_dir.retrained_result(trial_id, seed), self.run_dir.retrained_model(
+            trial_id
+        ) if seed == 0 else None
+
+    def retrain_trial(self, trial, point, position, count):
+        """Retrains one of the best trials once per seed; returns its leaderboard row.
+
+        Args:
+            trial: the trial's row of the trials table.
+            point: its point to retrain (`trial_point()`).
+            position, count: its place among the trials retrained, for the progress lines.
+
+        Returns:
+            The row, a dict.
+        """
+        trial_id = str(trial["trial_id"])
+        evaluations = self._retrain_seeds(point, trial_id, f"retrain {position}/{count} [{trial_id}]", self.base)
+        # The trial's own measurement of its untrained model: the same figures as trials.csv's.
+        figures = {n: trial.get(n) for n in ("val_accuracy", "params", "flops", *cost.COST_COLUMNS)}
+        return self._row(trial_id, point, evaluations, self.space.applicable_dimensions(), baseline=False, **figures)
+
+    def train_reference(self, name, point):
+        """Trains a reference once per seed; returns its unranked leaderboard row.
+
+        Args:
+            name: the preset's name, e.g. `"resnet20"`.
+            point: its point (`reference_point()`).
 
         Returns:
             The row, a dict, `reference:<name>`.
         """
         fitted, trial_id = self.references[name], f"{REFERENCE}{name}"
-        point = {
-            **dimensions.defaults(),
-            **{n: fitted.point[n] for n in dimensions.RECIPE},
-            **{n: winner[n] for n in dimensions.applicable() if n in dimensions.TRAIN},
-            **preset(name).train,
-        }
         # Measured before it trains, as a trial's untrained model is, and as it is scored (the winner's `tta`).
         trained = plan(point, self.dataset.shape, self.dataset.num_classes)
         figures = {
@@ -436,27 +495,23 @@ class _Session:
             "flops": fitted.flops,
             **cost.measure(trained).to_dict(),
         }
-        evaluations = self._retrain_seeds(
-            point, trial_id, f"reference {name}", lambda seed: (self.run_dir.reference_result(name, seed), None)
-        )
+        evaluations = self._retrain_seeds(point, trial_id, f"reference {name}")
         return self._row(trial_id, point, evaluations, dimensions.applicable(), baseline=True, **figures)
 
-    def _retrain_seeds(self, point, trial_id, label, paths, base=None):
+    def _retrain_seeds(self, point, trial_id, label, base=None):
         """Retrains a point once per seed from 0 up, each with its line (`RetrainProgress`); returns the `Evaluation`s.
 
         Args:
             point: the point (recipe and training knobs, the retraining epochs among them).
-            trial_id: its row's id, for history.csv.
+            trial_id: its row's id, for history.csv and where its results are kept (`_paths()`).
             label: what its progress lines call it, e.g. `"retrain 1/2 [7]"`.
-            paths: a function from a seed to the path of its `Evaluation` and that of its model, or `None`
-                where no model is kept (`_retrain_once()`).
             base: the transferred base a trial of a space with `transfer` starts from (a reference has none).
         """
         evaluations = []
         for seed in range(self.space.retrain.seeds):
             self.retraining.begin(f"{label} seed {seed}")
             callbacks = [EpochProgress(self.retraining), EpochHistory(self.run_dir, trial_id, "retrain", seed)]
-            evaluation = self._retrain_once(point, seed, callbacks, *paths(seed), base)
+            evaluation = self._retrain_once(point, seed, callbacks, *self._paths(trial_id, seed), base)
             evaluations.append(evaluation)
             self.retraining.end(evaluation)
         return evaluations
@@ -475,7 +530,7 @@ class _Session:
         Returns:
             The `Evaluation`.
         """
-        if result.exists() and (saved is None or saved.exists()):
+        if _saved(result, saved):
             return Evaluation(**read_json(result))
         model, evaluation = retrain(point, self.dataset, seed, point["epochs"], callbacks=callbacks, base=base)
         result.parent.mkdir(parents=True, exist_ok=True)
@@ -492,13 +547,21 @@ class _Session:
         """
         stats = summarize(evaluations)
         recall = stats.pop("test_recall")
+        workers = [e.worker for e in evaluations]
         return {
             "trial_id": trial_id,
             **{name: point[name] for name in applicable},
             **figures,
             **stats,
+            # In a run with workers, the one of each seed, in seed order (a column of its own: one process has none).
+            **({"workers": " ".join(map(str, workers))} if any(workers) else {}),
             **{f"test_recall_{name}": r for name, r in zip(self.dataset.class_names, recall)},
         }
+
+
+def _saved(result, model):
+    """Whether a retraining is done: its `Evaluation` is on disk, and its model where one is kept."""
+    return result.exists() and (model is None or model.exists())
 
 
 def _fitted_references(names, dataset):

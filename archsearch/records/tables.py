@@ -40,7 +40,7 @@ LEADERBOARD_COLUMNS = [
 # names text, the dimensions of their declared kind, and every other number a float.
 COUNT_COLUMNS = ("rank", "epochs", "seeds", *INTEGER_COLUMNS)
 FLAG_COLUMNS = ("baseline", "pareto")
-TEXT_COLUMNS = ("trial_id", "status", "reason", "worker", "start_from")
+TEXT_COLUMNS = ("trial_id", "status", "reason", "worker", "workers", "start_from")
 NULLABLE = {int: "Int64", float: "Float64", bool: "boolean", str: "string"}
 LATENCY = COST_COLUMNS[0]  # "latency_ms", median ms per image at batch 1; runs made before it lack the column
 PICKS = ("best", "fastest", "smallest")  # how `pick()` chooses a ranked row

@@ -19,12 +19,16 @@ and `archsearch.search.leases`):
   (Keras Tuner's worker with `overwrite=True` deletes the project directory,
   the chief's state included when they share it), and it checks that it has
   the chief's space and data before training anything.
+- After the search, the same server hands out the retraining, one (trial,
+  seed) at a time (`archsearch.search.retraining`), and the workers train
+  it; the chief stops serving when its caller closes it (`Chief.close()`).
 
 Keras Tuner's gRPC channel has no authentication: whoever reaches the port
 can take trials and hand in results. Listen on loopback, on a private
 network, or reach the chief through an SSH tunnel.
 """
 
+import dataclasses
 import errno
 import ipaddress
 import os
@@ -38,13 +42,15 @@ import grpc
 from archsearch.compat.keras_tuner import serve_oracle, set_client_timeout
 from archsearch.data import load_data
 from archsearch.errors import ArchsearchError
-from archsearch.search.leases import FINGERPRINT, chief_timeout, fingerprint
+from archsearch.search.leases import FINGERPRINT, chief_timeout, fingerprint, lease_floor
+from archsearch.search.retraining import Units, UnitsClient, add_service, train_units
 from archsearch.search.supervisor import Workers
 from archsearch.search.tuners import ChiefLost, SearchStopped, make_tuner
 
 LOOPBACK = "127.0.0.1"
 POLL_SECONDS = 0.25  # how often the chief looks at its workers
-STOP_GRACE_SECONDS = 3.0  # after the last trial, for idle workers to hear that the search is over
+STOP_GRACE_SECONDS = 3.0  # after the last trial or unit, for idle workers to hear that it is over
+SERVER_THREADS = 8  # a worker sending its model, or lost while it does, holds one
 
 
 def parse_address(text):
@@ -67,10 +73,12 @@ def is_loopback(host):
 
 
 class Chief:
-    """The chief's gRPC server: it listens from the start, and serves a search with `serve()`.
+    """The chief's gRPC server: it listens from the start, serves a search with `serve()`, then its retraining.
 
     Listening comes first, before a run directory exists, so that an address
-    another chief holds fails at once, with nothing to clean up.
+    another chief holds fails at once, with nothing to clean up. After
+    `serve()`, the workers wait for the retraining's units (`retrain()`);
+    `close()` tells them there are no more, and stops them and the server.
 
     Args:
         host: the interface to listen on (`127.0.0.1`: only this machine).
@@ -83,24 +91,33 @@ class Chief:
 
     ```python
     chief = Chief("127.0.0.1", 8765)
-    chief.serve(tuner, workers, fingerprint(space, dataset), run_dir)
+    try:
+        chief.serve(tuner, workers, fingerprint(space, dataset), run_dir)
+        chief.retrain(units, on_result)
+    finally:
+        chief.close()
     ```
     """
 
     def __init__(self, host, port):
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=SERVER_THREADS), options=[("grpc.so_reuseport", 0)]
+        )
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             self.port = self.server.add_insecure_port(target)
         except RuntimeError:
             raise ArchsearchError(f"cannot listen on {target}: {_bind_error(host, port)}") from None
         self.host = host
+        self.units = Units(lease_floor())
+        add_service(self.server, self.units)
+        self.workers = None
 
     def __str__(self):
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def serve(self, tuner, workers, fingerprint_value, run_dir, log=print):
-        """Serves a tuner's oracle until the search is over, then stops listening.
+        """Serves a tuner's oracle until the search is over; the workers then wait for `retrain()`.
 
         Args:
             tuner: from `archsearch.search.tuners.make_tuner()` with a `lease_floor`.
@@ -115,7 +132,8 @@ class Chief:
         """
         oracle = tuner.oracle
         oracle.log, oracle.verbose, oracle.fingerprint = log, 0, fingerprint_value
-        workers = workers or Workers(0, [])
+        self.workers = workers = workers or Workers(0, [])
+        self.units.log = log
         tuner.save()
         servicer = serve_oracle(self.server, oracle)
         self.server.start()
@@ -132,9 +150,49 @@ class Chief:
                 log(f"waiting for workers: on each machine, run `archsearch worker SPACE --chief {address}")
             workers.start(f"{LOOPBACK}:{self.port}" if everywhere else str(self), run_dir)
             _wait(oracle, servicer, workers)
-        finally:
-            workers.stop()
-            self.server.stop(grace=None)
+        except BaseException:
+            self.close()
+            raise
+
+    def retrain(self, units, on_result):
+        """Hands `units` (`archsearch.search.retraining.Unit`s) to the workers; returns once each has its result.
+
+        Args:
+            units: the units to train, in order.
+            on_result: called with each unit's result (see `archsearch.search.retraining.Units`).
+
+        Raises:
+            SearchStopped: every worker is gone before every unit has its result.
+            Exception: what `on_result` raised, or a worker's failure to train a unit.
+        """
+        self.units.add(units, on_result)
+        workers = self.workers
+        while not self.units.finished():
+            time.sleep(POLL_SECONDS)
+            workers.poll()
+            if self.units.failure:
+                raise self.units.failure
+            if workers.alive():
+                continue
+            silent = self.units.silent_for(time.monotonic(), ignore=workers.ids)
+            if (silent is None and workers.count) or (silent or 0) > self.units.lease_floor:
+                raise SearchStopped(_gone(workers, silent, "retraining"))
+
+    def close(self):
+        """Tells the workers that nothing is left, and stops them and the server; once only.
+
+        The workers have `STOP_GRACE_SECONDS` to hear it, those started here to end by themselves.
+        """
+        if self.units.closed:
+            return
+        self.units.close()
+        workers = self.workers or Workers(0, [])
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while (workers.alive() or not self.units.all_told()) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            workers.poll()
+        workers.stop()
+        self.server.stop(grace=None)
 
 
 def _bind_error(host, port):
@@ -165,24 +223,42 @@ def _wait(oracle, servicer, workers):
             continue
         silent = oracle.silent_for(now, ignore=workers.ids)  # workers started elsewhere
         if (silent is None and workers.count) or (silent or 0) > oracle.lease_floor:
-            gone = [workers.summary()] if workers.count else []
-            if silent is not None:
-                gone.append(f"no {'other ' if workers.count else ''}worker has called for {silent:.0f} s")
-            raise SearchStopped(
-                f"every worker is gone ({'; '.join(gone)}), and the search cannot go on; "
-                "continue it with `archsearch run SPACE --resume` and new workers"
-            )
+            raise SearchStopped(_gone(workers, silent, "search"))
 
 
-def work(space, address, *, worker_id, data_dir=None, tuner_dir=None, trial_callbacks=None, base_for=None, log=print):
-    """Trains the chief's trials until it has none left.
+def _gone(workers, silent, step):
+    """Why the chief stops: every worker is gone from its `step`."""
+    gone = [workers.summary()] if workers.count else []
+    if silent is not None:
+        gone.append(f"no {'other ' if workers.count else ''}worker has called for {silent:.0f} s")
+    return (
+        f"every worker is gone ({'; '.join(gone)}), and the {step} cannot go on; "
+        "continue it with `archsearch run SPACE --resume` and new workers"
+    )
+
+
+def work(
+    space,
+    address,
+    *,
+    worker_id,
+    retrain,
+    data_dir=None,
+    tuner_dir=None,
+    trial_callbacks=None,
+    unit_callbacks=None,
+    base_for=None,
+    log=print,
+):
+    """Trains the chief's trials until it has none left, then its retraining's units.
 
     Args:
         space: the `Space`, with the same trial-relevant options as the
             chief's (`fingerprint()` is checked).
         address: the chief's `(host, port)`.
         worker_id: this worker's Keras Tuner id; a worker restarted with the
-            same id gets its unfinished trial back.
+            same id gets its unfinished trial (or unit) back.
+        retrain: `archsearch.pipeline.retrain.retrain()`, which trains a unit.
         data_dir: a local copy of the data, as for `archsearch run`.
         tuner_dir: the folder of the chief's Keras Tuner state (`RUN/tuner`),
             when this worker shares its disk (Hyperband continues trials from
@@ -190,6 +266,7 @@ def work(space, address, *, worker_id, data_dir=None, tuner_dir=None, trial_call
             Keras Tuner writes.
         trial_callbacks: called with a trial's id, returns Keras callbacks for
             that trial's training alone (the command line's show its epochs).
+        unit_callbacks: the same for a retraining's `Unit`.
         base_for: for a space with `transfer`, called with the loaded
             dataset, returns its source's base
             (`archsearch.pipeline.transfer.resolve_transfer()`).
@@ -228,8 +305,26 @@ def work(space, address, *, worker_id, data_dir=None, tuner_dir=None, trial_call
                 )
             log(f"{worker_id}: training trials for the chief at {host}:{port}")
             tuner.search(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val), verbose=0)
+            log(f"{worker_id}: the chief has no trials left; retraining what it hands out")
+
+            def train(unit, callbacks):
+                model, evaluation = retrain(
+                    unit.point,
+                    dataset,
+                    unit.seed,
+                    unit.point["epochs"],
+                    callbacks=callbacks,
+                    base=base if unit.transfer else None,
+                )
+                return model, dataclasses.asdict(evaluation)
+
+            client = UnitsClient(address, worker_id, timeout)
+            try:
+                kept = train_units(client, train, unit_callbacks, log)
+            finally:
+                client.close()
         except (grpc.RpcError, ChiefLost) as error:
             code = error.code().name if isinstance(error, grpc.RpcError) else str(error)
             why = f"no answer within {timeout:.0f} s" if code == "DEADLINE_EXCEEDED" else code
             raise ArchsearchError(f"lost the chief at {host}:{port} ({why}); this worker stops") from None
-    log(f"{worker_id}: the chief has no trials left; done")
+    log(f"{worker_id}: the chief has nothing left; done ({kept} retraining{'s' * (kept != 1)} kept)")

@@ -1,4 +1,4 @@
-"""`archsearch worker SPACE --chief HOST:PORT`: trains trials of a search that a chief serves."""
+"""`archsearch worker SPACE --chief HOST:PORT`: trains the trials, then the retraining, that a chief serves."""
 
 import os
 import sys
@@ -35,7 +35,9 @@ def worker_command(args):
 
 
 def add_parser(commands):
-    p = commands.add_parser("worker", help="train trials of a search that `archsearch run --chief` serves")
+    p = commands.add_parser(
+        "worker", help="train the trials and retraining of a search that `archsearch run --chief` serves"
+    )
     p.add_argument("space", help="the chief's space, as the chief was given it: " + SPACE_HELP)
     p.add_argument("--chief", required=True, metavar="HOST:PORT", help="where the chief serves the search")
     trial_options(p)
@@ -70,6 +72,7 @@ def handle(args):
 
     from archsearch.model.backend import configure_backend
     from archsearch.output.progress import EpochProgress
+    from archsearch.pipeline.retrain import retrain
     from archsearch.pipeline.runner import apply_overrides
     from archsearch.pipeline.transfer import resolve_transfer
     from archsearch.records.directory import RunDir
@@ -98,8 +101,10 @@ def handle(args):
         space,
         address,
         worker_id=worker_id,
+        retrain=retrain,
         data_dir=args.data_dir,
         tuner_dir=RunDir(args.results).tuner if args.results else None,
         trial_callbacks=lambda trial_id: [EpochProgress(f"{worker_id} trial {trial_id}")],
+        unit_callbacks=lambda unit: [EpochProgress(f"{worker_id} {unit.name}")],
         base_for=lambda dataset: resolve_transfer(space, dataset)[0],
     )
