@@ -624,7 +624,7 @@ def test_a_workers_link_cut_mid_trial_and_restored_a_lease_later_loses_and_doubl
 ):
     space, results = space_file(tmp_path, digits_npz, **TRIALS), tmp_path / "out"
     # w0 waits for the chief longer than the cut lasts: it comes back to the trial it was training.
-    chief, workers = start_on_hosts(processes, hosts, space, results, {"w0": {"ARCHSEARCH_CHIEF_TIMEOUT": "90"}})
+    chief, workers = start_on_hosts(processes, hosts, space, results, {"w0": {"ARCHSEARCH_CHIEF_TIMEOUT": "180"}})
     wait_for(lambda: mid_trial(chief, results, "w0"))
     trial_id = mid_trial(chief, results, "w0")
     hosts.cut("w0")
