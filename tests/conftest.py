@@ -16,6 +16,14 @@ from pathlib import Path
 import pytest
 
 CIFAR_VARIABLE = "ARCHSEARCH_TEST_CIFAR"
+# The files that take longest, which pytest-xdist's processes take first (a file at a time, in the
+# order collected): in the order of their names, the workers' would start last and end the suite alone.
+LONGEST_FIRST = ("test_workers.py", "test_resilience.py", "test_backends.py", "test_transfer.py", "test_benchmarks.py")
+
+
+def pytest_collection_modifyitems(items):
+    longest = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: longest.get(item.path.name, len(LONGEST_FIRST)))  # stable: each file keeps its order
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -32,7 +32,7 @@ from archsearch.search.supervisor import MAX_RESTARTS, Workers
 ROOT = Path(__file__).resolve().parents[1]
 # A lease floor over a trial's first step (compiling) on a busy machine: shorter, and the chief
 # takes workers that compile for lost ones.
-FAST = {"ARCHSEARCH_LEASE_FLOOR": "8", "ARCHSEARCH_CHIEF_TIMEOUT": "5", "PYTHONUNBUFFERED": "1"}
+FAST = {"ARCHSEARCH_LEASE_FLOOR": "8", "ARCHSEARCH_CHIEF_TIMEOUT": "10", "PYTHONUNBUFFERED": "1"}
 BOUND = 240  # seconds any wait for a process may take
 # Trials of 20 short epochs: a few seconds of training, to be killed in the middle of.
 TRIALS = dict(epochs=20, resolution=8, stages=1, batch_size=32)
