@@ -375,3 +375,12 @@ def test_jax_says_whether_its_backends_run_without_being_imported():
     done = subprocess.run([sys.executable, "-c", _JAX_BACKENDS], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["False", "function", "False", "True"]
+
+
+def test_every_call_of_keras_tuners_oracle_servicer_takes_turns():
+    from keras_tuner.src import protos
+
+    from archsearch.compat.keras_tuner import ORACLE_CALLS
+
+    servicer = protos.get_service_grpc().OracleServicer
+    assert {name for name in dir(servicer) if name[0].isupper()} == set(ORACLE_CALLS)

@@ -6,6 +6,7 @@ Leases and the workers' patience are cut to seconds through their
 environment variables.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -406,10 +407,16 @@ def test_retraining_units_are_leased_as_trials_are_and_the_first_result_of_each_
     units.held["a"][1] -= 13  # "a" has said nothing for longer than its lease
     assert units.take("c") == first
     assert f"{first.name}: no report from a for 13 s (its lease: 12 s); handed to the next worker" in lines
-    assert units.deliver("c", first.name, {}, [], iter([b"model"]))
+    sent = (5, hashlib.sha256(b"model").hexdigest())
+    assert not units.deliver("c", first.name, {}, [], iter([b"mod"]), *sent)  # a stream gRPC ended short
+    assert f"{first.name}: the model from c arrived incomplete; not kept" in lines and not results
+    assert units.take("c") == first  # still c's, under its lease
+    assert units.deliver("c", first.name, {}, [], iter([b"mo", b"del"]), *sent)
     assert not units.report("a", first.name)  # "a" was only slow: its result is no longer wanted
-    assert not units.deliver("a", first.name, {}, [], iter([b"late"]))
-    assert f"{first.name}: a second result, from a, is ignored (its lease had run out)" in lines
+    units.fail("a", first.name, "ValueError: late")
+    assert units.failure is None  # a failure of a unit that is done, or another's, fails nothing
+    assert not units.deliver("a", first.name, {}, [], iter([b"late"]), *sent)
+    assert f"{first.name}: a second result, from a, is ignored (another worker's came first)" in lines
     assert not units.finished()
     assert units.deliver("b", second.name, {}, [], iter([]))
     assert units.finished() and results == [(first.name, "c"), (second.name, "b")]
@@ -444,7 +451,7 @@ def test_retraining_units_and_their_results_cross_grpc_with_a_model_of_several_c
         model = tmp_path / "model.keras"
         model.write_bytes(os.urandom(2 * CHUNK_BYTES + 5))
         assert client.report(taken, epoch_seconds=1.5)
-        assert client.deliver(taken, {"accuracy": 0.5}, [[1, 2.3, 0.1, 1.5]], model)
+        assert client.deliver(taken, {"accuracy": 0.5}, [[1, 2.3, 0.1, 1.5]], model) == {"kept": True}
         assert received == {
             "unit": unit,
             "worker": "w0",

@@ -237,11 +237,17 @@ class DeclaredSpace:
         self.oracle.update_space(hp)
 
 
+ORACLE_CALLS = ("CreateTrial", "EndTrial", "GetBestTrials", "GetSpace", "GetTrial", "UpdateSpace", "UpdateTrial")
+
+
 def serve_oracle(server, oracle):
     """Adds Keras Tuner's gRPC servicer of `oracle` to a `grpc.server`; returns the servicer.
 
     The servicer's `stop_triggered` turns true once it has told a worker that
-    the search is over. Imports gRPC's generated code only when called.
+    the search is over. Its calls (`ORACLE_CALLS`) take turns, as on Keras
+    Tuner's own server of one thread: the oracle locks only some of its
+    methods, and the server that archsearch's chief shares with its
+    retraining has several. Imports gRPC's generated code only when called.
 
     Written against keras-tuner 1.4.7-1.4.8.
     """
@@ -249,8 +255,20 @@ def serve_oracle(server, oracle):
     from keras_tuner.src.distribute import oracle_chief
 
     servicer = oracle_chief.OracleServicer(oracle)
+    turns = threading.Lock()
+    for name in ORACLE_CALLS:
+        setattr(servicer, name, _taking_turns(getattr(servicer, name), turns))
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     return servicer
+
+
+def _taking_turns(call, lock):
+    @functools.wraps(call)
+    def wrapper(*args, **kwargs):
+        with lock:
+            return call(*args, **kwargs)
+
+    return wrapper
 
 
 def set_client_timeout(seconds):

@@ -282,7 +282,9 @@ class RetrainProgress:
         self.current = self.began = None
         where = f" on {evaluation.worker}" if getattr(evaluation, "worker", None) else ""
         took = f"{evaluation.seconds:.0f} s{where}" + ("" if trained or where else ", resumed")
-        self.log(fit_line(f"{self.text}: test {evaluation.accuracy:.4f} ({took}) | {self._times()}"))
+        # A worker's retraining ended before this line: the others' may have too, so nothing tells the time left.
+        times = f"retraining {clock(self.timer() - self.start)} in" if where else self._times()
+        self.log(fit_line(f"{self.text}: test {evaluation.accuracy:.4f} ({took}) | {times}"))
 
 
 class EpochProgress(keras.callbacks.Callback):

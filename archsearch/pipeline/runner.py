@@ -8,6 +8,7 @@ stopped can be resumed with `resume=True` without redoing finished work.
 import dataclasses
 import datetime
 import importlib.metadata
+import os
 import platform
 import shutil
 import sys
@@ -32,7 +33,7 @@ from archsearch.recipe.architecture import plan
 from archsearch.recipe.presets import preset
 from archsearch.recipe.space import Train
 from archsearch.records.directory import choose_run
-from archsearch.records.history import EpochHistory, record_epoch
+from archsearch.records.history import EpochHistory, record_epoch, record_epochs
 from archsearch.records.tables import REFERENCE, best_trials, leaderboard_frame
 from archsearch.search.leases import fingerprint, lease_floor
 from archsearch.search.retraining import Unit
@@ -296,6 +297,8 @@ class _Session:
         references = {name: self.reference_point(name, winner) for name in space.retrain.references}
         self.spread(chief, {f"{REFERENCE}{name}": point for name, point in references.items()})
         rows += [self.train_reference(name, point) for name, point in references.items()]
+        if chief:  # nothing left to train: the workers end, and free their GPUs for the baselines and the export
+            chief.dismiss()
         self.metadata["retrain_seconds"] = round(time.perf_counter() - start, 1)
         leaderboard = leaderboard_frame(rows + _baseline_rows(dataset, log))
         run_dir.write_leaderboard(leaderboard)
@@ -443,11 +446,11 @@ class _Session:
         """
         result, saved = self._paths(unit.trial_id, unit.seed)
         result.parent.mkdir(parents=True, exist_ok=True)
-        if saved is not None:
-            shutil.move(model, saved)
-        key = {"trial_id": unit.trial_id, "phase": "retrain", "seed": unit.seed}
-        for epoch, loss, accuracy, seconds in history:
-            record_epoch(self.run_dir, key, epoch, loss, accuracy, seconds)
+        if saved is not None:  # through a file beside it: a crash never leaves half a model under its name
+            partial = saved.with_name(f".{saved.name}.partial")
+            shutil.move(model, partial)
+            os.replace(partial, saved)
+        record_epochs(self.run_dir, {"trial_id": unit.trial_id, "phase": "retrain", "seed": unit.seed}, history)
         write_json({**evaluation, "worker": worker}, result)
         self.log(f"{unit.name}: test {evaluation['accuracy']:.4f} on {worker} ({evaluation['seconds']:.0f} s)")
 
@@ -537,7 +540,7 @@ class _Session:
         if saved is not None:
             with keras_without_tensorflow():
                 model.save(saved)
-        write_json(dataclasses.asdict(evaluation), result)
+        write_json({n: v for n, v in dataclasses.asdict(evaluation).items() if v is not None}, result)  # no worker
         return evaluation
 
     def _row(self, trial_id, point, evaluations, applicable, **figures):
@@ -547,14 +550,14 @@ class _Session:
         """
         stats = summarize(evaluations)
         recall = stats.pop("test_recall")
-        workers = [e.worker for e in evaluations]
+        workers = [e.worker or "local" for e in evaluations]  # local: trained by the run's process
         return {
             "trial_id": trial_id,
             **{name: point[name] for name in applicable},
             **figures,
             **stats,
             # In a run with workers, the one of each seed, in seed order (a column of its own: one process has none).
-            **({"workers": " ".join(map(str, workers))} if any(workers) else {}),
+            **({"workers": " ".join(workers)} if set(workers) != {"local"} else {}),
             **{f"test_recall_{name}": r for name, r in zip(self.dataset.class_names, recall)},
         }
 

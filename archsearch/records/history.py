@@ -43,13 +43,32 @@ def record_epoch(run_dir, key, epoch, loss, accuracy, seconds):
         loss, accuracy: on the training batches.
         seconds: the epoch's time.
     """
+    record_epochs(run_dir, key, [(epoch, loss, accuracy, seconds)])
+
+
+def record_epochs(run_dir, key, epochs):
+    """Writes epochs of one training into the run's `history.csv` at once, as `record_epoch()` writes one.
+
+    Args:
+        run_dir: the run directory (a `RunDir` or a path).
+        key: `{"trial_id": ..., "phase": ..., "seed": ...}`, the training.
+        epochs: `(epoch, loss, accuracy, seconds)` of each, in order; rows of the
+            training from the first of them on are dropped first.
+    """
+    if not epochs:
+        return
     rows = read_history(run_dir)
     if len(rows):
         seed = rows["seed"].isna() if key["seed"] is None else rows["seed"] == key["seed"]
         mine = (rows["trial_id"] == key["trial_id"]) & (rows["phase"] == key["phase"]) & seed
-        rows = rows[~(mine & (rows["epoch"] >= epoch))]
-    row = {**key, "epoch": epoch, "loss": loss, "accuracy": accuracy, "seconds": round(seconds, 3)}
-    new = pd.DataFrame([row], columns=COLUMNS)
+        rows = rows[~(mine & (rows["epoch"] >= epochs[0][0]))]
+    new = pd.DataFrame(
+        [
+            {**key, "epoch": epoch, "loss": loss, "accuracy": accuracy, "seconds": round(seconds, 3)}
+            for epoch, loss, accuracy, seconds in epochs
+        ],
+        columns=COLUMNS,
+    )
     rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
     write_csv(rows.astype({"seed": "Int64", "epoch": "Int64"}), RunDir(run_dir).history_csv)
 

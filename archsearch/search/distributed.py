@@ -111,7 +111,8 @@ class Chief:
         self.host = host
         self.units = Units(lease_floor())
         add_service(self.server, self.units)
-        self.workers = None
+        self.workers = self.oracle = None
+        self.stopped = False
 
     def __str__(self):
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -133,7 +134,7 @@ class Chief:
         oracle = tuner.oracle
         oracle.log, oracle.verbose, oracle.fingerprint = log, 0, fingerprint_value
         self.workers = workers = workers or Workers(0, [])
-        self.units.log = log
+        self.oracle, self.units.log = oracle, log
         tuner.save()
         servicer = serve_oracle(self.server, oracle)
         self.server.start()
@@ -166,33 +167,43 @@ class Chief:
             Exception: what `on_result` raised, or a worker's failure to train a unit.
         """
         self.units.add(units, on_result)
+        self.units.know(dict(self.oracle.calls))  # the search's workers, though they have not asked for a unit yet
         workers = self.workers
-        while not self.units.finished():
-            time.sleep(POLL_SECONDS)
-            workers.poll()
+        while True:
             if self.units.failure:
                 raise self.units.failure
+            if self.units.finished():
+                return
+            time.sleep(POLL_SECONDS)
+            workers.poll()
             if workers.alive():
                 continue
             silent = self.units.silent_for(time.monotonic(), ignore=workers.ids)
             if (silent is None and workers.count) or (silent or 0) > self.units.lease_floor:
                 raise SearchStopped(_gone(workers, silent, "retraining"))
 
+    def dismiss(self):
+        """Tells the workers that nothing is left: those that ask end (the server still answers until `close()`)."""
+        self.units.close()
+
     def close(self):
-        """Tells the workers that nothing is left, and stops them and the server; once only.
+        """Dismisses the workers, then stops them and the server; once only.
 
         The workers have `STOP_GRACE_SECONDS` to hear it, those started here to end by themselves.
         """
-        if self.units.closed:
+        if self.stopped:
             return
-        self.units.close()
+        self.dismiss()
         workers = self.workers or Workers(0, [])
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while (workers.alive() or not self.units.all_told()) and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            workers.poll()
-        workers.stop()
-        self.server.stop(grace=None)
+        try:
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while (workers.alive() or not self.units.all_told()) and time.monotonic() < deadline:
+                time.sleep(POLL_SECONDS)
+                workers.poll(restart=False)
+        finally:
+            workers.stop()
+            self.server.stop(grace=None)
+            self.stopped = True
 
 
 def _bind_error(host, port):

@@ -19,6 +19,7 @@ code to keep in step. Like Keras Tuner's, it has no authentication.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -106,6 +107,8 @@ class Units:
 
     def add(self, units, on_result):
         """Queues `units` (in order); their results go to `on_result`."""
+        for unit in units:  # here, rather than in a worker's call, should a point not be JSON's
+            json.dumps(unit.to_json())
         with self.lock:
             self.on_result = on_result
             for unit in units:
@@ -116,6 +119,13 @@ class Units:
         """No more units will come (the chief is closing): a worker that asks is done."""
         with self.lock:
             self.closed = True
+
+    def know(self, calls):
+        """Counts the workers that called the search's oracle (worker -> when) as having called: until
+        one asks for a unit, its silence since then is what tells whether every worker is gone."""
+        with self.lock:
+            for worker, when in calls.items():
+                self.calls.setdefault(worker, when)
 
     def all_told(self):
         """Whether every worker that asked for a unit has been told that nothing is left."""
@@ -150,7 +160,7 @@ class Units:
     def _reclaim(self, worker, now):
         """Puts the units of workers silent for longer than their lease back in the queue, first."""
         for holder, (name, heard) in list(self.held.items()):
-            if holder != worker and now - heard > self.lease():
+            if holder != worker and now - heard > self.lease() and name not in self.receiving:
                 del self.held[holder]
                 self.pending.insert(0, name)
                 self.log(
@@ -172,40 +182,60 @@ class Units:
                 self.held[worker][1] = now
             return name not in self.done
 
-    def deliver(self, worker, name, evaluation, history, chunks):
-        """A worker's result of a unit. Returns whether it was kept (not if another's came first)."""
+    def deliver(self, worker, name, evaluation, history, chunks, size=0, digest=None):
+        """A worker's result of a unit. Returns whether it was kept.
+
+        Not kept: another's result came first or is arriving, or the model arrived short of its `size`
+        bytes or its sha256 `digest` (the unit then stays with its worker, under its lease).
+        """
         with self.lock:
-            self.calls[worker] = time.monotonic()
-            if name not in self.units or name in self.done or name in self.receiving:
-                self.log(f"{name}: a second result, from {worker}, is ignored (its lease had run out)")
+            now = self.calls[worker] = time.monotonic()
+            if name in self.done or name in self.receiving:
+                why = "another worker's came first" if name in self.done else "another worker's is arriving"
+                self.log(f"{name}: a second result, from {worker}, is ignored ({why})")
+                self._drop(worker, name)
                 return False
             self.receiving.add(name)
+            if self.held.get(worker, [None])[0] == name:
+                self.held[worker][1] = now  # receiving it renews the lease
+        kept = False
         try:
             with tempfile.TemporaryDirectory(prefix="archsearch-result-") as scratch:
                 model = os.path.join(scratch, "model.keras") if self.units[name].keep_model else None
-                if model:
-                    with open(model, "wb") as file:
-                        for chunk in chunks:
-                            file.write(chunk)
+                if model and _receive(chunks, model) != (size, digest):
+                    self.log(f"{name}: the model from {worker} arrived incomplete; not kept")
+                    return False
                 with self.writing:  # one result at a time into the run's files (history.csv...)
                     self.on_result(self.units[name], worker, evaluation, history, model)
+            kept = True
+        except grpc.RpcError:  # the worker was lost while it sent: its lease decides
+            raise
         except BaseException as error:
             with self.lock:
-                self.receiving.discard(name)
-                if not isinstance(error, grpc.RpcError):  # not a worker lost while sending
-                    self.failure = self.failure or error
+                self.failure = self.failure or error
             raise
-        with self.lock:
-            self.receiving.discard(name)
-            self.done[name] = worker
-            self.held = {holder: held for holder, held in self.held.items() if held[0] != name}
-            if name in self.pending:
-                self.pending.remove(name)
+        finally:
+            with self.lock:
+                self.receiving.discard(name)
+                if kept:
+                    self.done[name] = worker
+                    for holder in [h for h, held in self.held.items() if held[0] == name]:
+                        del self.held[holder]
+                    if name in self.pending:
+                        self.pending.remove(name)
         return True
 
+    def _drop(self, worker, name):
+        """`worker` no longer holds `name` (it would train it again when it next asks)."""
+        if self.held.get(worker, [None])[0] == name:
+            del self.held[worker]
+
     def fail(self, worker, name, reason):
-        """A worker could not train a unit: the retraining fails, as it would in one process."""
+        """A worker could not train the unit it holds: the retraining fails, as it would in one process."""
         with self.lock:
+            if name in self.done or self.held.get(worker, [None])[0] != name:
+                self.log(f"{name}: {worker} failed to train it ({reason}), but it is done or another's: ignored")
+                return
             self.failure = self.failure or ArchsearchError(f"{name} failed on {worker}: {reason}")
 
     def silent_for(self, now, ignore=()):
@@ -217,13 +247,30 @@ class Units:
             calls = {worker: when for worker, when in self.calls.items() if worker not in ignore}
             if not calls:
                 return None
-            if any(w in calls and now - heard <= self.lease() for w, (_, heard) in self.held.items()):
+            if self.receiving or any(w in calls and now - heard <= self.lease() for w, (_, heard) in self.held.items()):
                 return 0.0
             return now - max(calls.values())
 
 
 def _message(value):
     return json.dumps(value).encode()
+
+
+def _receive(chunks, path):
+    """Writes `chunks` to `path`; returns the bytes written and their sha256 (gRPC may end a stream
+    that its client dropped as if it had ended: the caller compares them with what was sent)."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "wb") as file:
+        for chunk in chunks:
+            file.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _reason(error):
+    """An error in one line: `ValueError: NaN loss`."""
+    return f"{type(error).__name__}: {next(iter(str(error).strip().splitlines()), '')}"
 
 
 def add_service(server, units):
@@ -241,7 +288,20 @@ def add_service(server, units):
         if "error" in header:
             units.fail(header["worker"], header["unit"], header["error"])
             return _message({"kept": False})
-        kept = units.deliver(header["worker"], header["unit"], header["evaluation"], header["history"], requests)
+        try:
+            kept = units.deliver(
+                header["worker"],
+                header["unit"],
+                header["evaluation"],
+                header["history"],
+                requests,
+                header["model_bytes"],
+                header["model_sha256"],
+            )
+        except grpc.RpcError:
+            raise
+        except Exception as error:  # the chief's own (a full disk): the chief stops with it, the worker hears it
+            return _message({"kept": False, "error": _reason(error)})
         return _message({"kept": kept})
 
     handlers = {
@@ -284,8 +344,23 @@ class UnitsClient:
         return json.loads(self._report(_message(asked), timeout=self.timeout))["wanted"]
 
     def deliver(self, unit, evaluation, history, model_path=None):
-        """Sends a unit's result, and its model's file where given; returns whether the chief kept it."""
-        header = {"worker": self.worker, "unit": unit.name, "evaluation": evaluation, "history": history}
+        """Sends a unit's result, and its model's file where given.
+
+        Returns:
+            The chief's answer: `{"kept": bool}`, with `error` where the chief could not keep it.
+        """
+        size, digest = os.path.getsize(model_path) if model_path else 0, None
+        if model_path:
+            with open(model_path, "rb") as model:
+                digest = hashlib.sha256(model.read()).hexdigest()
+        header = {
+            "worker": self.worker,
+            "unit": unit.name,
+            "evaluation": evaluation,
+            "history": history,
+            "model_bytes": size,
+            "model_sha256": digest,
+        }
 
         def messages():
             yield _message(header)
@@ -294,7 +369,9 @@ class UnitsClient:
                     while chunk := model.read(CHUNK_BYTES):
                         yield chunk
 
-        return json.loads(self._deliver(messages(), timeout=self.timeout))["kept"]
+        # The chief's patience, and as long again for every 64 MiB of model on a slow link.
+        timeout = self.timeout * (1 + size // 2**26)
+        return json.loads(self._deliver(messages(), timeout=timeout))
 
     def fail(self, unit, reason):
         """Tells the chief that `unit` cannot be trained, and why."""
@@ -317,6 +394,8 @@ class UnitReports(keras.callbacks.Callback):
         client: the `UnitsClient`.
         unit: the `Unit` being trained.
     """
+
+    async_safe = True  # it reads no tensor within an epoch: training need not wait for each step
 
     def __init__(self, client, unit):
         super().__init__()
@@ -374,7 +453,7 @@ def train_units(client, retrain, callbacks=None, log=print):
         except grpc.RpcError:
             raise
         except Exception as error:  # what would stop a retraining in one process stops the chief's
-            client.fail(unit, f"{type(error).__name__}: {next(iter(str(error).strip().splitlines()), '')}")
+            client.fail(unit, _reason(error))
             raise
         with tempfile.TemporaryDirectory(prefix="archsearch-unit-") as scratch:
             path = None
@@ -382,5 +461,8 @@ def train_units(client, retrain, callbacks=None, log=print):
                 path = os.path.join(scratch, "model.keras")
                 with keras_without_tensorflow():
                     model.save(path)
-            kept += client.deliver(unit, evaluation, reports.history, path)
+            answer = client.deliver(unit, evaluation, reports.history, path)
+        kept += answer["kept"]
+        if "error" in answer:
+            log(f"{client.worker}: {unit.name}: the chief could not keep its result: {answer['error']}")
     return kept

@@ -113,8 +113,8 @@ class Workers:
         log = f", output in {self.logs / f'{worker_id}.log'}" if self.logs else ""
         self.log(f"{worker_id} started (pid {process.pid}, on {where}{log})")
 
-    def poll(self):
-        """Restarts the workers that died, while they may be; notes those that ended."""
+    def poll(self, restart=True):
+        """Restarts the workers that died, while they may be (and `restart`); notes those that ended."""
         for worker_id, process in list(self.processes.items()):
             status = process.poll()
             if status is None:
@@ -124,7 +124,9 @@ class Workers:
             if status == 0:
                 continue
             how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
-            if status == ERROR_STATUS:
+            if not restart:
+                self.log(f"{worker_id} {how}")
+            elif status == ERROR_STATUS:
                 self.log(f"{worker_id} {how}: an error it reported (see its output); not restarted")
             elif self.restarts[worker_id] >= MAX_RESTARTS:
                 self.log(f"{worker_id} {how}; not restarted: it was restarted {MAX_RESTARTS} times already")
