@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras_tuner
@@ -423,6 +424,17 @@ def test_retraining_units_are_leased_as_trials_are_and_the_first_result_of_each_
     assert units.take("b") == "wait"  # until the chief says that nothing is left
     units.close()
     assert units.take("b") == "done"
+
+
+def test_a_workers_silence_starts_when_its_delivery_ends_not_when_it_began():
+    # The chief writes a result (the model, history.csv) while the worker's call waits; should that take
+    # longer than the lease floor, the worker had not been silent, and the next units are still its to take.
+    units = Units(lease_floor=5.0, log=lambda line: None)
+    unit = Unit("07", 0, {"width": 8})
+    units.add([unit], lambda *result: time.sleep(0.5))
+    assert units.take("a") == unit
+    assert units.deliver("a", unit.name, {}, [], iter([]))
+    assert units.finished() and units.silent_for(time.monotonic()) < 0.5
 
 
 def test_retraining_units_and_their_results_cross_grpc_with_a_model_of_several_chunks(tmp_path):

@@ -216,6 +216,8 @@ class Units:
             raise
         finally:
             with self.lock:
+                # The worker was in its call until now: its silence starts at the end of a long delivery.
+                self.calls[worker] = time.monotonic()
                 self.receiving.discard(name)
                 if kept:
                     self.done[name] = worker
